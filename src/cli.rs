@@ -1,0 +1,233 @@
+//! The command line: arguments (clap), output, and exit codes.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use semver::Version;
+
+use crate::config::{self, Config};
+use crate::layout::Layout;
+use crate::ops::{Ops, Report};
+use crate::release::{parse_version, MoveKind, Releases, Say};
+use crate::switch::Handoff;
+use crate::Error;
+
+/// Release manager and zero-downtime switcher for the EMQX broker.
+///
+/// Put a release package (emqx-VSN.zip or emqx-VSN.tar.gz) into
+/// $EMQX_ROOT_DIR/releases/ and run `emqx-relup upgrade VSN`. Also answers as
+/// `emqx` so the EMQX hot-upgrade commands work verbatim.
+///
+/// Exit codes: 0 success, 1 system error, 2 usage, 3 refused by policy or
+/// state, 4 package problem, 5 switch failed, 6 another emqx-relup holds the lock.
+#[derive(Debug, Parser)]
+#[command(name = "emqx-relup", version, max_term_width = 100)]
+pub struct Cli {
+    /// The install dir; packages are dropped into its releases/ folder.
+    #[arg(
+        long,
+        global = true,
+        env = "EMQX_ROOT_DIR",
+        value_name = "DIR",
+        default_value = "/usr/lib/emqx"
+    )]
+    pub root: PathBuf,
+    /// Where the release store lives (releases/RELEASES and unpacked trees).
+    #[arg(
+        long,
+        global = true,
+        env = "EMQX_STATE_DIR",
+        value_name = "DIR",
+        default_value = "/var/lib/emqx"
+    )]
+    pub state_dir: PathBuf,
+    /// Configuration file [default: /etc/emqx/relup.toml if it exists].
+    #[arg(long, global = true, env = "EMQX_RELUP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List the known releases, newest first, with their states.
+    Versions {
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the install dir, quoted.
+    #[command(name = "root_dir")]
+    RootDir,
+    /// Unpack a release package without installing it.
+    Unpack {
+        /// The release version, e.g. 5.0.1.
+        #[arg(value_name = "VSN")]
+        version: String,
+    },
+    /// Switch to a release (either way) and make it permanent.
+    Install {
+        /// Switch, but keep the permanent release: a restart goes back to it.
+        #[arg(long)]
+        no_permanent: bool,
+        /// The release version, e.g. 5.0.1.
+        #[arg(value_name = "VSN")]
+        version: String,
+    },
+    /// Unpack, switch to a newer patch release and make it permanent.
+    Upgrade {
+        /// Switch, but keep the permanent release: a restart goes back to it.
+        #[arg(long)]
+        no_permanent: bool,
+        /// The release version, e.g. 5.0.1.
+        #[arg(value_name = "VSN")]
+        version: String,
+    },
+    /// Switch to an older patch release and make it permanent.
+    Downgrade {
+        /// The release version, e.g. 5.0.0.
+        #[arg(value_name = "VSN")]
+        version: String,
+    },
+    /// Remove an old or unpacked release.
+    Uninstall {
+        /// The release version, e.g. 5.0.0.
+        #[arg(value_name = "VSN")]
+        version: String,
+    },
+    /// Revert a non-permanent release, then run the permanent one in place (ExecStart).
+    Start,
+}
+
+/// The clap definition, for man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Runs the command line and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("{hint}");
+            }
+            ExitCode::from(e.class().code())
+        }
+    }
+}
+
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            2
+        } else {
+            0
+        };
+        return ExitCode::from(code);
+    }
+    let text = e.kind().as_str().map(str::to_string).unwrap_or_default();
+    let rendered = e.to_string();
+    let first = rendered
+        .lines()
+        .next()
+        .map(|l| l.trim_start_matches("error: ").to_string())
+        .filter(|l| !l.is_empty())
+        .unwrap_or(text);
+    eprintln!("ERROR: {first} (see 'emqx-relup --help')");
+    ExitCode::from(crate::ExitClass::Usage.code())
+}
+
+struct Printer;
+
+impl Report for Printer {
+    fn say(&mut self, line: &Say) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    fn note(&mut self, text: &str) {
+        eprintln!("note: {text}");
+    }
+}
+
+fn version(text: &str) -> Result<Version, Error> {
+    parse_version(text)
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    let layout = Layout {
+        root: cli.root,
+        state_dir: cli.state_dir,
+    };
+    if let Cmd::RootDir = cli.command {
+        println!("\"{}\"", layout.root.display());
+        return Ok(());
+    }
+    let config = match &cli.config {
+        Some(path) => Config::load(path, true)?,
+        None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
+    };
+    let switcher = Handoff::new(config.runtime_dir.clone());
+    let ops = Ops::new(layout, config, &switcher);
+    let out = &mut Printer;
+    match cli.command {
+        Cmd::RootDir => Ok(()),
+        Cmd::Versions { json } => {
+            let releases = ops.versions()?;
+            print_versions(&releases, json);
+            Ok(())
+        }
+        Cmd::Unpack { version: v } => ops.unpack(&version(&v)?, out),
+        Cmd::Install {
+            no_permanent,
+            version: v,
+        } => ops.move_to(MoveKind::Install, &version(&v)?, !no_permanent, out),
+        Cmd::Upgrade {
+            no_permanent,
+            version: v,
+        } => ops.move_to(MoveKind::Upgrade, &version(&v)?, !no_permanent, out),
+        Cmd::Downgrade { version: v } => ops.move_to(MoveKind::Downgrade, &version(&v)?, true, out),
+        Cmd::Uninstall { version: v } => ops.uninstall(&version(&v)?, out),
+        Cmd::Start => {
+            let mut command = ops.start(out)?;
+            let program = command.get_program().to_string_lossy().into_owned();
+            let err = command.exec();
+            Err(Error::io(format!("starting {program}"), err))
+        }
+    }
+}
+
+fn print_versions(releases: &Releases, json: bool) {
+    if json {
+        let list: Vec<serde_json::Value> = releases
+            .newest_first()
+            .map(|(v, s)| serde_json::json!({ "version": v.to_string(), "state": s.as_str() }))
+            .collect();
+        println!("{}", serde_json::json!({ "releases": list }));
+        return;
+    }
+    let mut text = String::from("Installed versions:\n");
+    for (v, state) in releases.newest_first() {
+        text.push_str(&format!("* {v} {state}\n"));
+    }
+    print!("{text}");
+}

@@ -1,0 +1,131 @@
+//! `/etc/emqx/relup.toml`: entry command, service user, unit, timeouts, limits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The default configuration file.
+pub const DEFAULT_PATH: &str = "/etc/emqx/relup.toml";
+
+/// The helper's configuration; every key is optional.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The release's entry command, relative to its tree (`bin/emqx foreground`).
+    pub entry: Vec<String>,
+    /// The user the broker runs as.
+    pub user: String,
+    /// The systemd unit of the broker.
+    pub unit: String,
+    /// Where the running broker's handoff socket lives.
+    pub runtime_dir: PathBuf,
+    /// How long a command waits for another one's lock, in seconds.
+    pub lock_timeout_secs: f64,
+    /// How long a new broker has to report ready, in seconds.
+    pub ready_timeout_secs: f64,
+    /// Bounds on what a package may expand to.
+    pub limits: Limits,
+}
+
+/// Bounds that refuse zip bombs and inode floods.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Total bytes a package may expand to.
+    pub max_unpacked_bytes: u64,
+    /// Expanded bytes per compressed byte, checked past the first 8 MiB.
+    pub max_ratio: u64,
+    /// Files, folders and links a package may hold.
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_unpacked_bytes: 4 << 30,
+            max_ratio: 200,
+            max_entries: 500_000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            entry: vec!["bin/emqx".into(), "foreground".into()],
+            user: "emqx".into(),
+            unit: "emqx.service".into(),
+            runtime_dir: PathBuf::from("/run/emqx"),
+            lock_timeout_secs: 10.0,
+            ready_timeout_secs: 30.0,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an error only when `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Config, Error> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default())
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        Config::parse(&text)
+            .map_err(|problem| Error::Usage(format!("configuration {}: {problem}", path.display())))
+    }
+
+    /// Parses and checks a configuration document.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+        if config.entry.is_empty() || config.entry[0].is_empty() {
+            return Err("entry must name a program".into());
+        }
+        for (name, secs) in [
+            ("lock_timeout_secs", config.lock_timeout_secs),
+            ("ready_timeout_secs", config.ready_timeout_secs),
+        ] {
+            if !(0.0..=86_400.0).contains(&secs) {
+                return Err(format!("{name} must be between 0 and 86400"));
+            }
+        }
+        if config.limits.max_ratio == 0 {
+            return Err("limits.max_ratio must be at least 1".into());
+        }
+        Ok(config)
+    }
+
+    /// The lock wait.
+    pub fn lock_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.lock_timeout_secs)
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_is_the_default() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn keys_are_read_and_unknown_keys_refused() {
+        let c = Config::parse("lock_timeout_secs = 0.5\n[limits]\nmax_ratio = 10\n").unwrap();
+        assert_eq!(c.lock_timeout(), Duration::from_millis(500));
+        assert_eq!(c.limits.max_ratio, 10);
+        assert!(Config::parse("lock_timeout = 1").is_err());
+        assert!(Config::parse("entry = []").is_err());
+        assert!(Config::parse("lock_timeout_secs = -1").is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! emqx-relup: release manager and zero-downtime switcher for an MQTT broker.
+//!
+//! The parts of the design are one module each:
+//! - [`release`]: pure planning (versions, states, messages, the patch-only rule);
+//! - [`store`]: the on-disk release store (state file, lock, unpacked trees);
+//! - [`package`]: finding, verifying and safely extracting release packages;
+//! - [`switch`]: moving a running broker to another release;
+//! - [`ops`]: the operations that tie them together; [`cli`]: the command line.
+
+pub mod config;
+pub mod error;
+pub mod layout;
+pub mod release;
+
+#[cfg(target_os = "linux")]
+pub mod cli;
+#[cfg(target_os = "linux")]
+pub mod ops;
+#[cfg(target_os = "linux")]
+pub mod package;
+#[cfg(target_os = "linux")]
+pub mod store;
+#[cfg(target_os = "linux")]
+pub mod switch;
+
+pub use error::{Error, ExitClass};

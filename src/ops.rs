@@ -1,0 +1,232 @@
+//! The operations behind the commands: plan under the lock, then carry the
+//! plan out step by step, recording each state change atomically.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use semver::Version;
+
+use crate::config::Config;
+use crate::error::PackageProblem;
+use crate::layout::Layout;
+use crate::package::{self, PackageFile};
+use crate::release::{self, MoveKind, Plan, Refusal, Releases, Say, Step};
+use crate::store::{remove_tree, Repair, Store, StoreLock};
+use crate::switch::{RunningBroker, Switcher};
+use crate::Error;
+
+/// Where operations send what they have to say; the CLI prints it.
+pub trait Report {
+    /// A line of the transcript (stdout).
+    fn say(&mut self, line: &Say);
+    /// A note for the operator (stderr).
+    fn note(&mut self, text: &str);
+}
+
+/// The release operations of one installation.
+pub struct Ops<'a> {
+    layout: Layout,
+    config: Config,
+    store: Store,
+    switcher: &'a dyn Switcher,
+}
+
+impl<'a> Ops<'a> {
+    /// Operations on `layout`, switching through `switcher`.
+    pub fn new(layout: Layout, config: Config, switcher: &'a dyn Switcher) -> Self {
+        let store = Store::new(layout.store_dir());
+        Ops {
+            layout,
+            config,
+            store,
+            switcher,
+        }
+    }
+
+    /// The known releases, read without the lock (the state file is only
+    /// ever replaced whole).
+    pub fn versions(&self) -> Result<Releases, Error> {
+        self.store.load()
+    }
+
+    /// `unpack VSN`.
+    pub fn unpack(&self, version: &Version, out: &mut dyn Report) -> Result<(), Error> {
+        let (lock, mut releases) = self.begin()?;
+        let plan = release::plan_unpack(&releases, version)?;
+        self.execute(&lock, &mut releases, plan, None, out)
+    }
+
+    /// `install`, `upgrade` and `downgrade`.
+    pub fn move_to(
+        &self,
+        kind: MoveKind,
+        version: &Version,
+        permanent: bool,
+        out: &mut dyn Report,
+    ) -> Result<(), Error> {
+        let (lock, mut releases) = self.begin()?;
+        let broker = self.switcher.probe()?;
+        let plan = release::plan_move(&releases, kind, version, permanent, broker.is_some())?;
+        let switches = plan.steps.iter().any(|s| matches!(s, Step::Switch(_)));
+        self.execute(&lock, &mut releases, plan, broker.as_ref(), out)?;
+        if switches && broker.is_none() {
+            out.note(&format!(
+                "no broker is running; release {version} will run at the next start"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `uninstall VSN`.
+    pub fn uninstall(&self, version: &Version, out: &mut dyn Report) -> Result<(), Error> {
+        let (lock, mut releases) = self.begin()?;
+        let plan = release::plan_uninstall(&releases, version)?;
+        self.execute(&lock, &mut releases, plan, None, out)
+    }
+
+    /// `start`: reverts a trial release and returns the permanent release's
+    /// entry command, for the caller to exec in place.
+    pub fn start(&self, out: &mut dyn Report) -> Result<Command, Error> {
+        let (lock, mut releases) = self.begin()?;
+        if let Some(broker) = self.switcher.probe()? {
+            return Err(Refusal::BrokerRunning(broker.socket.display().to_string()).into());
+        }
+        let (plan, version) = release::plan_start(&releases)?;
+        self.execute(&lock, &mut releases, plan, None, out)?;
+        let tree = self.existing_tree(&version)?;
+        let program = tree.join(&self.config.entry[0]);
+        let mut command = Command::new(program);
+        command
+            .args(&self.config.entry[1..])
+            .current_dir(&tree)
+            .env("EMQX_RELUP_VERSION", version.to_string())
+            .env("EMQX_ROOT_DIR", &self.layout.root);
+        Ok(command)
+    }
+
+    /// Takes the lock and reads the state.
+    fn begin(&self) -> Result<(StoreLock, Releases), Error> {
+        let lock = self.store.lock(self.config.lock_timeout())?;
+        let releases = self.store.load()?;
+        Ok((lock, releases))
+    }
+
+    fn execute(
+        &self,
+        lock: &StoreLock,
+        releases: &mut Releases,
+        plan: Plan,
+        broker: Option<&RunningBroker>,
+        out: &mut dyn Report,
+    ) -> Result<(), Error> {
+        for repair in self.store.repair(lock, releases)? {
+            match repair {
+                Repair::Leftover(name) => {
+                    out.note(&format!("removed {name} left by an interrupted run"))
+                }
+                Repair::Unlisted(v) => out.note(&format!(
+                    "removed the unrecorded tree of release {v} left by an interrupted run"
+                )),
+            }
+        }
+        for step in plan.steps {
+            match step {
+                Step::Say(line) => out.say(&line),
+                Step::Unpack(v) => {
+                    self.unpack_tree(lock, &v, out)?;
+                    releases.add_unpacked(v.clone());
+                    self.store.save(lock, releases)?;
+                    out.say(&Say::Unpacked(v));
+                }
+                Step::Switch(v) => {
+                    let tree = self.existing_tree(&v)?;
+                    if let Some(broker) = broker {
+                        self.switcher.switch(broker, &v, &tree)?;
+                    }
+                    releases.install(&v);
+                    self.store.save(lock, releases)?;
+                }
+                Step::MakePermanent(v) => {
+                    releases.make_permanent(&v);
+                    self.store.save(lock, releases)?;
+                }
+                Step::Remove(v) => {
+                    releases.remove(&v);
+                    self.store.save(lock, releases)?;
+                    self.store.delete_tree(lock, &v)?;
+                }
+                Step::Restart => {
+                    releases.restart();
+                    self.store.save(lock, releases)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn existing_tree(&self, version: &Version) -> Result<PathBuf, Error> {
+        let tree = self.store.tree(version);
+        match std::fs::symlink_metadata(&tree) {
+            Ok(m) if m.is_dir() => Ok(tree),
+            _ => Err(Error::State {
+                path: tree,
+                problem: format!(
+                    "the tree of release {version} is missing; uninstall it and unpack it again"
+                ),
+            }),
+        }
+    }
+
+    /// Finds, verifies and extracts the package, then moves the tree into
+    /// place. A refused package leaves nothing behind.
+    fn unpack_tree(
+        &self,
+        lock: &StoreLock,
+        version: &Version,
+        out: &mut dyn Report,
+    ) -> Result<(), Error> {
+        let package = package::locate(&self.layout.drop_dir(), version)?;
+        let shown = self.layout.shown_package(&package.path);
+        out.say(&Say::NotFoundUnpacking {
+            version: version.clone(),
+            package: shown.clone(),
+        });
+        let context = format!("unpacking {shown}");
+        let staging = self.store.staging(lock, version)?;
+        let result = self.fill_staging(lock, &package, &staging, version, &context);
+        // On failure the staging folder goes; should that fail too, the next
+        // command's repair removes it.
+        let _ = remove_tree(&staging);
+        result
+    }
+
+    fn fill_staging(
+        &self,
+        lock: &StoreLock,
+        package: &PackageFile,
+        staging: &Path,
+        version: &Version,
+        context: &str,
+    ) -> Result<(), Error> {
+        let problem = |problem: PackageProblem| Error::Package {
+            context: context.to_string(),
+            problem,
+        };
+        package::verify_checksum(&package.path).map_err(|e| match e {
+            package::ChecksumError::Problem(p) => problem(p),
+            package::ChecksumError::Io(e) => Error::io(format!("{context}: checking the sum"), e),
+        })?;
+        let links =
+            package::extract(package, staging, self.config.limits).map_err(|e| match e {
+                package::ExtractError::Problem(p) => problem(p),
+                package::ExtractError::Io(what, e) => Error::io(format!("{context}: {what}"), e),
+            })?;
+        let root = package::release_root(staging, version, &links).map_err(problem)?;
+        let dir =
+            File::open(staging).map_err(|e| Error::io(format!("{context}: opening staging"), e))?;
+        nix::unistd::syncfs(&dir)
+            .map_err(|e| Error::io(format!("{context}: syncing"), e.into()))?;
+        self.store.commit_tree(lock, &root, version)
+    }
+}
