@@ -1,0 +1,310 @@
+//! Test support: a temporary host (root, state dir, config) driven through
+//! the `emqx` link, and builders for release packages, hostile ones included.
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// One entry of a package to build.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// A regular file with its data and mode.
+    File(Vec<u8>, u32),
+    /// A folder.
+    Dir,
+    /// A symbolic link to the target.
+    Symlink(String),
+    /// A hard link to the target (tar only).
+    HardLink(String),
+    /// A character device (tar only).
+    CharDevice,
+    /// A fifo (tar only).
+    Fifo,
+}
+
+/// A named entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub kind: Kind,
+}
+
+pub fn file(name: &str, data: &[u8]) -> Entry {
+    Entry {
+        name: name.into(),
+        kind: Kind::File(data.to_vec(), 0o644),
+    }
+}
+
+pub fn exe(name: &str, data: &[u8]) -> Entry {
+    Entry {
+        name: name.into(),
+        kind: Kind::File(data.to_vec(), 0o755),
+    }
+}
+
+pub fn entry(name: &str, kind: Kind) -> Entry {
+    Entry {
+        name: name.into(),
+        kind,
+    }
+}
+
+/// The entries of a well-formed release under `prefix` ("emqx/" or "" for flat).
+pub fn release(version: &str, prefix: &str) -> Vec<Entry> {
+    vec![
+        entry(&format!("{prefix}"), Kind::Dir),
+        exe(
+            &format!("{prefix}bin/emqx"),
+            format!("#!/bin/sh\necho \"release {version} $*\"\n").as_bytes(),
+        ),
+        file(
+            &format!("{prefix}releases/{version}/emqx.rel"),
+            version.as_bytes(),
+        ),
+        file(
+            &format!("{prefix}releases/start_erl.data"),
+            format!("5.0 {version}\n").as_bytes(),
+        ),
+        file(
+            &format!("{prefix}etc/emqx.conf"),
+            b"node.name = emqx@127.0.0.1\n",
+        ),
+        entry(
+            &format!("{prefix}lib/current"),
+            Kind::Symlink("../releases".into()),
+        ),
+    ]
+    .into_iter()
+    .filter(|e| !e.name.is_empty())
+    .collect()
+}
+
+/// Writes a tar.gz with raw headers, so that names tar-rs would refuse
+/// (`..`, absolute) can be written too.
+pub fn write_tar_gz(path: &Path, entries: &[Entry]) {
+    let out = File::create(path).unwrap();
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+    let mut builder = tar::Builder::new(gz);
+    for e in entries {
+        let mut header = tar::Header::new_gnu();
+        let name = e.name.as_bytes();
+        assert!(name.len() < 100, "test names stay short: {}", e.name);
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        let mut link = |target: &str| {
+            let t = target.as_bytes();
+            header.as_old_mut().linkname[..t.len()].copy_from_slice(t);
+        };
+        let (kind, mode, data): (tar::EntryType, u32, &[u8]) = match &e.kind {
+            Kind::File(data, mode) => (tar::EntryType::Regular, *mode, data),
+            Kind::Dir => (tar::EntryType::Directory, 0o755, &[]),
+            Kind::Symlink(t) => {
+                link(t);
+                (tar::EntryType::Symlink, 0o777, &[])
+            }
+            Kind::HardLink(t) => {
+                link(t);
+                (tar::EntryType::Link, 0o644, &[])
+            }
+            Kind::CharDevice => (tar::EntryType::Char, 0o644, &[]),
+            Kind::Fifo => (tar::EntryType::Fifo, 0o644, &[]),
+        };
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap();
+}
+
+/// Writes a zip (files, folders and links only: zip has no other kinds).
+pub fn write_zip(path: &Path, entries: &[Entry]) {
+    use zip::write::SimpleFileOptions;
+    let out = File::create(path).unwrap();
+    let mut zip = zip::ZipWriter::new(out);
+    let opts = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for e in entries {
+        match &e.kind {
+            Kind::File(data, mode) => {
+                zip.start_file(e.name.as_str(), opts.unix_permissions(*mode))
+                    .unwrap();
+                zip.write_all(data).unwrap();
+            }
+            Kind::Dir => zip.add_directory(e.name.as_str(), opts).unwrap(),
+            Kind::Symlink(t) => zip.add_symlink(e.name.as_str(), t.as_str(), opts).unwrap(),
+            other => panic!("zip cannot hold {other:?}"),
+        }
+    }
+    zip.finish().unwrap();
+}
+
+/// A temporary host: install root with its drop folder, state dir, config,
+/// and an `emqx` link to the binary.
+pub struct Host {
+    pub dir: tempfile::TempDir,
+}
+
+impl Host {
+    pub fn new() -> Host {
+        Host::with_config("lock_timeout_secs = 2\n")
+    }
+
+    /// A host whose relup.toml holds `config` (runtime_dir is set inside the
+    /// host, so no broker of the machine is ever seen).
+    pub fn with_config(config: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["root/releases", "state", "run", "bin"] {
+            fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let runtime = dir.path().join("run");
+        fs::write(
+            dir.path().join("relup.toml"),
+            format!(
+                "runtime_dir = {:?}\n{config}",
+                runtime.display().to_string()
+            ),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_emqx-relup"),
+            dir.path().join("bin/emqx"),
+        )
+        .unwrap();
+        Host { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.path().join("root")
+    }
+
+    pub fn drop_dir(&self) -> PathBuf {
+        self.path().join("root/releases")
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path().join("state/releases")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.store().join("RELEASES")
+    }
+
+    /// The state file's bytes, or None when there is none.
+    pub fn state(&self) -> Option<Vec<u8>> {
+        fs::read(self.state_file()).ok()
+    }
+
+    /// Drops a well-formed package of `version` as zip or tar.gz.
+    pub fn drop_release(&self, version: &str, zip: bool) -> PathBuf {
+        let entries = release(version, "emqx/");
+        self.drop_entries(&format!("emqx-{version}"), zip, &entries)
+    }
+
+    /// Drops a package named `stem` + extension built from `entries`.
+    pub fn drop_entries(&self, stem: &str, zip: bool, entries: &[Entry]) -> PathBuf {
+        let path = self
+            .drop_dir()
+            .join(format!("{stem}{}", if zip { ".zip" } else { ".tar.gz" }));
+        if zip {
+            write_zip(&path, entries);
+        } else {
+            write_tar_gz(&path, entries);
+        }
+        path
+    }
+
+    /// A command running the binary through the `emqx` link.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(self.path().join("bin/emqx"));
+        cmd.env("EMQX_ROOT_DIR", self.root())
+            .env("EMQX_STATE_DIR", self.path().join("state"))
+            .env("EMQX_RELUP_CONFIG", self.path().join("relup.toml"))
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS");
+        cmd
+    }
+
+    /// Runs `emqx ARGS...`.
+    pub fn emqx(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Runs `emqx ARGS...` and insists on success.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.emqx(args);
+        assert!(
+            out.status.success(),
+            "emqx {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `(version, state)` pairs from `versions --json`.
+    pub fn versions(&self) -> Vec<(String, String)> {
+        let text = self.ok(&["versions", "--json"]);
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        doc["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["version"].as_str().unwrap().to_string(),
+                    r["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every path under the host, except the drop folder, with its kind:
+    /// to show that a refused package wrote nothing.
+    pub fn snapshot(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(self.path(), self.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let rel = p.strip_prefix(base).unwrap().display().to_string();
+        if rel == "root/releases" || rel == "state/releases/.lock" {
+            continue;
+        }
+        let t = e.file_type().unwrap();
+        out.push(format!(
+            "{rel} {}",
+            if t.is_dir() {
+                "dir"
+            } else if t.is_symlink() {
+                "link"
+            } else {
+                "file"
+            }
+        ));
+        if t.is_dir() {
+            walk(base, &p, out);
+        }
+    }
+}
+
+/// stdout and stderr of an output, as text.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
