@@ -5,6 +5,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+const TEMP_MARK: &str = ".tmp-";
+
+/// Whether `name` is a temp file of [`write_atomic`] (left behind if the
+/// writer was killed).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new
 /// content, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -15,7 +23,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}{TEMP_MARK}{}",
         name.to_string_lossy(),
         std::process::id()
     ));

@@ -19,7 +19,7 @@ use semver::Version;
 use crate::release::Releases;
 use crate::Error;
 
-pub use atomic::{fsync_dir, write_atomic};
+pub use atomic::{fsync_dir, is_temp_name, write_atomic};
 pub use lock::StoreLock;
 
 /// The name of the state file.
@@ -37,7 +37,7 @@ pub struct Store {
 /// What [`Store::repair`] cleaned up after an interrupted run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repair {
-    /// A staging or trash folder of a killed run.
+    /// A staging or trash folder, or a state temp file, of a killed run.
     Leftover(String),
     /// A complete tree the state does not list (killed before recording it).
     Unlisted(Version),
@@ -132,8 +132,9 @@ impl Store {
         remove_tree(&trash)
     }
 
-    /// Removes what an interrupted run left: staging and trash folders, and
-    /// trees the state does not list. Other files are left alone.
+    /// Removes what an interrupted run left: staging and trash folders, temp
+    /// files of the state, and trees the state does not list. Other files
+    /// are left alone.
     pub fn repair(&self, lock: &StoreLock, releases: &Releases) -> Result<Vec<Repair>, Error> {
         let mut done = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
@@ -147,6 +148,12 @@ impl Store {
             let name = entry.file_name().to_string_lossy().into_owned();
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
             if !is_dir {
+                if is_temp_name(&name) {
+                    fs::remove_file(entry.path()).map_err(|e| {
+                        Error::io(format!("removing {}", entry.path().display()), e)
+                    })?;
+                    done.push(Repair::Leftover(name));
+                }
                 continue;
             }
             if name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX) {

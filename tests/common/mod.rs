@@ -308,3 +308,41 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A release with `files` small files and one file of `big` bytes, of
+/// pseudo-random, partly compressible data: long enough to unpack that a
+/// test can interrupt it.
+pub fn big_release(version: &str, files: usize, big: usize) -> Vec<Entry> {
+    let mut entries = release(version, "emqx/");
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 24) as u8
+            })
+            .collect()
+    };
+    for i in 0..files {
+        let mut data = format!("-module(m{i}).\n").repeat(100).into_bytes();
+        data.extend(noise(2048));
+        entries.push(file(&format!("emqx/lib/m{:02}/f{i}.beam", i % 40), &data));
+    }
+    entries.push(file("emqx/lib/big.bin", &noise(big)));
+    entries
+}
+
+/// Counts the files, links and folders under `dir`.
+pub fn count_tree(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        n += 1;
+        if e.file_type().unwrap().is_dir() {
+            n += count_tree(&e.path());
+        }
+    }
+    n
+}
