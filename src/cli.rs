@@ -45,7 +45,13 @@ pub struct Cli {
     )]
     pub state_dir: PathBuf,
     /// Configuration file [default: /etc/emqx/relup.toml if it exists].
-    #[arg(long, global = true, env = "EMQX_RELUP_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "EMQX_RELUP_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
