@@ -339,3 +339,34 @@ fn the_first_release_installs_on_an_empty_host_and_starts() {
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out).1.contains("no permanent release to start"));
 }
+
+#[test]
+fn a_flat_tarball_made_with_dot_unpacks() {
+    // `tar czf pkg.tar.gz -C tree .` writes a "./" entry first.
+    let host = Host::new();
+    let tree = host.path().join("tree");
+    let mut entries = vec![common::entry("./", common::Kind::Dir)];
+    for mut e in common::release("5.0.3", "") {
+        e.name = format!("./{}", e.name);
+        entries.push(e);
+    }
+    host.drop_entries("emqx-5.0.3", false, &entries);
+    host.ok(&["unpack", "5.0.3"]);
+    assert!(host.store().join("5.0.3/releases/5.0.3").is_dir());
+    assert!(!tree.exists());
+}
+
+#[test]
+fn a_symlinked_state_file_is_not_followed() {
+    let host = host_in(Before::Unpacked);
+    let elsewhere = host.path().join("elsewhere.json");
+    fs::rename(host.state_file(), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, host.state_file()).unwrap();
+    let out = host.emqx(&["versions"]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out).1.starts_with("ERROR: reading "),
+        "{:?}",
+        text(&out)
+    );
+}

@@ -9,7 +9,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::guard::{check_mode, entry_path, file_mode, symlink_target_ok, Budget};
+use super::guard::{check_mode, entry_path, file_mode, is_root_name, symlink_target_ok, Budget};
 use super::{Format, PackageFile};
 use crate::config::Limits;
 use crate::error::PackageProblem;
@@ -86,8 +86,15 @@ fn extract_tar_gz(
         if matches!(kind, EntryType::XGlobalHeader) {
             continue;
         }
-        let raw = entry.path().map_err(corrupt)?;
-        let path = entry_path(&raw.to_string_lossy())?;
+        let raw = entry
+            .path()
+            .map_err(corrupt)?
+            .to_string_lossy()
+            .into_owned();
+        if matches!(kind, EntryType::Directory) && is_root_name(&raw) {
+            continue;
+        }
+        let path = entry_path(&raw)?;
         budget.entry()?;
         let mode = entry.header().mode().map_err(corrupt)?;
         match kind {
@@ -146,6 +153,9 @@ fn extract_zip(file: File, writer: &mut Writer, budget: &mut Budget) -> Result<(
     for i in 0..archive.len() {
         let mut f = archive.by_index(i).map_err(corrupt)?;
         let name = f.name().map_err(corrupt)?.into_owned();
+        if f.is_dir() && is_root_name(&name) {
+            continue;
+        }
         let path = entry_path(&name)?;
         budget.entry()?;
         if f.encrypted() {

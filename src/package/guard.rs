@@ -31,6 +31,12 @@ pub fn entry_path(name: &str) -> Result<PathBuf, PackageProblem> {
     Ok(out)
 }
 
+/// Whether `name` is the archive's root itself (`./`, `.`): a folder entry
+/// that `tar czf pkg.tar.gz -C dir .` writes first, and that is skipped.
+pub fn is_root_name(name: &str) -> bool {
+    !name.is_empty() && Path::new(name).components().all(|c| c == Component::CurDir)
+}
+
 /// Whether a symlink at `link` (relative to the tree root) pointing to
 /// `target` stays inside the tree. Accepted targets are relative, climb with
 /// `..` only at their start and no higher than the link's folder depth, then
@@ -160,6 +166,8 @@ mod tests {
             Err(PackageProblem::ParentDir(_))
         ));
         assert!(matches!(entry_path("./"), Err(PackageProblem::BadName(_))));
+        assert!(is_root_name("./") && is_root_name(".") && is_root_name("././"));
+        assert!(!is_root_name("") && !is_root_name("./a") && !is_root_name("/"));
         assert!(matches!(
             entry_path("a\0b"),
             Err(PackageProblem::BadName(_))

@@ -67,7 +67,7 @@ impl Store {
     /// Reads the state; no file means no release.
     pub fn load(&self) -> Result<Releases, Error> {
         let path = self.state_path();
-        match fs::read(&path) {
+        match read_nofollow(&path) {
             Ok(bytes) => format::decode(&bytes).map_err(|problem| Error::State { path, problem }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Releases::default()),
             Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
@@ -168,6 +168,19 @@ impl Store {
         }
         Ok(done)
     }
+}
+
+/// Reads a file of the store, refusing to follow a symlink (ELOOP).
+fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn create_dir_all(dir: &Path) -> Result<(), Error> {
