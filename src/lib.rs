@@ -9,6 +9,8 @@
 
 pub mod config;
 pub mod error;
+#[cfg(target_os = "linux")]
+pub mod handoff;
 pub mod layout;
 pub mod release;
 
