@@ -7,6 +7,8 @@
 //! - [`switch`]: moving a running broker to another release;
 //! - [`ops`]: the operations that tie them together; [`cli`]: the command line.
 
+#[cfg(target_os = "linux")]
+pub mod broker;
 pub mod config;
 pub mod error;
 #[cfg(target_os = "linux")]

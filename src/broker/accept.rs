@@ -1,0 +1,84 @@
+//! Accept loops that can be stopped at once without closing the sockets.
+
+use std::net::TcpListener;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::{Listener, Service};
+
+/// One thread per listener; [`Acceptors::stop`] wakes them through a pipe.
+pub struct Acceptors {
+    stop_write: OwnedFd,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Acceptors {
+    /// Starts accepting on every listener.
+    pub fn start(
+        listeners: Vec<Listener>,
+        service: Arc<dyn Service>,
+    ) -> std::io::Result<Acceptors> {
+        let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let stop_read = Arc::new(stop_read);
+        let mut threads = Vec::new();
+        for Listener { name, socket } in listeners {
+            // Once, never toggled: O_NONBLOCK belongs to the open file
+            // description, which a handoff shares with the other process.
+            socket.set_nonblocking(true)?;
+            let stop = Arc::clone(&stop_read);
+            let service = Arc::clone(&service);
+            threads.push(std::thread::spawn(move || {
+                accept_loop(&name, &socket, &stop, &*service)
+            }));
+        }
+        Ok(Acceptors {
+            stop_write,
+            threads,
+        })
+    }
+
+    /// Stops accepting; the sockets stay open (another process holds them).
+    pub fn stop(self) {
+        let _ = nix::unistd::write(&self.stop_write, b"x");
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(name: &str, socket: &TcpListener, stop: &OwnedFd, service: &dyn Service) {
+    loop {
+        let mut fds = [
+            PollFd::new(socket.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                eprintln!("listener {name}: poll failed: {e}");
+                return;
+            }
+        }
+        if fds[1].any().unwrap_or(false) {
+            return;
+        }
+        // The socket is shared with other processes: another may have taken
+        // the connection first, hence non-blocking.
+        match socket.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                service.serve(name, stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                eprintln!("listener {name}: accept failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Listeners by name: inherited through `LISTEN_FDS`/`LISTEN_FDNAMES`/
+//! `LISTEN_PID` (systemd's socket-activation convention), else bound.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// A named listening socket.
+#[derive(Debug)]
+pub struct Listener {
+    /// Its name (`mqtt`, `mqtt-alt`...).
+    pub name: String,
+    /// The socket.
+    pub socket: TcpListener,
+}
+
+/// Takes the inherited listeners (clearing `LISTEN_*` so children do not
+/// see them) and binds each of `wanted` not inherited under its name.
+/// Inherited listeners with other names are kept too, so that a later
+/// handoff passes them on.
+pub fn take_listeners(wanted: &[(String, SocketAddr)]) -> std::io::Result<Vec<Listener>> {
+    let mut out = Vec::new();
+    let inherited = sd_notify::listen_fds_with_names();
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    for (raw, name) in inherited? {
+        // SAFETY: LISTEN_PID named this process, so by the socket-activation
+        // convention fds 3..3+LISTEN_FDS are ours alone; sd_notify has set
+        // them close-on-exec.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        out.push(Listener {
+            name,
+            socket: TcpListener::from(fd),
+        });
+    }
+    for (name, addr) in wanted {
+        if out.iter().any(|l| &l.name == name) {
+            continue;
+        }
+        let socket = TcpListener::bind(addr)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("binding {name} on {addr}: {e}")))?;
+        out.push(Listener {
+            name: name.clone(),
+            socket,
+        });
+    }
+    Ok(out)
+}

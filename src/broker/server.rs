@@ -1,0 +1,213 @@
+//! The handoff socket: hands the listeners to a privileged helper and
+//! reports its commit. Each session runs on its own thread, so a peer that
+//! hangs or misbehaves never stops the broker; each bad session logs one line.
+
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    accept4, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
+
+use crate::handoff::{negotiate, Channel, Message};
+
+/// How long a peer has to say hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a session may stay silent after the hello (the helper waits for
+/// the new broker to be ready meanwhile).
+pub const SESSION_IDLE: Duration = Duration::from_secs(600);
+
+/// What the server tells the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A helper committed a switch: stop accepting, drain, exit.
+    Committed,
+}
+
+/// The running handoff server.
+pub struct HandoffServer {
+    path: PathBuf,
+    inode: u64,
+    stop_write: OwnedFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    version: String,
+    listeners: Vec<(String, TcpListener)>,
+    connections: Arc<dyn Fn() -> usize + Send + Sync>,
+    events: Sender<ServerEvent>,
+    committed: AtomicBool,
+}
+
+impl HandoffServer {
+    /// Binds `path` (mode 0600; a stale socket nobody answers on is
+    /// replaced, a live one is an error) and serves it.
+    pub fn start(
+        path: &Path,
+        version: String,
+        listeners: Vec<(String, TcpListener)>,
+        connections: Arc<dyn Fn() -> usize + Send + Sync>,
+        events: Sender<ServerEvent>,
+    ) -> std::io::Result<HandoffServer> {
+        if path.exists() {
+            if Channel::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("another broker serves {}", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listen(&fd, Backlog::new(16)?)?;
+        let inode = std::fs::metadata(path)?.ino();
+        let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let shared = Arc::new(Shared {
+            version,
+            listeners,
+            connections,
+            events,
+            committed: AtomicBool::new(false),
+        });
+        let thread = std::thread::spawn(move || serve(fd, stop_read, shared));
+        Ok(HandoffServer {
+            path: path.to_path_buf(),
+            inode,
+            stop_write,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops serving; removes the socket file unless another broker's
+    /// socket has replaced it meanwhile.
+    pub fn stop(mut self) {
+        let _ = nix::unistd::write(&self.stop_write, b"x");
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn serve(fd: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) {
+    loop {
+        let mut fds = [
+            PollFd::new(fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                eprintln!("handoff: poll failed, no more handoffs: {e}");
+                return;
+            }
+        }
+        if fds[1].any().unwrap_or(false) {
+            return;
+        }
+        match accept4(&fd, SockFlag::SOCK_CLOEXEC) {
+            Ok(conn) => {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    if let Err(line) = session(&Channel::new(conn), &shared) {
+                        eprintln!("handoff: {line}");
+                    }
+                });
+            }
+            Err(e) => eprintln!("handoff: accept failed: {e}"),
+        }
+    }
+}
+
+/// One session; the error is the one line to log.
+fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
+    let peer = ch.peer().map_err(|e| format!("no peer credentials: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    let who = format!("pid {} uid {}", peer.pid(), peer.uid());
+    if peer.uid() != 0 && peer.uid() != me {
+        let _ = ch.send(&refusal("permission denied"), &[]);
+        return Err(format!(
+            "refused {who}: only root or uid {me} may take the listeners"
+        ));
+    }
+    let fail = |reason: String| {
+        let _ = ch.send(&refusal(&reason), &[]);
+        format!("session with {who} ended: {reason}")
+    };
+    ch.set_timeout(HELLO_TIMEOUT)
+        .map_err(|e| format!("{who}: {e}"))?;
+    match ch.recv().map_err(&fail)? {
+        (
+            Message::Hello {
+                protocol,
+                min_protocol,
+                ..
+            },
+            _,
+        ) => {
+            if negotiate(min_protocol, protocol).is_none() {
+                return Err(fail(format!(
+                    "protocol {min_protocol}..{protocol} not spoken here ({}..{})",
+                    crate::handoff::MIN_PROTOCOL,
+                    crate::handoff::PROTOCOL
+                )));
+            }
+        }
+        (other, _) => return Err(fail(format!("expected hello, got {other:?}"))),
+    }
+    ch.send(&Message::hello(&shared.version), &[])
+        .map_err(&fail)?;
+    ch.set_timeout(SESSION_IDLE)
+        .map_err(|e| format!("{who}: {e}"))?;
+    loop {
+        let (message, _) = match ch.recv() {
+            Ok(m) => m,
+            Err(e) if e.contains("closed") => return Ok(()),
+            Err(e) => return Err(fail(e)),
+        };
+        match message {
+            Message::GetListeners => {
+                let names = shared.listeners.iter().map(|(n, _)| n.clone()).collect();
+                let fds: Vec<_> = shared.listeners.iter().map(|(_, l)| l.as_fd()).collect();
+                ch.send(&Message::Listeners { names }, &fds)
+                    .map_err(&fail)?;
+            }
+            Message::Commit => {
+                if shared.committed.swap(true, Ordering::SeqCst) {
+                    return Err(fail("already committed to another switch".into()));
+                }
+                let connections = (shared.connections)() as u64;
+                let _ = ch.send(&Message::Committed { connections }, &[]);
+                let _ = shared.events.send(ServerEvent::Committed);
+                return Ok(());
+            }
+            Message::Error { reason } => return Err(format!("{who} gave up: {reason}")),
+            other => return Err(fail(format!("unexpected {other:?}"))),
+        }
+    }
+}
+
+fn refusal(reason: &str) -> Message {
+    Message::Error {
+        reason: reason.to_string(),
+    }
+}
