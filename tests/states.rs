@@ -192,10 +192,12 @@ fn every_command_in_every_state() {
                 failures.push(format!("{label}: tree of {v} missing"));
             }
         }
-        if case.args[0] == "uninstall" && case.code == 0 && case.after.is_some() {
-            if host.store().join(case.args[1]).exists() {
-                failures.push(format!("{label}: uninstalled tree still there"));
-            }
+        if case.args[0] == "uninstall"
+            && case.code == 0
+            && case.after.is_some()
+            && host.store().join(case.args[1]).exists()
+        {
+            failures.push(format!("{label}: uninstalled tree still there"));
         }
     }
     assert!(

@@ -141,7 +141,8 @@ const S_IFLNK: u32 = 0o120000;
 
 fn extract_zip(file: File, writer: &mut Writer, budget: &mut Budget) -> Result<(), ExtractError> {
     let archive_len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut archive = zip::ZipArchive::new(file).map_err(corrupt)?;
+    let mut archive =
+        zip::ZipArchive::new(io::BufReader::with_capacity(64 * 1024, file)).map_err(corrupt)?;
     // Declared sizes first: a bomb that admits it is refused before any write.
     let mut declared = Budget::new(budget.limits());
     for i in 0..archive.len() {

@@ -55,7 +55,7 @@ pub fn entry(name: &str, kind: Kind) -> Entry {
 /// The entries of a well-formed release under `prefix` ("emqx/" or "" for flat).
 pub fn release(version: &str, prefix: &str) -> Vec<Entry> {
     vec![
-        entry(&format!("{prefix}"), Kind::Dir),
+        entry(prefix, Kind::Dir),
         exe(
             &format!("{prefix}bin/emqx"),
             format!("#!/bin/sh\necho \"release {version} $*\"\n").as_bytes(),
