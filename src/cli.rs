@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 use semver::Version;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, Strategy};
 use crate::layout::Layout;
 use crate::ops::{Ops, Report};
+use crate::privs;
 use crate::release::{parse_version, MoveKind, Releases, Say};
-use crate::switch::Handoff;
+use crate::switch::{record_running, Handoff, Restart, Switcher};
 use crate::Error;
 
 /// Release manager and zero-downtime switcher for the EMQX broker.
@@ -108,6 +109,18 @@ pub enum Cmd {
     },
     /// Revert a non-permanent release, then run the permanent one in place (ExecStart).
     Start,
+    /// Switch the running broker to the release marked current (ExecReload).
+    Reload,
+    /// Internal: the exec shim of a switch (sets LISTEN_PID, drops privileges).
+    #[command(name = "__exec", hide = true)]
+    Exec {
+        /// The service user to become.
+        #[arg(long)]
+        user: String,
+        /// The command to exec.
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 /// The clap definition, for man pages and completions.
@@ -184,19 +197,28 @@ fn run(cli: Cli) -> Result<(), Error> {
         root: cli.root,
         state_dir: cli.state_dir,
     };
-    if let Cmd::RootDir = cli.command {
-        println!("\"{}\"", layout.root.display());
-        return Ok(());
+    match &cli.command {
+        Cmd::RootDir => {
+            println!("\"{}\"", layout.root.display());
+            return Ok(());
+        }
+        Cmd::Exec { user, command } => return exec_shim(user, command),
+        _ => {}
     }
     let config = match &cli.config {
         Some(path) => Config::load(path, true)?,
         None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
     };
-    let switcher = Handoff::new(config.runtime_dir.clone());
-    let ops = Ops::new(layout, config, &switcher);
+    let switcher: Box<dyn Switcher> = match config.strategy {
+        Strategy::Handoff => Box::new(Handoff::new(config.clone())),
+        Strategy::Restart => Box::new(Restart::new(config.clone())),
+    };
+    let user = config.user.clone();
+    let runtime_dir = config.runtime_dir.clone();
+    let ops = Ops::new(layout, config, &*switcher);
     let out = &mut Printer;
     match cli.command {
-        Cmd::RootDir => Ok(()),
+        Cmd::RootDir | Cmd::Exec { .. } => Ok(()),
         Cmd::Versions { json } => {
             let releases = ops.versions()?;
             print_versions(&releases, json);
@@ -214,12 +236,52 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Downgrade { version: v } => ops.move_to(MoveKind::Downgrade, &version(&v)?, true, out),
         Cmd::Uninstall { version: v } => ops.uninstall(&version(&v)?, out),
         Cmd::Start => {
-            let mut command = ops.start(out)?;
+            let (mut command, version) = ops.start(out)?;
             let program = command.get_program().to_string_lossy().into_owned();
+            let user = privs::lookup(&user).map_err(Error::Usage)?;
+            // The broker serves its handoff socket in the runtime dir (under
+            // systemd, RuntimeDirectory= makes it); this process becomes the
+            // broker, recorded for a later switch.
+            prepare_runtime_dir(&runtime_dir, &user)?;
+            let _ = record_running(&runtime_dir, std::process::id(), &version.to_string());
+            privs::drop_to(&user)
+                .map_err(|e| Error::io("dropping privileges", std::io::Error::other(e)))?;
             let err = command.exec();
             Err(Error::io(format!("starting {program}"), err))
         }
+        Cmd::Reload => ops.reload(out),
     }
+}
+
+fn prepare_runtime_dir(dir: &std::path::Path, user: &privs::ServiceUser) -> Result<(), Error> {
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        if nix::unistd::Uid::effective().is_root() {
+            nix::unistd::chown(dir, Some(user.uid), Some(user.gid))
+                .map_err(|e| Error::io(format!("chown {}", dir.display()), e.into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The exec shim of a switch: runs as the new broker's pid, so it can set
+/// `LISTEN_PID` to itself, then becomes the service user and execs.
+fn exec_shim(user: &str, command: &[std::ffi::OsString]) -> Result<(), Error> {
+    if std::env::var_os("LISTEN_FDS").is_some() {
+        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+    }
+    let user = privs::lookup(user).map_err(Error::Usage)?;
+    privs::drop_to(&user)
+        .map_err(|e| Error::io("dropping privileges", std::io::Error::other(e)))?;
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| Error::Usage("__exec needs a command".into()))?;
+    let err = std::process::Command::new(program).args(args).exec();
+    Err(Error::io(
+        format!("executing {}", program.to_string_lossy()),
+        err,
+    ))
 }
 
 fn print_versions(releases: &Releases, json: bool) {

@@ -16,6 +16,10 @@ pub const DEFAULT_PATH: &str = "/etc/emqx/relup.toml";
 pub struct Config {
     /// The release's entry command, relative to its tree (`bin/emqx foreground`).
     pub entry: Vec<String>,
+    /// How a running broker moves: `handoff` (listeners handed over, no
+    /// connection refused) or `restart` (stop, then start: for a broker
+    /// without a handoff socket).
+    pub strategy: Strategy,
     /// The user the broker runs as.
     pub user: String,
     /// The systemd unit of the broker.
@@ -26,8 +30,27 @@ pub struct Config {
     pub lock_timeout_secs: f64,
     /// How long a new broker has to report ready, in seconds.
     pub ready_timeout_secs: f64,
+    /// How long a new broker must stay up after `READY=1` before the old one
+    /// is told to drain, in seconds.
+    pub settle_secs: f64,
+    /// How long a switch waits for the previous old broker to finish
+    /// draining (at most two generations), in seconds.
+    pub drain_wait_secs: f64,
+    /// Where a broker started by a switch writes stdout and stderr (appended);
+    /// unset: the helper's own.
+    pub broker_log: Option<PathBuf>,
     /// Bounds on what a package may expand to.
     pub limits: Limits,
+}
+
+/// How a running broker is moved to another release.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// Hand the listeners over: no connection refused.
+    Handoff,
+    /// Stop the broker, then start the new release.
+    Restart,
 }
 
 /// Bounds that refuse zip bombs and inode floods.
@@ -56,11 +79,15 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             entry: vec!["bin/emqx".into(), "foreground".into()],
+            strategy: Strategy::Handoff,
             user: "emqx".into(),
             unit: "emqx.service".into(),
             runtime_dir: PathBuf::from("/run/emqx"),
             lock_timeout_secs: 10.0,
             ready_timeout_secs: 30.0,
+            settle_secs: 0.5,
+            drain_wait_secs: 60.0,
+            broker_log: None,
             limits: Limits::default(),
         }
     }
@@ -89,6 +116,8 @@ impl Config {
         for (name, secs) in [
             ("lock_timeout_secs", config.lock_timeout_secs),
             ("ready_timeout_secs", config.ready_timeout_secs),
+            ("settle_secs", config.settle_secs),
+            ("drain_wait_secs", config.drain_wait_secs),
         ] {
             if !(0.0..=86_400.0).contains(&secs) {
                 return Err(format!("{name} must be between 0 and 86400"));
@@ -98,6 +127,21 @@ impl Config {
             return Err("limits.max_ratio must be at least 1".into());
         }
         Ok(config)
+    }
+
+    /// The readiness wait.
+    pub fn ready_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.ready_timeout_secs)
+    }
+
+    /// The settle time after readiness.
+    pub fn settle(&self) -> Duration {
+        Duration::from_secs_f64(self.settle_secs)
+    }
+
+    /// The wait for a draining broker.
+    pub fn drain_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.drain_wait_secs)
     }
 
     /// The lock wait.

@@ -23,6 +23,8 @@ pub mod ops;
 #[cfg(target_os = "linux")]
 pub mod package;
 #[cfg(target_os = "linux")]
+pub mod privs;
+#[cfg(target_os = "linux")]
 pub mod store;
 #[cfg(target_os = "linux")]
 pub mod switch;

@@ -87,7 +87,7 @@ impl<'a> Ops<'a> {
 
     /// `start`: reverts a trial release and returns the permanent release's
     /// entry command, for the caller to exec in place.
-    pub fn start(&self, out: &mut dyn Report) -> Result<Command, Error> {
+    pub fn start(&self, out: &mut dyn Report) -> Result<(Command, Version), Error> {
         let (lock, mut releases) = self.begin()?;
         if let Some(broker) = self.switcher.probe()? {
             return Err(Refusal::BrokerRunning(broker.socket.display().to_string()).into());
@@ -101,8 +101,29 @@ impl<'a> Ops<'a> {
             .args(&self.config.entry[1..])
             .current_dir(&tree)
             .env("EMQX_RELUP_VERSION", version.to_string())
+            .env("EMQX_RUNTIME_DIR", &self.config.runtime_dir)
             .env("EMQX_ROOT_DIR", &self.layout.root);
-        Ok(command)
+        Ok((command, version))
+    }
+
+    /// `reload`: switches the running broker to the release the state marks
+    /// running (current, else permanent). Reads the state, never writes it.
+    pub fn reload(&self, out: &mut dyn Report) -> Result<(), Error> {
+        let releases = self.store.load()?;
+        let target = releases.running().cloned().ok_or(Refusal::NothingToStart)?;
+        let broker = self.switcher.probe()?.ok_or(Refusal::NoBroker)?;
+        if broker.version == target.to_string() {
+            out.say(&Say::AlreadyRunning(target));
+            return Ok(());
+        }
+        let tree = self.existing_tree(&target)?;
+        let r = self.switcher.switch(&broker, &target, &tree)?;
+        out.note(&switched_note(&broker, &target, &r));
+        out.say(&Say::Switched {
+            from: broker.version.clone(),
+            to: target,
+        });
+        Ok(())
     }
 
     /// Takes the lock and reads the state.
@@ -142,7 +163,8 @@ impl<'a> Ops<'a> {
                 Step::Switch(v) => {
                     let tree = self.existing_tree(&v)?;
                     if let Some(broker) = broker {
-                        self.switcher.switch(broker, &v, &tree)?;
+                        let r = self.switcher.switch(broker, &v, &tree)?;
+                        out.note(&switched_note(broker, &v, &r));
                     }
                     releases.install(&v);
                     self.store.save(lock, releases)?;
@@ -229,4 +251,16 @@ impl<'a> Ops<'a> {
             .map_err(|e| Error::io(format!("{context}: syncing"), e.into()))?;
         self.store.commit_tree(lock, &root, version)
     }
+}
+
+fn switched_note(broker: &RunningBroker, to: &Version, r: &crate::switch::SwitchReport) -> String {
+    format!(
+        "broker {} (pid {}) handed its listeners to {to} (pid {}): ready in {} ms, helper work {} ms, {} connections draining",
+        broker.version,
+        r.old_pid,
+        r.new_pid,
+        r.start.as_millis(),
+        r.helper.as_millis(),
+        r.draining
+    )
 }

@@ -89,11 +89,9 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     let acceptors = accept::Acceptors::start(listeners, Arc::clone(&service))?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     // Wait for a commit: the only way out of serving besides a signal.
-    loop {
-        match commits.recv() {
-            Ok(ServerEvent::Committed) => break,
-            Err(_) => return Err(std::io::Error::other("the handoff server stopped")),
-        }
+    match commits.recv() {
+        Ok(ServerEvent::Committed) => {}
+        Err(_) => return Err(std::io::Error::other("the handoff server stopped")),
     }
     acceptors.stop();
     let at_commit = service.connections();

@@ -10,5 +10,5 @@
 mod channel;
 mod message;
 
-pub use channel::Channel;
+pub use channel::{Channel, MAX_FDS};
 pub use message::{negotiate, Message, MAX_MESSAGE, MIN_PROTOCOL, PROTOCOL};

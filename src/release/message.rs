@@ -40,6 +40,15 @@ pub enum Say {
     Uninstalling(Version, ReleaseState),
     /// Uninstall done.
     Uninstalled(Version),
+    /// `reload` found the broker already on the release.
+    AlreadyRunning(Version),
+    /// `reload` moved the broker.
+    Switched {
+        /// The release it ran.
+        from: String,
+        /// The release it runs now.
+        to: Version,
+    },
 }
 
 impl fmt::Display for Say {
@@ -80,6 +89,10 @@ impl fmt::Display for Say {
                 write!(f, "Release {v} is marked {state}, uninstalling it.")
             }
             Say::Uninstalled(v) => write!(f, "Uninstalled Release: {v}"),
+            Say::AlreadyRunning(v) => write!(f, "Release {v} is already running."),
+            Say::Switched { from, to } => {
+                write!(f, "Switched the running broker from {from} to {to}.")
+            }
         }
     }
 }

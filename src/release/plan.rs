@@ -91,6 +91,9 @@ pub enum Refusal {
     /// `start` while a broker already runs.
     #[error("a broker is already running (handoff socket {0}); use 'reload' to switch it")]
     BrokerRunning(String),
+    /// `reload` with no broker running.
+    #[error("no broker is running to reload; start it with 'emqx-relup start'")]
+    NoBroker,
     /// `start` with no permanent release.
     #[error("no permanent release to start; install one with 'emqx-relup install VSN'")]
     NothingToStart,

@@ -1,15 +1,27 @@
-//! Moving a running broker to another release: the one switch step that the
-//! release operations call. The listener handover itself is issue #3; this
-//! build detects a running broker and refuses to pretend it switched it.
+//! Moving a running broker to another release, the one switch step that the
+//! release operations call: take the listeners over the handoff socket,
+//! start the new release with them, wait for `READY=1` and a settle time,
+//! then commit (the old broker stops accepting, drains, exits). Any failure
+//! before the commit kills the new process and leaves the old one serving.
 
-use std::io;
+mod child;
+mod generations;
+mod pidfile;
+mod restart;
+mod session;
+
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use semver::Version;
 
+use crate::config::Config;
+use crate::privs;
 use crate::Error;
+
+pub use pidfile::record as record_running;
+pub use restart::Restart;
+pub use session::Session;
 
 /// The name of a running broker's handoff socket in the runtime dir.
 pub const HANDOFF_SOCKET: &str = "handoff.sock";
@@ -19,6 +31,25 @@ pub const HANDOFF_SOCKET: &str = "handoff.sock";
 pub struct RunningBroker {
     /// Its handoff socket.
     pub socket: PathBuf,
+    /// Its pid.
+    pub pid: u32,
+    /// The release it runs.
+    pub version: String,
+}
+
+/// What a switch measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchReport {
+    /// The old broker's pid.
+    pub old_pid: u32,
+    /// The new broker's pid.
+    pub new_pid: u32,
+    /// Connections the old broker was left to drain.
+    pub draining: u64,
+    /// The helper's own work (connect, take listeners, spawn, commit).
+    pub helper: Duration,
+    /// From spawn to `READY=1`.
+    pub start: Duration,
 }
 
 /// Finds and switches the running broker; a trait so that release logic can
@@ -27,58 +58,163 @@ pub trait Switcher {
     /// The running broker, if any.
     fn probe(&self) -> Result<Option<RunningBroker>, Error>;
     /// Moves `broker` to the release unpacked in `tree`. On error the old
-    /// broker must still be serving.
-    fn switch(&self, broker: &RunningBroker, version: &Version, tree: &Path) -> Result<(), Error>;
+    /// broker is still serving.
+    fn switch(
+        &self,
+        broker: &RunningBroker,
+        version: &Version,
+        tree: &Path,
+    ) -> Result<SwitchReport, Error>;
 }
 
 /// The handoff-socket switcher.
 #[derive(Debug, Clone)]
 pub struct Handoff {
-    runtime_dir: PathBuf,
+    config: Config,
 }
 
 impl Handoff {
-    /// Looks for the broker's socket in `runtime_dir`.
-    pub fn new(runtime_dir: PathBuf) -> Self {
-        Handoff { runtime_dir }
+    /// A switcher configured by `config`.
+    pub fn new(config: Config) -> Self {
+        Handoff { config }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.config.runtime_dir.join(HANDOFF_SOCKET)
     }
 }
 
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Switcher for Handoff {
     fn probe(&self) -> Result<Option<RunningBroker>, Error> {
-        let path = self.runtime_dir.join(HANDOFF_SOCKET);
-        match std::fs::symlink_metadata(&path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(format!("checking {}", path.display()), e)),
-        }
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| Error::io("creating a unix socket", e.into()))?;
-        let addr = UnixAddr::new(&path)
-            .map_err(|e| Error::io(format!("addressing {}", path.display()), e.into()))?;
-        match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
-            Ok(()) => Ok(Some(RunningBroker { socket: path })),
-            // A socket file nobody listens on: left by a broker that died.
-            Err(Errno::ECONNREFUSED) | Err(Errno::ENOENT) => Ok(None),
-            Err(e) => Err(Error::io(
-                format!("connecting to {}", path.display()),
-                e.into(),
-            )),
+        let path = self.socket();
+        let session = Session::open(&path, HELLO_TIMEOUT).map_err(|reason| Error::Switch {
+            version: "?".into(),
+            reason: format!("asking the running broker: {reason}"),
+        })?;
+        match session {
+            Some(s) => Ok(Some(RunningBroker {
+                socket: path,
+                pid: s.pid,
+                version: s.version,
+            })),
+            None => match pidfile::running(&self.config.runtime_dir) {
+                Some((pid, version)) => Err(Error::Switch {
+                    version: version.clone(),
+                    reason: format!(
+                        "broker {version} (pid {pid}) runs without a handoff socket at {}; set strategy = \"restart\" to stop and start it instead",
+                        path.display()
+                    ),
+                }),
+                None => Ok(None),
+            },
         }
     }
 
-    fn switch(&self, broker: &RunningBroker, version: &Version, _tree: &Path) -> Result<(), Error> {
-        Err(Error::Switch {
+    fn switch(
+        &self,
+        broker: &RunningBroker,
+        version: &Version,
+        tree: &Path,
+    ) -> Result<SwitchReport, Error> {
+        let fail = |reason: String| Error::Switch {
             version: version.to_string(),
-            reason: format!(
-                "a broker is running (handoff socket {}) and this build cannot hand its listeners over yet; nothing was changed",
-                broker.socket.display()
-            ),
+            reason,
+        };
+        let config = &self.config;
+        let user = privs::lookup(&config.user).map_err(&fail)?;
+        generations::wait_for_drain(&config.runtime_dir, config.drain_wait()).map_err(&fail)?;
+        let began = Instant::now();
+        let session = Session::open(&broker.socket, HELLO_TIMEOUT)
+            .map_err(&fail)?
+            .ok_or_else(|| {
+                fail(format!(
+                    "the broker at {} went away",
+                    broker.socket.display()
+                ))
+            })?;
+        let listeners = session.take_listeners().map_err(&fail)?;
+        let tag = std::process::id();
+        let new_socket = config.runtime_dir.join(format!("{HANDOFF_SOCKET}.{tag}"));
+        let notify_path = config.runtime_dir.join(format!("notify.{tag}.sock"));
+        let notify = child::Notify::bind(&notify_path, &user)
+            .map_err(|e| fail(format!("binding {}: {e}", notify_path.display())))?;
+        let launch = child::Launch {
+            tree,
+            entry: &config.entry,
+            listeners: &listeners,
+            env: vec![
+                (
+                    "EMQX_HANDOFF_SOCKET".into(),
+                    new_socket.display().to_string(),
+                ),
+                (
+                    "EMQX_RUNTIME_DIR".into(),
+                    config.runtime_dir.display().to_string(),
+                ),
+                ("EMQX_RELUP_VERSION".into(), version.to_string()),
+            ],
+            user: &user,
+            log: config.broker_log.as_deref(),
+            notify: &notify_path,
+        };
+        let spawned_at = Instant::now();
+        let mut new =
+            child::spawn(&launch).map_err(|e| fail(format!("starting {}: {e}", tree.display())))?;
+        drop(listeners);
+        let helper_before = spawned_at - began;
+        let waited = child::wait_ready(
+            &notify,
+            &mut new,
+            session.channel.as_fd(),
+            config.ready_timeout(),
+            config.settle(),
+        );
+        let start = match waited {
+            Ok(start) => start,
+            Err(why) => {
+                let _ = new.kill();
+                let _ = new.wait();
+                let _ = std::fs::remove_file(&new_socket);
+                let reason = match why {
+                    child::NotReady::Exited(how) => format!("the new broker {how}; the old one still serves"),
+                    child::NotReady::Timeout(t) => format!(
+                        "the new broker was not ready within {:.1} s (ready_timeout_secs); it was stopped and the old one still serves",
+                        t.as_secs_f64()
+                    ),
+                    child::NotReady::OldGone => format!(
+                        "the running broker (pid {}) exited during the switch; the new one was stopped, so no broker runs now: start it again ('emqx-relup start')",
+                        broker.pid
+                    ),
+                    child::NotReady::Io(e) => format!("waiting for the new broker: {e}; the old one still serves"),
+                };
+                return Err(fail(reason));
+            }
+        };
+        let committing = Instant::now();
+        let draining = match session.commit() {
+            Ok(n) => n,
+            Err(reason) => {
+                let _ = new.kill();
+                let _ = new.wait();
+                let _ = std::fs::remove_file(&new_socket);
+                return Err(fail(format!(
+                    "commit: {reason}; the new broker was stopped"
+                )));
+            }
+        };
+        std::fs::rename(&new_socket, self.socket())
+            .map_err(|e| fail(format!("publishing the new handoff socket: {e}")))?;
+        generations::record_draining(&config.runtime_dir, broker.pid);
+        let _ = pidfile::record(&config.runtime_dir, new.id(), &version.to_string());
+        let helper = helper_before + committing.elapsed();
+        Ok(SwitchReport {
+            old_pid: broker.pid,
+            new_pid: new.id(),
+            draining,
+            helper,
+            start,
         })
     }
 }

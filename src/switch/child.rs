@@ -1,0 +1,201 @@
+//! Starting the new release with the inherited listeners, and waiting for
+//! its `READY=1` on a private notify socket.
+
+use std::fs::{self, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::privs::ServiceUser;
+
+/// What to start and how.
+pub struct Launch<'a> {
+    /// The release tree.
+    pub tree: &'a Path,
+    /// Its entry command, relative to the tree.
+    pub entry: &'a [String],
+    /// The listeners, by name.
+    pub listeners: &'a [(String, OwnedFd)],
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// The service user.
+    pub user: &'a ServiceUser,
+    /// Where its stdout and stderr go (inherited when `None`).
+    pub log: Option<&'a Path>,
+    /// The notify socket path.
+    pub notify: &'a Path,
+}
+
+/// The notify socket the new broker reports to.
+pub struct Notify {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl Notify {
+    /// Binds `path`, owned by the service user when we are root.
+    pub fn bind(path: &Path, user: &ServiceUser) -> std::io::Result<Notify> {
+        let _ = fs::remove_file(path);
+        let socket = UnixDatagram::bind(path)?;
+        if nix::unistd::Uid::effective().is_root() {
+            nix::unistd::chown(path, Some(user.uid), Some(user.gid))?;
+        }
+        Ok(Notify {
+            socket,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Notify {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Starts the release through the exec shim (`emqx-relup __exec`), which
+/// sets `LISTEN_PID` to its own pid and drops privileges before exec'ing
+/// the entry command: no window where `LISTEN_PID` is wrong.
+pub fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
+    let exe = std::env::current_exe()?;
+    let program = launch.tree.join(&launch.entry[0]);
+    let mut cmd = Command::new(exe);
+    cmd.arg("__exec")
+        .arg("--user")
+        .arg(&launch.user.name)
+        .arg("--")
+        .arg(program)
+        .args(&launch.entry[1..])
+        .current_dir(launch.tree)
+        .env("LISTEN_FDS", launch.listeners.len().to_string())
+        .env(
+            "LISTEN_FDNAMES",
+            launch
+                .listeners
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(":"),
+        )
+        .env("NOTIFY_SOCKET", launch.notify)
+        .env_remove("LISTEN_PID")
+        .stdin(Stdio::null());
+    for (k, v) in &launch.env {
+        cmd.env(k, v);
+    }
+    if let Some(log) = launch.log {
+        let file = OpenOptions::new().create(true).append(true).open(log)?;
+        cmd.stdout(file.try_clone()?).stderr(file);
+    }
+    let raw: Vec<RawFd> = launch
+        .listeners
+        .iter()
+        .map(|(_, fd)| fd.as_raw_fd())
+        .collect();
+    if raw.len() > crate::handoff::MAX_FDS {
+        return Err(std::io::Error::other("too many listeners"));
+    }
+    let n = raw.len() as RawFd;
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe fcntl/dup2 calls on fds this process owns, without
+    // allocating (`raw` was built before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            // Move every fd above the target range first, so that placing
+            // them at 3.. cannot overwrite one not yet placed.
+            let mut moved = [0 as RawFd; 64];
+            for (i, fd) in raw.iter().enumerate() {
+                moved[i] = nix::libc::fcntl(*fd, nix::libc::F_DUPFD_CLOEXEC, 3 + n);
+                if moved[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in moved.iter().take(raw.len()).enumerate() {
+                // dup2 clears close-on-exec on the target: these survive exec.
+                if nix::libc::dup2(*fd, 3 + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Why a new broker did not become ready.
+#[derive(Debug)]
+pub enum NotReady {
+    /// It exited.
+    Exited(String),
+    /// The deadline passed.
+    Timeout(Duration),
+    /// The old broker went away meanwhile.
+    OldGone,
+    /// Polling failed.
+    Io(String),
+}
+
+/// Waits for `READY=1` from `child` (and then `settle` more, checking that
+/// it stays up), watching the old broker's session for hang-up.
+pub fn wait_ready(
+    notify: &Notify,
+    child: &mut Child,
+    old: impl AsFd,
+    timeout: Duration,
+    settle: Duration,
+) -> Result<Duration, NotReady> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut ready_at = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let how = match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
+                (Some(code), _) => format!("exited with code {code}"),
+                (None, Some(sig)) => format!("was killed by signal {sig}"),
+                _ => "exited".to_string(),
+            };
+            let when = if ready_at.is_some() {
+                " after READY=1"
+            } else {
+                ""
+            };
+            return Err(NotReady::Exited(format!("{how}{when}")));
+        }
+        let now = Instant::now();
+        if let Some(at) = ready_at {
+            if now >= at + settle {
+                return Ok(at - started);
+            }
+        } else if now >= deadline {
+            return Err(NotReady::Timeout(timeout));
+        }
+        let mut fds = [
+            PollFd::new(notify.socket.as_fd(), PollFlags::POLLIN),
+            PollFd::new(old.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(10u8)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(NotReady::Io(e.to_string())),
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return Err(NotReady::OldGone);
+        }
+        if fds[0].any().unwrap_or(false) {
+            if let Ok(n) = notify.socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if ready_at.is_none() && text.lines().any(|l| l == "READY=1") {
+                    ready_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
