@@ -16,6 +16,9 @@ _emqx__relup() {
             ",$1")
                 cmd="emqx__relup"
                 ;;
+            emqx__relup,__exec)
+                cmd="emqx__relup__subcmd____exec"
+                ;;
             emqx__relup,downgrade)
                 cmd="emqx__relup__subcmd__downgrade"
                 ;;
@@ -24,6 +27,9 @@ _emqx__relup() {
                 ;;
             emqx__relup,install)
                 cmd="emqx__relup__subcmd__install"
+                ;;
+            emqx__relup,reload)
+                cmd="emqx__relup__subcmd__reload"
                 ;;
             emqx__relup,root_dir)
                 cmd="emqx__relup__subcmd__root_dir"
@@ -43,6 +49,9 @@ _emqx__relup() {
             emqx__relup,versions)
                 cmd="emqx__relup__subcmd__versions"
                 ;;
+            emqx__relup__subcmd__help,__exec)
+                cmd="emqx__relup__subcmd__help__subcmd____exec"
+                ;;
             emqx__relup__subcmd__help,downgrade)
                 cmd="emqx__relup__subcmd__help__subcmd__downgrade"
                 ;;
@@ -51,6 +60,9 @@ _emqx__relup() {
                 ;;
             emqx__relup__subcmd__help,install)
                 cmd="emqx__relup__subcmd__help__subcmd__install"
+                ;;
+            emqx__relup__subcmd__help,reload)
+                cmd="emqx__relup__subcmd__help__subcmd__reload"
                 ;;
             emqx__relup__subcmd__help,root_dir)
                 cmd="emqx__relup__subcmd__help__subcmd__root_dir"
@@ -77,12 +89,42 @@ _emqx__relup() {
 
     case "${cmd}" in
         emqx__relup)
-            opts="-h -V --root --state-dir --config --help --version versions root_dir unpack install upgrade downgrade uninstall start help"
+            opts="-h -V --root --state-dir --config --help --version versions root_dir unpack install upgrade downgrade uninstall start reload __exec help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        emqx__subcmd__relup__subcmd____exec)
+            opts="-h --user --root --state-dir --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -129,8 +171,22 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__help)
-            opts="versions root_dir unpack install upgrade downgrade uninstall start help"
+            opts="versions root_dir unpack install upgrade downgrade uninstall start reload __exec help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        emqx__subcmd__relup__subcmd__help__subcmd____exec)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -171,6 +227,20 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        emqx__subcmd__relup__subcmd__help__subcmd__reload)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -270,6 +340,32 @@ _emqx__relup() {
             ;;
         emqx__subcmd__relup__subcmd__install)
             opts="-h --no-permanent --root --state-dir --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        emqx__subcmd__relup__subcmd__reload)
+            opts="-h --root --state-dir --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

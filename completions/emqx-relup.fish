@@ -37,6 +37,8 @@ complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "upgrade" -d '
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "downgrade" -d 'Switch to an older patch release and make it permanent'
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "uninstall" -d 'Remove an old or unpacked release'
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "start" -d 'Revert a non-permanent release, then run the permanent one in place (ExecStart)'
+complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "reload" -d 'Switch the running broker to the release marked current (ExecReload)'
+complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "__exec" -d 'Internal: the exec shim of a switch (sets LISTEN_PID, drops privileges)'
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
@@ -73,12 +75,23 @@ complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -l root -d 
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -s h -l help -d 'Print help'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start help" -f -a "versions" -d 'List the known releases, newest first, with their states'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start help" -f -a "root_dir" -d 'Print the install dir, quoted'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start help" -f -a "unpack" -d 'Unpack a release package without installing it'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start help" -f -a "install" -d 'Switch to a release (either way) and make it permanent'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start help" -f -a "upgrade" -d 'Unpack, switch to a newer patch release and make it permanent'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start help" -f -a "downgrade" -d 'Switch to an older patch release and make it permanent'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start help" -f -a "uninstall" -d 'Remove an old or unpacked release'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start help" -f -a "start" -d 'Revert a non-permanent release, then run the permanent one in place (ExecStart)'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand __exec" -l user -d 'The service user to become' -r
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand __exec" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand __exec" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand __exec" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand __exec" -s h -l help -d 'Print help'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "versions" -d 'List the known releases, newest first, with their states'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "root_dir" -d 'Print the install dir, quoted'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "unpack" -d 'Unpack a release package without installing it'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "install" -d 'Switch to a release (either way) and make it permanent'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "upgrade" -d 'Unpack, switch to a newer patch release and make it permanent'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "downgrade" -d 'Switch to an older patch release and make it permanent'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "uninstall" -d 'Remove an old or unpacked release'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "start" -d 'Revert a non-permanent release, then run the permanent one in place (ExecStart)'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "reload" -d 'Switch the running broker to the release marked current (ExecReload)'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "__exec" -d 'Internal: the exec shim of a switch (sets LISTEN_PID, drops privileges)'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload __exec help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
