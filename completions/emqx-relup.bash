@@ -16,9 +16,6 @@ _emqx__relup() {
             ",$1")
                 cmd="emqx__relup"
                 ;;
-            emqx__relup,__exec)
-                cmd="emqx__relup__subcmd____exec"
-                ;;
             emqx__relup,downgrade)
                 cmd="emqx__relup__subcmd__downgrade"
                 ;;
@@ -48,9 +45,6 @@ _emqx__relup() {
                 ;;
             emqx__relup,versions)
                 cmd="emqx__relup__subcmd__versions"
-                ;;
-            emqx__relup__subcmd__help,__exec)
-                cmd="emqx__relup__subcmd__help__subcmd____exec"
                 ;;
             emqx__relup__subcmd__help,downgrade)
                 cmd="emqx__relup__subcmd__help__subcmd__downgrade"
@@ -89,42 +83,12 @@ _emqx__relup() {
 
     case "${cmd}" in
         emqx__relup)
-            opts="-h -V --root --state-dir --config --help --version versions root_dir unpack install upgrade downgrade uninstall start reload __exec help"
+            opts="-h -V --root --state-dir --config --help --version versions root_dir unpack install upgrade downgrade uninstall start reload help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --root)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state-dir)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        emqx__subcmd__relup__subcmd____exec)
-            opts="-h --user --root --state-dir --config --help"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --user)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -171,22 +135,8 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__help)
-            opts="versions root_dir unpack install upgrade downgrade uninstall start reload __exec help"
+            opts="versions root_dir unpack install upgrade downgrade uninstall start reload help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        emqx__subcmd__relup__subcmd__help__subcmd____exec)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

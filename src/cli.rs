@@ -111,16 +111,6 @@ pub enum Cmd {
     Start,
     /// Switch the running broker to the release marked current (ExecReload).
     Reload,
-    /// Internal: the exec shim of a switch (sets LISTEN_PID, drops privileges).
-    #[command(name = "__exec", hide = true)]
-    Exec {
-        /// The service user to become.
-        #[arg(long)]
-        user: String,
-        /// The command to exec.
-        #[arg(last = true, required = true)]
-        command: Vec<std::ffi::OsString>,
-    },
 }
 
 /// The clap definition, for man pages and completions.
@@ -130,11 +120,22 @@ pub fn command() -> clap::Command {
 
 /// Runs the command line and returns the exit code.
 pub fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == SHIM) {
+        return report(exec_shim(&args[2..]));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    match run(cli) {
+    report(run(cli))
+}
+
+/// The first argument that makes this binary the exec shim of a switch.
+pub const SHIM: &str = "__exec";
+
+fn report(result: Result<(), Error>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ERROR: {e}");
@@ -202,7 +203,6 @@ fn run(cli: Cli) -> Result<(), Error> {
             println!("\"{}\"", layout.root.display());
             return Ok(());
         }
-        Cmd::Exec { user, command } => return exec_shim(user, command),
         _ => {}
     }
     let config = match &cli.config {
@@ -218,7 +218,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     let ops = Ops::new(layout, config, &*switcher);
     let out = &mut Printer;
     match cli.command {
-        Cmd::RootDir | Cmd::Exec { .. } => Ok(()),
+        Cmd::RootDir => Ok(()),
         Cmd::Versions { json } => {
             let releases = ops.versions()?;
             print_versions(&releases, json);
@@ -265,9 +265,23 @@ fn prepare_runtime_dir(dir: &std::path::Path, user: &privs::ServiceUser) -> Resu
     Ok(())
 }
 
-/// The exec shim of a switch: runs as the new broker's pid, so it can set
-/// `LISTEN_PID` to itself, then becomes the service user and execs.
-fn exec_shim(user: &str, command: &[std::ffi::OsString]) -> Result<(), Error> {
+/// The exec shim of a switch, `emqx-relup __exec --user NAME -- COMMAND...`:
+/// runs as the new broker's pid, so it can set `LISTEN_PID` to itself, then
+/// becomes the service user and execs. Not a clap command: internal only.
+fn exec_shim(args: &[std::ffi::OsString]) -> Result<(), Error> {
+    let usage = || {
+        Error::Usage(format!(
+            "usage: emqx-relup {SHIM} --user NAME -- COMMAND..."
+        ))
+    };
+    let (user, command) = match args {
+        [flag, user, sep, command @ ..]
+            if flag == "--user" && sep == "--" && !command.is_empty() =>
+        {
+            (user.to_str().ok_or_else(usage)?, command)
+        }
+        _ => return Err(usage()),
+    };
     if std::env::var_os("LISTEN_FDS").is_some() {
         std::env::set_var("LISTEN_PID", std::process::id().to_string());
     }

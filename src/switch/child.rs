@@ -65,7 +65,7 @@ pub fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let program = launch.tree.join(&launch.entry[0]);
     let mut cmd = Command::new(exe);
-    cmd.arg("__exec")
+    cmd.arg(crate::cli::SHIM)
         .arg("--user")
         .arg(&launch.user.name)
         .arg("--")
