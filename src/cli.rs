@@ -198,12 +198,9 @@ fn run(cli: Cli) -> Result<(), Error> {
         root: cli.root,
         state_dir: cli.state_dir,
     };
-    match &cli.command {
-        Cmd::RootDir => {
-            println!("\"{}\"", layout.root.display());
-            return Ok(());
-        }
-        _ => {}
+    if let Cmd::RootDir = cli.command {
+        println!("\"{}\"", layout.root.display());
+        return Ok(());
     }
     let config = match &cli.config {
         Some(path) => Config::load(path, true)?,

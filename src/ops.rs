@@ -245,6 +245,9 @@ impl<'a> Ops<'a> {
                 package::ExtractError::Io(what, e) => Error::io(format!("{context}: {what}"), e),
             })?;
         let root = package::release_root(staging, version, &links).map_err(problem)?;
+        // A flat package's root is the (private, 0700) staging folder itself.
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| Error::io(format!("{context}: setting the tree's mode"), e))?;
         let dir =
             File::open(staging).map_err(|e| Error::io(format!("{context}: opening staging"), e))?;
         nix::unistd::syncfs(&dir)

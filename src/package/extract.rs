@@ -49,7 +49,7 @@ pub fn extract(
     let mut budget = Budget::new(limits);
     match package.format {
         Format::TarGz => extract_tar_gz(file, &mut writer, &mut budget)?,
-        Format::Zip => extract_zip(file, &mut writer, &mut budget)?,
+        Format::Zip => extract_zip(package, file, &mut writer, &mut budget)?,
     }
     Ok(writer.links)
 }
@@ -131,7 +131,18 @@ fn extract_tar_gz(
             }
         }
     }
-    Ok(())
+    // The tar reader stops at the end-of-archive blocks; read the gzip
+    // stream to its end so that its CRC and length trailer are checked.
+    let mut rest = archive.into_inner();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rest.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => budget.bytes(n as u64, count.get())?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(corrupt(e)),
+        }
+    }
 }
 
 const S_IFMT: u32 = 0o170000;
@@ -139,10 +150,25 @@ const S_IFREG: u32 = 0o100000;
 const S_IFDIR: u32 = 0o040000;
 const S_IFLNK: u32 = 0o120000;
 
-fn extract_zip(file: File, writer: &mut Writer, budget: &mut Budget) -> Result<(), ExtractError> {
+fn extract_zip(
+    package: &PackageFile,
+    file: File,
+    writer: &mut Writer,
+    budget: &mut Budget,
+) -> Result<(), ExtractError> {
     let archive_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut archive =
         zip::ZipArchive::new(io::BufReader::with_capacity(64 * 1024, file)).map_err(corrupt)?;
+    // The zip reader keeps one entry per name: read the raw directory.
+    let start = archive.central_directory_start();
+    let mut raw = File::open(&package.path)
+        .map_err(|e| ExtractError::Io(format!("opening {}", package.path.display()), e))?;
+    let max = budget.limits().max_entries.saturating_add(1);
+    let duplicate = super::zipdir::duplicate_name(&mut io::BufReader::new(&mut raw), start, max)
+        .map_err(corrupt)?;
+    if let Some(name) = duplicate {
+        return Err(PackageProblem::Duplicate(name).into());
+    }
     // Declared sizes first: a bomb that admits it is refused before any write.
     let mut declared = Budget::new(budget.limits());
     for i in 0..archive.len() {
@@ -163,6 +189,10 @@ fn extract_zip(file: File, writer: &mut Writer, budget: &mut Budget) -> Result<(
             return Err(corrupt(format!("entry '{name}' is encrypted")));
         }
         let mode = f.unix_mode();
+        // unix_mode() has the setuid/setgid bits cleared: check the raw ones.
+        if f.system() == zip::System::Unix {
+            check_mode(&path, f.external_attributes() >> 16)?;
+        }
         let compressed_now = compressed_before + f.compressed_size();
         let kind = mode.map(|m| m & S_IFMT).filter(|k| *k != 0);
         match kind {

@@ -6,6 +6,7 @@ mod extract;
 mod guard;
 mod locate;
 mod tree;
+mod zipdir;
 
 pub use checksum::{verify_checksum, ChecksumError};
 pub use extract::{extract, ExtractError, Links};
