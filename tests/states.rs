@@ -372,3 +372,17 @@ fn a_symlinked_state_file_is_not_followed() {
         text(&out)
     );
 }
+
+#[test]
+fn start_refuses_a_service_user_that_does_not_exist() {
+    let host = Host::with_config("user = \"no-such-user-emqx-relup\"\n");
+    host.drop_release("5.0.0", true);
+    host.ok(&["install", "5.0.0"]);
+    let out = host.emqx(&["start"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out).1,
+        "ERROR: service user 'no-such-user-emqx-relup' does not exist\n"
+    );
+    assert_eq!(text(&out).0, "", "nothing ran");
+}

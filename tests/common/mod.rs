@@ -150,7 +150,7 @@ pub struct Host {
 
 impl Host {
     pub fn new() -> Host {
-        Host::with_config("lock_timeout_secs = 2\n")
+        Host::with_config("lock_timeout_secs = 2\nuser = \"root\"\n")
     }
 
     /// A host whose relup.toml holds `config` (runtime_dir is set inside the
