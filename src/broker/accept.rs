@@ -1,17 +1,16 @@
 //! Accept loops that can be stopped at once without closing the sockets.
 
 use std::net::TcpListener;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-
+use super::stop::{Stop, Wake};
 use super::{Listener, Service};
 
 /// One thread per listener; [`Acceptors::stop`] wakes them through a pipe.
 pub struct Acceptors {
-    stop_write: OwnedFd,
+    stop: Arc<Stop>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -21,50 +20,39 @@ impl Acceptors {
         listeners: Vec<Listener>,
         service: Arc<dyn Service>,
     ) -> std::io::Result<Acceptors> {
-        let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let stop_read = Arc::new(stop_read);
+        let stop = Arc::new(Stop::new()?);
         let mut threads = Vec::new();
         for Listener { name, socket } in listeners {
             // Once, never toggled: O_NONBLOCK belongs to the open file
             // description, which a handoff shares with the other process.
             socket.set_nonblocking(true)?;
-            let stop = Arc::clone(&stop_read);
+            let stop = Arc::clone(&stop);
             let service = Arc::clone(&service);
             threads.push(std::thread::spawn(move || {
                 accept_loop(&name, &socket, &stop, &*service)
             }));
         }
-        Ok(Acceptors {
-            stop_write,
-            threads,
-        })
+        Ok(Acceptors { stop, threads })
     }
 
     /// Stops accepting; the sockets stay open (another process holds them).
     pub fn stop(self) {
-        let _ = nix::unistd::write(&self.stop_write, b"x");
+        self.stop.stop();
         for t in self.threads {
             let _ = t.join();
         }
     }
 }
 
-fn accept_loop(name: &str, socket: &TcpListener, stop: &OwnedFd, service: &dyn Service) {
+fn accept_loop(name: &str, socket: &TcpListener, stop: &Stop, service: &dyn Service) {
     loop {
-        let mut fds = [
-            PollFd::new(socket.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
+        match stop.wait(socket.as_fd()) {
+            Ok(Wake::Ready) => {}
+            Ok(Wake::Stopped) => return,
             Err(e) => {
                 eprintln!("listener {name}: poll failed: {e}");
                 return;
             }
-        }
-        if fds[1].any().unwrap_or(false) {
-            return;
         }
         // The socket is shared with other processes: another may have taken
         // the connection first, hence non-blocking.

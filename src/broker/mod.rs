@@ -8,6 +8,7 @@
 mod accept;
 mod listeners;
 mod server;
+mod stop;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
     accept4, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
 
+use super::stop::{Stop, Wake};
 use crate::handoff::{negotiate, Channel, Message};
 
 /// How long a peer has to say hello.
@@ -36,7 +36,7 @@ pub enum ServerEvent {
 pub struct HandoffServer {
     path: PathBuf,
     inode: u64,
-    stop_write: OwnedFd,
+    stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -77,7 +77,8 @@ impl HandoffServer {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listen(&fd, Backlog::new(16)?)?;
         let inode = std::fs::metadata(path)?.ino();
-        let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let stop = Arc::new(Stop::new()?);
+        let waiter = Arc::clone(&stop);
         let shared = Arc::new(Shared {
             version,
             listeners,
@@ -85,11 +86,11 @@ impl HandoffServer {
             events,
             committed: AtomicBool::new(false),
         });
-        let thread = std::thread::spawn(move || serve(fd, stop_read, shared));
+        let thread = std::thread::spawn(move || serve(fd, &waiter, shared));
         Ok(HandoffServer {
             path: path.to_path_buf(),
             inode,
-            stop_write,
+            stop,
             thread: Some(thread),
         })
     }
@@ -97,7 +98,7 @@ impl HandoffServer {
     /// Stops serving; removes the socket file unless another broker's
     /// socket has replaced it meanwhile.
     pub fn stop(mut self) {
-        let _ = nix::unistd::write(&self.stop_write, b"x");
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -107,22 +108,15 @@ impl HandoffServer {
     }
 }
 
-fn serve(fd: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) {
+fn serve(fd: OwnedFd, stop: &Stop, shared: Arc<Shared>) {
     loop {
-        let mut fds = [
-            PollFd::new(fd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
+        match stop.wait(fd.as_fd()) {
+            Ok(Wake::Ready) => {}
+            Ok(Wake::Stopped) => return,
             Err(e) => {
                 eprintln!("handoff: poll failed, no more handoffs: {e}");
                 return;
             }
-        }
-        if fds[1].any().unwrap_or(false) {
-            return;
         }
         match accept4(&fd, SockFlag::SOCK_CLOEXEC) {
             Ok(conn) => {
