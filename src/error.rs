@@ -65,6 +65,9 @@ pub enum Error {
         /// Why it did not.
         reason: String,
     },
+    /// The running broker could not be asked (its handoff socket).
+    #[error("asking the running broker: {0}")]
+    Broker(String),
     /// The store lock is held by another process.
     #[error("another emqx-relup ({}) holds the lock", holder_text(.pid))]
     Busy {
@@ -107,7 +110,7 @@ impl Error {
             Error::Usage(_) | Error::InvalidVersion(_) => ExitClass::Usage,
             Error::Refused(_) | Error::Unsupported => ExitClass::Refused,
             Error::Package { .. } => ExitClass::Package,
-            Error::Switch { .. } => ExitClass::SwitchFailed,
+            Error::Switch { .. } | Error::Broker(_) => ExitClass::SwitchFailed,
             Error::Busy { .. } => ExitClass::Busy,
             Error::State { .. } | Error::Io { .. } => ExitClass::System,
         }

@@ -14,6 +14,7 @@ pub mod error;
 #[cfg(target_os = "linux")]
 pub mod handoff;
 pub mod layout;
+pub mod mqtt;
 pub mod release;
 
 #[cfg(target_os = "linux")]
@@ -24,6 +25,8 @@ pub mod ops;
 pub mod package;
 #[cfg(target_os = "linux")]
 pub mod privs;
+#[cfg(target_os = "linux")]
+pub mod refbroker;
 #[cfg(target_os = "linux")]
 pub mod store;
 #[cfg(target_os = "linux")]

@@ -41,6 +41,8 @@ pub struct Options {
     pub handoff_path: PathBuf,
     /// How long connections may drain after a commit.
     pub drain: Duration,
+    /// A pause before reporting ready (a slow start, for tests and demos).
+    pub ready_delay: Duration,
 }
 
 impl Options {
@@ -87,8 +89,11 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
         counter,
         events,
     )?;
-    let acceptors = accept::Acceptors::start(listeners, Arc::clone(&service))?;
+    // Ready first, then accept: a new broker that is killed for not becoming
+    // ready in time never held a client connection.
+    std::thread::sleep(options.ready_delay);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let acceptors = accept::Acceptors::start(listeners, Arc::clone(&service))?;
     // Wait for a commit: the only way out of serving besides a signal.
     match commits.recv() {
         Ok(ServerEvent::Committed) => {}

@@ -138,13 +138,13 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
     let me = nix::unistd::geteuid().as_raw();
     let who = format!("pid {} uid {}", peer.pid(), peer.uid());
     if peer.uid() != 0 && peer.uid() != me {
-        let _ = ch.send(&refusal("permission denied"), &[]);
+        refuse(ch, "permission denied");
         return Err(format!(
             "refused {who}: only root or uid {me} may take the listeners"
         ));
     }
     let fail = |reason: String| {
-        let _ = ch.send(&refusal(&reason), &[]);
+        refuse(ch, &reason);
         format!("session with {who} ended: {reason}")
     };
     ch.set_timeout(HELLO_TIMEOUT)
@@ -200,8 +200,15 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
     }
 }
 
-fn refusal(reason: &str) -> Message {
-    Message::Error {
+/// Tells the peer why, then reads what it still sends until it closes (at
+/// most a second): closing on unread data would reset the connection and
+/// lose the reason.
+fn refuse(ch: &Channel, reason: &str) {
+    let message = Message::Error {
         reason: reason.to_string(),
-    }
+    };
+    let _ = ch.send(&message, &[]);
+    let _ = nix::sys::socket::shutdown(ch.as_fd().as_raw_fd(), nix::sys::socket::Shutdown::Write);
+    let _ = ch.set_timeout(Duration::from_secs(1));
+    while ch.recv().is_ok() {}
 }

@@ -89,10 +89,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 impl Switcher for Handoff {
     fn probe(&self) -> Result<Option<RunningBroker>, Error> {
         let path = self.socket();
-        let session = Session::open(&path, HELLO_TIMEOUT).map_err(|reason| Error::Switch {
-            version: "?".into(),
-            reason: format!("asking the running broker: {reason}"),
-        })?;
+        let session = Session::open(&path, HELLO_TIMEOUT).map_err(Error::Broker)?;
         match session {
             Some(s) => Ok(Some(RunningBroker {
                 socket: path,
@@ -100,13 +97,10 @@ impl Switcher for Handoff {
                 version: s.version,
             })),
             None => match pidfile::running(&self.config.runtime_dir) {
-                Some((pid, version)) => Err(Error::Switch {
-                    version: version.clone(),
-                    reason: format!(
-                        "broker {version} (pid {pid}) runs without a handoff socket at {}; set strategy = \"restart\" to stop and start it instead",
-                        path.display()
-                    ),
-                }),
+                Some((pid, version)) => Err(Error::Broker(format!(
+                    "broker {version} (pid {pid}) runs without a handoff socket at {}; set strategy = \"restart\" to stop and start it instead",
+                    path.display()
+                ))),
                 None => Ok(None),
             },
         }

@@ -1,0 +1,273 @@
+//! A host with the reference broker running as a real non-root user:
+//! release packages holding `emqx-refbroker` as `bin/emqx`, `emqx start`,
+//! free loopback ports, and an MQTT probe of the version clients see.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use emqx_relup::mqtt::{read_packet, Packet};
+
+use crate::common::{entry, exe, file, Host, Kind};
+
+/// The service user the tests run brokers as.
+pub const TEST_USER: &str = "emqx-relup-test";
+
+/// Creates the test user if needed; the tests need root for it and fail
+/// (not skip) without.
+pub fn ensure_test_user() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "these tests need root (they start brokers as {TEST_USER})"
+    );
+    let exists = Command::new("id")
+        .arg(TEST_USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    if !exists {
+        let status = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                TEST_USER,
+            ])
+            .status()
+            .expect("useradd runs");
+        assert!(
+            status.success()
+                || Command::new("id")
+                    .arg(TEST_USER)
+                    .status()
+                    .unwrap()
+                    .success()
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A host with the reference broker.
+pub struct BrokerHost {
+    pub host: Host,
+    pub ports: [u16; 2],
+    pub log: PathBuf,
+    started: Vec<Child>,
+}
+
+impl BrokerHost {
+    /// A host whose relup.toml adds `extra` to the broker settings.
+    pub fn new(extra: &str) -> BrokerHost {
+        ensure_test_user();
+        let host = Host::with_config(&format!(
+            "user = \"{TEST_USER}\"\nlock_timeout_secs = 30\nready_timeout_secs = 10\nsettle_secs = 0.2\ndrain_wait_secs = 30\nbroker_log = {:?}\n{extra}",
+            "BROKER_LOG"
+        ));
+        let log = host.path().join("broker.log");
+        // The config names the log; the placeholder keeps with_config simple.
+        let conf = host.path().join("relup.toml");
+        let text = fs::read_to_string(&conf).unwrap().replace(
+            "\"BROKER_LOG\"",
+            &format!("{:?}", log.display().to_string()),
+        );
+        fs::write(&conf, text).unwrap();
+        fs::File::create(&log).unwrap();
+        // The broker's user reads the trees and writes its runtime dir.
+        fs::set_permissions(host.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).unwrap();
+        fs::remove_dir(host.path().join("run")).unwrap();
+        BrokerHost {
+            host,
+            ports: [free_port(), free_port()],
+            log,
+            started: Vec::new(),
+        }
+    }
+
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.host.path().join("run")
+    }
+
+    /// The loopback addresses of the two listeners.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.ports
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect()
+    }
+
+    /// A command like `Host::command`, with the broker's environment.
+    pub fn command(&self) -> Command {
+        let mut cmd = self.host.command();
+        cmd.env(
+            "EMQX_LISTENERS",
+            format!(
+                "mqtt=127.0.0.1:{},mqtt-alt=127.0.0.1:{}",
+                self.ports[0], self.ports[1]
+            ),
+        )
+        .env("EMQX_DRAIN_SECS", "1")
+        .env_remove("EMQX_BROKER_VERSION");
+        cmd
+    }
+
+    /// Runs `emqx ARGS` and returns (stdout, stderr, code).
+    pub fn emqx(&self, args: &[&str]) -> (String, String, Option<i32>) {
+        let out = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status.code(),
+        )
+    }
+
+    /// Drops a package of the reference broker; `fail` goes into its
+    /// `etc/refbroker.toml` (e.g. `fail = "never-ready"`).
+    pub fn drop_broker_release(&self, version: &str, zip: bool, refbroker_toml: &str) {
+        let binary = fs::read(env!("CARGO_BIN_EXE_emqx-refbroker")).unwrap();
+        let entries = vec![
+            entry("emqx/", Kind::Dir),
+            exe("emqx/bin/emqx", &binary),
+            file(
+                &format!("emqx/releases/{version}/emqx.rel"),
+                version.as_bytes(),
+            ),
+            file("emqx/etc/refbroker.toml", refbroker_toml.as_bytes()),
+        ];
+        self.host
+            .drop_entries(&format!("emqx-{version}"), zip, &entries);
+    }
+
+    /// `emqx start` in the background; waits until both listeners accept
+    /// and the handoff socket is there.
+    pub fn start(&mut self) {
+        let log = fs::OpenOptions::new().append(true).open(&self.log).unwrap();
+        let child = self
+            .command()
+            .arg("start")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.started.push(child);
+        self.wait_serving();
+    }
+
+    /// Waits until both listeners accept and the handoff socket answers.
+    pub fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let up = self.addrs().iter().all(|a| TcpStream::connect(a).is_ok())
+                && self.runtime_dir().join("handoff.sock").exists();
+            if up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not come up; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The pid `broker.pid` names.
+    pub fn broker_pid(&self) -> u32 {
+        let text = fs::read_to_string(self.runtime_dir().join("broker.pid")).unwrap();
+        text.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// The version a new MQTT client sees in `$SYS/broker/version`.
+    pub fn version_seen(&self, listener: usize) -> String {
+        mqtt_version(self.addrs()[listener])
+    }
+
+    /// Kills every broker process of this host.
+    pub fn kill_all(&mut self) {
+        let me = self.host.path().display().to_string();
+        // Brokers started by a switch are not our children: find them by their tree.
+        if let Ok(procs) = fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                if let Ok(exe) = fs::read_link(p.path().join("exe")) {
+                    if exe.display().to_string().starts_with(&me) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                }
+            }
+        }
+        for c in &mut self.started {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for BrokerHost {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// Connects, subscribes to `$SYS/broker/version`, returns the payload.
+pub fn mqtt_version(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let connect = Packet::Connect {
+        client_id: String::new(),
+        keep_alive: 30,
+        clean_session: true,
+        username: None,
+        password: None,
+    };
+    s.write_all(&connect.encode()).unwrap();
+    assert!(matches!(
+        read_packet(&mut s, 1 << 20).unwrap(),
+        Some(Packet::ConnAck { code: 0, .. })
+    ));
+    let sub = Packet::Subscribe {
+        packet_id: 1,
+        filters: vec![("$SYS/broker/version".into(), 0)],
+    };
+    s.write_all(&sub.encode()).unwrap();
+    loop {
+        match read_packet(&mut s, 1 << 20).unwrap() {
+            Some(Packet::Publish { topic, payload, .. }) if topic == "$SYS/broker/version" => {
+                let _ = s.write_all(&Packet::Disconnect.encode());
+                return String::from_utf8(payload).unwrap();
+            }
+            Some(_) => continue,
+            None => panic!("closed before the version"),
+        }
+    }
+}
