@@ -14,6 +14,7 @@ pub mod error;
 #[cfg(target_os = "linux")]
 pub mod handoff;
 pub mod layout;
+pub mod load;
 pub mod mqtt;
 pub mod release;
 
