@@ -4,143 +4,88 @@
 //! listeners come from `EMQX_LISTENERS` (`name=ip:port,...`) or are
 //! inherited; `<tree>/etc/refbroker.toml` can make a release misbehave for
 //! tests (`fail = "exit-at-once" | "never-ready" | "crash-after-ready"`,
-//! `ready_delay_ms = N`).
+//! `ready_delay_ms = N`). Exit codes: 0 after a drain, 1 on a failure to
+//! run, 2 on bad arguments or settings, 3 for `exit-at-once`.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use emqx_relup::broker::{self, Options};
-use emqx_relup::refbroker::RefBroker;
-
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Behaviour {
-    fail: Option<String>,
-    ready_delay_ms: Option<u64>,
-}
-
-fn tree() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.parent()?.parent()?.to_path_buf())
-}
-
-fn version(tree: Option<&Path>) -> Result<String, String> {
-    if let Ok(v) = std::env::var("EMQX_BROKER_VERSION") {
-        return Ok(v);
-    }
-    let dir = tree.ok_or("cannot find my release tree")?.join("releases");
-    let found: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("reading {}: {e}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| semver::Version::parse(n).is_ok())
-        .collect();
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => Err(format!(
-            "expected one release folder in {}, found {found:?}",
-            dir.display()
-        )),
-    }
-}
-
-fn listeners() -> Result<Vec<(String, SocketAddr)>, String> {
-    let spec = std::env::var("EMQX_LISTENERS")
-        .unwrap_or_else(|_| "mqtt=127.0.0.1:1883,mqtt-alt=127.0.0.1:1884".into());
-    spec.split(',')
-        .filter(|s| !s.is_empty())
-        .map(|item| {
-            let (name, addr) = item
-                .split_once('=')
-                .ok_or(format!("bad listener '{item}' (name=ip:port)"))?;
-            let addr = addr
-                .parse()
-                .map_err(|e| format!("bad address in '{item}': {e}"))?;
-            Ok((name.to_string(), addr))
-        })
-        .collect()
-}
-
-fn behaviour(tree: Option<&Path>) -> Result<Behaviour, String> {
-    let Some(path) = tree.map(|t| t.join("etc/refbroker.toml")) else {
-        return Ok(Behaviour::default());
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-        Err(_) => Ok(Behaviour::default()),
-    }
-}
-
+#[cfg(target_os = "linux")]
 fn main() -> ExitCode {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use emqx_relup::broker::{self, Options};
+    use emqx_relup::refbroker::settings::{Fail, Settings};
+    use emqx_relup::refbroker::RefBroker;
+
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !(args.is_empty() || args == ["foreground"]) {
         eprintln!("emqx-refbroker: ERROR: unexpected arguments {args:?} (usage: emqx foreground)");
         return ExitCode::from(2);
     }
-    let tree = tree();
-    let setup = (|| {
-        Ok::<_, String>((
-            version(tree.as_deref())?,
-            listeners()?,
-            behaviour(tree.as_deref())?,
-        ))
-    })();
-    let (version, listeners, behaviour) = match setup {
+    let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("emqx-refbroker: ERROR: {e}");
             return ExitCode::from(2);
         }
     };
+    let version = settings.version.clone();
     let log = |m: &str| eprintln!("emqx-refbroker[{version}]: {m}");
-    let mut ready_delay = Duration::from_millis(behaviour.ready_delay_ms.unwrap_or(0));
-    match behaviour.fail.as_deref() {
+    let mut ready_delay = Duration::from_millis(settings.behaviour.ready_delay_ms);
+    match settings.behaviour.fail {
         None => {}
-        Some("exit-at-once") => {
+        Some(Fail::ExitAtOnce) => {
             log("failing on purpose: exit at once");
             return ExitCode::from(3);
         }
-        Some("never-ready") => {
+        Some(Fail::NeverReady) => {
             log("failing on purpose: never ready");
-            ready_delay = Duration::from_secs(24 * 3600);
+            // `run` reports ready after the delay, then accepts: never.
+            ready_delay = Duration::from_secs(365 * 24 * 3600);
         }
-        Some("crash-after-ready") => {
-            log("failing on purpose: crash 300 ms after READY");
+        Some(Fail::CrashAfterReady) => {
+            log("failing on purpose: abort 300 ms after READY");
+            // `run` reports ready at once after binding (plus the delay).
+            // This thread touches no environment, so `run` may still clear
+            // LISTEN_* safely.
             let at = ready_delay + Duration::from_millis(300);
-            std::thread::spawn(move || {
-                std::thread::sleep(at);
-                std::process::abort();
-            });
-        }
-        Some(other) => {
-            log(&format!("ERROR: unknown fail mode '{other}'"));
-            return ExitCode::from(2);
+            let spawned = std::thread::Builder::new()
+                .name("crash".into())
+                .spawn(move || {
+                    std::thread::sleep(at);
+                    std::process::abort();
+                });
+            if let Err(e) = spawned {
+                log(&format!("ERROR: cannot start the crash thread: {e}"));
+                return ExitCode::from(1);
+            }
         }
     }
-    let drain = std::env::var("EMQX_DRAIN_SECS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| (0.0..=86_400.0).contains(s))
-        .unwrap_or(5.0);
     let options = Options {
         version: version.clone(),
-        listeners,
+        listeners: settings.listeners,
         handoff_path: Options::handoff_path_from_env(),
-        drain: Duration::from_secs_f64(drain),
+        drain: settings.drain,
         ready_delay,
     };
+    let names: Vec<String> = options
+        .listeners
+        .iter()
+        .map(|(n, a)| format!("{n}={a}"))
+        .collect();
     log(&format!(
-        "starting (pid {}, handoff socket {})",
+        "starting (pid {}, listeners {} unless inherited, handoff socket {}, drain {:?})",
         std::process::id(),
-        options.handoff_path.display()
+        names.join(","),
+        options.handoff_path.display(),
+        options.drain
     ));
-    match broker::run(options, Arc::new(RefBroker::new(&version))) {
+    let service = Arc::new(RefBroker::new(&version));
+    match broker::run(options, service) {
         Ok(d) => {
             log(&format!(
-                "switched away: drained {} connections, closed {} at the bound; exiting",
+                "switched away: {} connections at commit, {} closed at the drain bound; exiting",
                 d.at_commit, d.closed
             ));
             ExitCode::SUCCESS
@@ -150,4 +95,10 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() -> ExitCode {
+    eprintln!("emqx-refbroker: ERROR: runs on Linux only");
+    ExitCode::from(1)
 }

@@ -1,159 +1,176 @@
-//! Who is connected, what they subscribed to, and the retained messages.
+//! Subscriptions and retained messages, and the fan-out of a publish.
+//! Filters without wildcards are found by one lookup; only wildcard
+//! filters are matched one by one.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use super::Outbox;
+use super::conn::Conn;
 use crate::mqtt::{topic, Packet};
 
-struct Client {
-    client_id: String,
-    outbox: Arc<Outbox>,
-    subscriptions: Vec<(String, u8)>,
+/// One subscription of one connection.
+struct Sub {
+    conn: Arc<Conn>,
+    qos: u8,
 }
-
-/// A retained message due to a new subscriber: topic, payload, QoS.
-pub type Due = (String, Vec<u8>, u8);
 
 #[derive(Default)]
-struct Tables {
-    clients: HashMap<u64, Client>,
-    by_client_id: HashMap<String, u64>,
-    retained: BTreeMap<String, (Vec<u8>, u8)>,
+struct Subs {
+    /// Filter without wildcard (= the topic) -> connection id -> subscription.
+    exact: HashMap<String, HashMap<u64, Sub>>,
+    /// Filter with wildcards -> connection id -> subscription.
+    wild: HashMap<String, HashMap<u64, Sub>>,
 }
 
-/// The broker's shared state.
+impl Subs {
+    fn table(&mut self, filter: &str) -> &mut HashMap<String, HashMap<u64, Sub>> {
+        if topic::has_wildcard(filter) {
+            &mut self.wild
+        } else {
+            &mut self.exact
+        }
+    }
+}
+
+/// A retained message.
+#[derive(Clone)]
+pub struct Retained {
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// The QoS it was published at.
+    pub qos: u8,
+}
+
+/// The broker's routing state.
 #[derive(Default)]
 pub struct Router {
-    tables: Mutex<Tables>,
-    next: AtomicU64,
+    subs: RwLock<Subs>,
+    retained: RwLock<HashMap<String, Retained>>,
 }
 
 impl Router {
-    /// A fresh connection number.
-    pub fn next_conn(&self) -> u64 {
-        self.next.fetch_add(1, Ordering::Relaxed)
+    /// Subscribes `conn` to a valid `filter` (replacing its QoS if it was
+    /// subscribed already).
+    pub fn subscribe(&self, conn: &Arc<Conn>, filter: &str, qos: u8) {
+        let mut subs = self.subs.write().unwrap_or_else(PoisonError::into_inner);
+        subs.table(filter)
+            .entry(filter.to_string())
+            .or_default()
+            .insert(
+                conn.id,
+                Sub {
+                    conn: Arc::clone(conn),
+                    qos,
+                },
+            );
     }
 
-    /// Registers a connected client; a client id in use is taken over.
-    pub fn connect(&self, conn: u64, client_id: &str, outbox: Arc<Outbox>) {
-        let Ok(mut t) = self.tables.lock() else {
-            return;
-        };
-        if let Some(old) = t.by_client_id.insert(client_id.to_string(), conn) {
-            if let Some(c) = t.clients.remove(&old) {
-                c.outbox.kill();
-            }
-        }
-        t.clients.insert(
-            conn,
-            Client {
-                client_id: client_id.to_string(),
-                outbox,
-                subscriptions: Vec::new(),
-            },
-        );
-    }
-
-    /// Forgets a connection.
-    pub fn disconnect(&self, conn: u64) {
-        let Ok(mut t) = self.tables.lock() else {
-            return;
-        };
-        if let Some(c) = t.clients.remove(&conn) {
-            if t.by_client_id.get(&c.client_id) == Some(&conn) {
-                t.by_client_id.remove(&c.client_id);
+    /// Removes a subscription (nothing if there was none).
+    pub fn unsubscribe(&self, conn: u64, filter: &str) {
+        let mut subs = self.subs.write().unwrap_or_else(PoisonError::into_inner);
+        let table = subs.table(filter);
+        if let Some(by_conn) = table.get_mut(filter) {
+            by_conn.remove(&conn);
+            if by_conn.is_empty() {
+                table.remove(filter);
             }
         }
     }
 
-    /// Stores (or, with an empty payload, clears) a retained message.
-    pub fn retain(&self, topic: &str, payload: Vec<u8>, qos: u8) {
-        let Ok(mut t) = self.tables.lock() else {
-            return;
-        };
+    /// Stores a retained message, or clears the topic's with an empty payload.
+    pub fn retain(&self, topic: &str, payload: &[u8], qos: u8) {
+        let mut retained = self
+            .retained
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if payload.is_empty() {
-            t.retained.remove(topic);
+            retained.remove(topic);
         } else {
-            t.retained.insert(topic.to_string(), (payload, qos));
+            retained.insert(
+                topic.to_string(),
+                Retained {
+                    topic: topic.to_string(),
+                    payload: payload.to_vec(),
+                    qos,
+                },
+            );
         }
     }
 
-    /// Adds subscriptions; returns the SUBACK codes and the retained
-    /// messages now due to the subscriber.
-    pub fn subscribe(&self, conn: u64, filters: &[(String, u8)]) -> (Vec<u8>, Vec<Due>) {
-        let Ok(mut t) = self.tables.lock() else {
-            return (vec![0x80; filters.len()], Vec::new());
-        };
-        let mut codes = Vec::new();
-        let mut due = Vec::new();
-        for (filter, qos) in filters {
-            if !topic::valid_filter(filter) {
-                codes.push(0x80);
-                continue;
+    /// The retained messages a valid `filter` matches.
+    pub fn retained(&self, filter: &str) -> Vec<Retained> {
+        let retained = self.retained.read().unwrap_or_else(PoisonError::into_inner);
+        if topic::has_wildcard(filter) {
+            retained
+                .values()
+                .filter(|r| topic::matches(filter, &r.topic))
+                .cloned()
+                .collect()
+        } else {
+            retained.get(filter).cloned().into_iter().collect()
+        }
+    }
+
+    /// Sends a message to every connection with a matching subscription,
+    /// once each at the lower of the publish QoS and its highest matching
+    /// subscription's, with a fresh packet identifier per connection at
+    /// QoS 1, RETAIN cleared. Returns (delivered, dropped).
+    pub fn publish(&self, name: &str, payload: &[u8], qos: u8) -> (usize, usize) {
+        let mut targets: HashMap<u64, (Arc<Conn>, u8)> = HashMap::new();
+        {
+            let subs = self.subs.read().unwrap_or_else(PoisonError::into_inner);
+            let mut add = |by_conn: &HashMap<u64, Sub>| {
+                for (id, sub) in by_conn {
+                    let entry = targets
+                        .entry(*id)
+                        .or_insert_with(|| (Arc::clone(&sub.conn), 0));
+                    entry.1 = entry.1.max(sub.qos);
+                }
+            };
+            if let Some(by_conn) = subs.exact.get(name) {
+                add(by_conn);
             }
-            let granted = (*qos).min(1);
-            codes.push(granted);
-            for (name, (payload, rqos)) in &t.retained {
+            for (filter, by_conn) in &subs.wild {
                 if topic::matches(filter, name) {
-                    due.push((name.clone(), payload.clone(), granted.min(*rqos)));
+                    add(by_conn);
                 }
             }
-            if let Some(c) = t.clients.get_mut(&conn) {
-                c.subscriptions.retain(|(f, _)| f != filter);
-                c.subscriptions.push((filter.clone(), granted));
-            }
         }
-        (codes, due)
-    }
-
-    /// Removes subscriptions.
-    pub fn unsubscribe(&self, conn: u64, filters: &[String]) {
-        let Ok(mut t) = self.tables.lock() else {
-            return;
-        };
-        if let Some(c) = t.clients.get_mut(&conn) {
-            c.subscriptions.retain(|(f, _)| !filters.contains(f));
-        }
-    }
-
-    /// Delivers a message to every matching subscriber, at the lower of the
-    /// two QoS; writes happen outside the lock.
-    pub fn publish(&self, name: &str, payload: &[u8], qos: u8) {
-        let targets: Vec<(Arc<Outbox>, u8)> = {
-            let Ok(t) = self.tables.lock() else { return };
-            t.clients
-                .values()
-                .filter_map(|c| {
-                    let best = c
-                        .subscriptions
-                        .iter()
-                        .filter(|(f, _)| topic::matches(f, name))
-                        .map(|(_, q)| *q)
-                        .max()?;
-                    Some((Arc::clone(&c.outbox), best.min(qos)))
-                })
-                .collect()
-        };
-        for (outbox, q) in targets {
-            let packet_id = (q > 0).then(|| outbox.packet_id());
-            outbox.send(&Packet::Publish {
+        // Encoded once per QoS; QoS 1 copies get their own packet id.
+        let encode = |qos: u8| {
+            Packet::Publish {
                 topic: name.to_string(),
                 payload: payload.to_vec(),
-                qos: q,
+                qos,
                 retain: false,
                 dup: false,
-                packet_id,
-            });
+                packet_id: (qos > 0).then_some(1),
+            }
+            .encode()
+        };
+        let mut at_qos0: Option<Arc<Vec<u8>>> = None;
+        let mut at_qos1: Option<Vec<u8>> = None;
+        let (mut delivered, mut dropped) = (0, 0);
+        for (conn, sub_qos) in targets.into_values() {
+            let data = if sub_qos.min(qos) == 0 {
+                Arc::clone(at_qos0.get_or_insert_with(|| Arc::new(encode(0))))
+            } else {
+                let mut bytes = at_qos1.get_or_insert_with(|| encode(1)).clone();
+                // The packet id sits just before the payload.
+                let Some(at) = bytes.len().checked_sub(payload.len() + 2) else {
+                    continue;
+                };
+                bytes[at..at + 2].copy_from_slice(&conn.packet_id().to_be_bytes());
+                Arc::new(bytes)
+            };
+            if conn.deliver(data) {
+                delivered += 1;
+            } else {
+                dropped += 1;
+            }
         }
-    }
-
-    /// Closes every connection gracefully.
-    pub fn close_all(&self) {
-        let Ok(t) = self.tables.lock() else { return };
-        for c in t.clients.values() {
-            c.outbox.close();
-        }
+        (delivered, dropped)
     }
 }

@@ -1,0 +1,268 @@
+//! What the `emqx-refbroker` binary runs with: its release version (from
+//! `EMQX_BROKER_VERSION`, else the one release folder of its tree), its
+//! listeners (`EMQX_LISTENERS`), its drain bound (`EMQX_DRAIN_SECS`), and
+//! the failures a release tree can ask of it for tests
+//! (`<tree>/etc/refbroker.toml`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Listeners when `EMQX_LISTENERS` is not set.
+pub const DEFAULT_LISTENERS: &str = "mqtt=127.0.0.1:1883,mqtt-alt=127.0.0.1:1884";
+/// Drain bound when `EMQX_DRAIN_SECS` is not set.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(5);
+/// The failure file, relative to the release tree.
+pub const BEHAVIOUR_FILE: &str = "etc/refbroker.toml";
+
+/// A failure on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fail {
+    /// Exit with code 3 before taking the listeners.
+    ExitAtOnce,
+    /// Never report `READY=1` (and so never accept).
+    NeverReady,
+    /// Abort about 300 ms after reporting `READY=1`.
+    CrashAfterReady,
+}
+
+/// `<tree>/etc/refbroker.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    /// A failure on purpose.
+    #[serde(default)]
+    pub fail: Option<Fail>,
+    /// A pause before reporting ready, in milliseconds.
+    #[serde(default)]
+    pub ready_delay_ms: u64,
+}
+
+/// Everything the binary needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The release version.
+    pub version: String,
+    /// Listeners by name.
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// The drain bound.
+    pub drain: Duration,
+    /// Failures on purpose.
+    pub behaviour: Behaviour,
+}
+
+impl Settings {
+    /// From the environment and the release tree the binary runs from.
+    pub fn from_env() -> Result<Settings, String> {
+        let tree = std::env::current_exe().ok().and_then(|e| tree_of(&e));
+        let version = match std::env::var("EMQX_BROKER_VERSION") {
+            Ok(v) => check_version(&v)?,
+            Err(std::env::VarError::NotPresent) => {
+                let tree = tree.as_deref().ok_or(
+                    "EMQX_BROKER_VERSION is not set and my release tree is unknown (no <tree>/bin/emqx)",
+                )?;
+                version_in_tree(tree)?
+            }
+            Err(e) => return Err(format!("EMQX_BROKER_VERSION: {e}")),
+        };
+        let listeners = match std::env::var("EMQX_LISTENERS") {
+            Ok(spec) => parse_listeners(&spec).map_err(|e| format!("EMQX_LISTENERS: {e}"))?,
+            Err(std::env::VarError::NotPresent) => parse_listeners(DEFAULT_LISTENERS)?,
+            Err(e) => return Err(format!("EMQX_LISTENERS: {e}")),
+        };
+        let drain = match std::env::var("EMQX_DRAIN_SECS") {
+            Ok(s) => parse_drain(&s).map_err(|e| format!("EMQX_DRAIN_SECS: {e}"))?,
+            Err(std::env::VarError::NotPresent) => DEFAULT_DRAIN,
+            Err(e) => return Err(format!("EMQX_DRAIN_SECS: {e}")),
+        };
+        let behaviour = match &tree {
+            Some(tree) => read_behaviour(tree)?,
+            None => Behaviour::default(),
+        };
+        Ok(Settings {
+            version,
+            listeners,
+            drain,
+            behaviour,
+        })
+    }
+}
+
+/// The release tree of a binary at `<tree>/bin/NAME`.
+pub fn tree_of(exe: &Path) -> Option<PathBuf> {
+    let bin = exe.parent()?;
+    if bin.file_name()? != "bin" {
+        return None;
+    }
+    bin.parent().map(Path::to_path_buf)
+}
+
+fn check_version(v: &str) -> Result<String, String> {
+    semver::Version::parse(v)
+        .map(|_| v.to_string())
+        .map_err(|e| format!("version {v:?} is not semver: {e}"))
+}
+
+/// The single semver-named folder in `<tree>/releases/`.
+pub fn version_in_tree(tree: &Path) -> Result<String, String> {
+    let dir = tree.join("releases");
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && semver::Version::parse(&name).is_ok() {
+            found.push(name);
+        }
+    }
+    found.sort();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(format!("no release folder in {}", dir.display())),
+        many => Err(format!(
+            "several release folders in {}: {}",
+            dir.display(),
+            many.join(", ")
+        )),
+    }
+}
+
+/// `name=ip:port,...`: names non-empty, unique, without `:` (the
+/// `LISTEN_FDNAMES` separator).
+pub fn parse_listeners(spec: &str) -> Result<Vec<(String, SocketAddr)>, String> {
+    let mut out: Vec<(String, SocketAddr)> = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("bad listener {item:?} (want name=ip:port)"))?;
+        if name.is_empty() || name.contains(':') {
+            return Err(format!("bad listener name {name:?}"));
+        }
+        if out.iter().any(|(n, _)| n == name) {
+            return Err(format!("listener {name:?} named twice"));
+        }
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("bad address in {item:?}: {e}"))?;
+        out.push((name.to_string(), addr));
+    }
+    if out.is_empty() {
+        return Err("no listener".into());
+    }
+    Ok(out)
+}
+
+/// Seconds, a float from 0 to one day.
+pub fn parse_drain(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number of seconds: {e}"))?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{s:?} is not between 0 and 86400 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `<tree>/etc/refbroker.toml`, or the defaults if there is none.
+pub fn read_behaviour(tree: &Path) -> Result<Behaviour, String> {
+    let path = tree.join(BEHAVIOUR_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Behaviour::default()),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn the_tree_is_above_bin() {
+        assert_eq!(
+            tree_of(Path::new("/opt/emqx/bin/emqx")),
+            Some(PathBuf::from("/opt/emqx"))
+        );
+        assert_eq!(tree_of(Path::new("/x/target/debug/emqx-refbroker")), None);
+    }
+
+    #[test]
+    fn the_version_is_the_one_release_folder() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(version_in_tree(t.path()).is_err());
+        fs::create_dir_all(t.path().join("releases/5.0.1")).unwrap();
+        fs::create_dir_all(t.path().join("releases/notes")).unwrap();
+        fs::write(t.path().join("releases/5.0.9"), "a file").unwrap();
+        assert_eq!(version_in_tree(t.path()).unwrap(), "5.0.1");
+        fs::create_dir_all(t.path().join("releases/5.0.2")).unwrap();
+        let e = version_in_tree(t.path()).unwrap_err();
+        assert!(e.contains("several") && e.contains("5.0.1, 5.0.2"), "{e}");
+        fs::remove_dir(t.path().join("releases/5.0.1")).unwrap();
+        fs::remove_dir(t.path().join("releases/5.0.2")).unwrap();
+        assert!(version_in_tree(t.path())
+            .unwrap_err()
+            .contains("no release"));
+    }
+
+    #[test]
+    fn listeners_parse() {
+        let l = parse_listeners(DEFAULT_LISTENERS).unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[1].0, "mqtt-alt");
+        assert_eq!(l[1].1.port(), 1884);
+        assert_eq!(parse_listeners(" a=[::1]:1,").unwrap()[0].1.port(), 1);
+        for bad in [
+            "",
+            "a",
+            "a=1.2.3.4",
+            "=1.2.3.4:1",
+            "a:b=1.2.3.4:1",
+            "a=1.1.1.1:1,a=1.1.1.1:2",
+        ] {
+            assert!(parse_listeners(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn drain_parses() {
+        assert_eq!(parse_drain("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_drain("0").unwrap(), Duration::ZERO);
+        for bad in ["-1", "x", "NaN", "inf", "1e9"] {
+            assert!(parse_drain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn behaviour_reads_strictly() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(read_behaviour(t.path()).unwrap(), Behaviour::default());
+        fs::create_dir(t.path().join("etc")).unwrap();
+        let file = t.path().join(BEHAVIOUR_FILE);
+        fs::write(
+            &file,
+            "fail = \"crash-after-ready\"\nready_delay_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_behaviour(t.path()).unwrap(),
+            Behaviour {
+                fail: Some(Fail::CrashAfterReady),
+                ready_delay_ms: 250
+            }
+        );
+        for (text, want) in [
+            ("fail = \"exit-at-once\"", Fail::ExitAtOnce),
+            ("fail = \"never-ready\"", Fail::NeverReady),
+        ] {
+            fs::write(&file, text).unwrap();
+            assert_eq!(read_behaviour(t.path()).unwrap().fail, Some(want));
+        }
+        for bad in ["fail = \"sometimes\"", "typo = 1", "ready_delay_ms = -1"] {
+            fs::write(&file, bad).unwrap();
+            assert!(read_behaviour(t.path()).is_err(), "{bad}");
+        }
+    }
+}
