@@ -2,7 +2,7 @@
 //! its `READY=1` on a private notify socket.
 
 use std::fs::{self, OpenOptions};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::config::Config;
 use crate::privs::ServiceUser;
 
 /// What to start and how.
-pub struct Launch<'a> {
+struct Launch<'a> {
     /// The release tree.
     pub tree: &'a Path,
     /// Its entry command, relative to the tree.
@@ -32,14 +33,14 @@ pub struct Launch<'a> {
 }
 
 /// The notify socket the new broker reports to.
-pub struct Notify {
+struct Notify {
     socket: UnixDatagram,
     path: PathBuf,
 }
 
 impl Notify {
     /// Binds `path`, owned by the service user when we are root.
-    pub fn bind(path: &Path, user: &ServiceUser) -> std::io::Result<Notify> {
+    fn bind(path: &Path, user: &ServiceUser) -> std::io::Result<Notify> {
         let _ = fs::remove_file(path);
         let socket = UnixDatagram::bind(path)?;
         if nix::unistd::Uid::effective().is_root() {
@@ -61,7 +62,7 @@ impl Drop for Notify {
 /// Starts the release through the exec shim (`emqx-relup __exec`), which
 /// sets `LISTEN_PID` to its own pid and drops privileges before exec'ing
 /// the entry command: no window where `LISTEN_PID` is wrong.
-pub fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
+fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let program = launch.tree.join(&launch.entry[0]);
     let mut cmd = Command::new(exe);
@@ -72,19 +73,17 @@ pub fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
         .arg(program)
         .args(&launch.entry[1..])
         .current_dir(launch.tree)
-        .env("LISTEN_FDS", launch.listeners.len().to_string())
-        .env(
-            "LISTEN_FDNAMES",
-            launch
-                .listeners
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(":"),
-        )
         .env("NOTIFY_SOCKET", launch.notify)
         .env_remove("LISTEN_PID")
         .stdin(Stdio::null());
+    // No listeners (a restart): no LISTEN_* at all, so the broker binds.
+    if !launch.listeners.is_empty() {
+        let names: Vec<&str> = launch.listeners.iter().map(|(n, _)| n.as_str()).collect();
+        cmd.env("LISTEN_FDS", names.len().to_string())
+            .env("LISTEN_FDNAMES", names.join(":"));
+    } else {
+        cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_FDNAMES");
+    }
     for (k, v) in &launch.env {
         cmd.env(k, v);
     }
@@ -140,12 +139,71 @@ pub enum NotReady {
     Io(String),
 }
 
+/// A new broker that reported ready and stayed up through the settle time.
+pub struct Launched {
+    /// The process.
+    pub child: Child,
+    /// When it was spawned.
+    pub spawned_at: Instant,
+    /// From spawn to `READY=1`.
+    pub start: Duration,
+}
+
+/// Starts the release (see [`spawn`]) with a private notify socket in the
+/// runtime dir and waits for it to be ready; on any failure the new
+/// process is killed. `old` is the old broker's session, watched for
+/// hang-up.
+pub fn launch(
+    config: &Config,
+    user: &ServiceUser,
+    tree: &Path,
+    listeners: &[(String, OwnedFd)],
+    env: Vec<(String, String)>,
+    old: Option<BorrowedFd<'_>>,
+) -> Result<Launched, NotReady> {
+    let notify_path = config
+        .runtime_dir
+        .join(format!("notify.{}.sock", std::process::id()));
+    let notify = Notify::bind(&notify_path, user)
+        .map_err(|e| NotReady::Io(format!("binding {}: {e}", notify_path.display())))?;
+    let launch = Launch {
+        tree,
+        entry: &config.entry,
+        listeners,
+        env,
+        user,
+        log: config.broker_log.as_deref(),
+        notify: &notify_path,
+    };
+    let spawned_at = Instant::now();
+    let mut child =
+        spawn(&launch).map_err(|e| NotReady::Io(format!("starting {}: {e}", tree.display())))?;
+    match wait_ready(
+        &notify,
+        &mut child,
+        old,
+        config.ready_timeout(),
+        config.settle(),
+    ) {
+        Ok(start) => Ok(Launched {
+            child,
+            spawned_at,
+            start,
+        }),
+        Err(why) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(why)
+        }
+    }
+}
+
 /// Waits for `READY=1` from `child` (and then `settle` more, checking that
 /// it stays up), watching the old broker's session for hang-up.
-pub fn wait_ready(
+fn wait_ready(
     notify: &Notify,
     child: &mut Child,
-    old: impl AsFd,
+    old: Option<BorrowedFd<'_>>,
     timeout: Duration,
     settle: Duration,
 ) -> Result<Duration, NotReady> {
@@ -178,15 +236,19 @@ pub fn wait_ready(
         } else if now >= deadline {
             return Err(NotReady::Timeout(timeout));
         }
-        let mut fds = [
-            PollFd::new(notify.socket.as_fd(), PollFlags::POLLIN),
-            PollFd::new(old.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds = vec![PollFd::new(notify.socket.as_fd(), PollFlags::POLLIN)];
+        if let Some(old) = old {
+            fds.push(PollFd::new(old, PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::from(10u8)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(NotReady::Io(e.to_string())),
         }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+        if fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty())
+        {
             return Err(NotReady::OldGone);
         }
         if fds[0].any().unwrap_or(false) {

@@ -129,47 +129,36 @@ impl Switcher for Handoff {
                 ))
             })?;
         let listeners = session.take_listeners().map_err(&fail)?;
-        let tag = std::process::id();
-        let new_socket = config.runtime_dir.join(format!("{HANDOFF_SOCKET}.{tag}"));
-        let notify_path = config.runtime_dir.join(format!("notify.{tag}.sock"));
-        let notify = child::Notify::bind(&notify_path, &user)
-            .map_err(|e| fail(format!("binding {}: {e}", notify_path.display())))?;
-        let launch = child::Launch {
+        let new_socket = config
+            .runtime_dir
+            .join(format!("{HANDOFF_SOCKET}.{}", std::process::id()));
+        let env = vec![
+            (
+                "EMQX_HANDOFF_SOCKET".into(),
+                new_socket.display().to_string(),
+            ),
+            (
+                "EMQX_RUNTIME_DIR".into(),
+                config.runtime_dir.display().to_string(),
+            ),
+            ("EMQX_RELUP_VERSION".into(), version.to_string()),
+        ];
+        let launched = child::launch(
+            config,
+            &user,
             tree,
-            entry: &config.entry,
-            listeners: &listeners,
-            env: vec![
-                (
-                    "EMQX_HANDOFF_SOCKET".into(),
-                    new_socket.display().to_string(),
-                ),
-                (
-                    "EMQX_RUNTIME_DIR".into(),
-                    config.runtime_dir.display().to_string(),
-                ),
-                ("EMQX_RELUP_VERSION".into(), version.to_string()),
-            ],
-            user: &user,
-            log: config.broker_log.as_deref(),
-            notify: &notify_path,
-        };
-        let spawned_at = Instant::now();
-        let mut new =
-            child::spawn(&launch).map_err(|e| fail(format!("starting {}: {e}", tree.display())))?;
-        drop(listeners);
-        let helper_before = spawned_at - began;
-        let waited = child::wait_ready(
-            &notify,
-            &mut new,
-            session.channel.as_fd(),
-            config.ready_timeout(),
-            config.settle(),
+            &listeners,
+            env,
+            Some(session.channel.as_fd()),
         );
-        let start = match waited {
-            Ok(start) => start,
+        drop(listeners);
+        let child::Launched {
+            child: mut new,
+            spawned_at,
+            start,
+        } = match launched {
+            Ok(l) => l,
             Err(why) => {
-                let _ = new.kill();
-                let _ = new.wait();
                 let _ = std::fs::remove_file(&new_socket);
                 let reason = match why {
                     child::NotReady::Exited(how) => format!("the new broker {how}; the old one still serves"),
@@ -181,11 +170,12 @@ impl Switcher for Handoff {
                         "the running broker (pid {}) exited during the switch; the new one was stopped, so no broker runs now: start it again ('emqx-relup start')",
                         broker.pid
                     ),
-                    child::NotReady::Io(e) => format!("waiting for the new broker: {e}; the old one still serves"),
+                    child::NotReady::Io(e) => format!("{e}; the old one still serves"),
                 };
                 return Err(fail(reason));
             }
         };
+        let helper_before = spawned_at - began;
         let committing = Instant::now();
         let draining = match session.commit() {
             Ok(n) => n,

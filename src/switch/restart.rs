@@ -61,33 +61,15 @@ impl Switcher for Restart {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let tag = std::process::id();
-        let notify_path = config.runtime_dir.join(format!("notify.{tag}.sock"));
-        let notify = child::Notify::bind(&notify_path, &user)
-            .map_err(|e| fail(format!("binding {}: {e}", notify_path.display())))?;
-        let launch = child::Launch {
-            tree,
-            entry: &config.entry,
-            listeners: &[],
-            env: vec![
-                (
-                    "EMQX_RUNTIME_DIR".into(),
-                    config.runtime_dir.display().to_string(),
-                ),
-                ("EMQX_RELUP_VERSION".into(), version.to_string()),
-            ],
-            user: &user,
-            log: config.broker_log.as_deref(),
-            notify: &notify_path,
-        };
-        let spawned_at = Instant::now();
-        let mut new =
-            child::spawn(&launch).map_err(|e| fail(format!("starting {}: {e}", tree.display())))?;
-        let nobody = std::fs::File::open("/dev/null").map_err(|e| fail(e.to_string()))?;
-        let start = child::wait_ready(&notify, &mut new, &nobody, config.ready_timeout(), config.settle())
+        let env = vec![
+            (
+                "EMQX_RUNTIME_DIR".into(),
+                config.runtime_dir.display().to_string(),
+            ),
+            ("EMQX_RELUP_VERSION".into(), version.to_string()),
+        ];
+        let child::Launched { child: new, spawned_at, start } = child::launch(config, &user, tree, &[], env, None)
             .map_err(|why| {
-                let _ = new.kill();
-                let _ = new.wait();
                 fail(format!(
                     "the old broker was stopped and the new one did not come up ({why:?}); no broker runs now: start it again ('emqx-relup start')"
                 ))

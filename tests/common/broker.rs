@@ -74,10 +74,23 @@ impl BrokerHost {
     /// A host whose relup.toml adds `extra` to the broker settings.
     pub fn new(extra: &str) -> BrokerHost {
         ensure_test_user();
-        let host = Host::with_config(&format!(
-            "user = \"{TEST_USER}\"\nlock_timeout_secs = 30\nready_timeout_secs = 10\nsettle_secs = 0.2\ndrain_wait_secs = 30\nbroker_log = {:?}\n{extra}",
-            "BROKER_LOG"
-        ));
+        // Defaults, each overridden by a key of `extra`.
+        let defaults = [
+            format!("user = \"{TEST_USER}\""),
+            "lock_timeout_secs = 30".into(),
+            "ready_timeout_secs = 10".into(),
+            "settle_secs = 0.2".into(),
+            "drain_wait_secs = 30".into(),
+            "broker_log = \"BROKER_LOG\"".into(),
+        ];
+        let key = |line: &str| line.split('=').next().unwrap_or("").trim().to_string();
+        let overridden: Vec<String> = extra.lines().map(key).collect();
+        let mut config: Vec<String> = defaults
+            .into_iter()
+            .filter(|d| !overridden.contains(&key(d)))
+            .collect();
+        config.push(extra.to_string());
+        let host = Host::with_config(&config.join("\n"));
         let log = host.path().join("broker.log");
         // The config names the log; the placeholder keeps with_config simple.
         let conf = host.path().join("relup.toml");
