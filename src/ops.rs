@@ -118,7 +118,7 @@ impl<'a> Ops<'a> {
         }
         let tree = self.existing_tree(&target)?;
         let r = self.switcher.switch(&broker, &target, &tree)?;
-        out.note(&switched_note(&broker, &target, &r));
+        report_switch(out, &broker, &target, &r);
         out.say(&Say::Switched {
             from: broker.version.clone(),
             to: target,
@@ -164,7 +164,7 @@ impl<'a> Ops<'a> {
                     let tree = self.existing_tree(&v)?;
                     if let Some(broker) = broker {
                         let r = self.switcher.switch(broker, &v, &tree)?;
-                        out.note(&switched_note(broker, &v, &r));
+                        report_switch(out, broker, &v, &r);
                     }
                     releases.install(&v);
                     self.store.save(lock, releases)?;
@@ -256,8 +256,13 @@ impl<'a> Ops<'a> {
     }
 }
 
-fn switched_note(broker: &RunningBroker, to: &Version, r: &crate::switch::SwitchReport) -> String {
-    format!(
+fn report_switch(
+    out: &mut dyn Report,
+    broker: &RunningBroker,
+    to: &Version,
+    r: &crate::switch::SwitchReport,
+) {
+    out.note(&format!(
         "broker {} (pid {}) handed its listeners to {to} (pid {}): ready in {} ms, helper work {} ms, {} connections draining",
         broker.version,
         r.old_pid,
@@ -265,5 +270,8 @@ fn switched_note(broker: &RunningBroker, to: &Version, r: &crate::switch::Switch
         r.start.as_millis(),
         r.helper.as_millis(),
         r.draining
-    )
+    ));
+    if let Some(w) = &r.warning {
+        out.note(&format!("WARNING: {w}"));
+    }
 }

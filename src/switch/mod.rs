@@ -50,6 +50,8 @@ pub struct SwitchReport {
     pub helper: Duration,
     /// From spawn to `READY=1`.
     pub start: Duration,
+    /// Something the operator must know although the switch happened.
+    pub warning: Option<String>,
 }
 
 /// Finds and switches the running broker; a trait so that release logic can
@@ -177,19 +179,35 @@ impl Switcher for Handoff {
         };
         let helper_before = spawned_at - began;
         let committing = Instant::now();
+        let mut warning = None;
         let draining = match session.commit() {
             Ok(n) => n,
+            // The old broker is gone: the new one is ready and holds the
+            // listeners, so keep it rather than leave nothing serving.
+            Err(reason) if !generations::alive(broker.pid) => {
+                warning = Some(format!(
+                    "the old broker exited during the commit ({reason})"
+                ));
+                0
+            }
             Err(reason) => {
                 let _ = new.kill();
                 let _ = new.wait();
                 let _ = std::fs::remove_file(&new_socket);
                 return Err(fail(format!(
-                    "commit: {reason}; the new broker was stopped"
+                    "commit: {reason}; the new broker was stopped and the old one still serves"
                 )));
             }
         };
-        std::fs::rename(&new_socket, self.socket())
-            .map_err(|e| fail(format!("publishing the new handoff socket: {e}")))?;
+        // Past the commit the switch has happened: what fails now is
+        // reported, never turned into an error that would leave the state
+        // naming the old release.
+        if let Err(e) = std::fs::rename(&new_socket, self.socket()) {
+            warning = Some(format!(
+                "the new broker runs, but its handoff socket could not be published at {} ({e}); the next switch will not find it: restart the broker",
+                self.socket().display()
+            ));
+        }
         generations::record_draining(&config.runtime_dir, broker.pid);
         let _ = pidfile::record(&config.runtime_dir, new.id(), &version.to_string());
         let helper = helper_before + committing.elapsed();
@@ -199,6 +217,7 @@ impl Switcher for Handoff {
             draining,
             helper,
             start,
+            warning,
         })
     }
 }

@@ -81,6 +81,7 @@ impl Switcher for Restart {
             draining: 0,
             helper: spawned_at - began,
             start,
+            warning: None,
         })
     }
 }
