@@ -223,6 +223,7 @@ impl BrokerHost {
     /// Kills every broker process of this host.
     pub fn kill_all(&mut self) {
         let me = self.host.path().display().to_string();
+        let mut killed = Vec::new();
         // Brokers started by a switch are not our children: find them by their tree.
         if let Ok(procs) = fs::read_dir("/proc") {
             for p in procs.flatten() {
@@ -235,6 +236,7 @@ impl BrokerHost {
                             nix::unistd::Pid::from_raw(pid),
                             nix::sys::signal::Signal::SIGKILL,
                         );
+                        killed.push(pid);
                     }
                 }
             }
@@ -242,6 +244,17 @@ impl BrokerHost {
         for c in &mut self.started {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // SIGKILL is asynchronous: wait until no killed broker holds a
+        // listener any more (gone, or a zombie nobody reaps).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for pid in killed {
+            while Instant::now() < deadline
+                && fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| !s.contains(") Z "))
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
     }
 }
