@@ -13,7 +13,8 @@ use crate::layout::Layout;
 use crate::ops::{Ops, Report};
 use crate::privs;
 use crate::release::{parse_version, MoveKind, Releases, Say};
-use crate::switch::{record_running, Handoff, Restart, Switcher};
+use crate::switch::{record_running, Handoff, Switcher};
+use crate::systemd::{self, Journal, Notifier, Priority};
 use crate::Error;
 
 /// Release manager and zero-downtime switcher for the EMQX broker.
@@ -54,6 +55,9 @@ pub struct Cli {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
+    /// Say which path a switch takes (through systemd or directly).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -108,7 +112,12 @@ pub enum Cmd {
         version: String,
     },
     /// Revert a non-permanent release, then run the permanent one in place (ExecStart).
-    Start,
+    Start {
+        /// Only revert and check, as root before the unit drops privileges
+        /// (ExecStartPre=+); do not run the broker.
+        #[arg(long)]
+        prepare: bool,
+    },
     /// Switch the running broker to the release marked current (ExecReload).
     Reload,
 }
@@ -122,28 +131,52 @@ pub fn command() -> clap::Command {
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == SHIM) {
-        return report(exec_shim(&args[2..]));
+        return report(exec_shim(&args[2..]), &mut Printer::default());
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    report(run(cli))
+    let mut out = Printer {
+        verbose: cli.verbose,
+        journal: Journal::for_stderr(vec![(
+            "EMQX_RELUP_COMMAND".into(),
+            command_name(&cli.command).into(),
+        )]),
+    };
+    let result = run(cli, &mut out);
+    report(result, &mut out)
 }
 
 /// The first argument that makes this binary the exec shim of a switch.
 pub const SHIM: &str = "__exec";
 
-fn report(result: Result<(), Error>) -> ExitCode {
+fn report(result: Result<(), Error>, out: &mut Printer) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ERROR: {e}");
+            let mut text = format!("ERROR: {e}");
             if let Some(hint) = e.hint() {
-                eprintln!("{hint}");
+                text.push('\n');
+                text.push_str(&hint);
             }
+            out.line(Priority::Error, &text);
             ExitCode::from(e.class().code())
         }
+    }
+}
+
+fn command_name(cmd: &Cmd) -> &'static str {
+    match cmd {
+        Cmd::Versions { .. } => "versions",
+        Cmd::RootDir => "root_dir",
+        Cmd::Unpack { .. } => "unpack",
+        Cmd::Install { .. } => "install",
+        Cmd::Upgrade { .. } => "upgrade",
+        Cmd::Downgrade { .. } => "downgrade",
+        Cmd::Uninstall { .. } => "uninstall",
+        Cmd::Start { .. } => "start",
+        Cmd::Reload => "reload",
     }
 }
 
@@ -175,17 +208,51 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(crate::ExitClass::Usage.code())
 }
 
-struct Printer;
+/// Prints the transcript to stdout and notes to stderr; under systemd
+/// (stderr is the journal) sends both to the journal with fields instead.
+#[derive(Default)]
+struct Printer {
+    verbose: bool,
+    journal: Option<Journal>,
+}
+
+impl Printer {
+    /// A note or error line (stderr).
+    fn line(&mut self, priority: Priority, text: &str) {
+        if let Some(j) = &self.journal {
+            if j.send(priority, text).is_ok() {
+                return;
+            }
+        }
+        eprintln!("{text}");
+    }
+}
 
 impl Report for Printer {
     fn say(&mut self, line: &Say) {
+        if let Some(j) = &self.journal {
+            if j.send(Priority::Info, &line.to_string()).is_ok() {
+                return;
+            }
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
     }
 
     fn note(&mut self, text: &str) {
-        eprintln!("note: {text}");
+        let priority = if text.starts_with("WARNING") {
+            Priority::Warning
+        } else {
+            Priority::Notice
+        };
+        self.line(priority, &format!("note: {text}"));
+    }
+
+    fn detail(&mut self, text: &str) {
+        if self.verbose {
+            self.line(Priority::Info, &format!("note: {text}"));
+        }
     }
 }
 
@@ -193,7 +260,7 @@ fn version(text: &str) -> Result<Version, Error> {
     parse_version(text)
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
     let layout = Layout {
         root: cli.root,
         state_dir: cli.state_dir,
@@ -206,14 +273,10 @@ fn run(cli: Cli) -> Result<(), Error> {
         Some(path) => Config::load(path, true)?,
         None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
     };
-    let switcher: Box<dyn Switcher> = match config.strategy {
-        Strategy::Handoff => Box::new(Handoff::new(config.clone())),
-        Strategy::Restart => Box::new(Restart::new(config.clone())),
-    };
+    let switcher = switcher_for(&cli.command, &config, out)?;
     let user = config.user.clone();
     let runtime_dir = config.runtime_dir.clone();
     let ops = Ops::new(layout, config, &*switcher);
-    let out = &mut Printer;
     match cli.command {
         Cmd::RootDir => Ok(()),
         Cmd::Versions { json } => {
@@ -232,7 +295,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         } => ops.move_to(MoveKind::Upgrade, &version(&v)?, !no_permanent, out),
         Cmd::Downgrade { version: v } => ops.move_to(MoveKind::Downgrade, &version(&v)?, true, out),
         Cmd::Uninstall { version: v } => ops.uninstall(&version(&v)?, out),
-        Cmd::Start => {
+        Cmd::Start { prepare: true } => ops.start(out).map(|_| ()),
+        Cmd::Start { prepare: false } => {
             let (mut command, version) = ops.start(out)?;
             let program = command.get_program().to_string_lossy().into_owned();
             let user = privs::lookup(&user).map_err(Error::Usage)?;
@@ -247,6 +311,39 @@ fn run(cli: Cli) -> Result<(), Error> {
             Err(Error::io(format!("starting {program}"), err))
         }
         Cmd::Reload => ops.reload(out),
+    }
+}
+
+/// How this command moves a running broker: an administrator's switch goes
+/// through systemd when the unit is active; `reload` started by systemd
+/// reports to it; everything else only probes.
+fn switcher_for(
+    command: &Cmd,
+    config: &Config,
+    out: &mut dyn Report,
+) -> Result<Box<dyn Switcher>, Error> {
+    match command {
+        Cmd::Install { .. } | Cmd::Upgrade { .. } | Cmd::Downgrade { .. } => {
+            let (switcher, path) = systemd::admin_switcher(config);
+            out.detail(&path);
+            Ok(switcher)
+        }
+        Cmd::Reload if systemd::started_by_systemd() => {
+            if config.strategy == Strategy::Restart {
+                return Err(Error::Usage(
+                    "strategy = \"restart\" cannot switch inside systemd's reload (stopping the main process stops the unit); use 'systemctl restart' instead".into(),
+                ));
+            }
+            match Notifier::from_env() {
+                Some(Ok(n)) => {
+                    out.detail("started by systemd: reporting MAINPID= and READY=1 to it");
+                    Ok(Box::new(Handoff::under_systemd(config.clone(), n)))
+                }
+                Some(Err(e)) => Err(Error::io("connecting to NOTIFY_SOCKET", e)),
+                None => Ok(systemd::direct(config)),
+            }
+        }
+        _ => Ok(systemd::direct(config)),
     }
 }
 

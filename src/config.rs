@@ -36,6 +36,9 @@ pub struct Config {
     /// How long a switch waits for the previous old broker to finish
     /// draining (at most two generations), in seconds.
     pub drain_wait_secs: f64,
+    /// How long an administrator's command waits for systemd's reload job
+    /// (under systemd the switch runs as the unit's `ExecReload`), in seconds.
+    pub job_timeout_secs: f64,
     /// Where a broker started by a switch writes stdout and stderr (appended);
     /// unset: the helper's own.
     pub broker_log: Option<PathBuf>,
@@ -87,6 +90,7 @@ impl Default for Config {
             ready_timeout_secs: 30.0,
             settle_secs: 0.5,
             drain_wait_secs: 60.0,
+            job_timeout_secs: 120.0,
             broker_log: None,
             limits: Limits::default(),
         }
@@ -118,6 +122,7 @@ impl Config {
             ("ready_timeout_secs", config.ready_timeout_secs),
             ("settle_secs", config.settle_secs),
             ("drain_wait_secs", config.drain_wait_secs),
+            ("job_timeout_secs", config.job_timeout_secs),
         ] {
             if !(0.0..=86_400.0).contains(&secs) {
                 return Err(format!("{name} must be between 0 and 86400"));
@@ -142,6 +147,11 @@ impl Config {
     /// The wait for a draining broker.
     pub fn drain_wait(&self) -> Duration {
         Duration::from_secs_f64(self.drain_wait_secs)
+    }
+
+    /// The wait for systemd's reload job.
+    pub fn job_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.job_timeout_secs)
     }
 
     /// The lock wait.

@@ -5,6 +5,7 @@
 //! - [`store`]: the on-disk release store (state file, lock, unpacked trees);
 //! - [`package`]: finding, verifying and safely extracting release packages;
 //! - [`switch`]: moving a running broker to another release;
+//! - [`systemd`]: the broker's unit over D-Bus, sd_notify, the journal;
 //! - [`ops`]: the operations that tie them together; [`cli`]: the command line.
 
 #[cfg(target_os = "linux")]
@@ -32,5 +33,7 @@ pub mod refbroker;
 pub mod store;
 #[cfg(target_os = "linux")]
 pub mod switch;
+#[cfg(target_os = "linux")]
+pub mod systemd;
 
 pub use error::{Error, ExitClass};

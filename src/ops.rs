@@ -22,6 +22,8 @@ pub trait Report {
     fn say(&mut self, line: &Say);
     /// A note for the operator (stderr).
     fn note(&mut self, text: &str);
+    /// A detail shown only when asked for (`-v`).
+    fn detail(&mut self, _text: &str) {}
 }
 
 /// The release operations of one installation.
@@ -87,13 +89,28 @@ impl<'a> Ops<'a> {
 
     /// `start`: reverts a trial release and returns the permanent release's
     /// entry command, for the caller to exec in place.
+    /// Without write access to the store (the unit's `ExecStart=` runs as the
+    /// service user; `ExecStartPre=+... start --prepare` reverted as root),
+    /// it reads the state and runs the permanent release without recording.
     pub fn start(&self, out: &mut dyn Report) -> Result<(Command, Version), Error> {
-        let (lock, mut releases) = self.begin()?;
-        if let Some(broker) = self.switcher.probe()? {
-            return Err(Refusal::BrokerRunning(broker.socket.display().to_string()).into());
-        }
-        let (plan, version) = release::plan_start(&releases)?;
-        self.execute(&lock, &mut releases, plan, None, out)?;
+        let version = if self.store.writable() {
+            let (lock, mut releases) = self.begin()?;
+            self.refuse_if_running()?;
+            let (plan, version) = release::plan_start(&releases)?;
+            self.execute(&lock, &mut releases, plan, None, out)?;
+            version
+        } else {
+            let releases = self.store.load()?;
+            self.refuse_if_running()?;
+            let (plan, version) = release::plan_start(&releases)?;
+            if plan.steps.iter().any(|s| matches!(s, Step::Restart)) {
+                out.note(&format!(
+                    "the state still names a trial release; running the permanent release {version} without recording the revert (no write access to {}: run 'emqx-relup start --prepare' as root first)",
+                    self.layout.store_dir().display()
+                ));
+            }
+            version
+        };
         let tree = self.existing_tree(&version)?;
         let program = tree.join(&self.config.entry[0]);
         let mut command = Command::new(program);
@@ -107,23 +124,32 @@ impl<'a> Ops<'a> {
     }
 
     /// `reload`: switches the running broker to the release the state marks
-    /// running (current, else permanent). Reads the state, never writes it.
+    /// running (current, else permanent); when it already runs that release,
+    /// a fresh broker of it takes over (as `systemctl reload` of any daemon
+    /// rereads its configuration). Reads the state, never writes it.
     pub fn reload(&self, out: &mut dyn Report) -> Result<(), Error> {
         let releases = self.store.load()?;
         let target = releases.running().cloned().ok_or(Refusal::NothingToStart)?;
         let broker = self.switcher.probe()?.ok_or(Refusal::NoBroker)?;
-        if broker.version == target.to_string() {
-            out.say(&Say::AlreadyRunning(target));
-            return Ok(());
-        }
         let tree = self.existing_tree(&target)?;
         let r = self.switcher.switch(&broker, &target, &tree)?;
         report_switch(out, &broker, &target, &r);
-        out.say(&Say::Switched {
-            from: broker.version.clone(),
-            to: target,
-        });
+        if broker.version == target.to_string() {
+            out.say(&Say::Refreshed(target));
+        } else {
+            out.say(&Say::Switched {
+                from: broker.version.clone(),
+                to: target,
+            });
+        }
         Ok(())
+    }
+
+    fn refuse_if_running(&self) -> Result<(), Error> {
+        match self.switcher.probe()? {
+            Some(broker) => Err(Refusal::BrokerRunning(broker.socket.display().to_string()).into()),
+            None => Ok(()),
+        }
     }
 
     /// Takes the lock and reads the state.
@@ -162,12 +188,34 @@ impl<'a> Ops<'a> {
                 }
                 Step::Switch(v) => {
                     let tree = self.existing_tree(&v)?;
-                    if let Some(broker) = broker {
-                        let r = self.switcher.switch(broker, &v, &tree)?;
-                        report_switch(out, broker, &v, &r);
+                    match broker {
+                        // The switch runs elsewhere (systemd's ExecReload)
+                        // and reads the state: record it first, restore it
+                        // when the switch did not happen.
+                        Some(broker) if self.switcher.records_first() => {
+                            let before = releases.clone();
+                            releases.install(&v);
+                            self.store.save(lock, releases)?;
+                            match self.switcher.switch(broker, &v, &tree) {
+                                Ok(r) => report_switch(out, broker, &v, &r),
+                                Err(e) => {
+                                    *releases = before;
+                                    self.store.save(lock, releases)?;
+                                    return Err(e);
+                                }
+                            }
+                        }
+                        Some(broker) => {
+                            let r = self.switcher.switch(broker, &v, &tree)?;
+                            report_switch(out, broker, &v, &r);
+                            releases.install(&v);
+                            self.store.save(lock, releases)?;
+                        }
+                        None => {
+                            releases.install(&v);
+                            self.store.save(lock, releases)?;
+                        }
                     }
-                    releases.install(&v);
-                    self.store.save(lock, releases)?;
                 }
                 Step::MakePermanent(v) => {
                     releases.make_permanent(&v);
@@ -262,15 +310,24 @@ fn report_switch(
     to: &Version,
     r: &crate::switch::SwitchReport,
 ) {
-    out.note(&format!(
-        "broker {} (pid {}) handed its listeners to {to} (pid {}): ready in {} ms, helper work {} ms, {} connections draining",
-        broker.version,
-        r.old_pid,
-        r.new_pid,
-        r.start.as_millis(),
-        r.helper.as_millis(),
-        r.draining
-    ));
+    match &r.via_unit {
+        Some(unit) => out.note(&format!(
+            "systemd reloaded {unit}: broker {} (pid {}) handed over to {to}, main pid now {}, in {} ms",
+            broker.version,
+            r.old_pid,
+            r.new_pid,
+            r.start.as_millis()
+        )),
+        None => out.note(&format!(
+            "broker {} (pid {}) handed its listeners to {to} (pid {}): ready in {} ms, helper work {} ms, {} connections draining",
+            broker.version,
+            r.old_pid,
+            r.new_pid,
+            r.start.as_millis(),
+            r.helper.as_millis(),
+            r.draining
+        )),
+    }
     if let Some(w) = &r.warning {
         out.note(&format!("WARNING: {w}"));
     }

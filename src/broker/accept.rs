@@ -22,7 +22,7 @@ impl Acceptors {
     ) -> std::io::Result<Acceptors> {
         let stop = Arc::new(Stop::new()?);
         let mut threads = Vec::new();
-        for Listener { name, socket } in listeners {
+        for Listener { name, socket, .. } in listeners {
             // Once, never toggled: O_NONBLOCK belongs to the open file
             // description, which a handoff shares with the other process.
             socket.set_nonblocking(true)?;

@@ -11,6 +11,8 @@ pub struct Listener {
     pub name: String,
     /// The socket.
     pub socket: TcpListener,
+    /// Passed in (`LISTEN_FDS`) rather than bound by this process.
+    pub inherited: bool,
 }
 
 /// Takes the inherited listeners (clearing `LISTEN_*` so children do not
@@ -31,6 +33,7 @@ pub fn take_listeners(wanted: &[(String, SocketAddr)]) -> std::io::Result<Vec<Li
         out.push(Listener {
             name,
             socket: TcpListener::from(fd),
+            inherited: true,
         });
     }
     for (name, addr) in wanted {
@@ -42,7 +45,27 @@ pub fn take_listeners(wanted: &[(String, SocketAddr)]) -> std::io::Result<Vec<Li
         out.push(Listener {
             name: name.clone(),
             socket,
+            inherited: false,
         });
     }
     Ok(out)
+}
+
+/// Hands the listeners this process bound to systemd's fd store
+/// (`FDSTORE=1`, `FDNAME=`), so that if every broker dies, `Restart=`
+/// passes the same sockets back and clients queue instead of being refused.
+/// Inherited ones are already held by systemd or by the previous broker.
+/// Without `NOTIFY_SOCKET` this does nothing.
+pub fn store_listeners(listeners: &[Listener]) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    for l in listeners.iter().filter(|l| !l.inherited) {
+        sd_notify::notify_with_fds(
+            &[
+                sd_notify::NotifyState::FdStore,
+                sd_notify::NotifyState::FdName(&l.name),
+            ],
+            &[l.socket.as_fd()],
+        )?;
+    }
+    Ok(())
 }

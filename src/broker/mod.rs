@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use listeners::{take_listeners, Listener};
+pub use listeners::{store_listeners, take_listeners, Listener};
 pub use server::{HandoffServer, ServerEvent};
 
 /// What the library needs from a broker.
@@ -73,6 +73,11 @@ pub struct Drained {
 /// Call it before starting other threads (it reads and clears `LISTEN_*`).
 pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drained> {
     let listeners = take_listeners(&options.listeners)?;
+    // Not fatal: without the store a crash refuses connections until the
+    // restart, as any broker's would.
+    if let Err(e) = store_listeners(&listeners) {
+        eprintln!("listeners not stored with systemd (FDSTORE=1): {e}");
+    }
     let (events, commits) = mpsc::channel();
     let handoff_fds = listeners
         .iter()

@@ -40,8 +40,9 @@ pub enum Say {
     Uninstalling(Version, ReleaseState),
     /// Uninstall done.
     Uninstalled(Version),
-    /// `reload` found the broker already on the release.
-    AlreadyRunning(Version),
+    /// `reload` of the release the broker runs: a fresh broker took over
+    /// (it reads its configuration anew).
+    Refreshed(Version),
     /// `reload` moved the broker.
     Switched {
         /// The release it ran.
@@ -89,7 +90,12 @@ impl fmt::Display for Say {
                 write!(f, "Release {v} is marked {state}, uninstalling it.")
             }
             Say::Uninstalled(v) => write!(f, "Uninstalled Release: {v}"),
-            Say::AlreadyRunning(v) => write!(f, "Release {v} is already running."),
+            Say::Refreshed(v) => {
+                write!(
+                    f,
+                    "Reloaded release {v}: a fresh broker took over the listeners."
+                )
+            }
             Say::Switched { from, to } => {
                 write!(f, "Switched the running broker from {from} to {to}.")
             }

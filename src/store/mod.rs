@@ -74,6 +74,22 @@ impl Store {
         }
     }
 
+    /// Whether this process may change the store (root, or the owner; not
+    /// the service user of a sandboxed unit): its folder, or the nearest
+    /// existing parent, is writable.
+    pub fn writable(&self) -> bool {
+        let mut dir = self.dir.as_path();
+        loop {
+            if dir.exists() {
+                return nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok();
+            }
+            match dir.parent() {
+                Some(p) => dir = p,
+                None => return false,
+            }
+        }
+    }
+
     /// Takes the exclusive lock, creating the store folder if needed, waiting
     /// at most `timeout` for another holder.
     pub fn lock(&self, timeout: std::time::Duration) -> Result<StoreLock, Error> {

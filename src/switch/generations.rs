@@ -12,8 +12,13 @@ pub fn record_draining(runtime_dir: &Path, pid: u32) {
         crate::store::write_atomic(&runtime_dir.join(DRAINING_FILE), pid.to_string().as_bytes());
 }
 
-/// Waits until the recorded draining broker has exited, at most `wait`.
-pub fn wait_for_drain(runtime_dir: &Path, wait: Duration) -> Result<(), String> {
+/// Waits until the recorded draining broker has exited, at most `wait`;
+/// calls `still(pid, left)` about once a second meanwhile.
+pub fn wait_for_drain(
+    runtime_dir: &Path,
+    wait: Duration,
+    still: &dyn Fn(u32, Duration),
+) -> Result<(), String> {
     let path = runtime_dir.join(DRAINING_FILE);
     let Some(pid) = std::fs::read_to_string(&path)
         .ok()
@@ -22,7 +27,12 @@ pub fn wait_for_drain(runtime_dir: &Path, wait: Duration) -> Result<(), String> 
         return Ok(());
     };
     let deadline = Instant::now() + wait;
+    let mut told = Instant::now();
     while alive(pid) {
+        if told.elapsed() >= Duration::from_secs(1) {
+            told = Instant::now();
+            still(pid, deadline.saturating_duration_since(told));
+        }
         if Instant::now() >= deadline {
             return Err(format!(
                 "the previous broker (pid {pid}) is still draining after {:.0} s (drain_wait_secs); try again once it has exited",

@@ -4,6 +4,7 @@
 //! then commit (the old broker stops accepting, drains, exits). Any failure
 //! before the commit kills the new process and leaves the old one serving.
 
+mod announce;
 mod child;
 mod generations;
 mod pidfile;
@@ -52,6 +53,9 @@ pub struct SwitchReport {
     pub start: Duration,
     /// Something the operator must know although the switch happened.
     pub warning: Option<String>,
+    /// The systemd unit that did the switch (its `ExecReload`), when it
+    /// went through systemd.
+    pub via_unit: Option<String>,
 }
 
 /// Finds and switches the running broker; a trait so that release logic can
@@ -59,6 +63,12 @@ pub struct SwitchReport {
 pub trait Switcher {
     /// The running broker, if any.
     fn probe(&self) -> Result<Option<RunningBroker>, Error>;
+    /// Whether the state must name the new release before [`Switcher::switch`]
+    /// (the switch runs in another process that reads it: systemd's
+    /// `ExecReload`); on failure the caller restores it.
+    fn records_first(&self) -> bool {
+        false
+    }
     /// Moves `broker` to the release unpacked in `tree`. On error the old
     /// broker is still serving.
     fn switch(
@@ -70,15 +80,28 @@ pub trait Switcher {
 }
 
 /// The handoff-socket switcher.
-#[derive(Debug, Clone)]
 pub struct Handoff {
     config: Config,
+    announce: announce::Announce,
 }
 
 impl Handoff {
     /// A switcher configured by `config`.
     pub fn new(config: Config) -> Self {
-        Handoff { config }
+        Handoff {
+            config,
+            announce: announce::Announce::new(None),
+        }
+    }
+
+    /// A switcher that reports to systemd through `notifier` (the switch
+    /// runs as the unit's `ExecReload`): `MAINPID=` of the new broker
+    /// behind a barrier before the old one is told to commit.
+    pub fn under_systemd(config: Config, notifier: crate::systemd::Notifier) -> Self {
+        Handoff {
+            config,
+            announce: announce::Announce::new(Some(notifier)),
+        }
     }
 
     fn socket(&self) -> PathBuf {
@@ -114,13 +137,48 @@ impl Switcher for Handoff {
         version: &Version,
         tree: &Path,
     ) -> Result<SwitchReport, Error> {
+        let announce = &self.announce;
+        let config = &self.config;
+        // The longest a switch may take, for systemd's job timeout.
+        let bound = config.drain_wait() + config.ready_timeout() + config.settle() + SLACK;
+        announce.begin(&version.to_string(), bound);
+        let result = self.switch_announced(broker, version, tree);
+        match &result {
+            Ok(r) => announce.end(&format!("running release {version} (pid {})", r.new_pid)),
+            Err(e) => announce.end(&format!(
+                "running release {} (pid {}); {e}",
+                broker.version, broker.pid
+            )),
+        }
+        result
+    }
+}
+
+/// Margin on top of the configured waits for systemd's job timeout.
+const SLACK: Duration = Duration::from_secs(15);
+
+impl Handoff {
+    fn switch_announced(
+        &self,
+        broker: &RunningBroker,
+        version: &Version,
+        tree: &Path,
+    ) -> Result<SwitchReport, Error> {
         let fail = |reason: String| Error::Switch {
             version: version.to_string(),
             reason,
         };
         let config = &self.config;
+        let announce = &self.announce;
         let user = privs::lookup(&config.user).map_err(&fail)?;
-        generations::wait_for_drain(&config.runtime_dir, config.drain_wait()).map_err(&fail)?;
+        let after_drain = config.ready_timeout() + config.settle() + SLACK;
+        generations::wait_for_drain(&config.runtime_dir, config.drain_wait(), &|pid, left| {
+            announce.extend(
+                left + after_drain,
+                &format!("waiting for the previous broker (pid {pid}) to finish draining"),
+            )
+        })
+        .map_err(&fail)?;
         let began = Instant::now();
         let session = Session::open(&broker.socket, HELLO_TIMEOUT)
             .map_err(&fail)?
@@ -179,6 +237,29 @@ impl Switcher for Handoff {
         };
         let helper_before = spawned_at - began;
         let committing = Instant::now();
+        // Abandons the new broker: the old one carries on (and is systemd's
+        // main process again before the new one dies).
+        let abandon = |new: &mut std::process::Child, reason: String, told: bool| {
+            let mut reason = reason;
+            if told {
+                if let Err(e) = announce.main_pid(broker.pid) {
+                    reason.push_str(&format!("; {e}"));
+                }
+            }
+            let _ = new.kill();
+            let _ = new.wait();
+            let _ = std::fs::remove_file(&new_socket);
+            fail(reason)
+        };
+        // Under systemd: the new broker becomes the main process, and
+        // systemd has taken that in, before the old one may exit.
+        if let Err(e) = announce.main_pid(new.id()) {
+            return Err(abandon(
+                &mut new,
+                format!("{e}; the new broker was stopped and the old one still serves"),
+                true,
+            ));
+        }
         let mut warning = None;
         let draining = match session.commit() {
             Ok(n) => n,
@@ -191,12 +272,13 @@ impl Switcher for Handoff {
                 0
             }
             Err(reason) => {
-                let _ = new.kill();
-                let _ = new.wait();
-                let _ = std::fs::remove_file(&new_socket);
-                return Err(fail(format!(
-                    "commit: {reason}; the new broker was stopped and the old one still serves"
-                )));
+                return Err(abandon(
+                    &mut new,
+                    format!(
+                        "commit: {reason}; the new broker was stopped and the old one still serves"
+                    ),
+                    announce.is_active(),
+                ));
             }
         };
         // Past the commit the switch has happened: what fails now is
@@ -218,6 +300,7 @@ impl Switcher for Handoff {
             helper,
             start,
             warning,
+            via_unit: None,
         })
     }
 }

@@ -82,6 +82,7 @@ impl Switcher for Restart {
             helper: spawned_at - began,
             start,
             warning: None,
+            via_unit: None,
         })
     }
 }

@@ -1,0 +1,126 @@
+//! Which way an administrator's switch goes: through systemd when the
+//! broker's unit is active, directly otherwise (containers, the demo).
+
+use std::path::Path;
+
+use semver::Version;
+
+use super::{ServiceManager, SystemBus, UnitSwitch};
+use crate::config::{Config, Strategy};
+use crate::switch::{Handoff, Restart, RunningBroker, SwitchReport, Switcher};
+use crate::Error;
+
+/// The switcher for `install`/`upgrade`/`downgrade`, and one line saying
+/// which path it takes (shown with `-v`).
+pub fn admin_switcher(config: &Config) -> (Box<dyn Switcher>, String) {
+    let unit = &config.unit;
+    let (why, guarded) = match SystemBus::connect() {
+        Err(e) => (e, true),
+        Ok(bus) => match bus.unit(unit) {
+            Ok(Some(s)) if s.is_running() => {
+                let line = format!(
+                    "{unit} is {} (main pid {}): switching through systemd (ReloadUnit; its ExecReload runs 'emqx-relup reload')",
+                    s.active_state, s.main_pid
+                );
+                let switch =
+                    UnitSwitch::new(Box::new(bus), unit, config.job_timeout(), direct(config));
+                return (Box::new(switch), line);
+            }
+            Ok(Some(s)) => (format!("{unit} is {}", s.active_state), false),
+            Ok(None) => (format!("{unit} is not loaded"), false),
+            Err(e) => (e, true),
+        },
+    };
+    let line = format!("{why}: switching directly ({:?} strategy)", config.strategy);
+    if guarded {
+        let outside = OutsideUnit {
+            inner: direct(config),
+            unit: unit.clone(),
+        };
+        return (Box::new(outside), line);
+    }
+    (direct(config), line)
+}
+
+/// The direct switcher of the configured strategy.
+pub fn direct(config: &Config) -> Box<dyn Switcher> {
+    match config.strategy {
+        Strategy::Handoff => Box::new(Handoff::new(config.clone())),
+        Strategy::Restart => Box::new(Restart::new(config.clone())),
+    }
+}
+
+/// A direct switch that refuses to move a broker systemd runs: when systemd
+/// cannot be asked, switching behind its back would let it stop the unit
+/// once the old main process exits.
+struct OutsideUnit {
+    inner: Box<dyn Switcher>,
+    unit: String,
+}
+
+impl Switcher for OutsideUnit {
+    fn probe(&self) -> Result<Option<RunningBroker>, Error> {
+        self.inner.probe()
+    }
+
+    fn switch(
+        &self,
+        broker: &RunningBroker,
+        version: &Version,
+        tree: &Path,
+    ) -> Result<SwitchReport, Error> {
+        if in_unit(broker.pid, &self.unit) {
+            return Err(Error::Switch {
+                version: version.to_string(),
+                reason: format!(
+                    "the broker (pid {}) runs inside {} but systemd could not be asked over D-Bus; run 'systemctl reload {}' once the state names the release, or fix the system bus",
+                    broker.pid,
+                    self.unit,
+                    super::short_name(&self.unit)
+                ),
+            });
+        }
+        self.inner.switch(broker, version, tree)
+    }
+}
+
+/// Whether `pid`'s cgroup is the unit's.
+fn in_unit(pid: u32, unit: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map(|text| cgroup_is_unit(&text, unit))
+        .unwrap_or(false)
+}
+
+/// Whether a `/proc/PID/cgroup` text names `unit` as the process's cgroup.
+fn cgroup_is_unit(text: &str, unit: &str) -> bool {
+    text.lines().any(|l| {
+        l.rsplit(':')
+            .next()
+            .is_some_and(|path| path.split('/').any(|part| part == unit))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_lines_name_the_unit() {
+        assert!(cgroup_is_unit(
+            "0::/system.slice/emqx.service\n",
+            "emqx.service"
+        ));
+        assert!(cgroup_is_unit(
+            "1:name=systemd:/system.slice/emqx.service\n",
+            "emqx.service"
+        ));
+        assert!(!cgroup_is_unit(
+            "0::/user.slice/user-0.slice/session-1.scope\n",
+            "emqx.service"
+        ));
+        assert!(!cgroup_is_unit(
+            "0::/system.slice/emqx.service.d\n",
+            "emqx.service"
+        ));
+    }
+}
