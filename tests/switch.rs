@@ -143,11 +143,18 @@ fn a_trial_release_reverts_on_start_and_reload_follows_the_state() {
         versions(&b),
         [pair("5.0.1", "unpacked"), pair("5.0.0", "permanent")]
     );
+    // A reload of the running release: a fresh broker of it takes over.
+    let before = b.broker_pid();
     let (out, _, code) = b.emqx(&["reload"]);
     assert_eq!(
         (out.as_str(), code),
-        ("Release 5.0.0 is already running.\n", Some(0))
+        (
+            "Reloaded release 5.0.0: a fresh broker took over the listeners.\n",
+            Some(0)
+        )
     );
+    assert_ne!(b.broker_pid(), before);
+    assert_eq!(b.version_seen(0), "5.0.0");
 }
 
 /// Runs a failing switch under load; the old broker must keep serving,

@@ -62,6 +62,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The entries of a release package of the reference broker; `refbroker_toml`
+/// goes into its `etc/refbroker.toml` (e.g. `fail = "never-ready"`).
+pub fn broker_release(version: &str, refbroker_toml: &str) -> Vec<crate::common::Entry> {
+    let binary = fs::read(env!("CARGO_BIN_EXE_emqx-refbroker")).unwrap();
+    vec![
+        entry("emqx/", Kind::Dir),
+        exe("emqx/bin/emqx", &binary),
+        file(
+            &format!("emqx/releases/{version}/emqx.rel"),
+            version.as_bytes(),
+        ),
+        file("emqx/etc/refbroker.toml", refbroker_toml.as_bytes()),
+    ]
+}
+
 /// A host with the reference broker.
 pub struct BrokerHost {
     pub host: Host,
@@ -157,16 +172,7 @@ impl BrokerHost {
     /// Drops a package of the reference broker; `fail` goes into its
     /// `etc/refbroker.toml` (e.g. `fail = "never-ready"`).
     pub fn drop_broker_release(&self, version: &str, zip: bool, refbroker_toml: &str) {
-        let binary = fs::read(env!("CARGO_BIN_EXE_emqx-refbroker")).unwrap();
-        let entries = vec![
-            entry("emqx/", Kind::Dir),
-            exe("emqx/bin/emqx", &binary),
-            file(
-                &format!("emqx/releases/{version}/emqx.rel"),
-                version.as_bytes(),
-            ),
-            file("emqx/etc/refbroker.toml", refbroker_toml.as_bytes()),
-        ];
+        let entries = broker_release(version, refbroker_toml);
         self.host
             .drop_entries(&format!("emqx-{version}"), zip, &entries);
     }
