@@ -93,3 +93,156 @@ fn upgrade_through_dbus_and_systemctl_reload_refuse_nothing() {
     let logged = sb.ok("journalctl --no-pager -o cat EMQX_RELUP_COMMAND=reload");
     assert!(logged.contains("Reloaded release 5.0.1"), "{logged}");
 }
+
+#[test]
+fn a_hundred_reloads_under_load_each_move_main_pid() {
+    let (sb, _) = running("hundred", "settle_secs = 0.05", 0.1);
+    let load = sb.start_load();
+    // In one script: 100 x (reload, MainPID over D-Bus, its cgroup, state).
+    let out = sb.ok(
+        r#"
+prop() { busctl get-property org.freedesktop.systemd1 /org/freedesktop/systemd1/unit/emqx_2eservice org.freedesktop.systemd1.$1 $2 | cut -d' ' -f2 | tr -d '"'; }
+prev=$(prop Service MainPID); fails=0; unmoved=0; outside=0; inactive=0
+for i in $(seq 100); do
+  systemctl reload emqx || fails=$((fails+1))
+  pid=$(prop Service MainPID)
+  [ "$pid" != "$prev" ] && [ "$pid" != 0 ] || unmoved=$((unmoved+1))
+  grep -q '/emqx.service$' /proc/$pid/cgroup 2>/dev/null || outside=$((outside+1))
+  [ "$(prop Unit ActiveState)" = active ] || inactive=$((inactive+1))
+  prev=$pid
+done
+echo "$fails $unmoved $outside $inactive"
+"#,
+    );
+    let report = sb.stop_load(load);
+    assert_eq!(
+        out.trim(),
+        "0 0 0 0",
+        "failed reloads, MainPID unchanged, MainPID outside the unit, unit not active:\n{}",
+        sb.journal()
+    );
+    assert_clean(&report);
+    assert_eq!(sb.versions(), [pair("5.0.0", "permanent")]);
+    // One broker left: the main process (the others drained and exited).
+    let pid = sb.main_pid();
+    let brokers = sb.ok("sleep 0.5; for p in $(pgrep -x emqx); do echo $p; done");
+    assert_eq!(brokers.trim(), pid.to_string(), "brokers left: {brokers}");
+}
+
+#[test]
+fn a_release_that_fails_to_start_leaves_the_unit_on_the_old_broker() {
+    let (sb, pid0) = running("fails", "ready_timeout_secs = 2", 1.0);
+    sb.add_release("5.0.2", true, "fail = \"never-ready\"");
+    sb.add_release("5.0.3", true, "fail = \"exit-at-once\"");
+    sb.ok("emqx-relup unpack 5.0.2 && emqx-relup unpack 5.0.3");
+    let before = sb.state_bytes();
+    let load = sb.start_load();
+    for (version, why) in [
+        ("5.0.2", "not ready within 2.0 s"),
+        ("5.0.3", "exited with code 3"),
+    ] {
+        let out = sb.sh(&format!("emqx-relup upgrade {version}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("Release {version} is already unpacked, now installing.\n")
+        );
+        assert!(stderr.starts_with(&format!("ERROR: switch to {version} failed: systemd's reload of emqx.service failed; see 'journalctl -u emqx' (the broker still runs 5.0.0)")), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        // The reload's error in the journal says why.
+        let journal = sb.ok("journalctl --no-pager -o cat EMQX_RELUP_COMMAND=reload PRIORITY=3");
+        assert!(journal.contains(why), "{journal}");
+        assert_eq!(sb.main_pid(), pid0);
+        assert_eq!(sb.active_state(), "active");
+        assert_eq!(sb.state_bytes(), before);
+    }
+    assert_clean(&sb.stop_load(load));
+}
+
+#[test]
+fn a_trial_release_reverts_on_restart() {
+    let (sb, _) = running("trial", "", 1.0);
+    let out = sb.ok("emqx-relup upgrade --no-permanent 5.0.1");
+    assert!(out.ends_with("Installed Release: 5.0.1\n"), "{out}");
+    assert_eq!(sb.broker_of(sb.main_pid()).0, "5.0.1");
+    assert_eq!(
+        sb.versions(),
+        [pair("5.0.1", "current"), pair("5.0.0", "permanent")]
+    );
+    sb.ok("systemctl restart emqx");
+    let pid = sb.wait_active(Duration::from_secs(10));
+    assert_eq!(sb.broker_of(pid), ("5.0.0".to_string(), true));
+    assert_eq!(
+        sb.versions(),
+        [pair("5.0.1", "unpacked"), pair("5.0.0", "permanent")]
+    );
+}
+
+/// Waits for a process matching `pgrep -f pattern` (other than `not`);
+/// write the pattern as `[e]mqx...` so that it does not match this script.
+fn wait_process(sb: &Sandbox, pattern: &str, not: u32) -> u32 {
+    let script = format!(
+        "for i in $(seq 200); do for p in $(pgrep -f '{pattern}'); do [ $p != {not} ] && echo $p && exit 0; done; sleep 0.02; done; exit 1"
+    );
+    sb.ok(&script).trim().parse().unwrap()
+}
+
+#[test]
+fn killing_the_reload_helper_leaves_one_broker_and_a_working_unit() {
+    let (sb, pid0) = running("killhelper", "", 1.0);
+    sb.add_release("5.0.2", true, "ready_delay_ms = 1500");
+    sb.ok("emqx-relup unpack 5.0.2");
+    let before = sb.state_bytes();
+    let load = sb.start_load();
+    let admin = sb.spawn("emqx-relup upgrade 5.0.2");
+    let helper = wait_process(&sb, "[e]mqx-relup reload", 0);
+    // The new broker exists (slow to get ready); kill the helper.
+    wait_process(&sb, "[r]eleases/5.0.2/bin/emqx", 0);
+    sb.ok(&format!("kill -9 {helper}"));
+    let out = admin.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The orphaned new broker ended itself (its lease broke); the old serves.
+    sb.ok("for i in $(seq 100); do pgrep -f '[r]eleases/5.0.2/bin/emqx' >/dev/null || exit 0; sleep 0.05; done; exit 1");
+    assert_eq!(sb.main_pid(), pid0);
+    assert_eq!(sb.active_state(), "active");
+    assert_eq!(sb.state_bytes(), before);
+    // And the next upgrade works.
+    sb.ok("emqx-relup upgrade 5.0.2");
+    assert_eq!(sb.broker_of(sb.main_pid()), ("5.0.2".to_string(), true));
+    assert_clean(&sb.stop_load(load));
+}
+
+#[test]
+fn killing_both_brokers_mid_switch_restarts_on_the_stored_listeners() {
+    let (sb, pid0) = running("killboth", "", 1.0);
+    sb.add_release("5.0.2", true, "ready_delay_ms = 1500");
+    sb.ok("emqx-relup unpack 5.0.2");
+    let load = sb.start_load();
+    let admin = sb.spawn("emqx-relup upgrade 5.0.2");
+    let new = wait_process(&sb, "[r]eleases/5.0.2/bin/emqx", 0);
+    sb.ok(&format!("kill -9 {pid0} {new}"));
+    let _ = admin.wait_with_output().unwrap();
+    // Restart= brings the permanent release back on the fd store's sockets.
+    let pid = sb.wait_active(Duration::from_secs(10));
+    assert_ne!(pid, pid0);
+    let (version, in_unit) = sb.broker_of(pid);
+    assert!(in_unit);
+    let versions = sb.versions();
+    let permanent: Vec<_> = versions.iter().filter(|(_, s)| s == "permanent").collect();
+    assert_eq!(permanent.len(), 1, "{versions:?}");
+    assert_eq!(permanent[0].0, version, "{versions:?}");
+    // The next upgrade works.
+    sb.ok("emqx-relup upgrade 5.0.2");
+    assert_eq!(sb.broker_of(sb.main_pid()).0, "5.0.2");
+    let report = sb.stop_load(load);
+    // Killed brokers reset their connections; none was refused: systemd
+    // held the listeners while no broker ran.
+    assert_eq!(report["refused"], 0, "{report:#}");
+    assert_eq!(report["timed_out"], 0, "{report:#}");
+}

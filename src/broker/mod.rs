@@ -6,6 +6,7 @@
 //! broker (`src/bin/emqx-refbroker.rs`) for a complete one.
 
 mod accept;
+mod lease;
 mod listeners;
 mod server;
 mod stop;
@@ -72,6 +73,7 @@ pub struct Drained {
 /// commit stops accepting and drains for at most `options.drain`.
 /// Call it before starting other threads (it reads and clears `LISTEN_*`).
 pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drained> {
+    lease::watch_from_env()?;
     let listeners = take_listeners(&options.listeners)?;
     // Not fatal: without the store a crash refuses connections until the
     // restart, as any broker's would.

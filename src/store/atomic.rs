@@ -3,6 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 const TEMP_MARK: &str = ".tmp-";
@@ -35,6 +36,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .mode(0o644)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&tmp)?;
+        // Readable by the service user whatever the umask (a unit's
+        // UMask=0027 applies to its ExecStartPre=+ as well).
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;

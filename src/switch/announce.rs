@@ -23,9 +23,13 @@ impl Announce {
     }
 
     /// The switch begins; it may take `bound` at most.
+    ///
+    /// No `RELOADING=1`: systemd 252 keeps it pending past the end of
+    /// `ExecReload` and waits for a `READY=1`, so a helper killed mid-switch
+    /// left the unit `reloading` until `TimeoutStartSec=` (seen in
+    /// tests/systemd.rs). The `ExecReload` job already is the reload state.
     pub fn begin(&self, version: &str, bound: Duration) {
         if let Some(n) = &self.0 {
-            let _ = n.reloading();
             let _ = n.extend_timeout(bound);
             let _ = n.status(&format!("switching to release {version}"));
         }

@@ -30,6 +30,8 @@ struct Launch<'a> {
     pub log: Option<&'a Path>,
     /// The notify socket path.
     pub notify: &'a Path,
+    /// The read end of the lease pipe, placed right after the listeners.
+    pub lease: BorrowedFd<'a>,
 }
 
 /// The notify socket the new broker reports to.
@@ -91,7 +93,7 @@ fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
         let file = OpenOptions::new().create(true).append(true).open(log)?;
         cmd.stdout(file.try_clone()?).stderr(file);
     }
-    let raw: Vec<RawFd> = launch
+    let mut raw: Vec<RawFd> = launch
         .listeners
         .iter()
         .map(|(_, fd)| fd.as_raw_fd())
@@ -99,6 +101,9 @@ fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
     if raw.len() > crate::handoff::MAX_FDS {
         return Err(std::io::Error::other("too many listeners"));
     }
+    // The lease goes after the listeners: LISTEN_FDS does not count it.
+    cmd.env(LEASE_ENV, (3 + raw.len()).to_string());
+    raw.push(launch.lease.as_raw_fd());
     let n = raw.len() as RawFd;
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe fcntl/dup2 calls on fds this process owns, without
@@ -139,10 +144,28 @@ pub enum NotReady {
     Io(String),
 }
 
+/// The environment variable naming the lease fd of a broker a switch starts.
+pub const LEASE_ENV: &str = "EMQX_RELUP_LEASE_FD";
+
+/// The helper's end of a new broker's lease: the broker exits if this end
+/// closes (the helper died) before [`Lease::confirm`], so that a helper
+/// killed mid-switch leaves no second broker serving the listeners.
+pub struct Lease(OwnedFd);
+
+impl Lease {
+    /// The switch is committed: the broker stays whatever happens to the helper.
+    pub fn confirm(self) -> std::io::Result<()> {
+        let mut f = fs::File::from(self.0);
+        std::io::Write::write_all(&mut f, b"c")
+    }
+}
+
 /// A new broker that reported ready and stayed up through the settle time.
 pub struct Launched {
     /// The process.
     pub child: Child,
+    /// Its lease, to confirm once it is committed.
+    pub lease: Lease,
     /// When it was spawned.
     pub spawned_at: Instant,
     /// From spawn to `READY=1`.
@@ -166,7 +189,10 @@ pub fn launch(
         .join(format!("notify.{}.sock", std::process::id()));
     let notify = Notify::bind(&notify_path, user)
         .map_err(|e| NotReady::Io(format!("binding {}: {e}", notify_path.display())))?;
+    let (lease_read, lease_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| NotReady::Io(format!("creating the lease pipe: {e}")))?;
     let launch = Launch {
+        lease: lease_read.as_fd(),
         tree,
         entry: &config.entry,
         listeners,
@@ -178,6 +204,7 @@ pub fn launch(
     let spawned_at = Instant::now();
     let mut child =
         spawn(&launch).map_err(|e| NotReady::Io(format!("starting {}: {e}", tree.display())))?;
+    drop(lease_read);
     match wait_ready(
         &notify,
         &mut child,
@@ -187,6 +214,7 @@ pub fn launch(
     ) {
         Ok(start) => Ok(Launched {
             child,
+            lease: Lease(lease_write),
             spawned_at,
             start,
         }),

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::privs;
 use crate::Error;
 
+pub use child::LEASE_ENV;
 pub use pidfile::record as record_running;
 pub use restart::Restart;
 pub use session::Session;
@@ -214,6 +215,7 @@ impl Handoff {
         drop(listeners);
         let child::Launched {
             child: mut new,
+            lease,
             spawned_at,
             start,
         } = match launched {
@@ -284,6 +286,9 @@ impl Handoff {
         // Past the commit the switch has happened: what fails now is
         // reported, never turned into an error that would leave the state
         // naming the old release.
+        if let Err(e) = lease.confirm() {
+            warning = Some(format!("confirming the new broker's lease: {e}"));
+        }
         if let Err(e) = std::fs::rename(&new_socket, self.socket()) {
             warning = Some(format!(
                 "the new broker runs, but its handoff socket could not be published at {} ({e}); the next switch will not find it: restart the broker",

@@ -68,12 +68,13 @@ impl Switcher for Restart {
             ),
             ("EMQX_RELUP_VERSION".into(), version.to_string()),
         ];
-        let child::Launched { child: new, spawned_at, start } = child::launch(config, &user, tree, &[], env, None)
+        let child::Launched { child: new, lease, spawned_at, start } = child::launch(config, &user, tree, &[], env, None)
             .map_err(|why| {
                 fail(format!(
                     "the old broker was stopped and the new one did not come up ({why:?}); no broker runs now: start it again ('emqx-relup start')"
                 ))
             })?;
+        let _ = lease.confirm();
         let _ = pidfile::record(&config.runtime_dir, new.id(), &version.to_string());
         Ok(SwitchReport {
             old_pid: broker.pid,

@@ -52,14 +52,6 @@ impl Notifier {
         self.send(&format!("STATUS={}", text.replace('\n', " ")))
     }
 
-    /// `RELOADING=1` with the monotonic timestamp systemd asks for.
-    pub fn reloading(&self) -> io::Result<()> {
-        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-            .map_err(io::Error::from)?;
-        let usec = now.tv_sec() * 1_000_000 + now.tv_nsec() / 1_000;
-        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"))
-    }
-
     /// `EXTEND_TIMEOUT_USEC=`: the running job may take `by` longer from now.
     pub fn extend_timeout(&self, by: Duration) -> io::Result<()> {
         self.send(&format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()))
@@ -169,10 +161,6 @@ mod tests {
         assert_eq!(receive(&manager).0, "STATUS=two lines");
         n.extend_timeout(Duration::from_secs(3)).unwrap();
         assert_eq!(receive(&manager).0, "EXTEND_TIMEOUT_USEC=3000000");
-        n.reloading().unwrap();
-        assert!(receive(&manager)
-            .0
-            .starts_with("RELOADING=1\nMONOTONIC_USEC="));
     }
 
     #[test]

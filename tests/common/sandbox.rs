@@ -80,14 +80,11 @@ Environment=EMQX_DRAIN_SECS={drain_secs}
 RestartSec=0.2
 EOF2
 cat > /etc/emqx/relup.toml <<'EOF2'
-settle_secs = 0.1
-ready_timeout_secs = 10
-drain_wait_secs = 30
-job_timeout_secs = 60
-{relup_toml}
+{config}
 EOF2
 systemctl daemon-reload
 "#,
+            config = with_defaults(relup_toml),
             relup = env!("CARGO_BIN_EXE_emqx-relup"),
             load = env!("CARGO_BIN_EXE_emqx-load"),
         );
@@ -273,6 +270,24 @@ systemctl daemon-reload
             )
         })
     }
+}
+
+/// The tests' relup.toml: quick settings, each overridden by a key of `extra`.
+fn with_defaults(extra: &str) -> String {
+    let key = |line: &str| line.split('=').next().unwrap_or("").trim().to_string();
+    let given: Vec<String> = extra.lines().map(key).collect();
+    let mut lines: Vec<String> = [
+        "settle_secs = 0.1",
+        "ready_timeout_secs = 10",
+        "drain_wait_secs = 30",
+        "job_timeout_secs = 60",
+    ]
+    .iter()
+    .filter(|d| !given.contains(&key(d)))
+    .map(|d| d.to_string())
+    .collect();
+    lines.push(extra.to_string());
+    lines.join("\n")
 }
 
 impl Drop for Sandbox {
