@@ -83,7 +83,7 @@ _emqx__relup() {
 
     case "${cmd}" in
         emqx__relup)
-            opts="-h -V --root --state-dir --config --help --version versions root_dir unpack install upgrade downgrade uninstall start reload help"
+            opts="-v -h -V --root --state-dir --config --verbose --help --version versions root_dir unpack install upgrade downgrade uninstall start reload help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -109,7 +109,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__downgrade)
-            opts="-h --root --state-dir --config --help"
+            opts="-v -h --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -289,7 +289,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__install)
-            opts="-h --no-permanent --root --state-dir --config --help"
+            opts="-v -h --no-permanent --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -315,7 +315,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__reload)
-            opts="-h --root --state-dir --config --help"
+            opts="-v -h --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -341,7 +341,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__root_dir)
-            opts="-h --root --state-dir --config --help"
+            opts="-v -h --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -367,7 +367,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__start)
-            opts="-h --root --state-dir --config --help"
+            opts="-v -h --prepare --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -393,7 +393,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__uninstall)
-            opts="-h --root --state-dir --config --help"
+            opts="-v -h --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -419,7 +419,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__unpack)
-            opts="-h --root --state-dir --config --help"
+            opts="-v -h --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,7 +445,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__upgrade)
-            opts="-h --no-permanent --root --state-dir --config --help"
+            opts="-v -h --no-permanent --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -471,7 +471,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__versions)
-            opts="-h --json --root --state-dir --config --help"
+            opts="-v -h --json --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_emqx_relup_global_optspecs
-    string join \n root= state-dir= config= h/help V/version
+    string join \n root= state-dir= config= v/verbose h/help V/version
 end
 
 function __fish_emqx_relup_needs_command
@@ -27,6 +27,7 @@ end
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -s V -l version -d 'Print version'
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "versions" -d 'List the known releases, newest first, with their states'
@@ -43,40 +44,50 @@ complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -l root 
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -l json -d 'Print JSON instead of the table'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand root_dir" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand root_dir" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand root_dir" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand root_dir" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand root_dir" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand unpack" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand unpack" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand unpack" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand unpack" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand unpack" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l no-permanent -d 'Switch, but keep the permanent release: a restart goes back to it'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l no-permanent -d 'Switch, but keep the permanent release: a restart goes back to it'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -l prepare -d 'Only revert and check, as root before the unit drops privileges (ExecStartPre=+); do not run the broker'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload help" -f -a "versions" -d 'List the known releases, newest first, with their states'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir unpack install upgrade downgrade uninstall start reload help" -f -a "root_dir" -d 'Print the install dir, quoted'

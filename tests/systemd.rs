@@ -246,3 +246,37 @@ fn killing_both_brokers_mid_switch_restarts_on_the_stored_listeners() {
     assert_eq!(report["refused"], 0, "{report:#}");
     assert_eq!(report["timed_out"], 0, "{report:#}");
 }
+
+#[test]
+fn with_emqx_socket_systemd_owns_the_listener_through_upgrade_and_restart() {
+    let sb = Sandbox::with_emqx("socket", "", 1.0);
+    // The shipped socket unit, on a test address, with one listener.
+    sb.ok(
+        r#"set -e
+mv /etc/systemd/system/emqx.socket.off /etc/systemd/system/emqx.socket
+mkdir -p /etc/systemd/system/emqx.socket.d
+printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:1883\n' > /etc/systemd/system/emqx.socket.d/test.conf
+printf '[Service]\nEnvironment=EMQX_LISTENERS=mqtt=127.0.0.1:1883\n' > /etc/systemd/system/emqx.service.d/zz-socket.conf
+systemctl daemon-reload
+systemctl start emqx.socket"#,
+    );
+    sb.add_release("5.0.0", true, "");
+    sb.add_release("5.0.1", false, "");
+    sb.ok("emqx-relup install 5.0.0");
+    // No broker yet: the first connection starts the service.
+    let load = sb.start_load_on(&[1883]);
+    let pid0 = sb.wait_active(Duration::from_secs(10));
+    assert_eq!(sb.broker_of(pid0), ("5.0.0".to_string(), true));
+    sb.ok("emqx-relup upgrade 5.0.1");
+    let pid1 = sb.main_pid();
+    assert_ne!(pid1, pid0);
+    assert_eq!(sb.broker_of(pid1), ("5.0.1".to_string(), true));
+    // A plain restart: connections queue on systemd's socket meanwhile.
+    sb.ok("systemctl restart emqx");
+    let pid2 = sb.wait_active(Duration::from_secs(10));
+    assert_eq!(sb.broker_of(pid2), ("5.0.1".to_string(), true));
+    let report = sb.stop_load(load);
+    assert_eq!(report["refused"], 0, "{report:#}");
+    assert_eq!(report["timed_out"], 0, "{report:#}");
+    assert!(report["versions_seen"]["5.0.1"].as_u64().unwrap() > 0, "{report:#}");
+}

@@ -240,9 +240,19 @@ systemctl daemon-reload
     /// Starts the load harness on both listeners inside; stop it with
     /// [`Sandbox::stop_load`].
     pub fn start_load(&self) -> Child {
+        self.start_load_on(&[1883, 8883])
+    }
+
+    /// Starts the load harness on the given loopback ports inside.
+    pub fn start_load_on(&self, ports: &[u16]) -> Child {
         let pidfile = self.share.path().join("load.pid");
+        let addrs: Vec<String> = ports
+            .iter()
+            .map(|p| format!("--addr 127.0.0.1:{p}"))
+            .collect();
         let child = self.spawn(&format!(
-            "emqx-load --addr 127.0.0.1:1883 --addr 127.0.0.1:8883 --persistent 10 --rate 10 --storm 2 --json & echo $! > {}; wait",
+            "emqx-load {} --persistent 10 --rate 10 --storm 2 --json & echo $! > {}; wait",
+            addrs.join(" "),
             pidfile.display()
         ));
         let deadline = Instant::now() + Duration::from_secs(5);
