@@ -410,3 +410,20 @@ fn emqx_relup_alive(pid: u32) -> bool {
         .map(|s| !s.contains(") Z "))
         .unwrap_or(false)
 }
+
+#[test]
+fn without_systemd_the_switch_is_direct_and_says_so_with_v() {
+    let b = running_host("");
+    let (out, err, code) = b.emqx(&["-v", "upgrade", "5.0.1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.ends_with("Installed Release: 5.0.1\nMade release permanent: \"5.0.1\"\n"),
+        "{out}"
+    );
+    // No system bus here (or no such unit on a host that has one).
+    assert!(
+        err.contains("switching directly (Handoff strategy)"),
+        "{err}"
+    );
+    assert_eq!(b.version_seen(0), "5.0.1");
+}

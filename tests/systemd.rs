@@ -19,7 +19,17 @@ fn pair(v: &str, s: &str) -> (String, String) {
 
 /// A sandbox whose emqx.service runs 5.0.0 (permanent), with 5.0.1 dropped.
 fn running(tag: &str, relup_toml: &str, drain_secs: f64) -> (Sandbox, u32) {
+    running_with(tag, relup_toml, drain_secs, "")
+}
+
+/// As [`running`], with `service` added to emqx.service as a drop-in.
+fn running_with(tag: &str, relup_toml: &str, drain_secs: f64, service: &str) -> (Sandbox, u32) {
     let sb = Sandbox::with_emqx(tag, relup_toml, drain_secs);
+    if !service.is_empty() {
+        sb.ok(&format!(
+            "printf '[Service]\\n{service}\\n' > /etc/systemd/system/emqx.service.d/extra.conf && systemctl daemon-reload"
+        ));
+    }
     sb.add_release("5.0.0", true, "");
     sb.add_release("5.0.1", false, "");
     let out = sb.ok("emqx-relup install 5.0.0");
@@ -278,5 +288,32 @@ systemctl start emqx.socket"#,
     let report = sb.stop_load(load);
     assert_eq!(report["refused"], 0, "{report:#}");
     assert_eq!(report["timed_out"], 0, "{report:#}");
-    assert!(report["versions_seen"]["5.0.1"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(
+        report["versions_seen"]["5.0.1"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_reload_waiting_for_a_long_drain_extends_systemds_timeout() {
+    // The old broker of the first reload drains its 10 persistent clients
+    // for 5 s; the second reload waits for that, longer than the unit's 2 s
+    // TimeoutStartSec, and must not be killed for it.
+    let (sb, _) = running_with("extend", "", 5.0, "TimeoutStartSec=2");
+    let load = sb.start_load();
+    sb.ok("systemctl reload emqx");
+    let began = std::time::Instant::now();
+    sb.ok("systemctl reload emqx");
+    let waited = began.elapsed();
+    assert!(
+        waited > Duration::from_secs(3),
+        "the second reload did not wait for the drain ({waited:?})"
+    );
+    assert_eq!(sb.active_state(), "active");
+    let status = sb.ok("systemctl show -p StatusText --value emqx");
+    assert!(
+        status.starts_with("running release 5.0.0 (pid "),
+        "{status}"
+    );
+    assert_clean(&sb.stop_load(load));
 }
