@@ -22,6 +22,9 @@ _emqx__relup() {
             emqx__relup,help)
                 cmd="emqx__relup__subcmd__help"
                 ;;
+            emqx__relup,hook)
+                cmd="emqx__relup__subcmd__hook"
+                ;;
             emqx__relup,install)
                 cmd="emqx__relup__subcmd__install"
                 ;;
@@ -51,6 +54,9 @@ _emqx__relup() {
                 ;;
             emqx__relup__subcmd__help,help)
                 cmd="emqx__relup__subcmd__help__subcmd__help"
+                ;;
+            emqx__relup__subcmd__help,hook)
+                cmd="emqx__relup__subcmd__help__subcmd__hook"
                 ;;
             emqx__relup__subcmd__help,install)
                 cmd="emqx__relup__subcmd__help__subcmd__install"
@@ -83,7 +89,7 @@ _emqx__relup() {
 
     case "${cmd}" in
         emqx__relup)
-            opts="-v -h -V --root --state-dir --config --verbose --help --version versions root_dir unpack install upgrade downgrade uninstall start reload help"
+            opts="-v -h -V --root --state-dir --config --verbose --help --version versions root_dir unpack install upgrade downgrade uninstall start reload hook help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -135,7 +141,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__help)
-            opts="versions root_dir unpack install upgrade downgrade uninstall start reload help"
+            opts="versions root_dir unpack install upgrade downgrade uninstall start reload hook help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -163,6 +169,20 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        emqx__subcmd__relup__subcmd__help__subcmd__hook)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -281,6 +301,32 @@ _emqx__relup() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        emqx__subcmd__relup__subcmd__hook)
+            opts="-v -h --root --state-dir --config --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

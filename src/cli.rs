@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use semver::Version;
 
 use crate::config::{self, Config, Strategy};
+use crate::hooks;
 use crate::layout::Layout;
 use crate::ops::{Ops, Report};
 use crate::privs;
@@ -120,6 +121,13 @@ pub enum Cmd {
     },
     /// Switch the running broker to the release marked current (ExecReload).
     Reload,
+    /// What package maintainer scripts call (see README).
+    #[command(hide = true)]
+    Hook {
+        /// `helper SCRIPT ARGS...` or `release VSN SCRIPT ARGS...`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 /// The clap definition, for man pages and completions.
@@ -177,6 +185,7 @@ fn command_name(cmd: &Cmd) -> &'static str {
         Cmd::Uninstall { .. } => "uninstall",
         Cmd::Start { .. } => "start",
         Cmd::Reload => "reload",
+        Cmd::Hook { .. } => "hook",
     }
 }
 
@@ -276,6 +285,7 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
     let switcher = switcher_for(&cli.command, &config, out)?;
     let user = config.user.clone();
     let runtime_dir = config.runtime_dir.clone();
+    let hook_config = config.clone();
     let ops = Ops::new(layout, config, &*switcher);
     match cli.command {
         Cmd::RootDir => Ok(()),
@@ -311,6 +321,10 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
             Err(Error::io(format!("starting {program}"), err))
         }
         Cmd::Reload => ops.reload(out),
+        Cmd::Hook { args } => {
+            let (package, script, args) = hooks::parse(&args)?;
+            hooks::run(&ops, &hook_config, &package, &script, &args, out)
+        }
     }
 }
 
@@ -323,7 +337,7 @@ fn switcher_for(
     out: &mut dyn Report,
 ) -> Result<Box<dyn Switcher>, Error> {
     match command {
-        Cmd::Install { .. } | Cmd::Upgrade { .. } | Cmd::Downgrade { .. } => {
+        Cmd::Install { .. } | Cmd::Upgrade { .. } | Cmd::Downgrade { .. } | Cmd::Hook { .. } => {
             let (switcher, path) = systemd::admin_switcher(config);
             out.detail(&path);
             Ok(switcher)

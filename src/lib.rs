@@ -6,7 +6,8 @@
 //! - [`package`]: finding, verifying and safely extracting release packages;
 //! - [`switch`]: moving a running broker to another release;
 //! - [`systemd`]: the broker's unit over D-Bus, sd_notify, the journal;
-//! - [`ops`]: the operations that tie them together; [`cli`]: the command line.
+//! - [`ops`]: the operations that tie them together; [`cli`]: the command line;
+//! - [`hooks`]: what the .deb/.rpm maintainer scripts call.
 
 #[cfg(target_os = "linux")]
 pub mod broker;
@@ -21,6 +22,8 @@ pub mod release;
 
 #[cfg(target_os = "linux")]
 pub mod cli;
+#[cfg(target_os = "linux")]
+pub mod hooks;
 #[cfg(target_os = "linux")]
 pub mod ops;
 #[cfg(target_os = "linux")]

@@ -80,6 +80,37 @@ impl<'a> Ops<'a> {
         Ok(())
     }
 
+    /// A release package arrived (its maintainer script): switch to it, up
+    /// or down from the running release, and make it permanent. Returns
+    /// whether it is the first release of the host.
+    pub fn arrive(&self, version: &Version, out: &mut dyn Report) -> Result<bool, Error> {
+        let releases = self.store.load()?;
+        let first = releases.is_empty();
+        let kind = match releases.running() {
+            Some(cur) if version > cur => MoveKind::Upgrade,
+            Some(cur) if version < cur => MoveKind::Downgrade,
+            _ => MoveKind::Install,
+        };
+        self.move_to(kind, version, true, out)?;
+        Ok(first)
+    }
+
+    /// A release package is being removed (its maintainer script): refused
+    /// while the release runs or is permanent (the package manager keeps
+    /// the package), else the release is uninstalled.
+    pub fn leave(&self, version: &Version, out: &mut dyn Report) -> Result<(), Error> {
+        if let Some(broker) = self.switcher.probe()? {
+            if broker.version == version.to_string() {
+                return Err(Refusal::Uninstall {
+                    version: version.clone(),
+                    state: crate::release::ReleaseState::Current,
+                }
+                .into());
+            }
+        }
+        self.uninstall(version, out)
+    }
+
     /// `uninstall VSN`.
     pub fn uninstall(&self, version: &Version, out: &mut dyn Report) -> Result<(), Error> {
         let (lock, mut releases) = self.begin()?;
