@@ -97,18 +97,25 @@ impl<'a> Ops<'a> {
 
     /// A release package is being removed (its maintainer script): refused
     /// while the release runs or is permanent (the package manager keeps
-    /// the package), else the release is uninstalled.
+    /// the package), else the release is uninstalled. The last release may
+    /// go while no broker runs.
     pub fn leave(&self, version: &Version, out: &mut dyn Report) -> Result<(), Error> {
-        if let Some(broker) = self.switcher.probe()? {
-            if broker.version == version.to_string() {
-                return Err(Refusal::Uninstall {
-                    version: version.clone(),
-                    state: crate::release::ReleaseState::Current,
-                }
-                .into());
+        let (lock, mut releases) = self.begin()?;
+        let broker = self.switcher.probe()?;
+        let kept = |reason: String| {
+            Error::from(Refusal::PackageKept {
+                version: version.clone(),
+                reason,
+            })
+        };
+        if let Some(b) = &broker {
+            if b.version == version.to_string() {
+                return Err(kept(format!("the broker (pid {}) runs it.", b.pid)));
             }
         }
-        self.uninstall(version, out)
+        let plan = release::plan_leave(&releases, version, broker.is_some())
+            .map_err(|r| kept(r.to_string()))?;
+        self.execute(&lock, &mut releases, plan, None, out)
     }
 
     /// `uninstall VSN`.

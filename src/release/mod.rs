@@ -9,6 +9,8 @@ mod state;
 mod version;
 
 pub use message::Say;
-pub use plan::{plan_move, plan_start, plan_uninstall, plan_unpack, MoveKind, Plan, Refusal, Step};
+pub use plan::{
+    plan_leave, plan_move, plan_start, plan_uninstall, plan_unpack, MoveKind, Plan, Refusal, Step,
+};
 pub use state::{ReleaseState, Releases};
 pub use version::{check_move, parse_version, Direction};

@@ -85,6 +85,14 @@ pub enum Refusal {
         /// Its state.
         state: ReleaseState,
     },
+    /// Removing the package of a release that must stay.
+    #[error("refusing to remove the package of release {version}: {reason} Switch to another release first; the package stays installed.")]
+    PackageKept {
+        /// The release.
+        version: Version,
+        /// Why it must stay.
+        reason: String,
+    },
     /// `--no-permanent` while no broker runs.
     #[error("--no-permanent needs a running broker to try release {0} on, and none is running; start the broker or drop --no-permanent")]
     TrialNeedsBroker(Version),
@@ -219,6 +227,30 @@ pub fn plan_uninstall(releases: &Releases, version: &Version) -> Result<Plan, Re
     }
 }
 
+/// Plans the removal of a release's package: as `uninstall`, except that the
+/// last release of a host may go while no broker runs (the product is
+/// being removed).
+pub fn plan_leave(
+    releases: &Releases,
+    version: &Version,
+    broker_running: bool,
+) -> Result<Plan, Refusal> {
+    let only = releases.newest_first().count() == 1;
+    match releases.get(version) {
+        Some(state) if only && !broker_running => {
+            let v = version.clone();
+            Ok(Plan {
+                steps: vec![
+                    Step::Say(Say::Uninstalling(v.clone(), state)),
+                    Step::Remove(v.clone()),
+                    Step::Say(Say::Uninstalled(v)),
+                ],
+            })
+        }
+        _ => plan_uninstall(releases, version),
+    }
+}
+
 /// Plans `start`: revert a trial release, then run the permanent one.
 pub fn plan_start(releases: &Releases) -> Result<(Plan, Version), Refusal> {
     let permanent = releases.permanent().ok_or(Refusal::NothingToStart)?;
@@ -334,6 +366,20 @@ mod tests {
         assert_eq!(
             plan_uninstall(&r, &v("5.0.1")).unwrap_err().to_string(),
             "Uninstall failed: Release 5.0.1 is marked current."
+        );
+    }
+
+    #[test]
+    fn the_last_release_may_leave_only_while_no_broker_runs() {
+        let one = rel(&[("5.0.0", Permanent)]);
+        let plan = plan_leave(&one, &v("5.0.0"), false).unwrap();
+        assert_eq!(plan.steps[1], Step::Remove(v("5.0.0")));
+        assert!(plan_leave(&one, &v("5.0.0"), true).is_err());
+        let two = rel(&[("5.0.1", Permanent), ("5.0.0", Old)]);
+        assert!(plan_leave(&two, &v("5.0.1"), false).is_err());
+        assert_eq!(
+            plan_leave(&two, &v("5.0.0"), true).unwrap().steps[1],
+            Step::Remove(v("5.0.0"))
         );
     }
 
