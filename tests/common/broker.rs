@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ fn free_port() -> u16 {
 /// The entries of a release package of the reference broker; `refbroker_toml`
 /// goes into its `etc/refbroker.toml` (e.g. `fail = "never-ready"`).
 pub fn broker_release(version: &str, refbroker_toml: &str) -> Vec<crate::common::Entry> {
-    let binary = fs::read(env!("CARGO_BIN_EXE_emqx-refbroker")).unwrap();
+    let binary = refbroker_binary();
     vec![
         entry("emqx/", Kind::Dir),
         exe("emqx/bin/emqx", &binary),
@@ -75,6 +75,31 @@ pub fn broker_release(version: &str, refbroker_toml: &str) -> Vec<crate::common:
         ),
         file("emqx/etc/refbroker.toml", refbroker_toml.as_bytes()),
     ]
+}
+
+/// The reference broker without its debug info (a tenth of the size: every
+/// test package holds a copy), stripped once per test binary.
+fn refbroker_binary() -> Vec<u8> {
+    static STRIPPED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    STRIPPED
+        .get_or_init(|| {
+            let original = env!("CARGO_BIN_EXE_emqx-refbroker");
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("emqx");
+            let stripped = Command::new("strip")
+                .args(["--strip-debug", "-o"])
+                .arg(&out)
+                .arg(original)
+                .status()
+                .is_ok_and(|s| s.success());
+            fs::read(if stripped {
+                out.as_path()
+            } else {
+                Path::new(original)
+            })
+            .unwrap()
+        })
+        .clone()
 }
 
 /// A host with the reference broker.

@@ -30,6 +30,13 @@ impl Sandbox {
     /// (the test settings below, then `relup_toml`), and a drop-in with the
     /// broker's listeners (127.0.0.1:1883 and :8883) and `drain_secs`.
     pub fn with_emqx(tag: &str, relup_toml: &str, drain_secs: f64) -> Sandbox {
+        let sb = Sandbox::bare(tag);
+        sb.install(relup_toml, drain_secs);
+        sb
+    }
+
+    /// Boots a sandbox with nothing of emqx installed.
+    pub fn bare(tag: &str) -> Sandbox {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         assert!(
             nix::unistd::Uid::effective().is_root(),
@@ -52,13 +59,19 @@ impl Sandbox {
             "booting the systemd sandbox failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let sb = Sandbox {
+        Sandbox {
             name,
             share,
             _turn: turn,
-        };
-        sb.install(relup_toml, drain_secs);
-        sb
+        }
+    }
+
+    /// The unit's test settings as a drop-in: listeners on 127.0.0.1:1883
+    /// and :8883, the broker's drain bound, a quick restart.
+    pub fn test_dropin(&self, drain_secs: f64) -> String {
+        format!(
+            "mkdir -p /etc/systemd/system/emqx.service.d\nprintf '[Service]\\nEnvironment=EMQX_LISTENERS=mqtt=127.0.0.1:1883,mqtt-alt=127.0.0.1:8883\\nEnvironment=EMQX_DRAIN_SECS={drain_secs}\\nRestartSec=0.2\\n' > /etc/systemd/system/emqx.service.d/test.conf\n"
+        )
     }
 
     fn install(&self, relup_toml: &str, drain_secs: f64) {
@@ -72,19 +85,13 @@ install -D -m 0644 {REPO}/systemd/emqx.sysusers /usr/lib/sysusers.d/emqx.conf
 install -D -m 0644 {REPO}/systemd/emqx.tmpfiles /usr/lib/tmpfiles.d/emqx.conf
 systemd-sysusers
 systemd-tmpfiles --create emqx.conf
-mkdir -p /etc/systemd/system/emqx.service.d
-cat > /etc/systemd/system/emqx.service.d/test.conf <<'EOF2'
-[Service]
-Environment=EMQX_LISTENERS=mqtt=127.0.0.1:1883,mqtt-alt=127.0.0.1:8883
-Environment=EMQX_DRAIN_SECS={drain_secs}
-RestartSec=0.2
-EOF2
-cat > /etc/emqx/relup.toml <<'EOF2'
+{dropin}cat > /etc/emqx/relup.toml <<'EOF2'
 {config}
 EOF2
 systemctl daemon-reload
 "#,
             config = with_defaults(relup_toml),
+            dropin = self.test_dropin(drain_secs),
             relup = env!("CARGO_BIN_EXE_emqx-relup"),
             load = env!("CARGO_BIN_EXE_emqx-load"),
         );
