@@ -182,6 +182,9 @@ fn dpkg_and_apt_install_of_releases_switch_the_running_broker() {
     // Everything goes: stop, remove the releases, purge the helper.
     sb.ok("systemctl stop emqx");
     sb.ok("dpkg -r emqx-release-5.0.1 emqx-release-5.0.2");
+    assert_eq!(sb.versions(), []);
+    // remove keeps the store; purge says so and removes it.
+    sb.ok("dpkg -r emqx-relup && test -d /var/lib/emqx/releases");
     let out = sb.ok("dpkg -P emqx-relup 2>&1");
     assert!(out.contains("purging /var/lib/emqx"), "{out}");
     sb.ok("test ! -e /var/lib/emqx && test ! -e /etc/emqx/relup.toml");
