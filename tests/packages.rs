@@ -167,7 +167,9 @@ fn dpkg_and_apt_install_of_releases_switch_the_running_broker() {
     assert_eq!(sb.state_bytes(), before);
     sb.ok("dpkg -r emqx-release-5.1.0");
 
-    // Reinstalling, then upgrading, the helper package: the broker stays.
+    // Reinstalling, then upgrading, the helper package: the broker stays,
+    // and so does the operator's relup.toml (a conffile).
+    sb.ok("echo 'settle_secs = 0.3 # ours' >> /etc/emqx/relup.toml");
     sb.ok(&format!("dpkg -i {helper}"));
     let newer = sb.share.path().join("emqx-relup-newer.deb");
     sb.ok(&format!(
@@ -177,6 +179,7 @@ fn dpkg_and_apt_install_of_releases_switch_the_running_broker() {
     ));
     assert_eq!(sb.main_pid(), pid2);
     assert_eq!(sb.active_state(), "active");
+    sb.ok("grep -q 'settle_secs = 0.3 # ours' /etc/emqx/relup.toml");
     assert_clean(&sb.stop_load(load));
 
     // Everything goes: stop, remove the releases, purge the helper.
