@@ -238,7 +238,14 @@ impl<'a> Ops<'a> {
                                 Ok(r) => report_switch(out, broker, &v, &r),
                                 Err(e) => {
                                     *releases = before;
-                                    self.store.save(lock, releases)?;
+                                    if let Err(save) = self.store.save(lock, releases) {
+                                        return Err(Error::Switch {
+                                            version: v.to_string(),
+                                            reason: format!(
+                                                "{e}; restoring the state failed too ({save}): it still names {v} as current, run 'emqx-relup versions' and install the running release"
+                                            ),
+                                        });
+                                    }
                                     return Err(e);
                                 }
                             }

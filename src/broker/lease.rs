@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::switch::LEASE_ENV;
+use crate::switch::{LEASE_ENV, OLD_PID_ENV, SYSTEMD_NOTIFY_ENV};
 
 /// Takes the lease fd named by the environment (and clears the variable);
 /// a thread watches it and exits the process if the helper goes away
@@ -37,16 +37,45 @@ pub fn watch_from_env() -> std::io::Result<()> {
         fd.as_fd(),
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )?;
+    let old_pid: Option<u32> = std::env::var(OLD_PID_ENV).ok().and_then(|s| s.parse().ok());
+    std::env::remove_var(OLD_PID_ENV);
+    let systemd = systemd_notify_addr();
     std::thread::spawn(move || {
         let mut pipe = std::fs::File::from(fd);
         let mut byte = [0u8; 1];
-        match pipe.read(&mut byte) {
-            Ok(1) if byte[0] == b'c' => {}
-            _ => {
-                eprintln!("the switch helper went away before committing this broker; exiting");
-                std::process::exit(1);
+        let confirmed = loop {
+            match pipe.read(&mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(1) => break byte[0] == b'c',
+                _ => break false,
             }
+        };
+        if !confirmed {
+            eprintln!("the switch helper went away before committing this broker; exiting");
+            // systemd may already track this broker as the main process:
+            // hand that back to the old one, still serving, before exiting,
+            // or Restart= would stop the whole unit.
+            if let (Some(addr), Some(pid)) = (&systemd, old_pid) {
+                if crate::switch::alive(pid) {
+                    if let Ok(n) = crate::systemd::Notifier::at(addr) {
+                        let _ = n.main_pid(pid);
+                        let _ = n.barrier(std::time::Duration::from_secs(5));
+                    }
+                }
+            }
+            std::process::exit(1);
         }
     });
     Ok(())
+}
+
+/// systemd's notify socket for messages about the unit (`MAINPID=`,
+/// `FDSTORE=1`): `EMQX_RELUP_SYSTEMD_NOTIFY` in a broker a switch started
+/// under systemd (its own `NOTIFY_SOCKET` is the helper's), else
+/// `NOTIFY_SOCKET`.
+pub fn systemd_notify_addr() -> Option<String> {
+    std::env::var(SYSTEMD_NOTIFY_ENV)
+        .or_else(|_| std::env::var("NOTIFY_SOCKET"))
+        .ok()
+        .filter(|s| !s.is_empty())
 }

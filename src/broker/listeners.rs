@@ -55,15 +55,20 @@ pub fn take_listeners(wanted: &[(String, SocketAddr)]) -> std::io::Result<Vec<Li
 /// (`FDSTORE=1`, `FDNAME=`), so that if every broker dies, `Restart=`
 /// passes the same sockets back and clients queue instead of being refused.
 /// Inherited ones are already held by systemd or by the previous broker.
-/// Without `NOTIFY_SOCKET` this does nothing.
+/// Outside systemd this does nothing.
 pub fn store_listeners(listeners: &[Listener]) -> std::io::Result<()> {
     use std::os::fd::AsFd;
-    for l in listeners.iter().filter(|l| !l.inherited) {
-        sd_notify::notify_with_fds(
-            &[
-                sd_notify::NotifyState::FdStore,
-                sd_notify::NotifyState::FdName(&l.name),
-            ],
+    let bound: Vec<&Listener> = listeners.iter().filter(|l| !l.inherited).collect();
+    let Some(addr) = super::lease::systemd_notify_addr() else {
+        return Ok(());
+    };
+    if bound.is_empty() {
+        return Ok(());
+    }
+    let notifier = crate::systemd::Notifier::at(&addr)?;
+    for l in bound {
+        notifier.send_with_fds(
+            &format!("FDSTORE=1\nFDNAME={}", l.name),
             &[l.socket.as_fd()],
         )?;
     }

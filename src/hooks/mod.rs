@@ -53,7 +53,17 @@ pub fn run(
         Action::Setup { first } => setup(config, first, out),
         Action::StopUnit => {
             if systemd_booted() {
+                // The socket first, or it would start the service again.
+                let socket = config
+                    .unit
+                    .strip_suffix(".service")
+                    .map(|u| format!("{u}.socket"));
                 out.note(&format!("stopping {}", config.unit));
+                if let Some(socket) = socket {
+                    let _ = Command::new("systemctl")
+                        .args(["--quiet", "stop", &socket])
+                        .status();
+                }
                 systemctl(&["stop", &config.unit])?;
             }
             Ok(())

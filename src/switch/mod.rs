@@ -21,6 +21,13 @@ use crate::privs;
 use crate::Error;
 
 pub use child::LEASE_ENV;
+pub use generations::alive;
+
+/// The environment variable giving a broker a switch starts under systemd
+/// the unit's notify socket (its own `NOTIFY_SOCKET` is the helper's).
+pub const SYSTEMD_NOTIFY_ENV: &str = "EMQX_RELUP_SYSTEMD_NOTIFY";
+/// The environment variable naming the broker a switch replaces.
+pub const OLD_PID_ENV: &str = "EMQX_RELUP_OLD_PID";
 pub use pidfile::record as record_running;
 pub use restart::Restart;
 pub use session::Session;
@@ -193,7 +200,7 @@ impl Handoff {
         let new_socket = config
             .runtime_dir
             .join(format!("{HANDOFF_SOCKET}.{}", std::process::id()));
-        let env = vec![
+        let mut env = vec![
             (
                 "EMQX_HANDOFF_SOCKET".into(),
                 new_socket.display().to_string(),
@@ -203,7 +210,13 @@ impl Handoff {
                 config.runtime_dir.display().to_string(),
             ),
             ("EMQX_RELUP_VERSION".into(), version.to_string()),
+            (OLD_PID_ENV.into(), broker.pid.to_string()),
         ];
+        if announce.is_active() {
+            if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
+                env.push((SYSTEMD_NOTIFY_ENV.into(), addr));
+            }
+        }
         let launched = child::launch(
             config,
             &user,
@@ -265,15 +278,24 @@ impl Handoff {
         let mut warning = None;
         let draining = match session.commit() {
             Ok(n) => n,
+            // Sent but not answered: the old broker may be draining already,
+            // so killing the new one could leave nothing serving. Keep it.
+            Err(session::CommitError::Unanswered(reason)) => {
+                warning = Some(format!(
+                    "the old broker (pid {}) did not confirm the commit ({reason}); it drains, or serves beside the new one until it exits",
+                    broker.pid
+                ));
+                0
+            }
             // The old broker is gone: the new one is ready and holds the
             // listeners, so keep it rather than leave nothing serving.
-            Err(reason) if !generations::alive(broker.pid) => {
+            Err(session::CommitError::Unsent(reason)) if !generations::alive(broker.pid) => {
                 warning = Some(format!(
                     "the old broker exited during the commit ({reason})"
                 ));
                 0
             }
-            Err(reason) => {
+            Err(session::CommitError::Unsent(reason) | session::CommitError::Refused(reason)) => {
                 return Err(abandon(
                     &mut new,
                     format!(

@@ -82,14 +82,30 @@ impl Session {
     }
 
     /// Tells the broker to stop accepting and drain; returns its live connections.
-    pub fn commit(&self) -> Result<u64, String> {
-        self.channel.send(&Message::Commit, &[])?;
-        match self.channel.recv()? {
-            (Message::Committed { connections }, _) => Ok(connections),
-            (Message::Error { reason }, _) => {
-                Err(format!("the broker refused the commit: {reason}"))
-            }
-            (other, _) => Err(format!("the broker answered {other:?} to commit")),
+    pub fn commit(&self) -> Result<u64, CommitError> {
+        self.channel
+            .send(&Message::Commit, &[])
+            .map_err(CommitError::Unsent)?;
+        match self.channel.recv() {
+            Ok((Message::Committed { connections }, _)) => Ok(connections),
+            Ok((Message::Error { reason }, _)) => Err(CommitError::Refused(format!(
+                "the broker refused the commit: {reason}"
+            ))),
+            Ok((other, _)) => Err(CommitError::Unanswered(format!(
+                "the broker answered {other:?} to commit"
+            ))),
+            Err(e) => Err(CommitError::Unanswered(e)),
         }
     }
+}
+
+/// Why a commit did not come back as `Committed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitError {
+    /// The commit never left: the old broker did not get it.
+    Unsent(String),
+    /// The old broker said no: it did not commit.
+    Refused(String),
+    /// Sent, but no usable answer: the old broker may well be draining.
+    Unanswered(String),
 }

@@ -17,16 +17,36 @@ pub fn admin_switcher(config: &Config) -> (Box<dyn Switcher>, String) {
     let (why, guarded) = match SystemBus::connect() {
         Err(e) => (e, true),
         Ok(bus) => match bus.unit(unit) {
+            Ok(Some(s)) if s.is_running() && config.strategy == Strategy::Restart => {
+                let line = format!("{unit} is active and strategy = \"restart\"");
+                let refuse = Refuse(format!(
+                    "strategy = \"restart\" cannot switch a broker systemd runs ({unit} is active): 'systemctl stop {0}', run this command again, then 'systemctl start {0}'",
+                    super::short_name(unit)
+                ));
+                return (
+                    Box::new(RefuseSwitch {
+                        inner: direct(config),
+                        refuse,
+                    }),
+                    line,
+                );
+            }
             Ok(Some(s)) if s.is_running() => {
                 let line = format!(
                     "{unit} is {} (main pid {}): switching through systemd (ReloadUnit; its ExecReload runs 'emqx-relup reload')",
                     s.active_state, s.main_pid
                 );
-                let switch =
-                    UnitSwitch::new(Box::new(bus), unit, config.job_timeout(), direct(config));
+                let switch = UnitSwitch::new(Box::new(bus), unit, job_wait(config), direct(config));
                 return (Box::new(switch), line);
             }
-            Ok(Some(s)) => (format!("{unit} is {}", s.active_state), false),
+            // Nothing of the unit runs: a direct switch cannot confuse systemd.
+            Ok(Some(s)) if matches!(s.active_state.as_str(), "inactive" | "failed") => {
+                (format!("{unit} is {}", s.active_state), false)
+            }
+            Ok(Some(s)) => (
+                format!("{unit} is {} (main pid {})", s.active_state, s.main_pid),
+                true,
+            ),
             Ok(None) => (format!("{unit} is not loaded"), false),
             Err(e) => (e, true),
         },
@@ -40,6 +60,45 @@ pub fn admin_switcher(config: &Config) -> (Box<dyn Switcher>, String) {
         return (Box::new(outside), line);
     }
     (direct(config), line)
+}
+
+/// How long to wait for systemd's reload job: at least what the switch
+/// inside it may take (it extends the unit's timeout that far), so that an
+/// unanswered wait means systemd is stuck, not that the switch is slow.
+fn job_wait(config: &Config) -> std::time::Duration {
+    let bound = config.drain_wait()
+        + config.ready_timeout()
+        + config.settle()
+        + std::time::Duration::from_secs(45);
+    config.job_timeout().max(bound)
+}
+
+/// A refusal with its reason.
+struct Refuse(String);
+
+/// Refuses every switch (probing still works, so that a host without a
+/// running broker only records).
+struct RefuseSwitch {
+    inner: Box<dyn Switcher>,
+    refuse: Refuse,
+}
+
+impl Switcher for RefuseSwitch {
+    fn probe(&self) -> Result<Option<RunningBroker>, Error> {
+        self.inner.probe()
+    }
+
+    fn switch(
+        &self,
+        _: &RunningBroker,
+        version: &Version,
+        _: &Path,
+    ) -> Result<SwitchReport, Error> {
+        Err(Error::Switch {
+            version: version.to_string(),
+            reason: self.refuse.0.clone(),
+        })
+    }
 }
 
 /// The direct switcher of the configured strategy.

@@ -88,7 +88,7 @@ impl SystemBus {
         Ok(Some(UnitStatus {
             load_state: unit.load_state().await?,
             active_state: unit.active_state().await?,
-            main_pid: service.main_pid().await.unwrap_or(0),
+            main_pid: service.main_pid().await?,
         }))
     }
 
@@ -97,7 +97,8 @@ impl SystemBus {
         // Listen first: the job can end before ReloadUnit's answer is read.
         let mut removed = manager.receive_job_removed().await?;
         manager.subscribe().await?;
-        let job = manager.reload_unit(name, "replace").await?;
+        // "fail": never cancel an operator's queued stop or restart.
+        let job = manager.reload_unit(name, "fail").await?;
         let deadline = Deadline::new(timeout);
         loop {
             let next = poll_fn(|cx| match Pin::new(&mut removed).poll_next(cx) {

@@ -3,7 +3,7 @@
 //! processed them before the helper acts on it.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::{Duration, Instant};
@@ -67,17 +67,11 @@ impl Notifier {
         self.send(&format!("READY=1\nSTATUS={}", status.replace('\n', " ")))
     }
 
-    /// `BARRIER=1`: sends the write end of a fresh pipe and waits until the
-    /// manager has closed it, which it does only after processing every
-    /// message sent before. Without it a `MAINPID=` can still be queued when
-    /// the old main process exits (measured: 5 in 100 lost).
-    pub fn barrier(&self, timeout: Duration) -> io::Result<()> {
-        let (read, write): (OwnedFd, OwnedFd) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-        let fds = [write.as_raw_fd()];
-        let msg = b"BARRIER=1";
-        let iov = [io::IoSlice::new(msg)];
-        let cmsg = [ControlMessage::ScmRights(&fds)];
+    /// Sends one message with file descriptors (`FDSTORE=1`...).
+    pub fn send_with_fds(&self, text: &str, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let iov = [io::IoSlice::new(text.as_bytes())];
+        let cmsg = [ControlMessage::ScmRights(&raw)];
         sendmsg::<UnixAddr>(
             self.socket.as_raw_fd(),
             &iov,
@@ -86,6 +80,17 @@ impl Notifier {
             None,
         )
         .map_err(io::Error::from)?;
+        Ok(())
+    }
+
+    /// `BARRIER=1`: sends the write end of a fresh pipe and waits until the
+    /// manager has closed it, which it does only after processing every
+    /// message sent before. Without it a `MAINPID=` can still be queued when
+    /// the old main process exits (measured: 5 in 100 lost).
+    pub fn barrier(&self, timeout: Duration) -> io::Result<()> {
+        let (read, write): (OwnedFd, OwnedFd) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        self.send_with_fds("BARRIER=1", &[write.as_fd()])?;
         drop(write);
         wait_hangup(&read, timeout)
     }
