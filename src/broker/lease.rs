@@ -1,6 +1,7 @@
 //! The switch helper's lease on a broker it starts (`EMQX_RELUP_LEASE_FD`):
-//! if the helper dies before it confirms the commit, the broker exits, so a
-//! helper killed mid-switch never leaves a second broker on the listeners.
+//! if the helper dies before it confirms (right before the commit), the
+//! broker exits, so a helper killed mid-switch never leaves a second broker
+//! on the listeners.
 
 use std::io::Read;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
@@ -51,7 +52,7 @@ pub fn watch_from_env() -> std::io::Result<()> {
             }
         };
         if !confirmed {
-            eprintln!("the switch helper went away before committing this broker; exiting");
+            eprintln!("the switch helper went away before confirming this broker; exiting");
             // systemd may already track this broker as the main process:
             // hand that back to the old one, still serving, before exiting,
             // or Restart= would stop the whole unit.

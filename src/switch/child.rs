@@ -153,7 +153,8 @@ pub const LEASE_ENV: &str = "EMQX_RELUP_LEASE_FD";
 pub struct Lease(OwnedFd);
 
 impl Lease {
-    /// The switch is committed: the broker stays whatever happens to the helper.
+    /// The switch is about to be committed: from now on the broker stays
+    /// whatever happens to the helper.
     pub fn confirm(self) -> std::io::Result<()> {
         let mut f = fs::File::from(self.0);
         std::io::Write::write_all(&mut f, b"c")

@@ -276,6 +276,18 @@ impl Handoff {
             ));
         }
         let mut warning = None;
+        // The lease ends before the commit is sent: a helper dying from here
+        // on must not take the new broker with it, since the old one may
+        // get the commit and drain away.
+        if let Err(e) = lease.confirm() {
+            return Err(abandon(
+                &mut new,
+                format!(
+                    "confirming the new broker's lease: {e}; the new broker was stopped and the old one still serves"
+                ),
+                announce.is_active(),
+            ));
+        }
         let draining = match session.commit() {
             Ok(n) => n,
             // Sent but not answered: the old broker may be draining already,
@@ -308,9 +320,6 @@ impl Handoff {
         // Past the commit the switch has happened: what fails now is
         // reported, never turned into an error that would leave the state
         // naming the old release.
-        if let Err(e) = lease.confirm() {
-            warning = Some(format!("confirming the new broker's lease: {e}"));
-        }
         if let Err(e) = std::fs::rename(&new_socket, self.socket()) {
             warning = Some(format!(
                 "the new broker runs, but its handoff socket could not be published at {} ({e}); the next switch will not find it: restart the broker",
