@@ -251,19 +251,7 @@ impl Host {
 
     /// `(version, state)` pairs from `versions --json`.
     pub fn versions(&self) -> Vec<(String, String)> {
-        let text = self.ok(&["versions", "--json"]);
-        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        doc["releases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["version"].as_str().unwrap().to_string(),
-                    r["state"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
+        parse_versions(&self.ok(&["versions", "--json"]))
     }
 
     /// Every path under the host, except the drop folder, with its kind:
@@ -345,4 +333,20 @@ pub fn count_tree(dir: &Path) -> usize {
         }
     }
     n
+}
+
+/// `(version, state)` pairs from the output of `versions --json`.
+pub fn parse_versions(json: &str) -> Vec<(String, String)> {
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap();
+    doc["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap().to_string(),
+                r["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }

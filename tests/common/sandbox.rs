@@ -224,19 +224,7 @@ systemctl daemon-reload
 
     /// `emqx-relup versions --json` inside, as (version, state) pairs.
     pub fn versions(&self) -> Vec<(String, String)> {
-        let out = self.ok("emqx-relup versions --json");
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["releases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["version"].as_str().unwrap().to_string(),
-                    r["state"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
+        crate::common::parse_versions(&self.ok("emqx-relup versions --json"))
     }
 
     /// The state file's bytes.
