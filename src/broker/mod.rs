@@ -103,10 +103,12 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     let acceptors = accept::Acceptors::start(listeners, Arc::clone(&service))?;
     // Wait for a commit: the only way out of serving besides a signal.
     match commits.recv() {
-        Ok(ServerEvent::Committed) => {}
+        Ok(ServerEvent::Committed(stopped)) => {
+            acceptors.stop();
+            let _ = stopped.send(());
+        }
         Err(_) => return Err(std::io::Error::other("the handoff server stopped")),
     }
-    acceptors.stop();
     let at_commit = service.connections();
     let deadline = Instant::now() + options.drain;
     while service.connections() > 0 && Instant::now() < deadline {

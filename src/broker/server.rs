@@ -26,11 +26,16 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 pub const SESSION_IDLE: Duration = Duration::from_secs(600);
 
 /// What the server tells the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ServerEvent {
-    /// A helper committed a switch: stop accepting, drain, exit.
-    Committed,
+    /// A helper committed a switch: stop accepting, then say so on the
+    /// sender (the helper is answered only then), drain, exit.
+    Committed(Sender<()>),
 }
+
+/// How long the server waits for the broker to stop accepting before it
+/// answers a commit anyway.
+const STOP_ACCEPTING_WAIT: Duration = Duration::from_secs(2);
 
 /// The running handoff server.
 pub struct HandoffServer {
@@ -189,9 +194,14 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
                 if shared.committed.swap(true, Ordering::SeqCst) {
                     return Err(fail("already committed to another switch".into()));
                 }
+                // Answer only once the broker has stopped accepting: a
+                // client that connects after the helper returns must reach
+                // the new broker, not one about to drain and close it.
+                let (stopped, accepting_ended) = std::sync::mpsc::channel();
+                let _ = shared.events.send(ServerEvent::Committed(stopped));
+                let _ = accepting_ended.recv_timeout(STOP_ACCEPTING_WAIT);
                 let connections = (shared.connections)() as u64;
                 let _ = ch.send(&Message::Committed { connections }, &[]);
-                let _ = shared.events.send(ServerEvent::Committed);
                 return Ok(());
             }
             Message::Error { reason } => return Err(format!("{who} gave up: {reason}")),
