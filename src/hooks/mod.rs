@@ -60,9 +60,8 @@ pub fn run(
                     .map(|u| format!("{u}.socket"));
                 out.note(&format!("stopping {}", config.unit));
                 if let Some(socket) = socket {
-                    let _ = Command::new("systemctl")
-                        .args(["--quiet", "stop", &socket])
-                        .status();
+                    // Best effort: the socket unit may not be installed.
+                    systemctl_ok(&["--quiet", "stop", &socket]);
                 }
                 systemctl(&["stop", &config.unit])?;
             }
@@ -70,15 +69,18 @@ pub fn run(
         }
         Action::Arrive(v) => {
             let first = ops.arrive(&v, out)?;
-            if first && systemd_booted() {
-                let enabled = Command::new("systemctl")
-                    .args(["--quiet", "is-enabled", &config.unit])
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if enabled {
-                    out.note(&format!("first release: starting {}", config.unit));
-                    systemctl(&["start", &config.unit])?;
-                }
+            if first && systemd_booted() && systemctl_ok(&["--quiet", "is-enabled", &config.unit]) {
+                out.note(&format!("first release: starting {}", config.unit));
+                // The release is recorded whatever happens here: say so.
+                let short = crate::systemd::short_name(&config.unit);
+                systemctl(&["start", &config.unit]).map_err(|e| {
+                    Error::io(
+                        format!(
+                            "release {v} is installed and permanent, but the broker did not start (see 'journalctl -u {short}', then 'systemctl start {short}')"
+                        ),
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?;
             }
             Ok(())
         }
@@ -108,6 +110,14 @@ fn setup(config: &Config, first: bool, out: &mut dyn Report) -> Result<(), Error
 /// Whether systemd is the running init (see sd_booted(3)).
 fn systemd_booted() -> bool {
     Path::new("/run/systemd/system").is_dir()
+}
+
+/// Runs systemctl and tells whether it succeeded (a question, not a step).
+fn systemctl_ok(args: &[&str]) -> bool {
+    Command::new("systemctl")
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn systemctl(args: &[&str]) -> Result<(), Error> {

@@ -14,22 +14,16 @@ use crate::Error;
 /// which path it takes (shown with `-v`).
 pub fn admin_switcher(config: &Config) -> (Box<dyn Switcher>, String) {
     let unit = &config.unit;
-    let (why, guarded) = match SystemBus::connect() {
+    let (why, guard) = match SystemBus::connect() {
         Err(e) => (e, true),
         Ok(bus) => match bus.unit(unit) {
             Ok(Some(s)) if s.is_running() && config.strategy == Strategy::Restart => {
                 let line = format!("{unit} is active and strategy = \"restart\"");
-                let refuse = Refuse(format!(
+                let refusal = Refusal::Always(format!(
                     "strategy = \"restart\" cannot switch a broker systemd runs ({unit} is active): 'systemctl stop {0}', run this command again, then 'systemctl start {0}'",
                     super::short_name(unit)
                 ));
-                return (
-                    Box::new(RefuseSwitch {
-                        inner: direct(config),
-                        refuse,
-                    }),
-                    line,
-                );
+                return (guarded(config, refusal), line);
             }
             Ok(Some(s)) if s.is_running() => {
                 let line = format!(
@@ -52,12 +46,8 @@ pub fn admin_switcher(config: &Config) -> (Box<dyn Switcher>, String) {
         },
     };
     let line = format!("{why}: switching directly ({:?} strategy)", config.strategy);
-    if guarded {
-        let outside = OutsideUnit {
-            inner: direct(config),
-            unit: unit.clone(),
-        };
-        return (Box::new(outside), line);
+    if guard {
+        return (guarded(config, Refusal::InUnit(unit.clone())), line);
     }
     (direct(config), line)
 }
@@ -73,34 +63,6 @@ fn job_wait(config: &Config) -> std::time::Duration {
     config.job_timeout().max(bound)
 }
 
-/// A refusal with its reason.
-struct Refuse(String);
-
-/// Refuses every switch (probing still works, so that a host without a
-/// running broker only records).
-struct RefuseSwitch {
-    inner: Box<dyn Switcher>,
-    refuse: Refuse,
-}
-
-impl Switcher for RefuseSwitch {
-    fn probe(&self) -> Result<Option<RunningBroker>, Error> {
-        self.inner.probe()
-    }
-
-    fn switch(
-        &self,
-        _: &RunningBroker,
-        version: &Version,
-        _: &Path,
-    ) -> Result<SwitchReport, Error> {
-        Err(Error::Switch {
-            version: version.to_string(),
-            reason: self.refuse.0.clone(),
-        })
-    }
-}
-
 /// The direct switcher of the configured strategy.
 pub fn direct(config: &Config) -> Box<dyn Switcher> {
     match config.strategy {
@@ -109,15 +71,31 @@ pub fn direct(config: &Config) -> Box<dyn Switcher> {
     }
 }
 
-/// A direct switch that refuses to move a broker systemd runs: when systemd
-/// cannot be asked, switching behind its back would let it stop the unit
-/// once the old main process exits.
-struct OutsideUnit {
-    inner: Box<dyn Switcher>,
-    unit: String,
+/// When a direct switch must not happen.
+enum Refusal {
+    /// Never, with this reason.
+    Always(String),
+    /// When the broker runs inside this unit but systemd could not be
+    /// asked: switching behind its back would let it stop the unit once
+    /// the old main process exits.
+    InUnit(String),
 }
 
-impl Switcher for OutsideUnit {
+/// The direct switcher, refusing what `refusal` names (probing still works,
+/// so that a host without a running broker only records).
+fn guarded(config: &Config, refusal: Refusal) -> Box<dyn Switcher> {
+    Box::new(Guarded {
+        inner: direct(config),
+        refusal,
+    })
+}
+
+struct Guarded {
+    inner: Box<dyn Switcher>,
+    refusal: Refusal,
+}
+
+impl Switcher for Guarded {
     fn probe(&self) -> Result<Option<RunningBroker>, Error> {
         self.inner.probe()
     }
@@ -128,18 +106,21 @@ impl Switcher for OutsideUnit {
         version: &Version,
         tree: &Path,
     ) -> Result<SwitchReport, Error> {
-        if in_unit(broker.pid, &self.unit) {
-            return Err(Error::Switch {
+        let reason = match &self.refusal {
+            Refusal::Always(reason) => Some(reason.clone()),
+            Refusal::InUnit(unit) if in_unit(broker.pid, unit) => Some(format!(
+                "the broker (pid {}) runs inside {unit}, but systemd could not be asked over D-Bus (is dbus running? 'systemctl status dbus'); fix that and run this command again",
+                broker.pid
+            )),
+            Refusal::InUnit(_) => None,
+        };
+        match reason {
+            Some(reason) => Err(Error::Switch {
                 version: version.to_string(),
-                reason: format!(
-                    "the broker (pid {}) runs inside {} but systemd could not be asked over D-Bus; run 'systemctl reload {}' once the state names the release, or fix the system bus",
-                    broker.pid,
-                    self.unit,
-                    super::short_name(&self.unit)
-                ),
-            });
+                reason,
+            }),
+            None => self.inner.switch(broker, version, tree),
         }
-        self.inner.switch(broker, version, tree)
     }
 }
 
