@@ -14,7 +14,7 @@ use crate::layout::Layout;
 use crate::ops::{Ops, Report};
 use crate::privs;
 use crate::release::{parse_version, MoveKind, Releases, Say};
-use crate::switch::{record_running, Handoff, Switcher};
+use crate::switch::{record_running, shim, Handoff, Switcher};
 use crate::systemd::{self, Journal, Notifier, Priority};
 use crate::Error;
 
@@ -138,8 +138,8 @@ pub fn command() -> clap::Command {
 /// Runs the command line and returns the exit code.
 pub fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == SHIM) {
-        return report(exec_shim(&args[2..]), &mut Printer::default());
+    if args.get(1).is_some_and(|a| a == shim::SHIM) {
+        return report(shim::run(&args[2..]), &mut Printer::default());
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -155,9 +155,6 @@ pub fn main() -> ExitCode {
     let result = run(cli, &mut out);
     report(result, &mut out)
 }
-
-/// The first argument that makes this binary the exec shim of a switch.
-pub const SHIM: &str = "__exec";
 
 fn report(result: Result<(), Error>, out: &mut Printer) -> ExitCode {
     match result {
@@ -371,39 +368,6 @@ fn prepare_runtime_dir(dir: &std::path::Path, user: &privs::ServiceUser) -> Resu
         }
     }
     Ok(())
-}
-
-/// The exec shim of a switch, `emqx-relup __exec --user NAME -- COMMAND...`:
-/// runs as the new broker's pid, so it can set `LISTEN_PID` to itself, then
-/// becomes the service user and execs. Not a clap command: internal only.
-fn exec_shim(args: &[std::ffi::OsString]) -> Result<(), Error> {
-    let usage = || {
-        Error::Usage(format!(
-            "usage: emqx-relup {SHIM} --user NAME -- COMMAND..."
-        ))
-    };
-    let (user, command) = match args {
-        [flag, user, sep, command @ ..]
-            if flag == "--user" && sep == "--" && !command.is_empty() =>
-        {
-            (user.to_str().ok_or_else(usage)?, command)
-        }
-        _ => return Err(usage()),
-    };
-    if std::env::var_os("LISTEN_FDS").is_some() {
-        std::env::set_var("LISTEN_PID", std::process::id().to_string());
-    }
-    let user = privs::lookup(user).map_err(Error::Usage)?;
-    privs::drop_to(&user)
-        .map_err(|e| Error::io("dropping privileges", std::io::Error::other(e)))?;
-    let (program, args) = command
-        .split_first()
-        .ok_or_else(|| Error::Usage("__exec needs a command".into()))?;
-    let err = std::process::Command::new(program).args(args).exec();
-    Err(Error::io(
-        format!("executing {}", program.to_string_lossy()),
-        err,
-    ))
 }
 
 fn print_versions(releases: &Releases, json: bool) {

@@ -39,9 +39,14 @@ pub struct Config {
     /// How long an administrator's command waits for systemd's reload job
     /// (under systemd the switch runs as the unit's `ExecReload`), in seconds.
     pub job_timeout_secs: f64,
-    /// Where a broker started by a switch writes stdout and stderr (appended);
-    /// unset: the helper's own.
+    /// Where a broker started by a switch writes stdout and stderr
+    /// (appended, opened as the service user); unset: the journal (the
+    /// unit's stream under systemd), else nowhere.
     pub broker_log: Option<PathBuf>,
+    /// Environment variables a broker started by a switch gets from the
+    /// helper's environment, besides the fixed allowlist (`PATH`, `LANG`,
+    /// `LC_*`, `TZ`, `EMQX_*`, systemd's `*_DIRECTORY`).
+    pub pass_env: Vec<String>,
     /// Bounds on what a package may expand to.
     pub limits: Limits,
 }
@@ -92,6 +97,7 @@ impl Default for Config {
             drain_wait_secs: 60.0,
             job_timeout_secs: 120.0,
             broker_log: None,
+            pass_env: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -126,6 +132,17 @@ impl Config {
         ] {
             if !(0.0..=86_400.0).contains(&secs) {
                 return Err(format!("{name} must be between 0 and 86400"));
+            }
+        }
+        for name in &config.pass_env {
+            let ok = name
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if name.is_empty() || !ok {
+                return Err(format!(
+                    "pass_env: {name:?} is not an environment variable name"
+                ));
             }
         }
         if config.limits.max_ratio == 0 {
@@ -181,5 +198,12 @@ mod tests {
         assert!(Config::parse("lock_timeout = 1").is_err());
         assert!(Config::parse("entry = []").is_err());
         assert!(Config::parse("lock_timeout_secs = -1").is_err());
+        assert!(Config::parse("pass_env = [\"A=B\"]").is_err());
+        assert_eq!(
+            Config::parse("pass_env = [\"HTTP_PROXY\"]")
+                .unwrap()
+                .pass_env,
+            ["HTTP_PROXY"]
+        );
     }
 }

@@ -13,6 +13,8 @@ pub struct ServiceUser {
     pub uid: Uid,
     /// Its primary gid.
     pub gid: Gid,
+    /// Its home folder (the broker's `HOME`).
+    pub home: std::path::PathBuf,
 }
 
 /// Looks the service user up in the user database.
@@ -22,6 +24,7 @@ pub fn lookup(name: &str) -> Result<ServiceUser, String> {
             name: name.to_string(),
             uid: u.uid,
             gid: u.gid,
+            home: u.dir,
         }),
         Ok(None) => Err(format!("service user '{name}' does not exist")),
         Err(e) => Err(format!("looking up service user '{name}': {e}")),

@@ -109,8 +109,8 @@ fn reference_transcripts_with_a_running_broker() {
         b.emqx(&["versions"]).0,
         "Installed versions:\n* 5.0.1 current\n* 5.0.0 permanent\n"
     );
-    let (out, _, code) = b.emqx(&["install", "5.0.1"]);
-    assert_eq!(code, Some(0));
+    let (out, err, code) = b.emqx(&["install", "5.0.1"]);
+    assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "Release 5.0.1 is already installed and current, making permanent.\nMade release permanent: \"5.0.1\"\n");
     assert_eq!(b.version_seen(1), "5.0.1");
     assert_eq!(

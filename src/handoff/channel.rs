@@ -3,15 +3,20 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::socket::{
     connect, getsockopt, recvmsg, sendmsg, setsockopt, socket, sockopt, AddressFamily,
     ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, UnixCredentials,
 };
+use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::time::TimeVal;
 
 use super::{Message, MAX_MESSAGE};
+
+/// How long a connect may wait for a broker that does not accept.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The most fds one message may carry.
 pub const MAX_FDS: usize = 32;
@@ -28,17 +33,57 @@ impl Channel {
         Channel { fd }
     }
 
-    /// Connects to a broker's handoff socket.
+    /// Connects to a broker's handoff socket within [`CONNECT_TIMEOUT`].
     pub fn connect(path: &Path) -> nix::Result<Channel> {
+        Channel::connect_within(path, CONNECT_TIMEOUT)
+    }
+
+    /// Connects to the socket at `path`, which lies in a folder the service
+    /// user owns: a link there is refused (`ELOOP`), never followed; so is
+    /// anything but a socket (`ENOTSOCK`); a broker that does not accept
+    /// (full backlog) gives `ETIMEDOUT` after `timeout`, never a hang.
+    pub fn connect_within(path: &Path, timeout: Duration) -> nix::Result<Channel> {
+        let target = open(
+            path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        // O_PATH|O_NOFOLLOW opens a link itself: refuse it, never follow.
+        let kind = SFlag::from_bits_truncate(fstat(&target)?.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFLNK {
+            return Err(nix::errno::Errno::ELOOP);
+        }
+        if kind != SFlag::S_IFSOCK {
+            return Err(nix::errno::Errno::ENOTSOCK);
+        }
         let fd = socket(
             AddressFamily::Unix,
             SockType::SeqPacket,
-            SockFlag::SOCK_CLOEXEC,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
             None,
         )?;
-        let addr = UnixAddr::new(path)?;
-        connect(fd.as_raw_fd(), &addr)?;
-        Ok(Channel { fd })
+        // The socket we opened, whatever the name points to by now.
+        let addr = UnixAddr::new(format!("/proc/self/fd/{}", target.as_raw_fd()).as_str())?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match connect(fd.as_raw_fd(), &addr) {
+                Ok(()) => break,
+                // A unix socket's connect fails with EAGAIN while the
+                // listener's backlog is full: retry until the deadline.
+                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR)
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(nix::errno::Errno::EAGAIN) => return Err(nix::errno::Errno::ETIMEDOUT),
+                Err(e) => return Err(e),
+            }
+        }
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
+        let channel = Channel { fd };
+        channel.set_timeout(timeout)?;
+        Ok(channel)
     }
 
     /// Bounds every later send and receive.
@@ -181,6 +226,46 @@ mod tests {
         let fds: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
         a.send(&Message::GetListeners, &fds).unwrap();
         assert!(b.recv().unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn connect_refuses_links_and_non_sockets_and_is_bounded() {
+        use nix::sys::socket::{bind, listen, Backlog};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let server = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(server.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        listen(&server, Backlog::new(0).unwrap()).unwrap();
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(
+            Channel::connect_within(&link, Duration::from_millis(100)).unwrap_err(),
+            nix::errno::Errno::ELOOP
+        );
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"").unwrap();
+        assert_eq!(
+            Channel::connect_within(&plain, Duration::from_millis(100)).unwrap_err(),
+            nix::errno::Errno::ENOTSOCK
+        );
+        // Nobody accepts: the backlog fills, then connect times out.
+        let started = Instant::now();
+        let mut kept = Vec::new();
+        let err = loop {
+            match Channel::connect_within(&path, Duration::from_millis(200)) {
+                Ok(c) => kept.push(c),
+                Err(e) => break e,
+            }
+            assert!(kept.len() < 64, "the backlog never filled");
+        };
+        assert_eq!(err, nix::errno::Errno::ETIMEDOUT);
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

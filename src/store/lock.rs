@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -24,10 +24,23 @@ impl StoreLock {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o644)
+            .mode(0o600)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(path)
             .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))?;
+        // 0600: anyone who can open the lock can flock it and hold root's
+        // commands off (exit 6); older helpers made it 0644.
+        let mode = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading lock {}", path.display()), e))?
+            .permissions()
+            .mode();
+        if mode & 0o777 != 0o600 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| {
+                    Error::io(format!("setting the mode of lock {}", path.display()), e)
+                })?;
+        }
         let deadline = Instant::now() + timeout;
         loop {
             match file.try_lock() {

@@ -1,7 +1,7 @@
 //! Starting the new release with the inherited listeners, and waiting for
 //! its `READY=1` on a private notify socket.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{fcntl, openat, AtFlags, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::unistd::{fchownat, unlinkat, UnlinkatFlags};
 
+use super::runtime::{unguessable, RuntimeDir};
 use crate::config::Config;
 use crate::privs::ServiceUser;
 
@@ -24,74 +28,199 @@ struct Launch<'a> {
     pub listeners: &'a [(String, OwnedFd)],
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Names passed from the helper's environment besides the allowlist.
+    pub pass_env: &'a [String],
     /// The service user.
     pub user: &'a ServiceUser,
-    /// Where its stdout and stderr go (inherited when `None`).
+    /// A log file the shim opens as the service user, if configured.
     pub log: Option<&'a Path>,
+    /// Where the broker's output goes otherwise (see [`output_sink`]).
+    pub sink: OwnedFd,
+    /// The write end of the pipe the shim reports its own failure on.
+    pub report: OwnedFd,
     /// The notify socket path.
     pub notify: &'a Path,
     /// The read end of the lease pipe, placed right after the listeners.
     pub lease: BorrowedFd<'a>,
 }
 
-/// The notify socket the new broker reports to.
+/// The notify socket the new broker reports to. The runtime dir is the
+/// service user's, so the socket lives in a folder of its own inside it,
+/// made and owned by this process (mode 0711): nobody else can swap the
+/// socket for a link, and it is bound and chowned through that folder's fd.
 struct Notify {
     socket: UnixDatagram,
-    path: PathBuf,
+    runtime: RuntimeDir,
+    folder: String,
+    dir: OwnedFd,
 }
 
+const NOTIFY_NAME: &str = "notify.sock";
+
 impl Notify {
-    /// Binds `path`, owned by the service user when we are root.
-    fn bind(path: &Path, user: &ServiceUser) -> std::io::Result<Notify> {
-        let _ = fs::remove_file(path);
-        let socket = UnixDatagram::bind(path)?;
-        if nix::unistd::Uid::effective().is_root() {
-            nix::unistd::chown(path, Some(user.uid), Some(user.gid))?;
-        }
-        Ok(Notify {
+    /// Makes the folder and binds the socket, writable by the service user.
+    fn bind(runtime: RuntimeDir, user: &ServiceUser) -> std::io::Result<Notify> {
+        let (folder, dir) = make_private_dir(&runtime, "notify")?;
+        // Bound through /proc/self/fd: the folder we made, whatever its
+        // name in the runtime dir points to by now.
+        let at = format!("/proc/self/fd/{}/{NOTIFY_NAME}", dir.as_raw_fd());
+        let socket = match UnixDatagram::bind(&at) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = unlinkat(runtime.fd(), folder.as_str(), UnlinkatFlags::RemoveDir);
+                return Err(e);
+            }
+        };
+        let notify = Notify {
             socket,
-            path: path.to_path_buf(),
-        })
+            runtime,
+            folder,
+            dir,
+        };
+        if nix::unistd::Uid::effective().is_root() {
+            fchownat(
+                notify.dir.as_fd(),
+                NOTIFY_NAME,
+                Some(user.uid),
+                Some(user.gid),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )?;
+        }
+        Ok(notify)
+    }
+
+    /// The path the broker sends to.
+    fn path(&self) -> PathBuf {
+        self.runtime.join(&self.folder).join(NOTIFY_NAME)
     }
 }
 
 impl Drop for Notify {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        let _ = unlinkat(self.dir.as_fd(), NOTIFY_NAME, UnlinkatFlags::NoRemoveDir);
+        let _ = unlinkat(
+            self.runtime.fd(),
+            self.folder.as_str(),
+            UnlinkatFlags::RemoveDir,
+        );
     }
 }
 
+/// Makes `PREFIX.RANDOM` in the runtime dir, owned by this process, mode
+/// 0711, and opens it; refuses it if what was opened is not that folder.
+fn make_private_dir(runtime: &RuntimeDir, prefix: &str) -> std::io::Result<(String, OwnedFd)> {
+    let me = nix::unistd::Uid::effective();
+    for _ in 0..16 {
+        let name = format!("{prefix}.{}", unguessable());
+        match mkdirat(runtime.fd(), name.as_str(), Mode::from_bits_truncate(0o711)) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EEXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let dir = openat(
+            runtime.fd(),
+            name.as_str(),
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let st = fstat(&dir)?;
+        if st.st_uid != me.as_raw() || st.st_mode & 0o022 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} was replaced while it was made",
+                runtime.join(&name).display()
+            )));
+        }
+        return Ok((name, dir));
+    }
+    Err(std::io::Error::other("could not make a private folder"))
+}
+
+/// Where the new broker's stdout and stderr go without `broker_log`: the
+/// helper's stderr when that is the unit's journal stream (`ExecReload`), a
+/// journal stream of its own when there is a journal, else `/dev/null`;
+/// never the administrator's terminal or pipe, which the broker outlives.
+/// Also returns `JOURNAL_STREAM` for a journal stream.
+fn output_sink() -> std::io::Result<(OwnedFd, Option<String>)> {
+    let journal = if crate::systemd::stderr_is_journal() {
+        Some(std::io::stderr().as_fd().try_clone_to_owned()?)
+    } else {
+        crate::systemd::journal_stream("emqx").ok()
+    };
+    match journal {
+        Some(fd) => {
+            let st = fstat(&fd)?;
+            Ok((fd, Some(format!("{}:{}", st.st_dev, st.st_ino))))
+        }
+        None => Ok((
+            fs::OpenOptions::new().write(true).open("/dev/null")?.into(),
+            None,
+        )),
+    }
+}
+
+/// The names a new broker gets from the helper's environment, whatever
+/// the configuration adds (`pass_env`): nothing of root's session (no
+/// `HOME`, credentials, tokens, `SSH_*`), only what configures a broker.
+pub fn allowed_env(name: &str, pass_env: &[String]) -> bool {
+    const NAMES: [&str; 5] = ["PATH", "LANG", "LANGUAGE", "TZ", "TZDIR"];
+    const SYSTEMD: [&str; 6] = [
+        "RUNTIME_DIRECTORY",
+        "STATE_DIRECTORY",
+        "CACHE_DIRECTORY",
+        "LOGS_DIRECTORY",
+        "CONFIGURATION_DIRECTORY",
+        "CREDENTIALS_DIRECTORY",
+    ];
+    NAMES.contains(&name)
+        || SYSTEMD.contains(&name)
+        || name.starts_with("LC_")
+        || (name.starts_with("EMQX_") && !name.starts_with("EMQX_RELUP_"))
+        || pass_env.iter().any(|p| p == name)
+}
+
 /// Starts the release through the exec shim (`emqx-relup __exec`), which
-/// sets `LISTEN_PID` to its own pid and drops privileges before exec'ing
-/// the entry command: no window where `LISTEN_PID` is wrong.
-fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
+/// sets `LISTEN_PID` to its own pid, drops privileges and opens the log
+/// as the service user before exec'ing the entry command: no window where
+/// `LISTEN_PID` is wrong. The new broker gets a session of its own (no
+/// terminal, no signal to the admin's process group reaches it) and an
+/// environment cleared to [`allowed_env`].
+fn spawn(launch: Launch<'_>) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let program = launch.tree.join(&launch.entry[0]);
     let mut cmd = Command::new(exe);
-    cmd.arg(crate::cli::SHIM)
+    cmd.arg(super::shim::SHIM)
         .arg("--user")
-        .arg(&launch.user.name)
-        .arg("--")
+        .arg(&launch.user.name);
+    if let Some(log) = launch.log {
+        cmd.arg("--log").arg(log);
+    }
+    cmd.arg("--")
         .arg(program)
         .args(&launch.entry[1..])
         .current_dir(launch.tree)
+        .env_clear()
+        .envs(
+            std::env::vars_os()
+                .filter(|(k, _)| k.to_str().is_some_and(|k| allowed_env(k, launch.pass_env))),
+        )
+        .env("HOME", &launch.user.home)
+        .env("USER", &launch.user.name)
+        .env("LOGNAME", &launch.user.name)
         .env("NOTIFY_SOCKET", launch.notify)
-        .env_remove("LISTEN_PID")
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(launch.sink))
+        .stderr(Stdio::from(launch.report));
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", DEFAULT_PATH);
+    }
     // No listeners (a restart): no LISTEN_* at all, so the broker binds.
     if !launch.listeners.is_empty() {
         let names: Vec<&str> = launch.listeners.iter().map(|(n, _)| n.as_str()).collect();
         cmd.env("LISTEN_FDS", names.len().to_string())
             .env("LISTEN_FDNAMES", names.join(":"));
-    } else {
-        cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_FDNAMES");
     }
     for (k, v) in &launch.env {
         cmd.env(k, v);
-    }
-    if let Some(log) = launch.log {
-        let file = OpenOptions::new().create(true).append(true).open(log)?;
-        cmd.stdout(file.try_clone()?).stderr(file);
     }
     let mut raw: Vec<RawFd> = launch
         .listeners
@@ -106,10 +235,15 @@ fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
     raw.push(launch.lease.as_raw_fd());
     let n = raw.len() as RawFd;
     // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe fcntl/dup2 calls on fds this process owns, without
-    // allocating (`raw` was built before the fork).
+    // async-signal-safe setsid/fcntl/dup2 calls on fds this process owns,
+    // without allocating (`raw` was built before the fork).
     unsafe {
         cmd.pre_exec(move || {
+            // A session of its own: the admin's Ctrl-C, SIGHUP or
+            // `timeout` on the helper's group never reaches the broker.
+            if nix::libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             // Move every fd above the target range first, so that placing
             // them at 3.. cannot overwrite one not yet placed.
             let mut moved = [0 as RawFd; 64];
@@ -130,6 +264,9 @@ fn spawn(launch: &Launch<'_>) -> std::io::Result<Child> {
     }
     cmd.spawn()
 }
+
+/// `PATH` for a broker when the helper has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Why a new broker did not become ready.
 #[derive(Debug)]
@@ -182,29 +319,50 @@ pub fn launch(
     user: &ServiceUser,
     tree: &Path,
     listeners: &[(String, OwnedFd)],
-    env: Vec<(String, String)>,
+    mut env: Vec<(String, String)>,
     old: Option<BorrowedFd<'_>>,
 ) -> Result<Launched, NotReady> {
-    let notify_path = config
-        .runtime_dir
-        .join(format!("notify.{}.sock", std::process::id()));
-    let notify = Notify::bind(&notify_path, user)
-        .map_err(|e| NotReady::Io(format!("binding {}: {e}", notify_path.display())))?;
-    let (lease_read, lease_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+    let runtime = RuntimeDir::open(&config.runtime_dir)
+        .map_err(|e| NotReady::Io(format!("opening {}: {e}", config.runtime_dir.display())))?;
+    let notify = Notify::bind(runtime, user).map_err(|e| {
+        NotReady::Io(format!(
+            "binding a notify socket in {}: {e}",
+            config.runtime_dir.display()
+        ))
+    })?;
+    let notify_path = notify.path();
+    let (lease_read, lease_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| NotReady::Io(format!("creating the lease pipe: {e}")))?;
+    let (report_read, report_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|e| NotReady::Io(format!("creating the report pipe: {e}")))?;
+    let (sink, journal) =
+        output_sink().map_err(|e| NotReady::Io(format!("opening the broker's output: {e}")))?;
+    if let Some(stream) = journal.filter(|_| config.broker_log.is_none()) {
+        env.push(("JOURNAL_STREAM".into(), stream));
+    }
+    // The shim's end must block: it writes its one failure line.
+    let flags = fcntl(&report_write, FcntlArg::F_GETFL).map_err(|e| NotReady::Io(e.to_string()))?;
+    fcntl(
+        &report_write,
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| NotReady::Io(e.to_string()))?;
     let launch = Launch {
         lease: lease_read.as_fd(),
         tree,
         entry: &config.entry,
         listeners,
         env,
+        pass_env: &config.pass_env,
         user,
         log: config.broker_log.as_deref(),
+        sink,
+        report: report_write,
         notify: &notify_path,
     };
     let spawned_at = Instant::now();
     let mut child =
-        spawn(&launch).map_err(|e| NotReady::Io(format!("starting {}: {e}", tree.display())))?;
+        spawn(launch).map_err(|e| NotReady::Io(format!("starting {}: {e}", tree.display())))?;
     drop(lease_read);
     match wait_ready(
         &notify,
@@ -222,9 +380,32 @@ pub fn launch(
         Err(why) => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(why)
+            Err(match why {
+                NotReady::Exited(how) => match shim_report(&report_read) {
+                    Some(line) => NotReady::Exited(format!("{how} ({line})")),
+                    None => NotReady::Exited(how),
+                },
+                other => other,
+            })
         }
     }
+}
+
+/// The line the exec shim wrote before it failed (it could not become the
+/// service user, open the log, or exec), if any: printable, one line,
+/// at most 300 characters.
+fn shim_report(pipe: &OwnedFd) -> Option<String> {
+    let mut buf = [0u8; 1024];
+    let n = nix::unistd::read(pipe, &mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]);
+    let line: String = text
+        .lines()
+        .next()?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    (!line.is_empty()).then_some(line)
 }
 
 /// Waits for `READY=1` from `child` (and then `settle` more, checking that

@@ -1,47 +1,67 @@
 //! At most two generations: a switch waits for the previous old broker to
-//! finish draining, or refuses.
+//! finish draining, or refuses. `draining.pid` lives in the runtime dir,
+//! so a pid read from it is only a claim: it is waited for only once it
+//! is proved to be a broker of this store (pid, start time, user, exe).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::process::{self, Expect};
+use super::runtime::RuntimeDir;
+
 const DRAINING_FILE: &str = "draining.pid";
 
-/// Notes the pid of the broker that is now draining.
+/// Notes the pid (and start time) of the broker that is now draining.
 pub fn record_draining(runtime_dir: &Path, pid: u32) {
-    let _ =
-        crate::store::write_atomic(&runtime_dir.join(DRAINING_FILE), pid.to_string().as_bytes());
+    let Some(start) = process::start_time(pid) else {
+        return;
+    };
+    if let Ok(rt) = RuntimeDir::open(runtime_dir) {
+        let _ = rt.write_record(DRAINING_FILE, format!("{pid} {start}\n").as_bytes());
+    }
 }
 
 /// Waits until the recorded draining broker has exited, at most `wait`;
-/// calls `still(pid, left)` about once a second meanwhile.
+/// calls `still(pid, left)` about once a second meanwhile. A record that
+/// does not name a live broker of this store is ignored and removed.
 pub fn wait_for_drain(
     runtime_dir: &Path,
+    expect: Expect<'_>,
     wait: Duration,
     still: &dyn Fn(u32, Duration),
 ) -> Result<(), String> {
-    let path = runtime_dir.join(DRAINING_FILE);
-    let Some(pid) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-    else {
+    let Ok(rt) = RuntimeDir::open(runtime_dir) else {
         return Ok(());
     };
+    let record = rt.read_record(DRAINING_FILE).ok().flatten();
+    let claim = record.as_deref().and_then(|text| {
+        let mut f = text.split_whitespace();
+        let pid = f.next()?.parse::<u32>().ok()?;
+        let start = f.next()?.parse::<u64>().ok()?;
+        Some((pid, start))
+    });
+    let broker = claim.and_then(|(pid, start)| process::verify(pid, Some(start), expect).ok());
+    let Some(broker) = broker else {
+        rt.remove(DRAINING_FILE);
+        return Ok(());
+    };
+    let pid = broker.pid();
     let deadline = Instant::now() + wait;
-    let mut told = Instant::now();
-    while alive(pid) {
-        if told.elapsed() >= Duration::from_secs(1) {
-            told = Instant::now();
-            still(pid, deadline.saturating_duration_since(told));
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if broker.exited_within(left.min(Duration::from_secs(1))) {
+            break;
         }
-        if Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(format!(
                 "the previous broker (pid {pid}) is still draining after {:.0} s (drain_wait_secs); try again once it has exited",
                 wait.as_secs_f64()
             ));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        still(pid, left);
     }
-    let _ = std::fs::remove_file(&path);
+    rt.remove(DRAINING_FILE);
     Ok(())
 }
 

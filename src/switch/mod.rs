@@ -8,8 +8,11 @@ mod announce;
 mod child;
 mod generations;
 mod pidfile;
+mod process;
 mod restart;
+mod runtime;
 mod session;
+pub mod shim;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,6 +47,8 @@ pub struct RunningBroker {
     pub pid: u32,
     /// The release it runs.
     pub version: String,
+    /// Its start time, when known (pins the pid against reuse).
+    pub start: Option<u64>,
 }
 
 /// What a switch measured.
@@ -122,19 +127,25 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 impl Switcher for Handoff {
     fn probe(&self) -> Result<Option<RunningBroker>, Error> {
         let path = self.socket();
-        let session = Session::open(&path, HELLO_TIMEOUT).map_err(Error::Broker)?;
+        let uid = privs::lookup(&self.config.user).ok().map(|u| u.uid);
+        let session = Session::open(&path, uid, HELLO_TIMEOUT).map_err(Error::Broker)?;
         match session {
             Some(s) => Ok(Some(RunningBroker {
                 socket: path,
                 pid: s.pid,
+                start: process::start_time(s.pid),
                 version: s.version,
             })),
+            // No handoff socket: broker.pid only words the refusal (a bad
+            // one is no broker at all, since nothing listens).
             None => match pidfile::running(&self.config.runtime_dir) {
-                Some((pid, version)) => Err(Error::Broker(format!(
-                    "broker {version} (pid {pid}) runs without a handoff socket at {}; set strategy = \"restart\" to stop and start it instead",
+                Ok(Some(r)) => Err(Error::Broker(format!(
+                    "broker {} (pid {}) runs without a handoff socket at {}; set strategy = \"restart\" to stop and start it instead",
+                    r.version,
+                    r.pid,
                     path.display()
                 ))),
-                None => Ok(None),
+                Ok(None) | Err(_) => Ok(None),
             },
         }
     }
@@ -180,15 +191,24 @@ impl Handoff {
         let announce = &self.announce;
         let user = privs::lookup(&config.user).map_err(&fail)?;
         let after_drain = config.ready_timeout() + config.settle() + SLACK;
-        generations::wait_for_drain(&config.runtime_dir, config.drain_wait(), &|pid, left| {
-            announce.extend(
-                left + after_drain,
-                &format!("waiting for the previous broker (pid {pid}) to finish draining"),
-            )
-        })
+        let expect = process::Expect {
+            uid: user.uid,
+            store: None,
+        };
+        generations::wait_for_drain(
+            &config.runtime_dir,
+            expect,
+            config.drain_wait(),
+            &|pid, left| {
+                announce.extend(
+                    left + after_drain,
+                    &format!("waiting for the previous broker (pid {pid}) to finish draining"),
+                )
+            },
+        )
         .map_err(&fail)?;
         let began = Instant::now();
-        let session = Session::open(&broker.socket, HELLO_TIMEOUT)
+        let session = Session::open(&broker.socket, Some(user.uid), HELLO_TIMEOUT)
             .map_err(&fail)?
             .ok_or_else(|| {
                 fail(format!(

@@ -6,13 +6,17 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use semver::Version;
 
-use super::{child, generations, pidfile, RunningBroker, SwitchReport, Switcher};
+use super::process::{self, Expect};
+use super::{child, pidfile, RunningBroker, SwitchReport, Switcher};
 use crate::config::Config;
 use crate::{privs, Error};
+
+/// How long the old broker has to exit after SIGTERM, before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a SIGKILLed broker may take to go.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Stop-then-start switcher.
 #[derive(Debug, Clone)]
@@ -29,13 +33,13 @@ impl Restart {
 
 impl Switcher for Restart {
     fn probe(&self) -> Result<Option<RunningBroker>, Error> {
-        Ok(
-            pidfile::running(&self.config.runtime_dir).map(|(pid, version)| RunningBroker {
-                socket: self.config.runtime_dir.join("broker.pid"),
-                pid,
-                version,
-            }),
-        )
+        let recorded = pidfile::running(&self.config.runtime_dir).map_err(Error::Broker)?;
+        Ok(recorded.map(|r| RunningBroker {
+            socket: self.config.runtime_dir.join("broker.pid"),
+            pid: r.pid,
+            version: r.version,
+            start: r.start,
+        }))
     }
 
     fn switch(
@@ -51,16 +55,20 @@ impl Switcher for Restart {
         let config = &self.config;
         let user = privs::lookup(&config.user).map_err(&fail)?;
         let began = Instant::now();
-        let pid = Pid::from_raw(broker.pid as i32);
-        kill(pid, Signal::SIGTERM)
-            .map_err(|e| fail(format!("stopping pid {}: {e}", broker.pid)))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while generations::alive(broker.pid) {
-            if Instant::now() > deadline {
-                let _ = kill(pid, Signal::SIGKILL);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // broker.pid is the service user's to write: signal only a process
+        // proved to be the recorded broker, through a pidfd.
+        let expect = Expect {
+            uid: user.uid,
+            store: tree.parent(),
+        };
+        let old = process::verify(broker.pid, broker.start, expect).map_err(|why| {
+            fail(format!(
+                "{} does not name a running broker of this store: {why}; nothing was stopped",
+                broker.socket.display()
+            ))
+        })?;
+        old.stop(STOP_GRACE, KILL_WAIT)
+            .map_err(|why| fail(format!("{why}; the new release was not started")))?;
         let env = vec![
             (
                 "EMQX_RUNTIME_DIR".into(),

@@ -1,8 +1,14 @@
 //! The helper's session with the running broker's handoff socket.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
+};
+use nix::unistd::Uid;
 
 use crate::handoff::{negotiate, Channel, Message};
 
@@ -19,17 +25,39 @@ pub struct Session {
 
 impl Session {
     /// Connects and exchanges hellos; `Ok(None)` when nothing listens there.
-    pub fn open(path: &Path, timeout: Duration) -> Result<Option<Session>, String> {
-        let channel = match Channel::connect(path) {
+    /// The peer must be root or `uid` (the service user, when it exists),
+    /// and the pid its hello claims must be the one holding the socket
+    /// (SO_PEERCRED).
+    pub fn open(
+        path: &Path,
+        uid: Option<Uid>,
+        timeout: Duration,
+    ) -> Result<Option<Session>, String> {
+        let shown = path.display();
+        let channel = match Channel::connect_within(path, timeout) {
             Ok(c) => c,
-            Err(nix::errno::Errno::ENOENT) | Err(nix::errno::Errno::ECONNREFUSED) => {
-                return Ok(None)
+            Err(Errno::ENOENT) | Err(Errno::ECONNREFUSED) => return Ok(None),
+            Err(Errno::ELOOP) => {
+                return Err(format!("{shown} is a symbolic link, not a broker's socket"))
             }
-            Err(e) => return Err(format!("connecting to {}: {e}", path.display())),
+            Err(Errno::ENOTSOCK) => return Err(format!("{shown} is not a socket")),
+            Err(Errno::ETIMEDOUT) => {
+                return Err(format!(
+                    "the broker at {shown} does not accept connections (waited {:.0} s)",
+                    timeout.as_secs_f64()
+                ))
+            }
+            Err(e) => return Err(format!("connecting to {shown}: {e}")),
         };
-        channel
-            .set_timeout(timeout)
-            .map_err(|e| format!("handoff socket: {e}"))?;
+        let peer = channel
+            .peer()
+            .map_err(|e| format!("{shown}: reading the peer's credentials: {e}"))?;
+        if peer.uid() != 0 && Some(peer.uid()) != uid.map(|u| u.as_raw()) {
+            return Err(format!(
+                "{shown} is held by uid {}, neither root nor the service user",
+                peer.uid()
+            ));
+        }
         channel.send(&Message::hello(env!("CARGO_PKG_VERSION")), &[])?;
         match channel.recv()? {
             (
@@ -46,6 +74,12 @@ impl Session {
                         "the broker speaks handoff protocol {min_protocol}..{protocol}, this helper {}..{}",
                         crate::handoff::MIN_PROTOCOL,
                         crate::handoff::PROTOCOL
+                    ));
+                }
+                if i64::from(pid) != i64::from(peer.pid()) {
+                    return Err(format!(
+                        "the broker at {shown} says it is pid {pid}, but pid {} holds the socket",
+                        peer.pid()
                     ));
                 }
                 Ok(Some(Session {
@@ -73,6 +107,9 @@ impl Session {
                 }
                 if names.is_empty() {
                     return Err("the broker has no listeners".into());
+                }
+                for (name, fd) in names.iter().zip(&fds) {
+                    listening_tcp(fd).map_err(|why| format!("listener {name}: {why}"))?;
                 }
                 Ok(names.into_iter().zip(fds).collect())
             }
@@ -108,4 +145,21 @@ pub enum CommitError {
     Refused(String),
     /// Sent, but no usable answer: the old broker may well be draining.
     Unanswered(String),
+}
+
+/// Whether `fd` is a listening TCP socket (what a broker may hand over);
+/// anything else is refused before it reaches the new broker or systemd.
+fn listening_tcp(fd: &OwnedFd) -> Result<(), String> {
+    let accepting =
+        getsockopt(fd, sockopt::AcceptConn).map_err(|e| format!("not a socket ({e})"))?;
+    let kind = getsockopt(fd, sockopt::SockType).map_err(|e| e.to_string())?;
+    let addr: SockaddrStorage = getsockname(fd.as_fd().as_raw_fd()).map_err(|e| e.to_string())?;
+    let inet = matches!(
+        addr.family(),
+        Some(AddressFamily::Inet | AddressFamily::Inet6)
+    );
+    if !accepting || kind != SockType::Stream || !inet {
+        return Err("not a listening TCP socket".into());
+    }
+    Ok(())
 }

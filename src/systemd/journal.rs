@@ -23,6 +23,31 @@ pub enum Priority {
     Info = 6,
 }
 
+/// The journal's stream socket (what a unit's stdout is connected to).
+const STREAM_SOCKET: &str = "/run/systemd/journal/stdout";
+
+/// Whether this process's stderr is a journal stream (systemd sets
+/// `JOURNAL_STREAM=DEV:INODE` of it).
+pub fn stderr_is_journal() -> bool {
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
+    nix::sys::stat::fstat(std::io::stderr().as_fd())
+        .is_ok_and(|st| stream == format!("{}:{}", st.st_dev, st.st_ino))
+}
+
+/// A new journal stream whose lines are logged under `identifier` at
+/// priority info: what `systemd-cat` does, for a process's stdout/stderr.
+pub fn stream(identifier: &str) -> io::Result<std::os::fd::OwnedFd> {
+    use std::io::Write;
+    let mut s = std::os::unix::net::UnixStream::connect(STREAM_SOCKET)?;
+    // identifier, unit id, priority, level prefix, then no forwarding to
+    // syslog, kmsg or console (sd_journal_stream_fd's header).
+    s.write_all(format!("{identifier}\n\n6\n0\n0\n0\n0\n").as_bytes())?;
+    s.shutdown(std::net::Shutdown::Read)?;
+    Ok(s.into())
+}
+
 /// A connection to the journal.
 #[derive(Debug)]
 pub struct Journal {
@@ -34,9 +59,7 @@ impl Journal {
     /// The journal, when this process's stderr is a journal stream (systemd
     /// sets `JOURNAL_STREAM=DEV:INODE` of it); `fields` go on every entry.
     pub fn for_stderr(fields: Vec<(String, String)>) -> Option<Journal> {
-        let stream = std::env::var("JOURNAL_STREAM").ok()?;
-        let st = nix::sys::stat::fstat(std::io::stderr().as_fd()).ok()?;
-        if stream != format!("{}:{}", st.st_dev, st.st_ino) {
+        if !stderr_is_journal() {
             return None;
         }
         Journal::at(Path::new(SOCKET), fields).ok()

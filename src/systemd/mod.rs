@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use choose::{admin_switcher, direct};
 pub use dbus::SystemBus;
-pub use journal::{Journal, Priority};
+pub use journal::{stderr_is_journal, stream as journal_stream, Journal, Priority};
 pub use notify::Notifier;
 pub use outcome::{short_name, JobOutcome};
 pub use unit::UnitSwitch;

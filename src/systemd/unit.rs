@@ -156,6 +156,7 @@ mod tests {
             Ok(Some(RunningBroker {
                 socket: "/run/emqx/handoff.sock".into(),
                 pid: 1,
+                start: None,
                 version: self.0.borrow().clone(),
             }))
         }
