@@ -215,6 +215,13 @@ pub enum PackageProblem {
     /// Two entries with one path.
     #[error("entry '{0}' appears twice")]
     Duplicate(String),
+    /// A name no file system here can hold (a component over 255 bytes,
+    /// or the whole over 4095); the name is shown cut short.
+    #[error("entry '{0}...' has a name too long for a file system (over 255 bytes in one component or 4095 in all)")]
+    NameTooLong(String),
+    /// The file in the drop folder is a link, FIFO, device or folder.
+    #[error("{0} is not a regular file")]
+    NotRegular(String),
     /// The expanded size exceeds the configured bound.
     #[error("expands to more than {limit} bytes (limits.max_unpacked_bytes)")]
     TooLarge {

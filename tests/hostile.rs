@@ -174,6 +174,54 @@ fn corpus() -> &'static [Case] {
         let ratio = "compression ratio above 200:1";
         let small = "[limits]\nmax_unpacked_bytes = 1048576\n";
         let corrupt = "corrupt archive: ";
+        let plain_tar = || {
+            let mut tar = Vec::new();
+            let gz = t(&good).1;
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_end(&mut tar)
+                .unwrap();
+            tar
+        };
+        let gzip = |bytes: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(bytes).unwrap();
+            gz.finish().unwrap()
+        };
+        let mut garbage_after = t(&good).1;
+        garbage_after.extend_from_slice(b"not gzip, not zeros");
+        let mut no_end = plain_tar();
+        no_end.truncate(no_end.len() - 1024);
+        let mut one_end = plain_tar();
+        one_end.truncate(one_end.len() - 512);
+        let mut junk_after_end = plain_tar();
+        junk_after_end.extend_from_slice(b"junk after the end-of-archive blocks");
+        let long = format!("emqx/lib/{}.beam", "n".repeat(300));
+        let long_tar = {
+            let mut b = tar::Builder::new(Vec::new());
+            for e in &good {
+                let mut h = tar::Header::new_gnu();
+                match &e.kind {
+                    Kind::File(data, mode) => {
+                        h.set_size(data.len() as u64);
+                        h.set_mode(*mode);
+                        b.append_data(&mut h, &e.name, &data[..]).unwrap();
+                    }
+                    Kind::Dir => {
+                        h.set_entry_type(tar::EntryType::Directory);
+                        h.set_mode(0o755);
+                        h.set_size(0);
+                        b.append_data(&mut h, &e.name, &[][..]).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            b.append_data(&mut h, &long, &b"x"[..]).unwrap();
+            b.into_inner().unwrap()
+        };
+        let too_long = "has a name too long for a file system";
         cases! {
             "zip slip, tar.gz": t(&slip) => dots;
             "zip slip, zip": z(&slip) => dots;
@@ -218,6 +266,15 @@ fn corpus() -> &'static [Case] {
                 => "entry 'emqx/etc/emqx.conf' appears twice";
             "random bytes as .zip": (ZIP, noise(4096)) => corrupt;
             "random bytes as .tar.gz": (TGZ, noise(4096)) => corrupt;
+            "garbage after the gzip data": (TGZ, garbage_after) => corrupt;
+            "tar without end-of-archive blocks": (TGZ, gzip(&no_end))
+                => "corrupt archive: truncated: no end-of-archive blocks";
+            "tar with one end-of-archive block": (TGZ, gzip(&one_end))
+                => "corrupt archive: truncated: one end-of-archive block of two";
+            "data after the end-of-archive blocks": (TGZ, gzip(&junk_after_end))
+                => "corrupt archive: data after the end of the archive";
+            "300-character name, tar.gz": (TGZ, gzip(&long_tar)) => too_long;
+            "300-character name, zip": z(&good_plus(vec![file(&long, b"x")])) => too_long;
         }
     })
 }
@@ -407,4 +464,66 @@ fn a_flat_tree_is_as_readable_as_a_nested_one() {
         meta.permissions().mode() & 0o777
     };
     assert_eq!(mode(""), mode("emqx/"), "flat tree vs emqx/ tree");
+}
+
+/// bgzip and `cat a.gz b.gz` write several gzip members: every one is
+/// read (GNU tar lists all the entries, and so must the unpack).
+#[test]
+fn a_multi_member_tar_gz_unpacks_whole() {
+    let host = Host::new();
+    let mut entries = release("5.0.1", "emqx/");
+    entries.push(file("emqx/lib/important.beam", &noise(64 * 1024)));
+    let one = build(write_tar_gz, &entries);
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&one[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    // Split on a block boundary before the last entry's data ends.
+    let cut = (tar.len() / 2) / 512 * 512;
+    let mut two = Vec::new();
+    for part in [&tar[..cut], &tar[cut..]] {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(part).unwrap();
+        two.extend(gz.finish().unwrap());
+    }
+    fs::write(host.drop_dir().join(TGZ), &two).unwrap();
+    let listed = std::process::Command::new("tar")
+        .arg("tzf")
+        .arg(host.drop_dir().join(TGZ))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("emqx/lib/important.beam"));
+    host.ok(UNPACK);
+    let got = fs::read(host.store().join("5.0.1/lib/important.beam")).unwrap();
+    assert_eq!(got.len(), 64 * 1024);
+}
+
+/// The drop folder holds regular files only: a link named like a package
+/// is not followed, a FIFO not opened (it would block); exit 4, nothing
+/// written.
+#[test]
+fn a_link_or_fifo_in_the_drop_folder_is_refused() {
+    for kind in ["link", "fifo"] {
+        let host = Host::new();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join(ZIP);
+        fs::write(&target, build(write_zip, &release("5.0.1", "emqx/"))).unwrap();
+        let at = host.drop_dir().join(ZIP);
+        if kind == "link" {
+            std::os::unix::fs::symlink(&target, &at).unwrap();
+        } else {
+            nix::unistd::mkfifo(&at, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        }
+        fs::create_dir_all(host.store()).unwrap();
+        let before = host.snapshot();
+        let out = host.emqx(UNPACK);
+        let (_, err) = text(&out);
+        assert_eq!(out.status.code(), Some(4), "{kind}: {err}");
+        assert_eq!(
+            err.trim(),
+            format!("ERROR: finding the package of 5.0.1: releases/{ZIP} is not a regular file"),
+            "{kind}"
+        );
+        assert_eq!(host.snapshot(), before);
+    }
 }

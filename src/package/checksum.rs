@@ -1,6 +1,5 @@
 //! The optional `<package>.sha256` file beside a package.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -19,7 +18,11 @@ pub fn verify_checksum(package: &Path) -> Result<(), ChecksumError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let text = match std::fs::read_to_string(&sum_path) {
+    let read = super::locate::open_regular(&sum_path).and_then(|f| {
+        let mut text = String::new();
+        f.take(4096).read_to_string(&mut text).map(|_| text)
+    });
+    let text = match read {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -60,7 +63,7 @@ pub enum ChecksumError {
 }
 
 fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
+    let mut file = super::locate::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {

@@ -43,7 +43,7 @@ pub fn extract(
     staging: &Path,
     limits: Limits,
 ) -> Result<Links, ExtractError> {
-    let file = File::open(&package.path)
+    let file = super::locate::open_regular(&package.path)
         .map_err(|e| ExtractError::Io(format!("opening {}", package.path.display()), e))?;
     let mut writer = Writer::new(staging);
     let mut budget = Budget::new(limits);
@@ -79,7 +79,10 @@ fn extract_tar_gz(
         inner: file,
         count: Rc::clone(&count),
     };
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(counting));
+    // Every gzip member (bgzip and `cat a.gz b.gz` make several); bytes
+    // after the last member that are not another member are an error.
+    let tail = Tail::new(flate2::read::MultiGzDecoder::new(counting));
+    let mut archive = tar::Archive::new(tail);
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let kind = entry.header().entry_type();
@@ -131,17 +134,57 @@ fn extract_tar_gz(
             }
         }
     }
-    // The tar reader stops at the end-of-archive blocks; read the gzip
-    // stream to its end so that its CRC and length trailer are checked.
+    // The tar reader stops at the first end-of-archive block, or at the
+    // end of the data: the latter is a truncated archive. Then read the
+    // gzip stream to its end (every member's CRC and length are checked):
+    // only zeros may follow (the second end block and record padding).
     let mut rest = archive.into_inner();
+    if rest.ended {
+        return Err(corrupt("truncated: no end-of-archive blocks"));
+    }
+    let mut zeros = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match rest.read(&mut buf) {
+            Ok(0) if zeros < 512 => {
+                return Err(corrupt("truncated: one end-of-archive block of two"))
+            }
             Ok(0) => return Ok(()),
-            Ok(n) => budget.bytes(n as u64, count.get())?,
+            Ok(n) => {
+                if buf[..n].iter().any(|b| *b != 0) {
+                    return Err(corrupt("data after the end of the archive"));
+                }
+                zeros += n as u64;
+                budget.bytes(n as u64, count.get())?;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(corrupt(e)),
         }
+    }
+}
+
+/// The decompressed stream, noting whether the tar reader saw its end.
+struct Tail<R> {
+    inner: R,
+    ended: bool,
+}
+
+impl<R> Tail<R> {
+    fn new(inner: R) -> Self {
+        Tail {
+            inner,
+            ended: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.ended = true;
+        }
+        Ok(n)
     }
 }
 
@@ -161,7 +204,7 @@ fn extract_zip(
         zip::ZipArchive::new(io::BufReader::with_capacity(64 * 1024, file)).map_err(corrupt)?;
     // The zip reader keeps one entry per name: read the raw directory.
     let start = archive.central_directory_start();
-    let mut raw = File::open(&package.path)
+    let mut raw = super::locate::open_regular(&package.path)
         .map_err(|e| ExtractError::Io(format!("opening {}", package.path.display()), e))?;
     let max = budget.limits().max_entries.saturating_add(1);
     let duplicate = super::zipdir::duplicate_name(&mut io::BufReader::new(&mut raw), start, max)

@@ -14,6 +14,10 @@ pub fn entry_path(name: &str) -> Result<PathBuf, PackageProblem> {
     if name.contains('\0') {
         return Err(PackageProblem::BadName(name.replace('\0', "\\0")));
     }
+    let too_long = name.len() > 4095 || name.split('/').any(|part| part.len() > 255);
+    if too_long {
+        return Err(PackageProblem::NameTooLong(name.chars().take(40).collect()));
+    }
     let mut out = PathBuf::new();
     for component in Path::new(name).components() {
         match component {

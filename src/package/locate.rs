@@ -45,6 +45,21 @@ pub fn matches_version(name: &str, version: &str) -> Option<Format> {
     (!platform.is_empty()).then_some(format)
 }
 
+/// Opens a package (or its `.sha256`) for reading: a link in its place is
+/// refused (`ELOOP`), a FIFO cannot block, anything but a regular file is
+/// an error.
+pub fn open_regular(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 /// Finds exactly one package of `version` in `dir`.
 pub fn locate(dir: &Path, version: &Version) -> Result<PackageFile, Error> {
     let wanted = version.to_string();
@@ -67,6 +82,15 @@ pub fn locate(dir: &Path, version: &Version) -> Result<PackageFile, Error> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(format) = matches_version(name, &wanted) {
+            // Regular files only: a link is never followed, a FIFO never
+            // opened (it would block).
+            let regular = entry.file_type().is_ok_and(|t| t.is_file());
+            if !regular {
+                return Err(Error::Package {
+                    context: context(),
+                    problem: PackageProblem::NotRegular(format!("releases/{name}")),
+                });
+            }
             found.push((name.to_string(), format));
         }
     }
