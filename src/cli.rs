@@ -325,20 +325,16 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
     }
 }
 
-/// How this command moves a running broker: an administrator's switch goes
-/// through systemd when the unit is active; `reload` started by systemd
-/// reports to it; everything else only probes.
+/// How this command moves a running broker: `reload` started by systemd
+/// reports to it; an administrator's switch (`reload` from a shell too)
+/// goes through systemd when the unit is active; everything else only
+/// probes.
 fn switcher_for(
     command: &Cmd,
     config: &Config,
     out: &mut dyn Report,
 ) -> Result<Box<dyn Switcher>, Error> {
     match command {
-        Cmd::Install { .. } | Cmd::Upgrade { .. } | Cmd::Downgrade { .. } | Cmd::Hook { .. } => {
-            let (switcher, path) = systemd::admin_switcher(config);
-            out.detail(&path);
-            Ok(switcher)
-        }
         Cmd::Reload if systemd::started_by_systemd() => {
             if config.strategy == Strategy::Restart {
                 return Err(Error::Usage(
@@ -353,6 +349,18 @@ fn switcher_for(
                 Some(Err(e)) => Err(Error::io("connecting to NOTIFY_SOCKET", e)),
                 None => Ok(systemd::direct(config)),
             }
+        }
+        // An administrator's `reload` (a root shell, no INVOCATION_ID) goes
+        // through systemd like the other switches when the unit is active,
+        // never behind its back.
+        Cmd::Install { .. }
+        | Cmd::Upgrade { .. }
+        | Cmd::Downgrade { .. }
+        | Cmd::Hook { .. }
+        | Cmd::Reload => {
+            let (switcher, path) = systemd::admin_switcher(config);
+            out.detail(&path);
+            Ok(switcher)
         }
         _ => Ok(systemd::direct(config)),
     }

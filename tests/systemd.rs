@@ -85,6 +85,17 @@ fn upgrade_through_dbus_and_systemctl_reload_refuse_nothing() {
     assert_eq!(sb.broker_of(pid2), ("5.0.1".to_string(), true));
     assert_eq!(sb.active_state(), "active");
 
+    // `reload` from a root shell (no INVOCATION_ID): through systemd too,
+    // never a switch behind its back (the new broker is the unit's).
+    let out = sb.sh("emqx-relup -v reload");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", sb.journal());
+    assert!(stderr.contains("switching through systemd"), "{stderr}");
+    let pid3 = sb.main_pid();
+    assert_ne!(pid3, pid2);
+    assert_eq!(sb.broker_of(pid3), ("5.0.1".to_string(), true));
+    assert_eq!(sb.active_state(), "active");
+
     let report = sb.stop_load(load);
     assert_clean(&report);
     assert!(
