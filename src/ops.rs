@@ -115,6 +115,9 @@ impl<'a> Ops<'a> {
         }
         let plan = release::plan_leave(&releases, version, broker.is_some())
             .map_err(|r| kept(r.to_string()))?;
+        if let Err(e) = self.refuse_if_in_use(&plan) {
+            return Err(kept(e.to_string()));
+        }
         self.execute(&lock, &mut releases, plan, None, out)
     }
 
@@ -122,7 +125,24 @@ impl<'a> Ops<'a> {
     pub fn uninstall(&self, version: &Version, out: &mut dyn Report) -> Result<(), Error> {
         let (lock, mut releases) = self.begin()?;
         let plan = release::plan_uninstall(&releases, version)?;
+        self.refuse_if_in_use(&plan)?;
         self.execute(&lock, &mut releases, plan, None, out)
+    }
+
+    /// A tree a live process runs from is never deleted, whatever the
+    /// state says (a draining broker, or one a killed switch left).
+    fn refuse_if_in_use(&self, plan: &Plan) -> Result<(), Refusal> {
+        for step in &plan.steps {
+            if let Step::Remove(v) = step {
+                if let Some(pid) = crate::switch::running_from(&self.store.tree(v)) {
+                    return Err(Refusal::InUse {
+                        version: v.clone(),
+                        pid,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `start`: reverts a trial release and returns the permanent release's

@@ -425,3 +425,46 @@ fn run_bounded(mut cmd: Command, bound: Duration) -> std::process::Output {
         Err(_) => panic!("still running after {bound:?}: something holds its output open"),
     }
 }
+
+/// A release a live process runs from is never uninstalled, whatever the
+/// state says: here a broker of the old release left running beside the
+/// new one (as a killed switch could leave it).
+#[test]
+fn uninstall_refuses_a_release_a_live_process_runs_from() {
+    let b = running_host("");
+    assert_eq!(b.emqx(&["upgrade", "5.0.1"]).2, Some(0));
+    let tree = b.host.store().join("5.0.0");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let orphan = Command::new(tree.join("bin/emqx"))
+        .current_dir(&tree)
+        .env("EMQX_LISTENERS", format!("mqtt=127.0.0.1:{port}"))
+        .env("EMQX_RUNTIME_DIR", elsewhere.path())
+        .env_remove("LISTEN_FDS")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let orphan = KillOnDrop(orphan);
+    let before = b.host.state();
+    let (_, err, code) = b.emqx(&["uninstall", "5.0.0"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "ERROR: Uninstall failed: Release 5.0.0 is in use by pid {}, which runs from its tree; switch away and let it finish draining first.",
+            orphan.0.id()
+        )
+    );
+    assert_eq!(b.host.state(), before);
+    assert!(tree.join("bin/emqx").exists());
+    drop(orphan);
+    let (_, err, code) = b.emqx(&["uninstall", "5.0.0"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!tree.exists());
+}

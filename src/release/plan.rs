@@ -105,6 +105,15 @@ pub enum Refusal {
     /// `start` with no permanent release.
     #[error("no permanent release to start; install one with 'emqx-relup install VSN'")]
     NothingToStart,
+    /// Removing a release that a live process still runs from (the broker,
+    /// one still draining, or one a killed switch left behind).
+    #[error("Uninstall failed: Release {version} is in use by pid {pid}, which runs from its tree; switch away and let it finish draining first.")]
+    InUse {
+        /// The release.
+        version: Version,
+        /// A process running from its tree.
+        pid: u32,
+    },
 }
 
 impl Refusal {

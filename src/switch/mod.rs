@@ -25,6 +25,7 @@ use crate::Error;
 
 pub use child::LEASE_ENV;
 pub use generations::alive;
+pub use process::running_from;
 
 /// The environment variable giving a broker a switch starts under systemd
 /// the unit's notify socket (its own `NOTIFY_SOCKET` is the helper's).

@@ -20,6 +20,19 @@ pub fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// A live process whose executable lies inside `tree` (a release tree):
+/// the running broker, one still draining, or an orphan of a killed
+/// switch. Read from `/proc`, not from any record the service user writes.
+pub fn running_from(tree: &Path) -> Option<u32> {
+    let tree = std::fs::canonicalize(tree).ok()?;
+    let me = std::process::id();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let exe = std::fs::read_link(e.path().join("exe")).ok()?;
+        (pid != me && exe.starts_with(&tree) && super::generations::alive(pid)).then_some(pid)
+    })
+}
+
 /// What a recorded broker must be.
 #[derive(Debug, Clone, Copy)]
 pub struct Expect<'a> {
