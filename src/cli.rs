@@ -14,7 +14,7 @@ use crate::layout::Layout;
 use crate::ops::{Ops, Report};
 use crate::privs;
 use crate::release::{parse_version, MoveKind, Releases, Say};
-use crate::switch::{record_running, shim, Handoff, Switcher};
+use crate::switch::{clean_env, close_from, record_running, shim, Handoff, Switcher};
 use crate::systemd::{self, Journal, Notifier, Priority};
 use crate::Error;
 
@@ -281,6 +281,7 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
     };
     let switcher = switcher_for(&cli.command, &config, out)?;
     let user = config.user.clone();
+    let pass_env = config.pass_env.clone();
     let runtime_dir = config.runtime_dir.clone();
     let hook_config = config.clone();
     let ops = Ops::new(layout, config, &*switcher);
@@ -312,6 +313,31 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
             // broker, recorded for a later switch.
             prepare_runtime_dir(&runtime_dir, &user)?;
             let _ = record_running(&runtime_dir, std::process::id(), &version.to_string());
+            if nix::unistd::Uid::effective().is_root() {
+                // A root shell's world stays behind: only the allowlisted
+                // environment, a session of its own (no controlling
+                // terminal to inject into), no fd of root's past exec but
+                // the listeners systemd passed.
+                let set: Vec<_> = command
+                    .get_envs()
+                    .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+                    .collect();
+                clean_env(&mut command, &pass_env, &user, true);
+                for (k, v) in set {
+                    match v {
+                        Some(v) => command.env(k, v),
+                        None => command.env_remove(k),
+                    };
+                }
+                let _ = nix::unistd::setsid();
+            }
+            let listeners = match (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) {
+                (Ok(pid), Ok(n)) if pid == std::process::id().to_string() => {
+                    n.parse::<i32>().unwrap_or(0).clamp(0, 1024)
+                }
+                _ => 0,
+            };
+            close_from(3 + listeners).map_err(|e| Error::io("closing inherited fds", e))?;
             privs::drop_to(&user)
                 .map_err(|e| Error::io("dropping privileges", std::io::Error::other(e)))?;
             let err = command.exec();

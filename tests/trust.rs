@@ -315,9 +315,23 @@ fn the_new_broker_inherits_nothing_of_roots_session() {
         .map(|l| format!("{l}\n"))
         .collect();
     fs::write(&conf, text).unwrap();
-    let mut cmd = b.command();
-    cmd.args(["upgrade", "5.0.1"])
-        .env("AWS_SECRET_ACCESS_KEY", "leak")
+    // Run as an admin's shell would: umask 077 (a hardened root), and an
+    // fd left open without close-on-exec (flock(1), `exec 7>>log`).
+    let leaked_fd = b.host.path().join("admin-audit.log");
+    let script = format!(
+        "umask 077; exec 7>>{}; exec {} upgrade 5.0.1",
+        leaked_fd.display(),
+        b.host.path().join("bin/emqx").display()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    for (k, v) in b.command().get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.env("AWS_SECRET_ACCESS_KEY", "leak")
         .env("VAULT_TOKEN", "leak")
         .env("HOME", "/root")
         .env("SSH_AUTH_SOCK", "/tmp/agent")
@@ -334,6 +348,10 @@ fn the_new_broker_inherits_nothing_of_roots_session() {
     );
     assert!(began.elapsed() < Duration::from_secs(30));
     let pid = b.broker_pid();
+    for fd in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let target = fs::read_link(fd.path()).unwrap_or_default();
+        assert_ne!(target, leaked_fd, "the admin's fd reached the broker");
+    }
     let environ = fs::read(format!("/proc/{pid}/environ")).unwrap();
     let names: Vec<String> = environ
         .split(|c| *c == 0)

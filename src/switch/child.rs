@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, openat, AtFlags, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::sys::stat::{fchmod, fstat, mkdirat, Mode};
 use nix::unistd::{fchownat, unlinkat, UnlinkatFlags};
 
 use super::runtime::{unguessable, RuntimeDir};
@@ -36,6 +36,8 @@ struct Launch<'a> {
     pub log: Option<&'a Path>,
     /// Where the broker's output goes otherwise (see [`output_sink`]).
     pub sink: OwnedFd,
+    /// Whether the shim connects a journal stream instead of the sink.
+    pub journal: bool,
     /// The write end of the pipe the shim reports its own failure on.
     pub report: OwnedFd,
     /// The notify socket path.
@@ -130,32 +132,26 @@ fn make_private_dir(runtime: &RuntimeDir, prefix: &str) -> std::io::Result<(Stri
                 runtime.join(&name).display()
             )));
         }
+        // The umask (027 on hardened hosts) must not keep the broker out.
+        fchmod(&dir, Mode::from_bits_truncate(0o711))?;
         return Ok((name, dir));
     }
     Err(std::io::Error::other("could not make a private folder"))
 }
 
 /// Where the new broker's stdout and stderr go without `broker_log`: the
-/// helper's stderr when that is the unit's journal stream (`ExecReload`), a
-/// journal stream of its own when there is a journal, else `/dev/null`;
-/// never the administrator's terminal or pipe, which the broker outlives.
-/// Also returns `JOURNAL_STREAM` for a journal stream.
-fn output_sink() -> std::io::Result<(OwnedFd, Option<String>)> {
-    let journal = if crate::systemd::stderr_is_journal() {
-        Some(std::io::stderr().as_fd().try_clone_to_owned()?)
-    } else {
-        crate::systemd::journal_stream("emqx").ok()
-    };
-    match journal {
-        Some(fd) => {
-            let st = fstat(&fd)?;
-            Ok((fd, Some(format!("{}:{}", st.st_dev, st.st_ino))))
-        }
-        None => Ok((
-            fs::OpenOptions::new().write(true).open("/dev/null")?.into(),
-            None,
-        )),
+/// helper's stderr when that is the unit's journal stream (`ExecReload`,
+/// running as the service user); otherwise `/dev/null`, and the shim
+/// connects a journal stream of its own once it is the service user (so
+/// journald stamps the broker's lines with the broker's credentials, not
+/// root's). Never the administrator's terminal or pipe, which the broker
+/// outlives. Returns the sink and whether the shim should try the journal.
+fn output_sink() -> std::io::Result<(OwnedFd, bool)> {
+    if crate::systemd::stderr_is_journal() {
+        return Ok((std::io::stderr().as_fd().try_clone_to_owned()?, false));
     }
+    let null = fs::OpenOptions::new().write(true).open("/dev/null")?;
+    Ok((null.into(), true))
 }
 
 /// The names a new broker gets from the helper's environment, whatever
@@ -178,6 +174,34 @@ pub fn allowed_env(name: &str, pass_env: &[String]) -> bool {
         || pass_env.iter().any(|p| p == name)
 }
 
+/// Clears `cmd`'s environment to [`allowed_env`] of this process's, plus
+/// the service user's `HOME`, `USER` and `LOGNAME`; with `systemd`, also
+/// what systemd hands a unit's main process (`NOTIFY_SOCKET`, `LISTEN_*`,
+/// `JOURNAL_STREAM`, `INVOCATION_ID`, `WATCHDOG_*`), for `start`.
+pub fn clean_env(cmd: &mut Command, pass_env: &[String], user: &ServiceUser, systemd: bool) {
+    const UNIT: [&str; 8] = [
+        "NOTIFY_SOCKET",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "JOURNAL_STREAM",
+        "INVOCATION_ID",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+    ];
+    cmd.env_clear()
+        .envs(std::env::vars_os().filter(|(k, _)| {
+            k.to_str()
+                .is_some_and(|k| allowed_env(k, pass_env) || (systemd && UNIT.contains(&k)))
+        }))
+        .env("HOME", &user.home)
+        .env("USER", &user.name)
+        .env("LOGNAME", &user.name);
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", DEFAULT_PATH);
+    }
+}
+
 /// Starts the release through the exec shim (`emqx-relup __exec`), which
 /// sets `LISTEN_PID` to its own pid, drops privileges and opens the log
 /// as the service user before exec'ing the entry command: no window where
@@ -193,6 +217,8 @@ fn spawn(launch: Launch<'_>) -> std::io::Result<Child> {
         .arg(&launch.user.name);
     if let Some(log) = launch.log {
         cmd.arg("--log").arg(log);
+    } else if launch.journal {
+        cmd.arg("--journal");
     }
     cmd.arg("--")
         .arg(program)
@@ -210,9 +236,6 @@ fn spawn(launch: Launch<'_>) -> std::io::Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::from(launch.sink))
         .stderr(Stdio::from(launch.report));
-    if std::env::var_os("PATH").is_none() {
-        cmd.env("PATH", DEFAULT_PATH);
-    }
     // No listeners (a restart): no LISTEN_* at all, so the broker binds.
     if !launch.listeners.is_empty() {
         let names: Vec<&str> = launch.listeners.iter().map(|(n, _)| n.as_str()).collect();
@@ -259,10 +282,33 @@ fn spawn(launch: Launch<'_>) -> std::io::Result<Child> {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            Ok(())
+            // Nothing else the helper holds reaches the broker: an fd the
+            // helper inherited without close-on-exec (a caller's lock or
+            // log) is closed at exec.
+            close_from(3 + n)
         });
     }
     cmd.spawn()
+}
+
+/// Marks every fd from `first` up close-on-exec (`close_range`), so that
+/// only 0-2 and what was placed below `first` survive exec.
+/// Async-signal-safe: one syscall.
+pub fn close_from(first: RawFd) -> std::io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds
+    // of this process; no memory is passed.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            first as nix::libc::c_uint,
+            nix::libc::c_uint::MAX,
+            nix::libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `PATH` for a broker when the helper has none.
@@ -337,8 +383,11 @@ pub fn launch(
         .map_err(|e| NotReady::Io(format!("creating the report pipe: {e}")))?;
     let (sink, journal) =
         output_sink().map_err(|e| NotReady::Io(format!("opening the broker's output: {e}")))?;
-    if let Some(stream) = journal.filter(|_| config.broker_log.is_none()) {
-        env.push(("JOURNAL_STREAM".into(), stream));
+    // The unit's own stream, inherited: it is still the broker's stderr.
+    if !journal && config.broker_log.is_none() {
+        if let Ok(stream) = std::env::var("JOURNAL_STREAM") {
+            env.push(("JOURNAL_STREAM".into(), stream));
+        }
     }
     // The shim's end must block: it writes its one failure line.
     let flags = fcntl(&report_write, FcntlArg::F_GETFL).map_err(|e| NotReady::Io(e.to_string()))?;
@@ -357,6 +406,7 @@ pub fn launch(
         user,
         log: config.broker_log.as_deref(),
         sink,
+        journal,
         report: report_write,
         notify: &notify_path,
     };
@@ -378,8 +428,7 @@ pub fn launch(
             start,
         }),
         Err(why) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_group(&mut child);
             Err(match why {
                 NotReady::Exited(how) => match shim_report(&report_read) {
                     Some(line) => NotReady::Exited(format!("{how} ({line})")),
@@ -390,6 +439,25 @@ pub fn launch(
         }
     }
 }
+
+/// Kills a new broker that will not be used, with every process of its
+/// session (it leads its own process group, so its children go too), and
+/// reaps it, waiting at most [`REAP_WAIT`].
+pub fn stop_group(child: &mut Child) {
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.kill();
+    let deadline = Instant::now() + REAP_WAIT;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// How long a killed new broker may take to be reaped.
+const REAP_WAIT: Duration = Duration::from_secs(5);
 
 /// The line the exec shim wrote before it failed (it could not become the
 /// service user, open the log, or exec), if any: printable, one line,

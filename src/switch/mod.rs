@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::privs;
 use crate::Error;
 
-pub use child::LEASE_ENV;
+pub use child::{clean_env, close_from, LEASE_ENV};
 pub use generations::alive;
 pub use process::running_from;
 
@@ -282,8 +282,7 @@ impl Handoff {
                     reason.push_str(&format!("; {e}"));
                 }
             }
-            let _ = new.kill();
-            let _ = new.wait();
+            child::stop_group(new);
             let _ = std::fs::remove_file(&new_socket);
             fail(reason)
         };

@@ -61,7 +61,14 @@ impl Switcher for Restart {
             uid: user.uid,
             store: tree.parent(),
         };
-        let old = process::verify(broker.pid, broker.start, expect).map_err(|why| {
+        let Some(start) = broker.start else {
+            return Err(fail(format!(
+                "{} records no start time (an older emqx-relup wrote it), so pid {} cannot be proved to be the broker; nothing was stopped: restart the broker once ('emqx-relup start') and switch again",
+                broker.socket.display(),
+                broker.pid
+            )));
+        };
+        let old = process::verify(broker.pid, Some(start), expect).map_err(|why| {
             fail(format!(
                 "{} does not name a running broker of this store: {why}; nothing was stopped",
                 broker.socket.display()

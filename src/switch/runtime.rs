@@ -91,6 +91,9 @@ impl RuntimeDir {
     pub fn write_record(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let (tmp, fd) = self.create_temp(name)?;
         let result = (|| {
+            // Readable by the service user whatever root's umask.
+            nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(0o644))
+                .map_err(io::Error::from)?;
             let mut file = std::fs::File::from(fd);
             file.write_all(bytes)?;
             file.sync_all()?;

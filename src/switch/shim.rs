@@ -24,16 +24,23 @@ pub const SHIM: &str = "__exec";
 pub fn run(args: &[OsString]) -> Result<(), Error> {
     let usage = || {
         Error::Usage(format!(
-            "usage: emqx-relup {SHIM} --user NAME [--log FILE] -- COMMAND..."
+            "usage: emqx-relup {SHIM} --user NAME [--log FILE | --journal] -- COMMAND..."
         ))
     };
-    let (user, log, command) = match args {
+    let (user, output, command) = match args {
         [flag, user, log_flag, log, sep, command @ ..]
             if flag == "--user" && log_flag == "--log" && sep == "--" =>
         {
-            (user, Some(Path::new(log)), command)
+            (user, Output::Log(Path::new(log)), command)
         }
-        [flag, user, sep, command @ ..] if flag == "--user" && sep == "--" => (user, None, command),
+        [flag, user, journal, sep, command @ ..]
+            if flag == "--user" && journal == "--journal" && sep == "--" =>
+        {
+            (user, Output::Journal, command)
+        }
+        [flag, user, sep, command @ ..] if flag == "--user" && sep == "--" => {
+            (user, Output::Stdout, command)
+        }
         _ => return Err(usage()),
     };
     let (program, args) = command.split_first().ok_or_else(usage)?;
@@ -44,15 +51,35 @@ pub fn run(args: &[OsString]) -> Result<(), Error> {
     let user = privs::lookup(user).map_err(Error::Usage)?;
     privs::drop_to(&user)
         .map_err(|e| Error::io("dropping privileges", std::io::Error::other(e)))?;
-    // Output: the log, else what the helper chose (stdout: the journal or
-    // /dev/null). From here on stderr is no longer the helper's pipe.
-    let out = match log {
-        Some(path) => open_log(path)
-            .map_err(|e| Error::io(format!("opening broker_log {}", path.display()), e))?,
-        None => std::io::stdout()
+    // Output: the log, or a journal stream of the broker's own, else what
+    // the helper chose (stdout: the unit's journal stream or /dev/null).
+    // From here on stderr is no longer the helper's pipe.
+    let stdout = || {
+        std::io::stdout()
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| Error::io("stdout", e))?,
+            .map_err(|e| Error::io("stdout", e))
+    };
+    let out = match output {
+        Output::Log(path) => open_log(path).map_err(|e| {
+            Error::io(
+                format!(
+                    "opening broker_log {} as the service user '{}' (it must be able to create or append to it: chown a file an older emqx-relup created as root)",
+                    path.display(),
+                    user.name
+                ),
+                e,
+            )
+        })?,
+        Output::Journal => match crate::systemd::journal_stream("emqx") {
+            Ok(fd) => {
+                let st = fstat(&fd).map_err(|e| Error::io("journal stream", e.into()))?;
+                std::env::set_var("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino));
+                fd
+            }
+            Err(_) => stdout()?,
+        },
+        Output::Stdout => stdout()?,
     };
     let placed = nix::unistd::dup2_stdout(&out).and_then(|_| nix::unistd::dup2_stderr(&out));
     placed.map_err(|e| Error::io("placing the broker's output", e.into()))?;
@@ -61,6 +88,16 @@ pub fn run(args: &[OsString]) -> Result<(), Error> {
         format!("executing {}", program.to_string_lossy()),
         err,
     ))
+}
+
+/// Where the broker's stdout and stderr go.
+enum Output<'a> {
+    /// `broker_log`.
+    Log(&'a Path),
+    /// A journal stream of the broker's own, else stdout.
+    Journal,
+    /// What the helper passed as stdout.
+    Stdout,
 }
 
 /// Opens the log for appending, as the service user: a link is refused, a
