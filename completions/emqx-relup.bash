@@ -37,6 +37,9 @@ _emqx__relup() {
             emqx__relup,start)
                 cmd="emqx__relup__subcmd__start"
                 ;;
+            emqx__relup,status)
+                cmd="emqx__relup__subcmd__status"
+                ;;
             emqx__relup,uninstall)
                 cmd="emqx__relup__subcmd__uninstall"
                 ;;
@@ -70,6 +73,9 @@ _emqx__relup() {
             emqx__relup__subcmd__help,start)
                 cmd="emqx__relup__subcmd__help__subcmd__start"
                 ;;
+            emqx__relup__subcmd__help,status)
+                cmd="emqx__relup__subcmd__help__subcmd__status"
+                ;;
             emqx__relup__subcmd__help,uninstall)
                 cmd="emqx__relup__subcmd__help__subcmd__uninstall"
                 ;;
@@ -89,7 +95,7 @@ _emqx__relup() {
 
     case "${cmd}" in
         emqx__relup)
-            opts="-v -h -V --root --state-dir --config --verbose --help --version versions root_dir unpack install upgrade downgrade uninstall start reload hook help"
+            opts="-v -h -V --root --state-dir --config --verbose --help --version versions root_dir status unpack install upgrade downgrade uninstall start reload hook help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -141,7 +147,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__help)
-            opts="versions root_dir unpack install upgrade downgrade uninstall start reload hook help"
+            opts="versions root_dir status unpack install upgrade downgrade uninstall start reload hook help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,6 +245,20 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__help__subcmd__start)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        emqx__subcmd__relup__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -414,6 +434,32 @@ _emqx__relup() {
             ;;
         emqx__subcmd__relup__subcmd__start)
             opts="-v -h --prepare --root --state-dir --config --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        emqx__subcmd__relup__subcmd__status)
+            opts="-v -h --json --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -76,6 +76,14 @@ pub enum Cmd {
     /// Print the install dir, quoted.
     #[command(name = "root_dir")]
     RootDir,
+    /// Show what runs: the broker (pid, release, since when, unit or
+    /// direct), a generation still draining, and a switch an interrupted
+    /// command left pending with what the next command will do with it.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Unpack a release package without installing it.
     Unpack {
         /// The release version, e.g. 5.0.1.
@@ -175,6 +183,7 @@ fn command_name(cmd: &Cmd) -> &'static str {
     match cmd {
         Cmd::Versions { .. } => "versions",
         Cmd::RootDir => "root_dir",
+        Cmd::Status { .. } => "status",
         Cmd::Unpack { .. } => "unpack",
         Cmd::Install { .. } => "install",
         Cmd::Upgrade { .. } => "upgrade",
@@ -279,6 +288,14 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
         Some(path) => Config::load(path, true)?,
         None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
     };
+    // Commands that change the store or move the broker stop only between
+    // steps (a signal during a switch is honoured once it is over).
+    if !matches!(
+        cli.command,
+        Cmd::Versions { .. } | Cmd::Status { .. } | Cmd::Start { prepare: false }
+    ) {
+        crate::interrupt::defer();
+    }
     let switcher = switcher_for(&cli.command, &config, out)?;
     let user = config.user.clone();
     let pass_env = config.pass_env.clone();
@@ -290,6 +307,10 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
         Cmd::Versions { json } => {
             let releases = ops.versions()?;
             print_versions(&releases, json);
+            Ok(())
+        }
+        Cmd::Status { json } => {
+            print_status(&ops.status()?, json);
             Ok(())
         }
         Cmd::Unpack { version: v } => ops.unpack(&version(&v)?, out),
@@ -416,6 +437,41 @@ fn print_versions(releases: &Releases, json: bool) {
     let mut text = String::from("Installed versions:\n");
     for (v, state) in releases.newest_first() {
         text.push_str(&format!("* {v} {state}\n"));
+    }
+    print!("{text}");
+}
+
+fn print_status(status: &crate::ops::Status, json: bool) {
+    use crate::ops::utc;
+    if json {
+        println!("{}", serde_json::to_string(status).unwrap_or_default());
+        return;
+    }
+    let since = |s: Option<u64>| s.map(|s| format!(", since {}", utc(s))).unwrap_or_default();
+    let mut text = String::new();
+    match &status.broker {
+        Some(b) => text.push_str(&format!(
+            "Broker: pid {}, release {}{}, {}\n",
+            b.pid,
+            b.release,
+            since(b.since),
+            match &b.unit {
+                Some(u) => format!("in {u}"),
+                None => "direct (not in a systemd unit)".to_string(),
+            }
+        )),
+        None => text.push_str("Broker: none running\n"),
+    }
+    match &status.draining {
+        Some(d) => text.push_str(&format!("Draining: pid {}{}\n", d.pid, since(d.since))),
+        None => text.push_str("Draining: none\n"),
+    }
+    match &status.pending {
+        Some(p) => text.push_str(&format!(
+            "Pending switch: {} to {} ({}), left by an interrupted command; the next command will {}\n",
+            p.from, p.to, p.path, p.next_words
+        )),
+        None => text.push_str("Pending switch: none\n"),
     }
     print!("{text}");
 }

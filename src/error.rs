@@ -94,6 +94,9 @@ pub enum Error {
     /// This platform cannot hot-upgrade.
     #[error("hot upgrade is not supported on this platform")]
     Unsupported,
+    /// A signal asked the command to stop; it did, between two steps.
+    #[error("interrupted by {0}: stopped before the next step, nothing is left half done")]
+    Interrupted(String),
 }
 
 fn holder_text(pid: &Option<u32>) -> String {
@@ -112,7 +115,7 @@ impl Error {
             Error::Package { .. } => ExitClass::Package,
             Error::Switch { .. } | Error::Broker(_) => ExitClass::SwitchFailed,
             Error::Busy { .. } => ExitClass::Busy,
-            Error::State { .. } | Error::Io { .. } => ExitClass::System,
+            Error::State { .. } | Error::Io { .. } | Error::Interrupted(_) => ExitClass::System,
         }
     }
 

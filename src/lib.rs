@@ -25,6 +25,8 @@ pub mod cli;
 #[cfg(target_os = "linux")]
 pub mod hooks;
 #[cfg(target_os = "linux")]
+pub mod interrupt;
+#[cfg(target_os = "linux")]
 pub mod ops;
 #[cfg(target_os = "linux")]
 pub mod package;
@@ -40,3 +42,18 @@ pub mod switch;
 pub mod systemd;
 
 pub use error::{Error, ExitClass};
+
+/// A place where a fault test kills the helper as `kill -9` would: with
+/// the `failpoints` feature, `FAILPOINTS=NAME=return` aborts there (no
+/// destructor runs, no fd is closed by us). Compiled away otherwise.
+#[macro_export]
+macro_rules! kill_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        {
+            if fail::eval($name, |_| ()).is_some() {
+                std::process::abort();
+            }
+        }
+    };
+}

@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 #[cfg(target_os = "linux")]
 fn main() -> ExitCode {
+    // Fault tests only: reads FAILPOINTS (see `kill_point!`).
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     emqx_relup::cli::main()
 }
 

@@ -324,3 +324,32 @@ fn rpm_scriptlets_do_what_the_debs_do() {
     assert!(run_scriptlet(&sb, &helper, "preun", 0).status.success());
     assert_ne!(sb.sh("systemctl is-active emqx").status.code(), Some(0));
 }
+
+/// The kill points of the fault tests exist only in test builds: the
+/// packaged helper has none, the binary under test has them (so the
+/// search below can find what it looks for).
+#[test]
+fn the_packaged_helper_has_no_kill_points() {
+    let deb = helper_package("deb");
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let has = |bytes: &[u8]| {
+        bytes
+            .windows(b"switch::recorded".len())
+            .any(|w| w == b"switch::recorded")
+    };
+    let packaged = std::fs::read(dir.path().join("usr/bin/emqx-relup")).unwrap();
+    assert!(!has(&packaged), "the packaged helper holds kill points");
+    let tested = std::fs::read(env!("CARGO_BIN_EXE_emqx-relup")).unwrap();
+    assert_eq!(
+        has(&tested),
+        cfg!(feature = "failpoints"),
+        "the test binary's kill points follow the feature"
+    );
+}

@@ -328,3 +328,57 @@ fn a_reload_waiting_for_a_long_drain_extends_systemds_timeout() {
     );
     assert_clean(&sb.stop_load(load));
 }
+
+/// An administrator's upgrade killed while it waits for systemd (before
+/// ReloadUnit, and in the middle of the reload job): the record it left
+/// makes the next command restore or keep the state from what runs, and a
+/// reload still in flight makes it wait rather than guess.
+#[test]
+fn an_admin_killed_around_reload_unit_leaves_a_record_the_next_command_resolves() {
+    let (sb, pid0) = running("killed-admin", "settle_secs = 2", 1.0);
+    // Killed after recording, before asking systemd: nothing switched.
+    let out = sb.sh("FAILPOINTS=ops::unit_recorded=return emqx-relup upgrade 5.0.1");
+    assert_ne!(out.status.code(), Some(0));
+    let status: serde_json::Value =
+        serde_json::from_str(&sb.ok("emqx-relup status --json")).unwrap();
+    assert_eq!(status["pending"]["path"], "unit", "{status}");
+    assert_eq!(status["pending"]["next"], "restore", "{status}");
+    assert_eq!(status["broker"]["unit"], "emqx.service", "{status}");
+    let out = sb.sh("emqx-relup upgrade 5.0.1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", sb.journal());
+    assert!(stderr.contains("did not happen"), "{stderr}");
+    let pid1 = sb.main_pid();
+    assert_ne!(pid1, pid0);
+    assert_eq!(sb.broker_of(pid1), ("5.0.1".to_string(), true));
+    assert_eq!(
+        sb.versions(),
+        [pair("5.0.1", "permanent"), pair("5.0.0", "old")]
+    );
+
+    // SIGKILL in the middle of the reload job (settle time 2 s): the next
+    // command waits while systemd still reloads, then keeps what runs.
+    sb.ok("emqx-relup downgrade 5.0.0 & pid=$!; sleep 0.8; kill -9 $pid; wait $pid || true");
+    let mut waited = 0;
+    let stderr = loop {
+        let out = sb.sh("emqx-relup install 5.0.0");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        match out.status.code() {
+            Some(0) => break stderr,
+            Some(3) if stderr.contains("still running the reload") && waited < 40 => {
+                waited += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            other => panic!("{other:?}: {stderr}\n{}", sb.journal()),
+        }
+    };
+    assert!(stderr.contains("did happen"), "{stderr}");
+    let pid2 = sb.main_pid();
+    assert_ne!(pid2, pid1);
+    assert_eq!(sb.broker_of(pid2), ("5.0.0".to_string(), true));
+    assert_eq!(
+        sb.versions(),
+        [pair("5.0.1", "old"), pair("5.0.0", "permanent")]
+    );
+    assert_eq!(sb.active_state(), "active");
+}

@@ -105,6 +105,9 @@ pub enum Refusal {
     /// `start` with no permanent release.
     #[error("no permanent release to start; install one with 'emqx-relup install VSN'")]
     NothingToStart,
+    /// A pending switch through systemd whose reload still runs.
+    #[error("systemd is still running the reload of {0} that an interrupted command asked for; try again once 'systemctl status {0}' shows it active")]
+    ReloadInFlight(String),
     /// Removing a release that a live process still runs from (the broker,
     /// one still draining, or one a killed switch left behind).
     #[error("Uninstall failed: Release {version} is in use by pid {pid}, which runs from its tree; switch away and let it finish draining first.")]

@@ -104,6 +104,46 @@ impl Store {
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 
+    /// The state as stored (what [`Store::save`] writes).
+    pub fn encode(releases: &Releases) -> String {
+        format::encode(releases)
+    }
+
+    /// A stored state document.
+    pub fn decode(&self, text: &str) -> Result<Releases, Error> {
+        format::decode(text.as_bytes()).map_err(|problem| Error::State {
+            path: self.state_path(),
+            problem,
+        })
+    }
+
+    /// Reads the store file `name`; `None` when there is none.
+    pub fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        let path = self.dir.join(name);
+        match read_nofollow(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Replaces the store file `name` atomically.
+    pub fn write_file(&self, _lock: &StoreLock, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        let path = self.dir.join(name);
+        write_atomic(&path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    /// Removes the store file `name`, durably.
+    pub fn remove_file(&self, _lock: &StoreLock, name: &str) -> Result<(), Error> {
+        let path = self.dir.join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+        fsync_dir(&self.dir).map_err(|e| Error::io(format!("syncing {}", self.dir.display()), e))
+    }
+
     /// A fresh, private staging folder for unpacking `version`.
     pub fn staging(&self, _lock: &StoreLock, version: &Version) -> Result<PathBuf, Error> {
         let path = self

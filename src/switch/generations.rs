@@ -21,6 +21,19 @@ pub fn record_draining(runtime_dir: &Path, pid: u32) {
     }
 }
 
+/// The recorded draining broker, when the record names a live process
+/// of `expect` (pid, start time, user).
+pub fn draining(runtime_dir: &Path, expect: Expect<'_>) -> Option<u32> {
+    let rt = RuntimeDir::open(runtime_dir).ok()?;
+    let text = rt.read_record(DRAINING_FILE).ok().flatten()?;
+    let mut f = text.split_whitespace();
+    let pid = f.next()?.parse::<u32>().ok()?;
+    let start = f.next()?.parse::<u64>().ok()?;
+    process::verify(pid, Some(start), expect)
+        .ok()
+        .map(|b| b.pid())
+}
+
 /// Waits until the recorded draining broker has exited, at most `wait`;
 /// calls `still(pid, left)` about once a second meanwhile. A record that
 /// does not name a live broker of this store is ignored and removed.

@@ -7,8 +7,10 @@
 mod announce;
 mod child;
 mod generations;
+pub mod intent;
 mod pidfile;
-mod process;
+pub mod process;
+pub mod recover;
 mod restart;
 mod runtime;
 mod session;
@@ -25,7 +27,13 @@ use crate::Error;
 
 pub use child::{clean_env, close_from, LEASE_ENV};
 pub use generations::alive;
-pub use process::running_from;
+pub use process::{running_from, start_time, Expect};
+
+/// The recorded draining broker, if it still runs (see [`generations`]).
+pub fn draining_broker(config: &Config) -> Option<u32> {
+    let uid = privs::lookup(&config.user).ok()?.uid;
+    generations::draining(&config.runtime_dir, Expect { uid, store: None })
+}
 
 /// The environment variable giving a broker a switch starts under systemd
 /// the unit's notify socket (its own `NOTIFY_SOCKET` is the helper's).
@@ -83,14 +91,39 @@ pub trait Switcher {
     fn records_first(&self) -> bool {
         false
     }
-    /// Moves `broker` to the release unpacked in `tree`. On error the old
+    /// Moves `broker` to the release unpacked in `tree`, recording itself
+    /// in `pending` right before its point of no return. On error the old
     /// broker is still serving.
     fn switch(
         &self,
         broker: &RunningBroker,
         version: &Version,
         tree: &Path,
+        pending: &mut dyn Pending,
     ) -> Result<SwitchReport, Error>;
+    /// Whether a switch it started elsewhere may still be running (a
+    /// unit's `ExecReload`), so a pending record must wait.
+    fn in_flight(&self) -> bool {
+        false
+    }
+}
+
+/// Where a switch records itself before its point of no return (the
+/// store, under the lock), for the next command to resolve if the helper
+/// dies (see [`intent`]).
+pub trait Pending {
+    /// Records `intent`; an error stops the switch before that point.
+    fn record(&mut self, intent: &intent::Intent) -> Result<(), String>;
+}
+
+/// No record: the caller cannot write the store (an unprivileged
+/// `ExecReload`), or there is nothing to resolve (tests).
+pub struct NoRecord;
+
+impl Pending for NoRecord {
+    fn record(&mut self, _: &intent::Intent) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The handoff-socket switcher.
@@ -123,7 +156,7 @@ impl Handoff {
     }
 }
 
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Switcher for Handoff {
     fn probe(&self) -> Result<Option<RunningBroker>, Error> {
@@ -156,13 +189,14 @@ impl Switcher for Handoff {
         broker: &RunningBroker,
         version: &Version,
         tree: &Path,
+        pending: &mut dyn Pending,
     ) -> Result<SwitchReport, Error> {
         let announce = &self.announce;
         let config = &self.config;
         // The longest a switch may take, for systemd's job timeout.
         let bound = config.drain_wait() + config.ready_timeout() + config.settle() + SLACK;
         announce.begin(&version.to_string(), bound);
-        let result = self.switch_announced(broker, version, tree);
+        let result = self.switch_announced(broker, version, tree, pending);
         match &result {
             Ok(r) => announce.end(&format!("running release {version} (pid {})", r.new_pid)),
             Err(e) => announce.end(&format!(
@@ -183,6 +217,7 @@ impl Handoff {
         broker: &RunningBroker,
         version: &Version,
         tree: &Path,
+        pending: &mut dyn Pending,
     ) -> Result<SwitchReport, Error> {
         let fail = |reason: String| Error::Switch {
             version: version.to_string(),
@@ -296,6 +331,34 @@ impl Handoff {
             ));
         }
         let mut warning = None;
+        // From the lease confirm on, a dead helper leaves two brokers or a
+        // half-done commit: say so in the store first.
+        let record = intent::Intent::new(
+            &version.to_string(),
+            &broker.version,
+            intent::Path::Direct {
+                old: intent::Proc {
+                    pid: broker.pid,
+                    start: broker
+                        .start
+                        .or_else(|| process::start_time(broker.pid))
+                        .unwrap_or(0),
+                },
+                new: intent::Proc {
+                    pid: new.id(),
+                    start: process::start_time(new.id()).unwrap_or(0),
+                },
+                socket: format!("{HANDOFF_SOCKET}.{}", std::process::id()),
+            },
+        );
+        if let Err(e) = pending.record(&record) {
+            return Err(abandon(
+                &mut new,
+                format!("recording the switch: {e}; the new broker was stopped and the old one still serves"),
+                announce.is_active(),
+            ));
+        }
+        crate::kill_point!("switch::recorded");
         // The lease ends before the commit is sent: a helper dying from here
         // on must not take the new broker with it, since the old one may
         // get the commit and drain away.
@@ -308,6 +371,7 @@ impl Handoff {
                 announce.is_active(),
             ));
         }
+        crate::kill_point!("switch::confirmed");
         let draining = match session.commit() {
             Ok(n) => n,
             // Sent but not answered: the old broker may be draining already,
@@ -337,6 +401,7 @@ impl Handoff {
                 ));
             }
         };
+        crate::kill_point!("switch::committed");
         // Past the commit the switch has happened: what fails now is
         // reported, never turned into an error that would leave the state
         // naming the old release.
@@ -348,6 +413,7 @@ impl Handoff {
         }
         generations::record_draining(&config.runtime_dir, broker.pid);
         let _ = pidfile::record(&config.runtime_dir, new.id(), &version.to_string());
+        crate::kill_point!("switch::published");
         let helper = helper_before + committing.elapsed();
         Ok(SwitchReport {
             old_pid: broker.pid,

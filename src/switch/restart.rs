@@ -47,6 +47,7 @@ impl Switcher for Restart {
         broker: &RunningBroker,
         version: &Version,
         tree: &Path,
+        pending: &mut dyn super::Pending,
     ) -> Result<SwitchReport, Error> {
         let fail = |reason: String| Error::Switch {
             version: version.to_string(),
@@ -61,14 +62,14 @@ impl Switcher for Restart {
             uid: user.uid,
             store: tree.parent(),
         };
-        let Some(start) = broker.start else {
+        let Some(old_start) = broker.start else {
             return Err(fail(format!(
                 "{} records no start time (an older emqx-relup wrote it), so pid {} cannot be proved to be the broker; nothing was stopped: restart the broker once ('emqx-relup start') and switch again",
                 broker.socket.display(),
                 broker.pid
             )));
         };
-        let old = process::verify(broker.pid, Some(start), expect).map_err(|why| {
+        let old = process::verify(broker.pid, Some(old_start), expect).map_err(|why| {
             fail(format!(
                 "{} does not name a running broker of this store: {why}; nothing was stopped",
                 broker.socket.display()
@@ -89,7 +90,26 @@ impl Switcher for Restart {
                     "the old broker was stopped and the new one did not come up ({why:?}); no broker runs now: start it again ('emqx-relup start')"
                 ))
             })?;
+        let record = super::intent::Intent::new(
+            &version.to_string(),
+            &broker.version,
+            super::intent::Path::Direct {
+                old: super::intent::Proc {
+                    pid: broker.pid,
+                    start: old_start,
+                },
+                new: super::intent::Proc {
+                    pid: new.id(),
+                    start: process::start_time(new.id()).unwrap_or(0),
+                },
+                socket: String::new(),
+            },
+        );
+        let recorded = pending.record(&record);
         let _ = lease.confirm();
+        let warning = recorded
+            .err()
+            .map(|e| format!("the switch could not be recorded ({e}); it happened all the same"));
         let _ = pidfile::record(&config.runtime_dir, new.id(), &version.to_string());
         Ok(SwitchReport {
             old_pid: broker.pid,
@@ -97,7 +117,7 @@ impl Switcher for Restart {
             draining: 0,
             helper: spawned_at - began,
             start,
-            warning: None,
+            warning,
             via_unit: None,
         })
     }

@@ -130,6 +130,12 @@ impl RuntimeDir {
         )))
     }
 
+    /// Renames `from` to `to` inside the folder (a link is moved, never
+    /// followed).
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        renameat(self.fd(), from, self.fd(), to).map_err(io::Error::from)
+    }
+
     /// Removes the entry `name` (a link is removed, never followed).
     pub fn remove(&self, name: &str) {
         let _ = unlinkat(self.fd(), name, UnlinkatFlags::NoRemoveDir);

@@ -7,7 +7,7 @@ use semver::Version;
 
 use super::{ServiceManager, SystemBus, UnitSwitch};
 use crate::config::{Config, Strategy};
-use crate::switch::{Handoff, Restart, RunningBroker, SwitchReport, Switcher};
+use crate::switch::{Handoff, Pending, Restart, RunningBroker, SwitchReport, Switcher};
 use crate::Error;
 
 /// The switcher for `install`/`upgrade`/`downgrade`, and one line saying
@@ -105,6 +105,7 @@ impl Switcher for Guarded {
         broker: &RunningBroker,
         version: &Version,
         tree: &Path,
+        pending: &mut dyn Pending,
     ) -> Result<SwitchReport, Error> {
         let reason = match &self.refusal {
             Refusal::Always(reason) => Some(reason.clone()),
@@ -119,7 +120,7 @@ impl Switcher for Guarded {
                 version: version.to_string(),
                 reason,
             }),
-            None => self.inner.switch(broker, version, tree),
+            None => self.inner.switch(broker, version, tree, pending),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use semver::Version;
 
 use super::{ServiceManager, UnitStatus};
-use crate::switch::{RunningBroker, SwitchReport, Switcher};
+use crate::switch::{Pending, RunningBroker, SwitchReport, Switcher};
 use crate::Error;
 
 /// Switches the broker of an active unit by asking systemd to reload it.
@@ -56,11 +56,16 @@ impl Switcher for UnitSwitch {
         true
     }
 
+    fn in_flight(&self) -> bool {
+        self.status().is_ok_and(|s| s.active_state == "reloading")
+    }
+
     fn switch(
         &self,
         _broker: &RunningBroker,
         version: &Version,
         _tree: &Path,
+        _pending: &mut dyn Pending,
     ) -> Result<SwitchReport, Error> {
         let fail = |reason: String| Error::Switch {
             version: version.to_string(),
@@ -73,6 +78,7 @@ impl Switcher for UnitSwitch {
             .reload(&self.unit, self.timeout)
             .map_err(&fail)?;
         let took = began.elapsed();
+        crate::kill_point!("unit::reloaded");
         // What runs now decides, not the job's word alone: a reload killed
         // after its commit did switch, a `done` that left the old release
         // running did not.
@@ -160,7 +166,13 @@ mod tests {
                 version: self.0.borrow().clone(),
             }))
         }
-        fn switch(&self, _: &RunningBroker, _: &Version, _: &Path) -> Result<SwitchReport, Error> {
+        fn switch(
+            &self,
+            _: &RunningBroker,
+            _: &Version,
+            _: &Path,
+            _: &mut dyn Pending,
+        ) -> Result<SwitchReport, Error> {
             unreachable!("the unit switch never switches directly")
         }
     }
@@ -181,7 +193,12 @@ mod tests {
             Box::new(FakeProbe(Rc::clone(&broker))),
         );
         let b = s.probe().unwrap().unwrap();
-        s.switch(&b, &Version::new(5, 0, 1), Path::new("/nonexistent"))
+        s.switch(
+            &b,
+            &Version::new(5, 0, 1),
+            Path::new("/nonexistent"),
+            &mut crate::switch::NoRecord,
+        )
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The operations behind the commands: plan under the lock, then carry the
 //! plan out step by step, recording each state change atomically.
 
+//! (`pending.rs`: the record a switch leaves for a killed helper's successor.)
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,8 +15,16 @@ use crate::layout::Layout;
 use crate::package::{self, PackageFile};
 use crate::release::{self, MoveKind, Plan, Refusal, Releases, Say, Step};
 use crate::store::{remove_tree, Repair, Store, StoreLock};
-use crate::switch::{RunningBroker, Switcher};
+use crate::switch::intent::{self, Intent};
+use crate::switch::{NoRecord, RunningBroker, Switcher};
+
+mod pending;
+mod status;
+
 use crate::Error;
+use pending::StoreRecord;
+pub use pending::{PendingSwitch, PENDING_FILE};
+pub use status::{utc, Status};
 
 /// Where operations send what they have to say; the CLI prints it.
 pub trait Report {
@@ -54,7 +64,7 @@ impl<'a> Ops<'a> {
 
     /// `unpack VSN`.
     pub fn unpack(&self, version: &Version, out: &mut dyn Report) -> Result<(), Error> {
-        let (lock, mut releases) = self.begin()?;
+        let (lock, mut releases) = self.begin(out)?;
         let plan = release::plan_unpack(&releases, version)?;
         self.execute(&lock, &mut releases, plan, None, out)
     }
@@ -67,7 +77,7 @@ impl<'a> Ops<'a> {
         permanent: bool,
         out: &mut dyn Report,
     ) -> Result<(), Error> {
-        let (lock, mut releases) = self.begin()?;
+        let (lock, mut releases) = self.begin(out)?;
         let broker = self.switcher.probe()?;
         let plan = release::plan_move(&releases, kind, version, permanent, broker.is_some())?;
         let switches = plan.steps.iter().any(|s| matches!(s, Step::Switch(_)));
@@ -100,7 +110,7 @@ impl<'a> Ops<'a> {
     /// the package), else the release is uninstalled. The last release may
     /// go while no broker runs.
     pub fn leave(&self, version: &Version, out: &mut dyn Report) -> Result<(), Error> {
-        let (lock, mut releases) = self.begin()?;
+        let (lock, mut releases) = self.begin(out)?;
         let broker = self.switcher.probe()?;
         let kept = |reason: String| {
             Error::from(Refusal::PackageKept {
@@ -123,7 +133,7 @@ impl<'a> Ops<'a> {
 
     /// `uninstall VSN`.
     pub fn uninstall(&self, version: &Version, out: &mut dyn Report) -> Result<(), Error> {
-        let (lock, mut releases) = self.begin()?;
+        let (lock, mut releases) = self.begin(out)?;
         let plan = release::plan_uninstall(&releases, version)?;
         self.refuse_if_in_use(&plan)?;
         self.execute(&lock, &mut releases, plan, None, out)
@@ -152,7 +162,7 @@ impl<'a> Ops<'a> {
     /// it reads the state and runs the permanent release without recording.
     pub fn start(&self, out: &mut dyn Report) -> Result<(Command, Version), Error> {
         let version = if self.store.writable() {
-            let (lock, mut releases) = self.begin()?;
+            let (lock, mut releases) = self.begin(out)?;
             self.refuse_if_running()?;
             let (plan, version) = release::plan_start(&releases)?;
             self.execute(&lock, &mut releases, plan, None, out)?;
@@ -186,11 +196,28 @@ impl<'a> Ops<'a> {
     /// a fresh broker of it takes over (as `systemctl reload` of any daemon
     /// rereads its configuration). Reads the state, never writes it.
     pub fn reload(&self, out: &mut dyn Report) -> Result<(), Error> {
-        let releases = self.store.load()?;
+        // Root's reload takes the lock and records itself like any switch;
+        // the unit's ExecReload (the service user) cannot write the store.
+        let (lock, releases) = if self.store.writable() {
+            let (lock, releases) = self.begin(out)?;
+            (Some(lock), releases)
+        } else {
+            (None, self.store.load()?)
+        };
         let target = releases.running().cloned().ok_or(Refusal::NothingToStart)?;
         let broker = self.switcher.probe()?.ok_or(Refusal::NoBroker)?;
         let tree = self.existing_tree(&target)?;
-        let r = self.switcher.switch(&broker, &target, &tree)?;
+        let r = match &lock {
+            Some(lock) => {
+                let mut record = StoreRecord::new(&self.store, lock);
+                let r = self.switcher.switch(&broker, &target, &tree, &mut record);
+                record.clear()?;
+                r?
+            }
+            None => self
+                .switcher
+                .switch(&broker, &target, &tree, &mut NoRecord)?,
+        };
         report_switch(out, &broker, &target, &r);
         if broker.version == target.to_string() {
             out.say(&Say::Refreshed(target));
@@ -210,10 +237,12 @@ impl<'a> Ops<'a> {
         }
     }
 
-    /// Takes the lock and reads the state.
-    fn begin(&self) -> Result<(StoreLock, Releases), Error> {
+    /// Takes the lock, reads the state, and resolves a switch a killed
+    /// command left pending.
+    fn begin(&self, out: &mut dyn Report) -> Result<(StoreLock, Releases), Error> {
         let lock = self.store.lock(self.config.lock_timeout())?;
-        let releases = self.store.load()?;
+        let mut releases = self.store.load()?;
+        self.resolve_pending(&lock, &mut releases, out)?;
         Ok((lock, releases))
     }
 
@@ -236,6 +265,9 @@ impl<'a> Ops<'a> {
             }
         }
         for step in plan.steps {
+            if let Some(sig) = crate::interrupt::pending() {
+                return Err(Error::Interrupted(sig.as_str().to_string()));
+            }
             match step {
                 Step::Say(line) => out.say(&line),
                 Step::Unpack(v) => {
@@ -252,10 +284,32 @@ impl<'a> Ops<'a> {
                         // when the switch did not happen.
                         Some(broker) if self.switcher.records_first() => {
                             let before = releases.clone();
+                            // Killed while systemd switches, this command
+                            // leaves the record: the next one keeps or
+                            // restores the state from what runs.
+                            let mut record = StoreRecord::new(&self.store, lock);
+                            let intent = Intent::new(
+                                &v.to_string(),
+                                &broker.version,
+                                intent::Path::Unit {
+                                    before: Store::encode(&before),
+                                },
+                            );
+                            crate::switch::Pending::record(&mut record, &intent).map_err(|e| {
+                                Error::Switch {
+                                    version: v.to_string(),
+                                    reason: format!("recording the switch: {e}"),
+                                }
+                            })?;
                             releases.install(&v);
                             self.store.save(lock, releases)?;
-                            match self.switcher.switch(broker, &v, &tree) {
-                                Ok(r) => report_switch(out, broker, &v, &r),
+                            crate::kill_point!("ops::unit_recorded");
+                            let result = self.switcher.switch(broker, &v, &tree, &mut NoRecord);
+                            match result {
+                                Ok(r) => {
+                                    record.clear()?;
+                                    report_switch(out, broker, &v, &r)
+                                }
                                 Err(e) => {
                                     *releases = before;
                                     if let Err(save) = self.store.save(lock, releases) {
@@ -266,15 +320,27 @@ impl<'a> Ops<'a> {
                                             ),
                                         });
                                     }
+                                    record.clear()?;
                                     return Err(e);
                                 }
                             }
                         }
                         Some(broker) => {
-                            let r = self.switcher.switch(broker, &v, &tree)?;
+                            let mut record = StoreRecord::new(&self.store, lock);
+                            let result = self.switcher.switch(broker, &v, &tree, &mut record);
+                            let r = match result {
+                                Ok(r) => r,
+                                Err(e) => {
+                                    // Abandoned: the new broker was stopped.
+                                    record.clear()?;
+                                    return Err(e);
+                                }
+                            };
                             report_switch(out, broker, &v, &r);
                             releases.install(&v);
                             self.store.save(lock, releases)?;
+                            crate::kill_point!("ops::saved");
+                            record.clear()?;
                         }
                         None => {
                             releases.install(&v);

@@ -1,0 +1,153 @@
+//! `status`: what runs now, derived from the processes and the store, never
+//! from a record alone: the broker (pid, release, since when, inside the
+//! unit or not), a generation still draining, a pending switch and what
+//! the next command will do with it.
+
+use serde::Serialize;
+
+use super::Ops;
+use crate::Error;
+
+/// The answer of `status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The broker answering the handoff socket.
+    pub broker: Option<BrokerStatus>,
+    /// The previous broker, still draining.
+    pub draining: Option<ProcStatus>,
+    /// A switch an interrupted command left.
+    pub pending: Option<PendingStatus>,
+}
+
+/// The running broker.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrokerStatus {
+    /// Its pid.
+    pub pid: u32,
+    /// The release it runs (its hello).
+    pub release: String,
+    /// When it started, seconds since the epoch.
+    pub since: Option<u64>,
+    /// The systemd unit it runs in, if any.
+    pub unit: Option<String>,
+}
+
+/// A process.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcStatus {
+    /// Its pid.
+    pub pid: u32,
+    /// When it started, seconds since the epoch.
+    pub since: Option<u64>,
+}
+
+/// A pending switch.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingStatus {
+    /// From this release.
+    pub from: String,
+    /// To this one.
+    pub to: String,
+    /// `direct` or `unit`.
+    pub path: &'static str,
+    /// What the next command does: `finish`, `drop`, `keep`, `restore`.
+    pub next: &'static str,
+    /// The same, in words.
+    pub next_words: &'static str,
+}
+
+impl Ops<'_> {
+    /// What runs now; reads only.
+    pub fn status(&self) -> Result<Status, Error> {
+        let broker = self.switcher.probe()?.map(|b| BrokerStatus {
+            since: started_at(b.pid),
+            unit: in_unit(b.pid, &self.config.unit).then(|| self.config.unit.clone()),
+            pid: b.pid,
+            release: b.version,
+        });
+        let draining = crate::switch::draining_broker(&self.config).map(|pid| ProcStatus {
+            pid,
+            since: started_at(pid),
+        });
+        let pending = self.pending_verdict()?.map(|p| PendingStatus {
+            from: p.intent.from.clone(),
+            to: p.intent.version.clone(),
+            path: match p.intent.path {
+                crate::switch::intent::Path::Direct { .. } => "direct",
+                crate::switch::intent::Path::Unit { .. } => "unit",
+            },
+            next: p.verdict.as_str(),
+            next_words: p.verdict.describe(),
+        });
+        Ok(Status {
+            broker,
+            draining,
+            pending,
+        })
+    }
+}
+
+/// Whether `pid` runs in `unit`'s cgroup.
+fn in_unit(pid: u32, unit: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|c| c.lines().any(|l| l.ends_with(&format!("/{unit}"))))
+}
+
+/// When `pid` started, in seconds since the epoch.
+fn started_at(pid: u32) -> Option<u64> {
+    let ticks = crate::switch::start_time(pid)?;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let boot: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    Some(boot + ticks / u64::try_from(hz).ok()?.max(1))
+}
+
+/// `secs` since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_083_200), "2026-12-01T00:00:00Z");
+        assert_eq!(utc(1_796_083_200 + 3_723), "2026-12-01T01:02:03Z");
+    }
+
+    #[test]
+    fn this_process_started_recently() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let at = started_at(std::process::id()).unwrap();
+        assert!(at <= now + 1 && now - at < 3600, "{at} vs {now}");
+    }
+}
