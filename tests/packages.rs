@@ -312,8 +312,22 @@ fn rpm_scriptlets_do_what_the_debs_do() {
     // Upgrade (1) of a release package: nothing happens.
     assert!(run_scriptlet(&sb, &r501, "preun", 1).status.success());
     assert_eq!(sb.state_bytes(), before);
-    // Erase (0) of the old one: uninstalled.
-    assert!(run_scriptlet(&sb, &r500, "preun", 0).status.success());
+    // Erase (0) of the old one: refused while its broker still drains
+    // (a live process runs from its tree), then uninstalled.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let out = run_scriptlet(&sb, &r500, "preun", 0);
+        if out.status.success() {
+            break;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("in use by pid"), "{stderr}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused: {stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert_eq!(sb.versions(), [pair("5.0.1", "permanent")]);
     // The helper upgraded (post 2, preun 1): the broker stays.
     assert!(run_scriptlet(&sb, &helper, "post", 2).status.success());

@@ -4,8 +4,8 @@
 
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -39,8 +39,6 @@ const STOP_ACCEPTING_WAIT: Duration = Duration::from_secs(2);
 
 /// The running handoff server.
 pub struct HandoffServer {
-    path: PathBuf,
-    inode: u64,
     stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
 }
@@ -81,7 +79,6 @@ impl HandoffServer {
         bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listen(&fd, Backlog::new(16)?)?;
-        let inode = std::fs::metadata(path)?.ino();
         let stop = Arc::new(Stop::new()?);
         let waiter = Arc::clone(&stop);
         let shared = Arc::new(Shared {
@@ -93,22 +90,20 @@ impl HandoffServer {
         });
         let thread = std::thread::spawn(move || serve(fd, &waiter, shared));
         Ok(HandoffServer {
-            path: path.to_path_buf(),
-            inode,
             stop,
             thread: Some(thread),
         })
     }
 
-    /// Stops serving; removes the socket file unless another broker's
-    /// socket has replaced it meanwhile.
+    /// Stops serving after a commit. The socket's name now belongs to the
+    /// new broker, whose socket the helper renames over it: removing it
+    /// here (even after checking its inode) raced that rename and could
+    /// delete the new broker's socket. A stale file refuses connections,
+    /// which the helper reads as "no broker here".
     pub fn stop(mut self) {
         self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
-        }
-        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
-            let _ = std::fs::remove_file(&self.path);
         }
     }
 }
