@@ -381,4 +381,10 @@ fn an_admin_killed_around_reload_unit_leaves_a_record_the_next_command_resolves(
         [pair("5.0.1", "old"), pair("5.0.0", "permanent")]
     );
     assert_eq!(sb.active_state(), "active");
+    // The release it runs cannot go; nothing is pending any more.
+    assert_eq!(sb.sh("emqx-relup uninstall 5.0.0").status.code(), Some(3));
+    let status: serde_json::Value =
+        serde_json::from_str(&sb.ok("emqx-relup status --json")).unwrap();
+    assert!(status["pending"].is_null(), "{status}");
+    assert_eq!(status["broker"]["pid"].as_u64(), Some(u64::from(pid2)));
 }
