@@ -16,16 +16,6 @@ use std::time::{Duration, Instant};
 
 use broker::BrokerHost;
 
-fn running_host(extra: &str) -> BrokerHost {
-    let mut b = BrokerHost::new(extra);
-    b.drop_broker_release("5.0.0", true, "");
-    b.drop_broker_release("5.0.1", false, "");
-    let (_, err, code) = b.emqx(&["install", "5.0.0"]);
-    assert_eq!(code, Some(0), "{err}");
-    b.start();
-    b
-}
-
 /// The pids holding the listening socket on `port` (ss), once a draining
 /// broker has had time to go.
 fn holders(port: u16) -> Vec<u32> {
@@ -87,7 +77,7 @@ fn a_helper_killed_at_each_step_leaves_a_record_the_next_command_resolves() {
         "switch::published",
         "ops::saved",
     ] {
-        let b = running_host("");
+        let b = BrokerHost::running("");
         let out = b
             .command()
             .args(["upgrade", "5.0.1"])
@@ -129,7 +119,7 @@ fn sigint_or_sighup_to_the_helpers_group_stops_it_between_steps_only() {
         nix::sys::signal::Signal::SIGINT,
         nix::sys::signal::Signal::SIGHUP,
     ] {
-        let b = running_host("settle_secs = 1.5\n");
+        let b = BrokerHost::running("settle_secs = 1.5\n");
         let mut cmd = b.command();
         cmd.args(["upgrade", "5.0.1"])
             .stdin(Stdio::null())

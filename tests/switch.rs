@@ -14,17 +14,6 @@ use std::time::Duration;
 use broker::{BrokerHost, TEST_USER};
 use emqx_relup::load::{Load, LoadOptions};
 
-fn running_host(extra: &str) -> BrokerHost {
-    let mut b = BrokerHost::new(extra);
-    b.drop_broker_release("5.0.0", true, "");
-    b.drop_broker_release("5.0.1", false, "");
-    let (_, err, code) = b.emqx(&["install", "5.0.0"]);
-    assert_eq!(code, Some(0), "{err}");
-    b.start();
-    assert_eq!(b.version_seen(0), "5.0.0");
-    b
-}
-
 fn load(b: &BrokerHost) -> Load {
     Load::start(LoadOptions {
         addrs: b.addrs(),
@@ -46,7 +35,7 @@ fn pair(v: &str, s: &str) -> (String, String) {
 
 #[test]
 fn twenty_switches_under_load_refuse_nothing() {
-    let b = running_host("");
+    let b = BrokerHost::running("");
     let load = load(&b);
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..20 {
@@ -97,7 +86,7 @@ fn twenty_switches_under_load_refuse_nothing() {
 
 #[test]
 fn reference_transcripts_with_a_running_broker() {
-    let b = running_host("");
+    let b = BrokerHost::running("");
     let (out, _, code) = b.emqx(&["upgrade", "--no-permanent", "5.0.1"]);
     assert_eq!(code, Some(0));
     assert_eq!(
@@ -132,7 +121,7 @@ fn reference_transcripts_with_a_running_broker() {
 
 #[test]
 fn a_trial_release_reverts_on_start_and_reload_follows_the_state() {
-    let mut b = running_host("");
+    let mut b = BrokerHost::running("");
     assert_eq!(b.emqx(&["upgrade", "--no-permanent", "5.0.1"]).2, Some(0));
     assert_eq!(b.version_seen(0), "5.0.1");
     // The broker dies; start runs the permanent release again.
@@ -160,7 +149,7 @@ fn a_trial_release_reverts_on_start_and_reload_follows_the_state() {
 /// Runs a failing switch under load; the old broker must keep serving,
 /// nothing refused, the state unchanged.
 fn failing_switch(extra: &str, refbroker_toml: &str, expect: &str, crashes: bool) {
-    let b = running_host(extra);
+    let b = BrokerHost::running(extra);
     b.drop_broker_release("5.0.2", true, refbroker_toml);
     assert_eq!(b.emqx(&["unpack", "5.0.2"]).2, Some(0));
     let before = b.host.state();
@@ -219,7 +208,7 @@ fn a_release_that_crashes_after_ready_is_caught_before_commit() {
 
 #[test]
 fn the_old_broker_killed_during_a_switch_is_reported_and_start_recovers() {
-    let mut b = running_host("");
+    let mut b = BrokerHost::running("");
     b.drop_broker_release("5.0.2", true, "ready_delay_ms = 2000\n");
     assert_eq!(b.emqx(&["unpack", "5.0.2"]).2, Some(0));
     let before = b.host.state();
@@ -264,7 +253,7 @@ fn status_field(pid: u32, field: &str) -> String {
 
 #[test]
 fn the_new_broker_runs_as_the_service_user_without_capabilities() {
-    let b = running_host("");
+    let b = BrokerHost::running("");
     assert_eq!(b.emqx(&["upgrade", "5.0.1"]).2, Some(0));
     let pid = b.broker_pid();
     let uid = nix::unistd::User::from_name(TEST_USER)
@@ -304,7 +293,7 @@ fn mosquitto_clients_in_a_loop_across_switches() {
             "{tool} is missing: install mosquitto-clients (scripts/test does)"
         );
     }
-    let b = running_host("");
+    let b = BrokerHost::running("");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ports = b.ports;
     let looping = {
@@ -383,7 +372,7 @@ fn mosquitto_clients_in_a_loop_across_switches() {
 /// It works, and its cost (refused connections) shows in the load report.
 #[test]
 fn the_restart_strategy_stops_and_starts() {
-    let b = running_host("strategy = \"restart\"\n");
+    let b = BrokerHost::running("strategy = \"restart\"\n");
     let old = b.broker_pid();
     let load = load(&b);
     std::thread::sleep(Duration::from_millis(300));
@@ -413,7 +402,7 @@ fn emqx_relup_alive(pid: u32) -> bool {
 
 #[test]
 fn without_systemd_the_switch_is_direct_and_says_so_with_v() {
-    let b = running_host("");
+    let b = BrokerHost::running("");
     let (out, err, code) = b.emqx(&["-v", "upgrade", "5.0.1"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(

@@ -17,16 +17,6 @@ use std::time::{Duration, Instant};
 
 use broker::{BrokerHost, TEST_USER};
 
-fn running_host(extra: &str) -> BrokerHost {
-    let mut b = BrokerHost::new(extra);
-    b.drop_broker_release("5.0.0", true, "");
-    b.drop_broker_release("5.0.1", false, "");
-    let (_, err, code) = b.emqx(&["install", "5.0.0"]);
-    assert_eq!(code, Some(0), "{err}");
-    b.start();
-    b
-}
-
 /// A command run as the test user (real, effective and saved ids, no
 /// supplementary groups).
 fn as_user(program: &str) -> Command {
@@ -86,13 +76,7 @@ fn planted_links_fifos_devices_and_a_deaf_socket_change_nothing_of_root() {
     let sentinel = Sentinel::new();
     // The log lives in the service user's folder, as under the unit.
     let mut b = BrokerHost::new("ready_timeout_secs = 3\nbroker_log = \"RUN/broker.log\"\n");
-    let conf = b.host.path().join("relup.toml");
     let run = b.runtime_dir();
-    let text = fs::read_to_string(&conf).unwrap().replace(
-        "RUN/broker.log",
-        &run.join("broker.log").display().to_string(),
-    );
-    fs::write(&conf, text).unwrap();
     b.drop_broker_release("5.0.0", true, "");
     b.drop_broker_release("5.0.1", false, "");
     b.drop_broker_release("5.0.2", false, "");
@@ -200,7 +184,7 @@ fn wait_line(child: &mut Child, want: &str) {
 /// could have swapped. Seen during the settle time of a switch.
 #[test]
 fn the_notify_socket_lives_in_a_folder_only_its_maker_can_write() {
-    let b = running_host("settle_secs = 1.5\n");
+    let b = BrokerHost::running("settle_secs = 1.5\n");
     let run = b.runtime_dir();
     let mut switch = b.command().args(["upgrade", "5.0.1"]).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -240,7 +224,7 @@ fn alive(pid: u32) -> bool {
 /// namespace is refused with exit 5, the victim lives, the broker serves.
 #[test]
 fn the_restart_strategy_never_signals_a_process_that_is_not_the_broker() {
-    let b = running_host("strategy = \"restart\"\n");
+    let b = BrokerHost::running("strategy = \"restart\"\n");
     let run = b.runtime_dir();
     let broker = b.broker_pid();
     let spawn = |mut c: Command| KillOnDrop(c.stdin(Stdio::null()).spawn().unwrap());
@@ -303,7 +287,7 @@ fn child_of(parent: u32) -> Option<u32> {
 /// pipe of the admin's, and a session of its own.
 #[test]
 fn the_new_broker_inherits_nothing_of_roots_session() {
-    let b = running_host("pass_env = [\"HTTP_PROXY\"]\n");
+    let b = BrokerHost::running("pass_env = [\"HTTP_PROXY\"]\n");
     b.drop_broker_release("5.0.2", false, "");
     // Without broker_log: the broker's output must not be the admin's pipe,
     // or `output()` below would wait for as long as the broker lives.
@@ -449,7 +433,7 @@ fn run_bounded(mut cmd: Command, bound: Duration) -> std::process::Output {
 /// new one (as a killed switch could leave it).
 #[test]
 fn uninstall_refuses_a_release_a_live_process_runs_from() {
-    let b = running_host("");
+    let b = BrokerHost::running("");
     assert_eq!(b.emqx(&["upgrade", "5.0.1"]).2, Some(0));
     let tree = b.host.store().join("5.0.0");
     let elsewhere = tempfile::tempdir().unwrap();

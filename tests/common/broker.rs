@@ -134,10 +134,15 @@ impl BrokerHost {
         let log = host.path().join("broker.log");
         // The config names the log; the placeholder keeps with_config simple.
         let conf = host.path().join("relup.toml");
-        let text = fs::read_to_string(&conf).unwrap().replace(
-            "\"BROKER_LOG\"",
-            &format!("{:?}", log.display().to_string()),
-        );
+        // `RUN/` in `extra` names the runtime dir (the service user's).
+        let run = host.path().join("run");
+        let text = fs::read_to_string(&conf)
+            .unwrap()
+            .replace(
+                "\"BROKER_LOG\"",
+                &format!("{:?}", log.display().to_string()),
+            )
+            .replace("\"RUN/", &format!("\"{}/", run.display()));
         fs::write(&conf, text).unwrap();
         fs::File::create(&log).unwrap();
         // The broker's user reads the trees and writes its runtime dir.
@@ -150,6 +155,19 @@ impl BrokerHost {
             log,
             started: Vec::new(),
         }
+    }
+
+    /// A host running release 5.0.0 (permanent, from a zip) with 5.0.1
+    /// dropped as a tar.gz: where most switch tests start.
+    pub fn running(extra: &str) -> BrokerHost {
+        let mut b = BrokerHost::new(extra);
+        b.drop_broker_release("5.0.0", true, "");
+        b.drop_broker_release("5.0.1", false, "");
+        let (_, err, code) = b.emqx(&["install", "5.0.0"]);
+        assert_eq!(code, Some(0), "{err}");
+        b.start();
+        assert_eq!(b.version_seen(0), "5.0.0");
+        b
     }
 
     pub fn runtime_dir(&self) -> PathBuf {

@@ -48,9 +48,19 @@ impl Sandbox {
             .unwrap();
         let name = format!("{tag}-{}", std::process::id());
         // A sandbox left by a killed run of this test has another pid: no clash.
+        // The sandbox's /tmp and /run are its own: a checkout (and build
+        // output) under /tmp must be bound in to be seen there.
+        let repo = Path::new(REPO);
+        let bins = Path::new(env!("CARGO_BIN_EXE_emqx-relup"))
+            .parent()
+            .unwrap_or(repo);
+        let mut binds = vec![share.path(), repo];
+        if !bins.starts_with(repo) {
+            binds.push(bins);
+        }
         let out = Command::new(SCRIPT)
             .args(["boot", &name])
-            .arg(share.path())
+            .args(binds)
             .stdin(Stdio::null())
             .output()
             .unwrap();
