@@ -8,6 +8,7 @@ mod announce;
 mod child;
 mod generations;
 pub mod intent;
+mod notify;
 mod pidfile;
 pub mod process;
 pub mod recover;
