@@ -54,12 +54,21 @@ pub fn ensure_test_user() {
     }
 }
 
+/// A free loopback port below the kernel's ephemeral range (32768+), so
+/// that no client socket and no `bind(0)` of a parallel test can take it
+/// while this host's broker is down (a kill, a restart): a port handed out
+/// once per process, checked free by binding it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::process::id().wrapping_mul(7919) % 12_000;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + ((base + n) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The entries of a release package of the reference broker; `refbroker_toml`
@@ -234,14 +243,25 @@ impl BrokerHost {
             .unwrap();
         self.started.push(child);
         self.wait_serving();
+        let exited = self
+            .started
+            .last_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        assert!(
+            exited.is_none(),
+            "emqx start exited ({exited:?}) although the listeners answer: someone else holds them; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// Waits until both listeners accept and the handoff socket answers.
     pub fn wait_serving(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            // The socket must answer: a killed broker leaves a stale file.
             let up = self.addrs().iter().all(|a| TcpStream::connect(a).is_ok())
-                && self.runtime_dir().join("handoff.sock").exists();
+                && emqx_relup::handoff::Channel::connect(&self.runtime_dir().join("handoff.sock"))
+                    .is_ok();
             if up {
                 return;
             }
@@ -266,7 +286,35 @@ impl BrokerHost {
 
     /// The version a new MQTT client sees in `$SYS/broker/version`.
     pub fn version_seen(&self, listener: usize) -> String {
-        mqtt_version(self.addrs()[listener])
+        let addr = self.addrs()[listener];
+        match std::panic::catch_unwind(|| mqtt_version(addr)) {
+            Ok(v) => v,
+            Err(_) => panic!(
+                "asking {addr} for its version failed; broker log:\n{}\nprocesses of this host: {:?}",
+                self.log_text(),
+                self.host_processes()
+            ),
+        }
+    }
+
+    /// (pid, exe, state) of the processes running from this host's trees.
+    pub fn host_processes(&self) -> Vec<(i32, String, String)> {
+        let me = self.host.path().display().to_string();
+        let mut out = Vec::new();
+        for p in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Ok(exe) = fs::read_link(p.path().join("exe")) {
+                let exe = exe.display().to_string();
+                if exe.starts_with(&me) {
+                    let stat = fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+                    let state = stat.rsplit_once(") ").map(|(_, r)| r[..1].to_string());
+                    out.push((pid, exe, state.unwrap_or_default()));
+                }
+            }
+        }
+        out
     }
 
     /// Kills every broker process of this host.
@@ -294,16 +342,28 @@ impl BrokerHost {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // SIGKILL is asynchronous: wait until no killed broker holds a
-        // listener any more (gone, or a zombie nobody reaps).
+        // SIGKILL is asynchronous: wait until no killed broker holds an fd
+        // any more (gone, or a zombie nobody reaps). Not the leader's
+        // state: a multi-threaded broker's leader shows Z while its other
+        // threads still hold the listeners and the handoff socket, whose
+        // queued connections are then reset.
         let deadline = Instant::now() + Duration::from_secs(10);
         for pid in killed {
             while Instant::now() < deadline
-                && fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .is_ok_and(|s| !s.contains(") Z "))
+                && fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|mut d| d.next().is_some())
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
+        }
+        // /proc may stop answering for a process in the middle of its exit:
+        // what counts is that no socket listens on the ports any more.
+        while Instant::now() < deadline
+            && !self
+                .ports
+                .iter()
+                .all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
