@@ -4,15 +4,10 @@
 //! switch time split into the helper's own work and the new broker's start.
 //! Runs as root (brokers run as a test user), like the switch tests.
 
-#[path = "../tests/common/broker.rs"]
-mod broker;
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use broker::BrokerHost;
-use emqx_relup::load::{Load, LoadOptions, Report};
+use emqx_load::{Load, LoadOptions, Report};
+use emqx_testkit::BrokerHost;
 
 struct Run {
     strategy: &'static str,

@@ -14,7 +14,7 @@ use crate::layout::Layout;
 use crate::ops::{Ops, Report};
 use crate::privs;
 use crate::release::{parse_version, MoveKind, Releases, Say};
-use crate::switch::{clean_env, close_from, record_running, shim, Handoff, Switcher};
+use crate::switch::{self, clean_env, close_from, record_running, shim, Handoff, Switcher};
 use crate::systemd::{self, Journal, Notifier, Priority};
 use crate::Error;
 
@@ -256,12 +256,11 @@ impl Report for Printer {
     }
 
     fn note(&mut self, text: &str) {
-        let priority = if text.starts_with("WARNING") {
-            Priority::Warning
-        } else {
-            Priority::Notice
-        };
-        self.line(priority, &format!("note: {text}"));
+        self.line(Priority::Notice, &format!("note: {text}"));
+    }
+
+    fn warn(&mut self, text: &str) {
+        self.line(Priority::Warning, &format!("note: WARNING: {text}"));
     }
 
     fn detail(&mut self, text: &str) {
@@ -272,7 +271,7 @@ impl Report for Printer {
 }
 
 fn version(text: &str) -> Result<Version, Error> {
-    parse_version(text)
+    Ok(parse_version(text)?)
 }
 
 fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
@@ -394,7 +393,7 @@ fn switcher_for(
                     Ok(Box::new(Handoff::under_systemd(config.clone(), n)))
                 }
                 Some(Err(e)) => Err(Error::io("connecting to NOTIFY_SOCKET", e)),
-                None => Ok(systemd::direct(config)),
+                None => Ok(switch::direct(config)),
             }
         }
         // An administrator's `reload` (a root shell, no INVOCATION_ID) goes
@@ -405,11 +404,11 @@ fn switcher_for(
         | Cmd::Downgrade { .. }
         | Cmd::Hook { .. }
         | Cmd::Reload => {
-            let (switcher, path) = systemd::admin_switcher(config);
+            let (switcher, path) = switch::admin_switcher(config);
             out.detail(&path);
             Ok(switcher)
         }
-        _ => Ok(systemd::direct(config)),
+        _ => Ok(switch::direct(config)),
     }
 }
 

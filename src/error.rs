@@ -44,8 +44,8 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// A version argument that is not a semantic version.
-    #[error("Invalid semantic version: '{0}'")]
-    InvalidVersion(String),
+    #[error(transparent)]
+    InvalidVersion(#[from] crate::release::InvalidVersion),
     /// The release planner refused the request.
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -58,12 +58,14 @@ pub enum Error {
         problem: PackageProblem,
     },
     /// The running broker could not be switched.
-    #[error("switch to {version} failed: {reason}")]
+    #[error("switch to {version} failed: {reason}{}", serving.suffix())]
     Switch {
         /// The release that was to run.
         version: String,
         /// Why it did not.
         reason: String,
+        /// Which broker serves now.
+        serving: Serving,
     },
     /// The running broker could not be asked (its handoff socket).
     #[error("asking the running broker: {0}")]
@@ -127,11 +129,56 @@ impl Error {
         }
     }
 
+    /// A failed switch to `version`, which broker serves told by `serving`.
+    pub fn switch(
+        version: &impl fmt::Display,
+        reason: impl Into<String>,
+        serving: Serving,
+    ) -> Self {
+        Error::Switch {
+            version: version.to_string(),
+            reason: reason.into(),
+            serving,
+        }
+    }
+
+    /// The constructor of a switch to `version` failing before anything
+    /// changed: `.map_err(Error::switching(version))`.
+    pub fn switching<'v, V: fmt::Display>(version: &'v V) -> impl Fn(String) -> Error + 'v {
+        move |reason| Error::switch(version, reason, Serving::Unstated)
+    }
+
     /// An I/O error with what was being done.
     pub fn io(context: impl fmt::Display, source: io::Error) -> Self {
         Error::Io {
             context: context.to_string(),
             source,
+        }
+    }
+}
+
+/// Which broker serves after a switch failed: what the operator reads
+/// first, so it is a field, never a suffix typed into each reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    /// Nothing was started yet, or the reason itself says what runs.
+    Unstated,
+    /// The new broker exited by itself; the old one serves.
+    Old,
+    /// The new broker was stopped; the old one serves.
+    OldNewStopped,
+    /// No broker runs: the operator must start one.
+    Nothing,
+}
+
+impl Serving {
+    /// The end of the error line that says it.
+    fn suffix(self) -> &'static str {
+        match self {
+            Serving::Unstated => "",
+            Serving::Old => "; the old one still serves",
+            Serving::OldNewStopped => "; the new broker was stopped and the old one still serves",
+            Serving::Nothing => "; no broker runs now: start it again ('emqx-relup start')",
         }
     }
 }

@@ -1,13 +1,11 @@
 //! Two commands at once: one holds the lock, the other waits or gives up
 //! with the holder's pid; the state file stays valid.
 
-mod common;
-
 use std::fs;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{big_release, text, write_tar_gz, Host};
+use emqx_testkit::{big_release, text, write_tar_gz, Host};
 
 fn host(lock_timeout: &str) -> Host {
     let host = Host::with_config(&format!("lock_timeout_secs = {lock_timeout}\n"));

@@ -2,15 +2,13 @@
 //! moments. After each kill `versions` works and lists no partial release,
 //! and the same `upgrade` then completes.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::process::Stdio;
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{big_release, count_tree, write_tar_gz, Host};
+use emqx_testkit::{big_release, count_tree, write_tar_gz, Host};
 
 const RUNS: usize = 50;
 
@@ -21,7 +19,7 @@ fn kill_9_during_upgrade_never_lists_a_partial_release() {
     let entries = big_release("5.0.1", 1500, 8 << 20);
     write_tar_gz(&big, &entries);
     let small = work.path().join("emqx-5.0.0.tar.gz");
-    write_tar_gz(&small, &common::release("5.0.0", "emqx/"));
+    write_tar_gz(&small, &emqx_testkit::release("5.0.0", "emqx/"));
 
     let fresh = || {
         let host = Host::new();
@@ -101,10 +99,14 @@ fn kill_9_during_upgrade_never_lists_a_partial_release() {
         }
 
         let out = host.emqx(&["upgrade", "5.0.1"]);
-        if common::text(&out).1.contains("interrupted run") {
+        if emqx_testkit::text(&out).1.contains("interrupted run") {
             repaired += 1;
         }
-        assert!(out.status.success(), "run {run}: {:?}", common::text(&out));
+        assert!(
+            out.status.success(),
+            "run {run}: {:?}",
+            emqx_testkit::text(&out)
+        );
         assert_eq!(
             host.versions(),
             [

@@ -2,17 +2,13 @@
 //! a wrong protocol version, garbage, truncated messages, a peer that hangs.
 //! The broker keeps serving and logs one line per bad session.
 
-#[path = "common/broker.rs"]
-mod broker;
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-use broker::BrokerHost;
-use emqx_relup::handoff::{Channel, Message};
+use emqx_handoff::{Channel, Message};
+use emqx_testkit::BrokerHost;
 
 fn running() -> BrokerHost {
     let mut b = BrokerHost::new("");

@@ -1,14 +1,12 @@
 //! Hostile and broken packages: each is refused (exit 4, one error line), leaves no
 //! trace, and does not block a good package of the same version afterwards.
 
-mod common;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
-use common::{entry, file, release, text, write_tar_gz, write_zip, Entry, Host, Kind};
+use emqx_testkit::{entry, file, release, text, write_tar_gz, write_zip, Entry, Host, Kind};
 use sha2::{Digest, Sha256};
 
 const TGZ: &str = "emqx-5.0.1.tar.gz";

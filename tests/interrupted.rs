@@ -6,15 +6,11 @@
 //! and `uninstall` of that release is refused. Needs the `failpoints`
 //! feature (scripts/test builds the tests with it).
 
-#[path = "common/broker.rs"]
-mod broker;
-mod common;
-
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use broker::BrokerHost;
+use emqx_testkit::BrokerHost;
 
 /// The pids holding the listening socket on `port` (ss), once a draining
 /// broker has had time to go.

@@ -5,16 +5,10 @@
 //! values rpm passes. Needs root and the helper's packages from
 //! `scripts/build-packages` (the README's test command builds them first).
 
-#[path = "common/broker.rs"]
-mod broker;
-mod common;
-#[path = "common/sandbox.rs"]
-mod sandbox;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sandbox::Sandbox;
+use emqx_testkit::Sandbox;
 
 /// The helper's packages, built by `scripts/build-packages`.
 fn helper_package(ext: &str) -> PathBuf {
@@ -38,7 +32,7 @@ fn helper_package(ext: &str) -> PathBuf {
 /// broker into the sandbox's share; returns the package path.
 fn release_package(sb: &Sandbox, version: &str, kind: &str) -> PathBuf {
     let zip = sb.share.path().join(format!("emqx-{version}.zip"));
-    common::write_zip(&zip, &broker::broker_release(version, ""));
+    emqx_testkit::write_zip(&zip, &emqx_testkit::broker::broker_release(version, ""));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/package-release");
     let out = Command::new(script)
         .arg(&zip)
@@ -77,7 +71,7 @@ fn assert_clean(report: &serde_json::Value) {
 fn with_load_harness(sb: &Sandbox) {
     sb.ok(&format!(
         "install -m 0755 {} /usr/bin/emqx-load",
-        env!("CARGO_BIN_EXE_emqx-load")
+        emqx_testkit::bins::bin("emqx-load").display()
     ));
 }
 

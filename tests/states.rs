@@ -1,11 +1,9 @@
 //! Every command in every state of the target release, table-driven:
 //! output, exit code and resulting state. No broker runs here.
 
-mod common;
-
 use std::fs;
 
-use common::{text, Host};
+use emqx_testkit::{text, Host};
 
 const O: &str = "5.0.0";
 const V: &str = "5.0.1";
@@ -347,8 +345,8 @@ fn a_flat_tarball_made_with_dot_unpacks() {
     // `tar czf pkg.tar.gz -C tree .` writes a "./" entry first.
     let host = Host::new();
     let tree = host.path().join("tree");
-    let mut entries = vec![common::entry("./", common::Kind::Dir)];
-    for mut e in common::release("5.0.3", "") {
+    let mut entries = vec![emqx_testkit::entry("./", emqx_testkit::Kind::Dir)];
+    for mut e in emqx_testkit::release("5.0.3", "") {
         e.name = format!("./{}", e.name);
         entries.push(e);
     }

@@ -6,16 +6,12 @@
 //! (default 200). Runs as root, alone in its test binary (the RSS figure is
 //! that of this process's children).
 
-#[path = "common/broker.rs"]
-mod broker;
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use broker::{BrokerHost, TEST_USER};
+use emqx_testkit::{BrokerHost, TEST_USER};
 
 #[test]
 fn switches_under_a_service_user_that_swaps_every_new_entry_for_a_link() {

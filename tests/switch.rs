@@ -3,16 +3,12 @@
 //! broker, and the handoff socket's defences. Runs as root: brokers run as
 //! a real non-root test user.
 
-#[path = "common/broker.rs"]
-mod broker;
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::time::Duration;
 
-use broker::{BrokerHost, TEST_USER};
-use emqx_relup::load::{Load, LoadOptions};
+use emqx_load::{Load, LoadOptions};
+use emqx_testkit::{BrokerHost, TEST_USER};
 
 fn load(b: &BrokerHost) -> Load {
     Load::start(LoadOptions {

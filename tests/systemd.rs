@@ -1,17 +1,11 @@
 //! The broker as `emqx.service` inside a real systemd (PID 1 in namespaces,
-//! `tests/sandbox/systemd-sandbox`): `emqx-relup upgrade` through D-Bus,
+//! `crates/testkit/sandbox/systemd-sandbox`): `emqx-relup upgrade` through D-Bus,
 //! `systemctl reload emqx`, failures, restarts and kills, all under MQTT
 //! load. Needs root; fails (never skips) without.
 
-#[path = "common/broker.rs"]
-mod broker;
-mod common;
-#[path = "common/sandbox.rs"]
-mod sandbox;
-
 use std::time::Duration;
 
-use sandbox::Sandbox;
+use emqx_testkit::Sandbox;
 
 fn pair(v: &str, s: &str) -> (String, String) {
     (v.to_string(), s.to_string())

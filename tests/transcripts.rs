@@ -1,9 +1,7 @@
 //! The transcripts of the hot-upgrade reference that need no running broker,
 //! run through the `emqx` link; stdout compared byte for byte.
 
-mod common;
-
-use common::{text, Host};
+use emqx_testkit::{text, Host};
 
 /// 5.0.0 installed and permanent, as at the start of the reference.
 fn host_with_500() -> Host {

@@ -5,17 +5,13 @@
 //! returns within its bounds. Runs as root; the hostile acts run as the
 //! real test user through `setpriv`.
 
-#[path = "common/broker.rs"]
-mod broker;
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use broker::{BrokerHost, TEST_USER};
+use emqx_testkit::{BrokerHost, TEST_USER};
 
 /// A command run as the test user (real, effective and saved ids, no
 /// supplementary groups).

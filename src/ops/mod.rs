@@ -32,6 +32,9 @@ pub trait Report {
     fn say(&mut self, line: &Say);
     /// A note for the operator (stderr).
     fn note(&mut self, text: &str);
+    /// Something the operator must act on although the operation
+    /// succeeded (stderr, `note: WARNING: ...`, journal priority warning).
+    fn warn(&mut self, text: &str);
     /// A detail shown only when asked for (`-v`).
     fn detail(&mut self, _text: &str) {}
 }
@@ -296,10 +299,7 @@ impl<'a> Ops<'a> {
                                 },
                             );
                             crate::switch::Pending::record(&mut record, &intent).map_err(|e| {
-                                Error::Switch {
-                                    version: v.to_string(),
-                                    reason: format!("recording the switch: {e}"),
-                                }
+                                Error::switching(&v)(format!("recording the switch: {e}"))
                             })?;
                             releases.install(&v);
                             self.store.save(lock, releases)?;
@@ -313,12 +313,9 @@ impl<'a> Ops<'a> {
                                 Err(e) => {
                                     *releases = before;
                                     if let Err(save) = self.store.save(lock, releases) {
-                                        return Err(Error::Switch {
-                                            version: v.to_string(),
-                                            reason: format!(
-                                                "{e}; restoring the state failed too ({save}): it still names {v} as current, run 'emqx-relup versions' and install the running release"
-                                            ),
-                                        });
+                                        return Err(Error::switching(&v)(format!(
+                                            "{e}; restoring the state failed too ({save}): it still names {v} as current, run 'emqx-relup versions' and install the running release"
+                                        )));
                                     }
                                     record.clear()?;
                                     return Err(e);
@@ -460,6 +457,9 @@ fn report_switch(
         )),
     }
     if let Some(w) = &r.warning {
-        out.note(&format!("WARNING: {w}"));
+        out.warn(w);
     }
 }
+
+#[cfg(test)]
+mod tests;

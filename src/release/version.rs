@@ -4,12 +4,16 @@ use std::cmp::Ordering;
 
 use semver::Version;
 
-use super::plan::Refusal;
-use crate::Error;
+use super::refusal::Refusal;
+
+/// A version argument that is not a semantic version; carries the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid semantic version: '{0}'")]
+pub struct InvalidVersion(pub String);
 
 /// Parses a version argument; `v5`, `5.0` and `05.0.1` are refused.
-pub fn parse_version(text: &str) -> Result<Version, Error> {
-    Version::parse(text).map_err(|_| Error::InvalidVersion(text.to_string()))
+pub fn parse_version(text: &str) -> Result<Version, InvalidVersion> {
+    Version::parse(text).map_err(|_| InvalidVersion(text.to_string()))
 }
 
 /// Which way a move goes.

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use emqx_handoff::env::{self, FIRST_FD};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -75,7 +76,7 @@ pub fn allowed_env(name: &str, pass_env: &[String]) -> bool {
     NAMES.contains(&name)
         || SYSTEMD.contains(&name)
         || name.starts_with("LC_")
-        || (name.starts_with("EMQX_") && !name.starts_with("EMQX_RELUP_"))
+        || (name.starts_with(env::BROKER_PREFIX) && !name.starts_with(env::HELPER_PREFIX))
         || pass_env.iter().any(|p| p == name)
 }
 
@@ -85,10 +86,10 @@ pub fn allowed_env(name: &str, pass_env: &[String]) -> bool {
 /// `JOURNAL_STREAM`, `INVOCATION_ID`, `WATCHDOG_*`), for `start`.
 pub fn clean_env(cmd: &mut Command, pass_env: &[String], user: &ServiceUser, systemd: bool) {
     const UNIT: [&str; 8] = [
-        "NOTIFY_SOCKET",
-        "LISTEN_FDS",
-        "LISTEN_PID",
-        "LISTEN_FDNAMES",
+        env::NOTIFY_SOCKET,
+        env::LISTEN_FDS,
+        env::LISTEN_PID,
+        env::LISTEN_FDNAMES,
         "JOURNAL_STREAM",
         "INVOCATION_ID",
         "WATCHDOG_USEC",
@@ -128,24 +129,17 @@ fn spawn(launch: Launch<'_>) -> std::io::Result<Child> {
     cmd.arg("--")
         .arg(program)
         .args(&launch.entry[1..])
-        .current_dir(launch.tree)
-        .env_clear()
-        .envs(
-            std::env::vars_os()
-                .filter(|(k, _)| k.to_str().is_some_and(|k| allowed_env(k, launch.pass_env))),
-        )
-        .env("HOME", &launch.user.home)
-        .env("USER", &launch.user.name)
-        .env("LOGNAME", &launch.user.name)
-        .env("NOTIFY_SOCKET", launch.notify)
+        .current_dir(launch.tree);
+    clean_env(&mut cmd, launch.pass_env, launch.user, false);
+    cmd.env(env::NOTIFY_SOCKET, launch.notify)
         .stdin(Stdio::null())
         .stdout(Stdio::from(launch.sink))
         .stderr(Stdio::from(launch.report));
     // No listeners (a restart): no LISTEN_* at all, so the broker binds.
     if !launch.listeners.is_empty() {
         let names: Vec<&str> = launch.listeners.iter().map(|(n, _)| n.as_str()).collect();
-        cmd.env("LISTEN_FDS", names.len().to_string())
-            .env("LISTEN_FDNAMES", names.join(":"));
+        cmd.env(env::LISTEN_FDS, names.len().to_string())
+            .env(env::LISTEN_FDNAMES, names.join(":"));
     }
     for (k, v) in &launch.env {
         cmd.env(k, v);
@@ -155,11 +149,11 @@ fn spawn(launch: Launch<'_>) -> std::io::Result<Child> {
         .iter()
         .map(|(_, fd)| fd.as_raw_fd())
         .collect();
-    if raw.len() > crate::handoff::MAX_FDS {
+    if raw.len() > emqx_handoff::MAX_FDS {
         return Err(std::io::Error::other("too many listeners"));
     }
     // The lease goes after the listeners: LISTEN_FDS does not count it.
-    cmd.env(LEASE_ENV, (3 + raw.len()).to_string());
+    cmd.env(env::LEASE_ENV, env::lease_fd(raw.len()).to_string());
     raw.push(launch.lease.as_raw_fd());
     let n = raw.len() as RawFd;
     // SAFETY: the closure runs between fork and exec and only makes
@@ -176,21 +170,21 @@ fn spawn(launch: Launch<'_>) -> std::io::Result<Child> {
             // them at 3.. cannot overwrite one not yet placed.
             let mut moved = [0 as RawFd; 64];
             for (i, fd) in raw.iter().enumerate() {
-                moved[i] = nix::libc::fcntl(*fd, nix::libc::F_DUPFD_CLOEXEC, 3 + n);
+                moved[i] = nix::libc::fcntl(*fd, nix::libc::F_DUPFD_CLOEXEC, FIRST_FD + n);
                 if moved[i] < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
             for (i, fd) in moved.iter().take(raw.len()).enumerate() {
                 // dup2 clears close-on-exec on the target: these survive exec.
-                if nix::libc::dup2(*fd, 3 + i as RawFd) < 0 {
+                if nix::libc::dup2(*fd, FIRST_FD + i as RawFd) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
             // Nothing else the helper holds reaches the broker: an fd the
             // helper inherited without close-on-exec (a caller's lock or
             // log) is closed at exec.
-            close_from(3 + n)
+            close_from(FIRST_FD + n)
         });
     }
     cmd.spawn()
@@ -231,9 +225,6 @@ pub enum NotReady {
     /// Polling failed.
     Io(String),
 }
-
-/// The environment variable naming the lease fd of a broker a switch starts.
-pub const LEASE_ENV: &str = "EMQX_RELUP_LEASE_FD";
 
 /// The helper's end of a new broker's lease: the broker exits if this end
 /// closes (the helper died) before [`Lease::confirm`], so that a helper

@@ -78,13 +78,4 @@ pub fn wait_for_drain(
     Ok(())
 }
 
-/// Whether `pid` runs (a zombie has finished).
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
+pub use emqx_handoff::alive;

@@ -3,10 +3,25 @@
 //! start the new release with them, wait for `READY=1` and a settle time,
 //! then commit (the old broker stops accepting, drains, exits). Any failure
 //! before the commit kills the new process and leaves the old one serving.
+//!
+//! The strategies: [`Handoff`] (`handoff`: the listeners move), [`Restart`]
+//! (`restart`: stop, then start), [`UnitSwitch`] (`unit`: systemd's reload
+//! runs one of those inside the unit); `choose` picks one for an
+//! administrator's command. Their parts: `commit` (the pure commit
+//! decision), `child` (starting the new broker: environment, fds, lease),
+//! `shim` (the exec shim it runs through), `notify` (its private notify
+//! socket), `announce` (what systemd is told), `runtime` (the only way
+//! root touches the runtime folder), `process` (proving a pid is a broker),
+//! `pidfile` and `generations` (the running and the draining broker),
+//! `intent` and `recover` (the record of a switch in flight, resolved by
+//! the next command). The protocol itself is the `emqx_handoff` crate.
 
 mod announce;
 mod child;
+mod choose;
+mod commit;
 mod generations;
+mod handoff;
 pub mod intent;
 mod notify;
 mod pidfile;
@@ -14,11 +29,11 @@ pub mod process;
 pub mod recover;
 mod restart;
 mod runtime;
-mod session;
 pub mod shim;
+mod unit;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use semver::Version;
 
@@ -26,9 +41,14 @@ use crate::config::Config;
 use crate::privs;
 use crate::Error;
 
-pub use child::{clean_env, close_from, LEASE_ENV};
-pub use generations::alive;
+pub use child::{clean_env, close_from};
+pub use choose::{admin_switcher, direct};
+pub use emqx_handoff::alive;
+pub use emqx_handoff::client::Session;
+pub use emqx_handoff::env::HANDOFF_SOCKET;
+pub use handoff::Handoff;
 pub use process::{running_from, start_time, Expect};
+pub use unit::UnitSwitch;
 
 /// The recorded draining broker, if it still runs (see [`generations`]).
 pub fn draining_broker(config: &Config) -> Option<u32> {
@@ -36,17 +56,20 @@ pub fn draining_broker(config: &Config) -> Option<u32> {
     generations::draining(&config.runtime_dir, Expect { uid, store: None })
 }
 
-/// The environment variable giving a broker a switch starts under systemd
-/// the unit's notify socket (its own `NOTIFY_SOCKET` is the helper's).
-pub const SYSTEMD_NOTIFY_ENV: &str = "EMQX_RELUP_SYSTEMD_NOTIFY";
-/// The environment variable naming the broker a switch replaces.
-pub const OLD_PID_ENV: &str = "EMQX_RELUP_OLD_PID";
 pub use pidfile::record as record_running;
 pub use restart::Restart;
-pub use session::Session;
 
-/// The name of a running broker's handoff socket in the runtime dir.
-pub const HANDOFF_SOCKET: &str = "handoff.sock";
+/// How long a running broker has to answer the helper's hello.
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A session with the broker at `path` (see [`Session::open`]), the
+/// helper's version in its hello; `Ok(None)` when nothing listens there.
+pub(crate) fn open_session(
+    path: &Path,
+    uid: Option<nix::unistd::Uid>,
+) -> Result<Option<Session>, String> {
+    Session::open(path, uid, HELLO_TIMEOUT, env!("CARGO_PKG_VERSION"))
+}
 
 /// A broker found running.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,306 +147,5 @@ pub struct NoRecord;
 impl Pending for NoRecord {
     fn record(&mut self, _: &intent::Intent) -> Result<(), String> {
         Ok(())
-    }
-}
-
-/// The handoff-socket switcher.
-pub struct Handoff {
-    config: Config,
-    announce: announce::Announce,
-}
-
-impl Handoff {
-    /// A switcher configured by `config`.
-    pub fn new(config: Config) -> Self {
-        Handoff {
-            config,
-            announce: announce::Announce::new(None),
-        }
-    }
-
-    /// A switcher that reports to systemd through `notifier` (the switch
-    /// runs as the unit's `ExecReload`): `MAINPID=` of the new broker
-    /// behind a barrier before the old one is told to commit.
-    pub fn under_systemd(config: Config, notifier: crate::systemd::Notifier) -> Self {
-        Handoff {
-            config,
-            announce: announce::Announce::new(Some(notifier)),
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.config.runtime_dir.join(HANDOFF_SOCKET)
-    }
-}
-
-pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-
-impl Switcher for Handoff {
-    fn probe(&self) -> Result<Option<RunningBroker>, Error> {
-        let path = self.socket();
-        let uid = privs::lookup(&self.config.user).ok().map(|u| u.uid);
-        let session = Session::open(&path, uid, HELLO_TIMEOUT).map_err(Error::Broker)?;
-        match session {
-            Some(s) => Ok(Some(RunningBroker {
-                socket: path,
-                pid: s.pid,
-                start: process::start_time(s.pid),
-                version: s.version,
-            })),
-            // No handoff socket: broker.pid only words the refusal (a bad
-            // one is no broker at all, since nothing listens).
-            None => match pidfile::running(&self.config.runtime_dir) {
-                Ok(Some(r)) => Err(Error::Broker(format!(
-                    "broker {} (pid {}) runs without a handoff socket at {}; set strategy = \"restart\" to stop and start it instead",
-                    r.version,
-                    r.pid,
-                    path.display()
-                ))),
-                Ok(None) | Err(_) => Ok(None),
-            },
-        }
-    }
-
-    fn switch(
-        &self,
-        broker: &RunningBroker,
-        version: &Version,
-        tree: &Path,
-        pending: &mut dyn Pending,
-    ) -> Result<SwitchReport, Error> {
-        let announce = &self.announce;
-        let config = &self.config;
-        // The longest a switch may take, for systemd's job timeout.
-        let bound = config.drain_wait() + config.ready_timeout() + config.settle() + SLACK;
-        announce.begin(&version.to_string(), bound);
-        let result = self.switch_announced(broker, version, tree, pending);
-        match &result {
-            Ok(r) => announce.end(&format!("running release {version} (pid {})", r.new_pid)),
-            Err(e) => announce.end(&format!(
-                "running release {} (pid {}); {e}",
-                broker.version, broker.pid
-            )),
-        }
-        result
-    }
-}
-
-/// Margin on top of the configured waits for systemd's job timeout.
-const SLACK: Duration = Duration::from_secs(15);
-
-impl Handoff {
-    fn switch_announced(
-        &self,
-        broker: &RunningBroker,
-        version: &Version,
-        tree: &Path,
-        pending: &mut dyn Pending,
-    ) -> Result<SwitchReport, Error> {
-        let fail = |reason: String| Error::Switch {
-            version: version.to_string(),
-            reason,
-        };
-        let config = &self.config;
-        let announce = &self.announce;
-        let user = privs::lookup(&config.user).map_err(&fail)?;
-        let after_drain = config.ready_timeout() + config.settle() + SLACK;
-        let expect = process::Expect {
-            uid: user.uid,
-            store: None,
-        };
-        generations::wait_for_drain(
-            &config.runtime_dir,
-            expect,
-            config.drain_wait(),
-            &|pid, left| {
-                announce.extend(
-                    left + after_drain,
-                    &format!("waiting for the previous broker (pid {pid}) to finish draining"),
-                )
-            },
-        )
-        .map_err(&fail)?;
-        let began = Instant::now();
-        let session = Session::open(&broker.socket, Some(user.uid), HELLO_TIMEOUT)
-            .map_err(&fail)?
-            .ok_or_else(|| {
-                fail(format!(
-                    "the broker at {} went away",
-                    broker.socket.display()
-                ))
-            })?;
-        let listeners = session.take_listeners().map_err(&fail)?;
-        let new_socket = config
-            .runtime_dir
-            .join(format!("{HANDOFF_SOCKET}.{}", std::process::id()));
-        let mut env = vec![
-            (
-                "EMQX_HANDOFF_SOCKET".into(),
-                new_socket.display().to_string(),
-            ),
-            (
-                "EMQX_RUNTIME_DIR".into(),
-                config.runtime_dir.display().to_string(),
-            ),
-            ("EMQX_RELUP_VERSION".into(), version.to_string()),
-            (OLD_PID_ENV.into(), broker.pid.to_string()),
-        ];
-        if announce.is_active() {
-            if let Ok(addr) = std::env::var("NOTIFY_SOCKET") {
-                env.push((SYSTEMD_NOTIFY_ENV.into(), addr));
-            }
-        }
-        let launched = child::launch(
-            config,
-            &user,
-            tree,
-            &listeners,
-            env,
-            Some(session.channel.as_fd()),
-        );
-        drop(listeners);
-        let child::Launched {
-            child: mut new,
-            lease,
-            spawned_at,
-            start,
-        } = match launched {
-            Ok(l) => l,
-            Err(why) => {
-                let _ = std::fs::remove_file(&new_socket);
-                let reason = match why {
-                    child::NotReady::Exited(how) => format!("the new broker {how}; the old one still serves"),
-                    child::NotReady::Timeout(t) => format!(
-                        "the new broker was not ready within {:.1} s (ready_timeout_secs); it was stopped and the old one still serves",
-                        t.as_secs_f64()
-                    ),
-                    child::NotReady::OldGone => format!(
-                        "the running broker (pid {}) exited during the switch; the new one was stopped, so no broker runs now: start it again ('emqx-relup start')",
-                        broker.pid
-                    ),
-                    child::NotReady::Io(e) => format!("{e}; the old one still serves"),
-                };
-                return Err(fail(reason));
-            }
-        };
-        let helper_before = spawned_at - began;
-        let committing = Instant::now();
-        // Abandons the new broker: the old one carries on (and is systemd's
-        // main process again before the new one dies).
-        let abandon = |new: &mut std::process::Child, reason: String, told: bool| {
-            let mut reason = reason;
-            if told {
-                if let Err(e) = announce.main_pid(broker.pid) {
-                    reason.push_str(&format!("; {e}"));
-                }
-            }
-            child::stop_group(new);
-            let _ = std::fs::remove_file(&new_socket);
-            fail(reason)
-        };
-        // Under systemd: the new broker becomes the main process, and
-        // systemd has taken that in, before the old one may exit.
-        if let Err(e) = announce.main_pid(new.id()) {
-            return Err(abandon(
-                &mut new,
-                format!("{e}; the new broker was stopped and the old one still serves"),
-                true,
-            ));
-        }
-        let mut warning = None;
-        // From the lease confirm on, a dead helper leaves two brokers or a
-        // half-done commit: say so in the store first.
-        let record = intent::Intent::new(
-            &version.to_string(),
-            &broker.version,
-            intent::Path::Direct {
-                old: intent::Proc {
-                    pid: broker.pid,
-                    start: broker
-                        .start
-                        .or_else(|| process::start_time(broker.pid))
-                        .unwrap_or(0),
-                },
-                new: intent::Proc {
-                    pid: new.id(),
-                    start: process::start_time(new.id()).unwrap_or(0),
-                },
-                socket: format!("{HANDOFF_SOCKET}.{}", std::process::id()),
-            },
-        );
-        if let Err(e) = pending.record(&record) {
-            return Err(abandon(
-                &mut new,
-                format!("recording the switch: {e}; the new broker was stopped and the old one still serves"),
-                announce.is_active(),
-            ));
-        }
-        crate::kill_point!("switch::recorded");
-        // The lease ends before the commit is sent: a helper dying from here
-        // on must not take the new broker with it, since the old one may
-        // get the commit and drain away.
-        if let Err(e) = lease.confirm() {
-            return Err(abandon(
-                &mut new,
-                format!(
-                    "confirming the new broker's lease: {e}; the new broker was stopped and the old one still serves"
-                ),
-                announce.is_active(),
-            ));
-        }
-        crate::kill_point!("switch::confirmed");
-        let draining = match session.commit() {
-            Ok(n) => n,
-            // Sent but not answered: the old broker may be draining already,
-            // so killing the new one could leave nothing serving. Keep it.
-            Err(session::CommitError::Unanswered(reason)) => {
-                warning = Some(format!(
-                    "the old broker (pid {}) did not confirm the commit ({reason}); it drains, or serves beside the new one until it exits",
-                    broker.pid
-                ));
-                0
-            }
-            // The old broker is gone: the new one is ready and holds the
-            // listeners, so keep it rather than leave nothing serving.
-            Err(session::CommitError::Unsent(reason)) if !generations::alive(broker.pid) => {
-                warning = Some(format!(
-                    "the old broker exited during the commit ({reason})"
-                ));
-                0
-            }
-            Err(session::CommitError::Unsent(reason) | session::CommitError::Refused(reason)) => {
-                return Err(abandon(
-                    &mut new,
-                    format!(
-                        "commit: {reason}; the new broker was stopped and the old one still serves"
-                    ),
-                    announce.is_active(),
-                ));
-            }
-        };
-        crate::kill_point!("switch::committed");
-        // Past the commit the switch has happened: what fails now is
-        // reported, never turned into an error that would leave the state
-        // naming the old release.
-        if let Err(e) = std::fs::rename(&new_socket, self.socket()) {
-            warning = Some(format!(
-                "the new broker runs, but its handoff socket could not be published at {} ({e}); the next switch will not find it: restart the broker",
-                self.socket().display()
-            ));
-        }
-        generations::record_draining(&config.runtime_dir, broker.pid);
-        let _ = pidfile::record(&config.runtime_dir, new.id(), &version.to_string());
-        crate::kill_point!("switch::published");
-        let helper = helper_before + committing.elapsed();
-        Ok(SwitchReport {
-            old_pid: broker.pid,
-            new_pid: new.id(),
-            draining,
-            helper,
-            start,
-            warning,
-            via_unit: None,
-        })
     }
 }

@@ -8,8 +8,7 @@ use std::time::Duration;
 use super::intent::{decide_direct, Proc, Verdict};
 use super::process::{self, Expect};
 use super::runtime::RuntimeDir;
-use super::session::Session;
-use super::{generations, pidfile, HANDOFF_SOCKET, HELLO_TIMEOUT};
+use super::{generations, open_session, pidfile, HANDOFF_SOCKET};
 use crate::config::Config;
 use crate::privs;
 
@@ -57,7 +56,7 @@ pub fn settle(
             let path = config.runtime_dir.join(HANDOFF_SOCKET);
             // Still the old broker's socket: it may never have got the
             // commit, and would serve beside the new one forever.
-            if let Ok(Some(s)) = Session::open(&path, uid, HELLO_TIMEOUT) {
+            if let Ok(Some(s)) = open_session(&path, uid) {
                 if s.pid == old.pid {
                     let _ = s.commit();
                 }

@@ -11,7 +11,7 @@ use semver::Version;
 use super::process::{self, Expect};
 use super::{child, pidfile, RunningBroker, SwitchReport, Switcher};
 use crate::config::Config;
-use crate::{privs, Error};
+use crate::{privs, Error, Serving};
 
 /// How long the old broker has to exit after SIGTERM, before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -49,10 +49,7 @@ impl Switcher for Restart {
         tree: &Path,
         pending: &mut dyn super::Pending,
     ) -> Result<SwitchReport, Error> {
-        let fail = |reason: String| Error::Switch {
-            version: version.to_string(),
-            reason,
-        };
+        let fail = Error::switching(version);
         let config = &self.config;
         let user = privs::lookup(&config.user).map_err(&fail)?;
         let began = Instant::now();
@@ -84,12 +81,18 @@ impl Switcher for Restart {
             ),
             ("EMQX_RELUP_VERSION".into(), version.to_string()),
         ];
-        let child::Launched { child: new, lease, spawned_at, start } = child::launch(config, &user, tree, &[], env, None)
-            .map_err(|why| {
-                fail(format!(
-                    "the old broker was stopped and the new one did not come up ({why:?}); no broker runs now: start it again ('emqx-relup start')"
-                ))
-            })?;
+        let child::Launched {
+            child: new,
+            lease,
+            spawned_at,
+            start,
+        } = child::launch(config, &user, tree, &[], env, None).map_err(|why| {
+            Error::switch(
+                version,
+                format!("the old broker was stopped and the new one did not come up ({why:?})"),
+                Serving::Nothing,
+            )
+        })?;
         let record = super::intent::Intent::new(
             &version.to_string(),
             &broker.version,

@@ -1,25 +1,19 @@
-//! systemd: the broker's unit over D-Bus, the notify socket, and the journal.
-//!
-//! An administrator's `upgrade` on a host whose unit is active goes through
-//! [`UnitSwitch`] (systemd runs `ExecReload=emqx-relup reload`, so the new
-//! broker lands inside the unit); `reload` itself reports to systemd through
-//! [`Notifier`]; [`Journal`] gives log lines structured fields.
+//! systemd adapters, no strategy: the broker's unit over D-Bus (`dbus`,
+//! behind [`ServiceManager`]), what a job's result means (`outcome`), the
+//! notify socket ([`Notifier`], from the `emqx_handoff` crate, which
+//! brokers use too), and the journal (`journal`: structured log lines).
+//! The switch through systemd is `crate::switch::UnitSwitch`.
 
-mod choose;
 mod dbus;
 mod journal;
-mod notify;
 mod outcome;
-mod unit;
 
 use std::time::Duration;
 
-pub use choose::{admin_switcher, direct};
 pub use dbus::SystemBus;
+pub use emqx_handoff::Notifier;
 pub use journal::{stderr_is_journal, stream as journal_stream, Journal, Priority};
-pub use notify::Notifier;
 pub use outcome::{short_name, JobOutcome};
-pub use unit::UnitSwitch;
 
 /// What systemd says about a unit.
 #[derive(Debug, Clone, PartialEq, Eq)]

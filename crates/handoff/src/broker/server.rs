@@ -1,0 +1,218 @@
+//! The handoff socket: hands the listeners to a privileged helper and
+//! reports its commit. Each session runs on its own thread, so a peer that
+//! hangs or misbehaves never stops the broker; each bad session logs one line.
+
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::sys::socket::{
+    accept4, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+};
+
+use super::stop::{Stop, Wake};
+use crate::{negotiate, Channel, ChannelError, Message, MIN_PROTOCOL, PROTOCOL};
+
+/// How long a peer has to say hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a session may stay silent after the hello (the helper waits for
+/// the new broker to be ready meanwhile).
+pub const SESSION_IDLE: Duration = Duration::from_secs(600);
+
+/// What the server tells the broker.
+#[derive(Debug, Clone)]
+pub enum ServerEvent {
+    /// A helper committed a switch: stop accepting, then say so on the
+    /// sender (the helper is answered only then), drain, exit.
+    Committed(Sender<()>),
+}
+
+/// How long the server waits for the broker to stop accepting before it
+/// answers a commit anyway.
+const STOP_ACCEPTING_WAIT: Duration = Duration::from_secs(2);
+
+/// The running handoff server.
+pub struct HandoffServer {
+    stop: Arc<Stop>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    version: String,
+    listeners: Vec<(String, TcpListener)>,
+    connections: Arc<dyn Fn() -> usize + Send + Sync>,
+    events: Sender<ServerEvent>,
+    committed: AtomicBool,
+}
+
+impl HandoffServer {
+    /// Binds `path` (mode 0600; a stale socket nobody answers on is
+    /// replaced, a live one is an error) and serves it.
+    pub fn start(
+        path: &Path,
+        version: String,
+        listeners: Vec<(String, TcpListener)>,
+        connections: Arc<dyn Fn() -> usize + Send + Sync>,
+        events: Sender<ServerEvent>,
+    ) -> std::io::Result<HandoffServer> {
+        if path.exists() {
+            if Channel::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("another broker serves {}", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listen(&fd, Backlog::new(16)?)?;
+        let stop = Arc::new(Stop::new()?);
+        let waiter = Arc::clone(&stop);
+        let shared = Arc::new(Shared {
+            version,
+            listeners,
+            connections,
+            events,
+            committed: AtomicBool::new(false),
+        });
+        let thread = std::thread::spawn(move || serve(fd, &waiter, shared));
+        Ok(HandoffServer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops serving after a commit. The socket's name now belongs to the
+    /// new broker, whose socket the helper renames over it: removing it
+    /// here (even after checking its inode) raced that rename and could
+    /// delete the new broker's socket. A stale file refuses connections,
+    /// which the helper reads as "no broker here".
+    pub fn stop(mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(fd: OwnedFd, stop: &Stop, shared: Arc<Shared>) {
+    loop {
+        match stop.wait(fd.as_fd()) {
+            Ok(Wake::Ready) => {}
+            Ok(Wake::Stopped) => return,
+            Err(e) => {
+                eprintln!("handoff: poll failed, no more handoffs: {e}");
+                return;
+            }
+        }
+        match accept4(&fd, SockFlag::SOCK_CLOEXEC) {
+            Ok(conn) => {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    if let Err(line) = session(&Channel::new(conn), &shared) {
+                        eprintln!("handoff: {line}");
+                    }
+                });
+            }
+            Err(e) => eprintln!("handoff: accept failed: {e}"),
+        }
+    }
+}
+
+/// One session; the error is the one line to log.
+fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
+    let peer = ch.peer().map_err(|e| format!("no peer credentials: {e}"))?;
+    let me = nix::unistd::geteuid().as_raw();
+    let who = format!("pid {} uid {}", peer.pid(), peer.uid());
+    if peer.uid() != 0 && peer.uid() != me {
+        refuse(ch, "permission denied");
+        return Err(format!(
+            "refused {who}: only root or uid {me} may take the listeners"
+        ));
+    }
+    let fail = |reason: String| {
+        refuse(ch, &reason);
+        format!("session with {who} ended: {reason}")
+    };
+    let failed = |e: ChannelError| fail(e.to_string());
+    ch.set_timeout(HELLO_TIMEOUT)
+        .map_err(|e| format!("{who}: {e}"))?;
+    match ch.recv().map_err(failed)? {
+        (
+            Message::Hello {
+                protocol,
+                min_protocol,
+                ..
+            },
+            _,
+        ) => {
+            if negotiate(min_protocol, protocol).is_none() {
+                return Err(fail(format!(
+                    "protocol {min_protocol}..{protocol} not spoken here ({MIN_PROTOCOL}..{PROTOCOL})"
+                )));
+            }
+        }
+        (other, _) => return Err(fail(format!("expected hello, got {other:?}"))),
+    }
+    ch.send(&Message::hello(&shared.version), &[])
+        .map_err(failed)?;
+    ch.set_timeout(SESSION_IDLE)
+        .map_err(|e| format!("{who}: {e}"))?;
+    loop {
+        let (message, _) = match ch.recv() {
+            Ok(m) => m,
+            Err(ChannelError::Closed) => return Ok(()),
+            Err(e) => return Err(failed(e)),
+        };
+        match message {
+            Message::GetListeners => {
+                let names = shared.listeners.iter().map(|(n, _)| n.clone()).collect();
+                let fds: Vec<_> = shared.listeners.iter().map(|(_, l)| l.as_fd()).collect();
+                ch.send(&Message::Listeners { names }, &fds)
+                    .map_err(failed)?;
+            }
+            Message::Commit => {
+                if shared.committed.swap(true, Ordering::SeqCst) {
+                    return Err(fail("already committed to another switch".into()));
+                }
+                // Answer only once the broker has stopped accepting: a
+                // client that connects after the helper returns must reach
+                // the new broker, not one about to drain and close it.
+                let (stopped, accepting_ended) = std::sync::mpsc::channel();
+                let _ = shared.events.send(ServerEvent::Committed(stopped));
+                let _ = accepting_ended.recv_timeout(STOP_ACCEPTING_WAIT);
+                let connections = (shared.connections)() as u64;
+                let _ = ch.send(&Message::Committed { connections }, &[]);
+                return Ok(());
+            }
+            Message::Error { reason } => return Err(format!("{who} gave up: {reason}")),
+            other => return Err(fail(format!("unexpected {other:?}"))),
+        }
+    }
+}
+
+/// Tells the peer why, then reads what it still sends until it closes (at
+/// most a second): closing on unread data would reset the connection and
+/// lose the reason.
+fn refuse(ch: &Channel, reason: &str) {
+    let message = Message::Error {
+        reason: reason.to_string(),
+    };
+    let _ = ch.send(&message, &[]);
+    let _ = nix::sys::socket::shutdown(ch.as_fd().as_raw_fd(), nix::sys::socket::Shutdown::Write);
+    let _ = ch.set_timeout(Duration::from_secs(1));
+    while ch.recv().is_ok() {}
+}

@@ -1,0 +1,276 @@
+//! One end of a handoff connection: whole messages with optional fds.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::sys::socket::{
+    connect, getsockopt, recvmsg, sendmsg, setsockopt, socket, sockopt, AddressFamily,
+    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, UnixCredentials,
+};
+use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::sys::time::TimeVal;
+
+use crate::{ChannelError, Message, MAX_MESSAGE};
+
+/// How long a connect may wait for a broker that does not accept.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most fds one message may carry.
+pub const MAX_FDS: usize = 32;
+
+/// A connected SOCK_SEQPACKET socket speaking the handoff protocol.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    /// Wraps an accepted connection.
+    pub fn new(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+
+    /// Connects to a broker's handoff socket within [`CONNECT_TIMEOUT`].
+    pub fn connect(path: &Path) -> nix::Result<Channel> {
+        Channel::connect_within(path, CONNECT_TIMEOUT)
+    }
+
+    /// Connects to the socket at `path`, which lies in a folder the service
+    /// user owns: a link there is refused (`ELOOP`), never followed; so is
+    /// anything but a socket (`ENOTSOCK`); a broker that does not accept
+    /// (full backlog) gives `ETIMEDOUT` after `timeout`, never a hang.
+    pub fn connect_within(path: &Path, timeout: Duration) -> nix::Result<Channel> {
+        let target = open(
+            path,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        // O_PATH|O_NOFOLLOW opens a link itself: refuse it, never follow.
+        let kind = SFlag::from_bits_truncate(fstat(&target)?.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFLNK {
+            return Err(nix::errno::Errno::ELOOP);
+        }
+        if kind != SFlag::S_IFSOCK {
+            return Err(nix::errno::Errno::ENOTSOCK);
+        }
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )?;
+        // The socket we opened, whatever the name points to by now.
+        let addr = UnixAddr::new(format!("/proc/self/fd/{}", target.as_raw_fd()).as_str())?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match connect(fd.as_raw_fd(), &addr) {
+                Ok(()) => break,
+                // A unix socket's connect fails with EAGAIN while the
+                // listener's backlog is full: retry until the deadline.
+                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR)
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(nix::errno::Errno::EAGAIN) => return Err(nix::errno::Errno::ETIMEDOUT),
+                Err(e) => return Err(e),
+            }
+        }
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags & !OFlag::O_NONBLOCK))?;
+        let channel = Channel { fd };
+        channel.set_timeout(timeout)?;
+        Ok(channel)
+    }
+
+    /// Bounds every later send and receive.
+    pub fn set_timeout(&self, timeout: Duration) -> nix::Result<()> {
+        let tv = TimeVal::new(timeout.as_secs() as _, timeout.subsec_micros() as _);
+        setsockopt(&self.fd, sockopt::ReceiveTimeout, &tv)?;
+        setsockopt(&self.fd, sockopt::SendTimeout, &tv)
+    }
+
+    /// The peer's pid, uid and gid (SO_PEERCRED).
+    pub fn peer(&self) -> nix::Result<UnixCredentials> {
+        getsockopt(&self.fd, sockopt::PeerCredentials)
+    }
+
+    /// Sends one message, with `fds` attached.
+    pub fn send(&self, message: &Message, fds: &[BorrowedFd<'_>]) -> Result<(), ChannelError> {
+        let bytes = message.encode();
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let cmsgs = [ControlMessage::ScmRights(&raw)];
+        let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsgs };
+        let iov = [IoSlice::new(&bytes)];
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(|errno| ChannelError::Send {
+            kind: message.kind(),
+            errno,
+        })?;
+        Ok(())
+    }
+
+    /// Receives one message and the fds it carries, close-on-exec.
+    /// A message or control data that did not fit is an error.
+    pub fn recv(&self) -> Result<(Message, Vec<OwnedFd>), ChannelError> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            self.fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| match e {
+            nix::errno::Errno::EAGAIN => ChannelError::TimedOut,
+            e => ChannelError::Recv(e),
+        })?;
+        let bytes = msg.bytes;
+        let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
+        let mut fds = Vec::new();
+        let cmsgs = msg.cmsgs();
+        let ctrunc = cmsgs.is_err();
+        if let Ok(cmsgs) = cmsgs {
+            for cmsg in cmsgs {
+                if let ControlMessageOwned::ScmRights(received) = cmsg {
+                    for raw in received {
+                        // SAFETY: the kernel has just installed `raw` in our
+                        // fd table for this message; nothing else owns it.
+                        fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+                    }
+                }
+            }
+        }
+        if ctrunc {
+            return Err(ChannelError::FdsTruncated);
+        }
+        if truncated {
+            return Err(ChannelError::TooLarge);
+        }
+        if bytes == 0 {
+            return Err(ChannelError::Closed);
+        }
+        let message = Message::decode(&buf[..bytes])?;
+        Ok((message, fds))
+    }
+
+    /// The socket.
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::socketpair;
+
+    fn pair() -> (Channel, Channel) {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        (Channel::new(a), Channel::new(b))
+    }
+
+    #[test]
+    fn messages_carry_fds_close_on_exec() {
+        let (a, b) = pair();
+        let file = std::fs::File::open("/dev/null").unwrap();
+        a.send(
+            &Message::Listeners {
+                names: vec!["x".into()],
+            },
+            &[file.as_fd()],
+        )
+        .unwrap();
+        let (m, fds) = b.recv().unwrap();
+        assert_eq!(
+            m,
+            Message::Listeners {
+                names: vec!["x".into()]
+            }
+        );
+        assert_eq!(fds.len(), 1);
+        let flags = nix::fcntl::fcntl(&fds[0], nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert!(flags & nix::libc::FD_CLOEXEC != 0);
+    }
+
+    #[test]
+    fn too_many_fds_is_an_error_and_leaks_nothing() {
+        let (a, b) = pair();
+        let files: Vec<_> = (0..MAX_FDS + 8)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        let fds: Vec<_> = files.iter().map(|f| f.as_fd()).collect();
+        a.send(&Message::GetListeners, &fds).unwrap();
+        assert_eq!(b.recv().unwrap_err(), ChannelError::FdsTruncated);
+    }
+
+    #[test]
+    fn connect_refuses_links_and_non_sockets_and_is_bounded() {
+        use nix::sys::socket::{bind, listen, Backlog};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let server = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(server.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        listen(&server, Backlog::new(0).unwrap()).unwrap();
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert_eq!(
+            Channel::connect_within(&link, Duration::from_millis(100)).unwrap_err(),
+            nix::errno::Errno::ELOOP
+        );
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"").unwrap();
+        assert_eq!(
+            Channel::connect_within(&plain, Duration::from_millis(100)).unwrap_err(),
+            nix::errno::Errno::ENOTSOCK
+        );
+        // Nobody accepts: the backlog fills, then connect times out.
+        let started = Instant::now();
+        let mut kept = Vec::new();
+        let err = loop {
+            match Channel::connect_within(&path, Duration::from_millis(200)) {
+                Ok(c) => kept.push(c),
+                Err(e) => break e,
+            }
+            assert!(kept.len() < 64, "the backlog never filled");
+        };
+        assert_eq!(err, nix::errno::Errno::ETIMEDOUT);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn garbage_and_timeouts_are_errors() {
+        let (a, b) = pair();
+        nix::unistd::write(a.as_fd(), b"garbage").unwrap();
+        assert!(matches!(
+            b.recv().unwrap_err(),
+            ChannelError::Undecodable(_)
+        ));
+        b.set_timeout(Duration::from_millis(20)).unwrap();
+        assert_eq!(b.recv().unwrap_err(), ChannelError::TimedOut);
+        drop(a);
+        assert_eq!(b.recv().unwrap_err(), ChannelError::Closed);
+    }
+}

@@ -1,0 +1,170 @@
+//! The helper's side of a session with a running broker's handoff socket:
+//! hello with peer checks, the listeners (each proved a listening TCP
+//! socket), the commit.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
+};
+use nix::unistd::Uid;
+
+use crate::{negotiate, Channel, Message, MIN_PROTOCOL, PROTOCOL};
+
+/// A session past the hello.
+#[derive(Debug)]
+pub struct Session {
+    /// The channel.
+    pub channel: Channel,
+    /// The broker's pid, from its hello.
+    pub pid: u32,
+    /// The broker's release version, from its hello.
+    pub version: String,
+}
+
+impl Session {
+    /// Connects and exchanges hellos; `Ok(None)` when nothing listens there.
+    /// The peer must be root or `uid` (the service user, when it exists),
+    /// and the pid its hello claims must be the one holding the socket
+    /// (SO_PEERCRED). `version` is the helper's own, told in its hello.
+    pub fn open(
+        path: &Path,
+        uid: Option<Uid>,
+        timeout: Duration,
+        version: &str,
+    ) -> Result<Option<Session>, String> {
+        let shown = path.display();
+        let channel = match Channel::connect_within(path, timeout) {
+            Ok(c) => c,
+            Err(Errno::ENOENT) | Err(Errno::ECONNREFUSED) => return Ok(None),
+            Err(Errno::ELOOP) => {
+                return Err(format!("{shown} is a symbolic link, not a broker's socket"))
+            }
+            Err(Errno::ENOTSOCK) => return Err(format!("{shown} is not a socket")),
+            Err(Errno::ETIMEDOUT) => {
+                return Err(format!(
+                    "the broker at {shown} does not accept connections (waited {:.0} s)",
+                    timeout.as_secs_f64()
+                ))
+            }
+            Err(e) => return Err(format!("connecting to {shown}: {e}")),
+        };
+        let peer = channel
+            .peer()
+            .map_err(|e| format!("{shown}: reading the peer's credentials: {e}"))?;
+        if peer.uid() != 0 && Some(peer.uid()) != uid.map(|u| u.as_raw()) {
+            return Err(format!(
+                "{shown} is held by uid {}, neither root nor the service user",
+                peer.uid()
+            ));
+        }
+        channel
+            .send(&Message::hello(version), &[])
+            .map_err(|e| e.to_string())?;
+        match channel.recv().map_err(|e| e.to_string())? {
+            (
+                Message::Hello {
+                    protocol,
+                    min_protocol,
+                    version,
+                    pid,
+                },
+                _,
+            ) => {
+                if negotiate(min_protocol, protocol).is_none() {
+                    return Err(format!(
+                        "the broker speaks handoff protocol {min_protocol}..{protocol}, this helper {MIN_PROTOCOL}..{PROTOCOL}"
+                    ));
+                }
+                if i64::from(pid) != i64::from(peer.pid()) {
+                    return Err(format!(
+                        "the broker at {shown} says it is pid {pid}, but pid {} holds the socket",
+                        peer.pid()
+                    ));
+                }
+                Ok(Some(Session {
+                    channel,
+                    pid,
+                    version,
+                }))
+            }
+            (Message::Error { reason }, _) => Err(format!("the broker refused: {reason}")),
+            (other, _) => Err(format!("the broker answered {other:?} to hello")),
+        }
+    }
+
+    /// Receives the listeners by name.
+    pub fn take_listeners(&self) -> Result<Vec<(String, OwnedFd)>, String> {
+        self.channel
+            .send(&Message::GetListeners, &[])
+            .map_err(|e| e.to_string())?;
+        match self.channel.recv().map_err(|e| e.to_string())? {
+            (Message::Listeners { names }, fds) => {
+                if names.len() != fds.len() {
+                    return Err(format!(
+                        "{} listener names came with {} fds",
+                        names.len(),
+                        fds.len()
+                    ));
+                }
+                if names.is_empty() {
+                    return Err("the broker has no listeners".into());
+                }
+                for (name, fd) in names.iter().zip(&fds) {
+                    listening_tcp(fd).map_err(|why| format!("listener {name}: {why}"))?;
+                }
+                Ok(names.into_iter().zip(fds).collect())
+            }
+            (Message::Error { reason }, _) => Err(format!("the broker refused: {reason}")),
+            (other, _) => Err(format!("the broker answered {other:?} to get_listeners")),
+        }
+    }
+
+    /// Tells the broker to stop accepting and drain; returns its live connections.
+    pub fn commit(&self) -> Result<u64, CommitError> {
+        self.channel
+            .send(&Message::Commit, &[])
+            .map_err(|e| CommitError::Unsent(e.to_string()))?;
+        match self.channel.recv() {
+            Ok((Message::Committed { connections }, _)) => Ok(connections),
+            Ok((Message::Error { reason }, _)) => Err(CommitError::Refused(format!(
+                "the broker refused the commit: {reason}"
+            ))),
+            Ok((other, _)) => Err(CommitError::Unanswered(format!(
+                "the broker answered {other:?} to commit"
+            ))),
+            Err(e) => Err(CommitError::Unanswered(e.to_string())),
+        }
+    }
+}
+
+/// Why a commit did not come back as `Committed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitError {
+    /// The commit never left: the old broker did not get it.
+    Unsent(String),
+    /// The old broker said no: it did not commit.
+    Refused(String),
+    /// Sent, but no usable answer: the old broker may well be draining.
+    Unanswered(String),
+}
+
+/// Whether `fd` is a listening TCP socket (what a broker may hand over);
+/// anything else is refused before it reaches the new broker or systemd.
+fn listening_tcp(fd: &OwnedFd) -> Result<(), String> {
+    let accepting =
+        getsockopt(fd, sockopt::AcceptConn).map_err(|e| format!("not a socket ({e})"))?;
+    let kind = getsockopt(fd, sockopt::SockType).map_err(|e| e.to_string())?;
+    let addr: SockaddrStorage = getsockname(fd.as_fd().as_raw_fd()).map_err(|e| e.to_string())?;
+    let inet = matches!(
+        addr.family(),
+        Some(AddressFamily::Inet | AddressFamily::Inet6)
+    );
+    if !accepting || kind != SockType::Stream || !inet {
+        return Err("not a listening TCP socket".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! What a load run saw: counts per attempt class, CONNACK latency, QoS 1
+//! accounting, versions seen; as an aligned table or one JSON object.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::stats::Stats;
+
+/// CONNACK latency of every attempt (storm and persistent) that got one,
+/// from just before connect() to CONNACK received, in milliseconds;
+/// `None` without samples.
+#[derive(Serialize, Debug, Clone, Default, PartialEq)]
+pub struct Latency {
+    /// CONNACKs measured (percentiles come from at most a million of them).
+    pub samples: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of the samples (microseconds).
+    pub fn from_samples(mut us: Vec<u64>, seen: u64) -> Latency {
+        us.sort_unstable();
+        let rank = |p: f64| -> Option<f64> {
+            if us.is_empty() {
+                return None;
+            }
+            // Nearest rank: the smallest value with at least p of the samples
+            // at or below it.
+            let n = us.len() as f64;
+            let idx = ((p * n).ceil() as usize).clamp(1, us.len()) - 1;
+            us.get(idx).map(|v| ms(*v))
+        };
+        Latency {
+            samples: seen,
+            p50_ms: rank(0.50),
+            p99_ms: rank(0.99),
+            max_ms: us.last().map(|v| ms(*v)),
+        }
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// The counts of a run, at its end or at a snapshot.
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct Report {
+    /// Connection attempts finished (the sum of the five classes below).
+    pub attempts: u64,
+    pub ok: u64,
+    /// ECONNREFUSED on connect.
+    pub refused: u64,
+    /// ECONNRESET/EPIPE before the attempt's own DISCONNECT.
+    pub reset: u64,
+    /// Connect, CONNACK or SUBACK/version not within the connect timeout.
+    pub timed_out: u64,
+    pub other_error: u64,
+    /// The first distinct `other_error` messages.
+    pub other_error_samples: Vec<String>,
+    pub connack_latency: Latency,
+    /// QoS 1 messages published by the persistent clients.
+    pub qos1_sent: u64,
+    /// Of them, acknowledged by PUBACK.
+    pub qos1_acked: u64,
+    /// Own messages delivered back to the persistent clients.
+    pub qos1_received: u64,
+    /// Sent, not yet acknowledged, on live connections (0 after stop).
+    pub qos1_in_flight: u64,
+    /// Unacknowledged when the broker closed the connection: MQTT 3.1.1
+    /// does not redeliver them across a new clean session.
+    pub unacked_at_close: u64,
+    /// Unacknowledged when the run stopped (after a short wait for acks).
+    pub unacked_at_stop: u64,
+    /// Established connections (CONNACK received) the broker closed.
+    pub closed_by_broker: u64,
+    /// Of them, closed with ECONNRESET/EPIPE.
+    pub closed_by_reset: u64,
+    /// The first distinct reasons of those closes.
+    pub close_samples: Vec<String>,
+    /// Version payload → storm connections that saw it.
+    pub versions_seen: BTreeMap<String, u64>,
+    pub elapsed_s: f64,
+}
+
+impl Report {
+    /// Reads the counters.
+    pub(super) fn from_stats(s: &Stats, elapsed_s: f64) -> Report {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let (ok, refused, reset, timed_out, other_error) = (
+            get(&s.ok),
+            get(&s.refused),
+            get(&s.reset),
+            get(&s.timed_out),
+            get(&s.other_error),
+        );
+        let lat = s.latencies();
+        Report {
+            attempts: ok + refused + reset + timed_out + other_error,
+            ok,
+            refused,
+            reset,
+            timed_out,
+            other_error,
+            other_error_samples: s.error_samples(),
+            connack_latency: Latency::from_samples(lat.samples_us, lat.seen),
+            qos1_sent: get(&s.qos1_sent),
+            qos1_acked: get(&s.qos1_acked),
+            qos1_received: get(&s.qos1_received),
+            qos1_in_flight: u64::try_from(s.in_flight.load(Ordering::Relaxed)).unwrap_or(0),
+            unacked_at_close: get(&s.unacked_at_close),
+            unacked_at_stop: get(&s.unacked_at_stop),
+            closed_by_broker: get(&s.closed_by_broker),
+            closed_by_reset: get(&s.closed_by_reset),
+            close_samples: s.close_reasons(),
+            versions_seen: s.versions(),
+            elapsed_s: (elapsed_s * 1000.0).round() / 1000.0,
+        }
+    }
+
+    /// No connection refused, reset or timed out.
+    pub fn clean(&self) -> bool {
+        self.refused == 0 && self.reset == 0 && self.timed_out == 0
+    }
+
+    /// One JSON object.
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
+    }
+
+    /// An aligned human table.
+    pub fn table(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+        let lat = &self.connack_latency;
+        let mut rows: Vec<(String, String)> = vec![
+            ("attempts".into(), self.attempts.to_string()),
+            ("  ok".into(), self.ok.to_string()),
+            ("  refused".into(), self.refused.to_string()),
+            ("  reset".into(), self.reset.to_string()),
+            ("  timed out".into(), self.timed_out.to_string()),
+            ("  other error".into(), self.other_error.to_string()),
+            ("connack latency samples".into(), lat.samples.to_string()),
+            ("  p50 ms".into(), opt(lat.p50_ms)),
+            ("  p99 ms".into(), opt(lat.p99_ms)),
+            ("  max ms".into(), opt(lat.max_ms)),
+            ("qos1 sent".into(), self.qos1_sent.to_string()),
+            ("  acked".into(), self.qos1_acked.to_string()),
+            ("  in flight".into(), self.qos1_in_flight.to_string()),
+            (
+                "  unacked at close".into(),
+                self.unacked_at_close.to_string(),
+            ),
+            ("  unacked at stop".into(), self.unacked_at_stop.to_string()),
+            ("qos1 received".into(), self.qos1_received.to_string()),
+            ("closed by broker".into(), self.closed_by_broker.to_string()),
+            ("  by reset".into(), self.closed_by_reset.to_string()),
+        ];
+        if self.versions_seen.is_empty() {
+            rows.push(("versions seen".into(), "-".into()));
+        }
+        for (v, n) in &self.versions_seen {
+            rows.push((format!("version {v}"), n.to_string()));
+        }
+        rows.push(("elapsed s".into(), format!("{:.3}", self.elapsed_s)));
+        rows.push((
+            "clean".into(),
+            if self.clean() { "yes" } else { "NO" }.into(),
+        ));
+        let lw = rows
+            .iter()
+            .map(|(l, _)| l.chars().count())
+            .max()
+            .unwrap_or(0);
+        let vw = rows
+            .iter()
+            .map(|(_, v)| v.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (l, v) in &rows {
+            let _ = writeln!(out, "{l:<lw$}  {v:>vw$}");
+        }
+        for e in &self.other_error_samples {
+            let _ = writeln!(out, "error: {e}");
+        }
+        for c in &self.close_samples {
+            let _ = writeln!(out, "close: {c}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Outcome;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let l = Latency::from_samples((1..=100).map(|v| v * 1000).collect(), 100);
+        assert_eq!(l.p50_ms, Some(50.0));
+        assert_eq!(l.p99_ms, Some(99.0));
+        assert_eq!(l.max_ms, Some(100.0));
+        let one = Latency::from_samples(vec![1500], 1);
+        assert_eq!((one.p50_ms, one.p99_ms), (Some(1.5), Some(1.5)));
+        assert_eq!(Latency::from_samples(vec![], 0).p50_ms, None);
+    }
+
+    #[test]
+    fn clean_table_and_json() {
+        let s = Stats::default();
+        s.record(&Outcome::Ok);
+        s.version_seen("5.0.0");
+        let r = Report::from_stats(&s, 1.0);
+        assert!(r.clean());
+        assert_eq!(r.attempts, 1);
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(v["versions_seen"]["5.0.0"], 1);
+        assert!(v["connack_latency"]["p50_ms"].is_null());
+        let t = r.table();
+        let widths: Vec<usize> = t.lines().map(|l| l.chars().count()).collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "{t}");
+        s.record(&Outcome::Refused);
+        s.record(&Outcome::Other("boom".into()));
+        let r = Report::from_stats(&s, 1.0);
+        assert!(!r.clean());
+        assert!(r.table().contains("error: boom"));
+    }
+}

@@ -1,0 +1,104 @@
+//! The reference broker binary, packaged in release packages as `bin/emqx`
+//! and started as `bin/emqx foreground`. Its version is the one release
+//! folder of its tree (`<tree>/releases/VSN/`) or `EMQX_BROKER_VERSION`;
+//! listeners come from `EMQX_LISTENERS` (`name=ip:port,...`) or are
+//! inherited; `<tree>/etc/refbroker.toml` can make a release misbehave for
+//! tests (`fail = "exit-at-once" | "never-ready" | "crash-after-ready"`,
+//! `ready_delay_ms = N`). Exit codes: 0 after a drain, 1 on a failure to
+//! run, 2 on bad arguments or settings, 3 for `exit-at-once`.
+
+use std::process::ExitCode;
+
+#[cfg(target_os = "linux")]
+fn main() -> ExitCode {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use emqx_handoff::broker::{self, Options};
+    use emqx_refbroker::settings::{Fail, Settings};
+    use emqx_refbroker::RefBroker;
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !(args.is_empty() || args == ["foreground"]) {
+        eprintln!("emqx-refbroker: ERROR: unexpected arguments {args:?} (usage: emqx foreground)");
+        return ExitCode::from(2);
+    }
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("emqx-refbroker: ERROR: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let version = settings.version.clone();
+    let log = |m: &str| eprintln!("emqx-refbroker[{version}]: {m}");
+    let mut ready_delay = Duration::from_millis(settings.behaviour.ready_delay_ms);
+    match settings.behaviour.fail {
+        None => {}
+        Some(Fail::ExitAtOnce) => {
+            log("failing on purpose: exit at once");
+            return ExitCode::from(3);
+        }
+        Some(Fail::NeverReady) => {
+            log("failing on purpose: never ready");
+            // `run` reports ready after the delay, then accepts: never.
+            ready_delay = Duration::from_secs(365 * 24 * 3600);
+        }
+        Some(Fail::CrashAfterReady) => {
+            log("failing on purpose: abort 300 ms after READY");
+            // `run` reports ready at once after binding (plus the delay).
+            // This thread touches no environment, so `run` may still clear
+            // LISTEN_* safely.
+            let at = ready_delay + Duration::from_millis(300);
+            let spawned = std::thread::Builder::new()
+                .name("crash".into())
+                .spawn(move || {
+                    std::thread::sleep(at);
+                    std::process::abort();
+                });
+            if let Err(e) = spawned {
+                log(&format!("ERROR: cannot start the crash thread: {e}"));
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let options = Options {
+        version: version.clone(),
+        listeners: settings.listeners,
+        handoff_path: Options::handoff_path_from_env(),
+        drain: settings.drain,
+        ready_delay,
+    };
+    let names: Vec<String> = options
+        .listeners
+        .iter()
+        .map(|(n, a)| format!("{n}={a}"))
+        .collect();
+    log(&format!(
+        "starting (pid {}, listeners {} unless inherited, handoff socket {}, drain {:?})",
+        std::process::id(),
+        names.join(","),
+        options.handoff_path.display(),
+        options.drain
+    ));
+    let service = Arc::new(RefBroker::new(&version));
+    match broker::run(options, service) {
+        Ok(d) => {
+            log(&format!(
+                "switched away: {} connections at commit, {} closed at the drain bound; exiting",
+                d.at_commit, d.closed
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log(&format!("ERROR: {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() -> ExitCode {
+    eprintln!("emqx-refbroker: ERROR: runs on Linux only");
+    ExitCode::from(1)
+}

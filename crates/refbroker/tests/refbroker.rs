@@ -1,0 +1,536 @@
+//! The reference broker as a process, driven over real sockets by a minimal
+//! client built on the crate's MQTT codec: CONNECT, pub/sub at QoS 0 and 1,
+//! retained messages (its version among them), UNSUBSCRIBE, PINGREQ,
+//! keep-alive, protocol errors, takeover, both listeners, and the binary's
+//! arguments and release tree.
+#![cfg(target_os = "linux")]
+
+use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use emqx_mqtt::{read_packet, Packet, PacketError};
+use emqx_testkit::{free_port, RefBroker as Broker};
+
+const BIN: &str = env!("CARGO_BIN_EXE_emqx-refbroker");
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The testkit's broker with a client of this file's codec.
+trait Connect {
+    fn mqtt(&self) -> SocketAddr;
+    fn alt(&self) -> SocketAddr;
+    fn client(&self, id: &str) -> Client;
+}
+
+impl Connect for Broker {
+    fn mqtt(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+    fn alt(&self) -> SocketAddr {
+        self.addrs[1]
+    }
+    fn client(&self, id: &str) -> Client {
+        Client::connect(self.addrs[0], id, 60)
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    next_id: u16,
+}
+
+impl Client {
+    fn raw(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        Client { stream, next_id: 0 }
+    }
+
+    fn connect(addr: SocketAddr, id: &str, keep_alive: u16) -> Client {
+        let mut c = Client::raw(addr);
+        c.send(&Packet::Connect {
+            client_id: id.into(),
+            keep_alive,
+            clean_session: true,
+            username: None,
+            password: None,
+        });
+        assert_eq!(
+            c.recv(),
+            Packet::ConnAck {
+                session_present: false,
+                code: 0
+            }
+        );
+        c
+    }
+
+    fn send(&mut self, p: &Packet) {
+        self.stream.write_all(&p.encode()).unwrap();
+    }
+
+    fn recv(&mut self) -> Packet {
+        match read_packet(&mut self.stream, 1 << 21) {
+            Ok(Some(p)) => p,
+            other => panic!("expected a packet, got {other:?}"),
+        }
+    }
+
+    /// Asserts nothing arrives for a while.
+    fn quiet(&mut self) {
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        match read_packet(&mut self.stream, 1 << 21) {
+            Err(PacketError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("expected silence, got {other:?}"),
+        }
+        self.stream.set_read_timeout(Some(WAIT)).unwrap();
+    }
+
+    /// Reads until the broker closes; fails on a reset or on a timeout.
+    fn closed(&mut self) -> Duration {
+        let t = Instant::now();
+        let mut buf = [0u8; 256];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return t.elapsed(),
+                Ok(_) => {}
+                Err(e) => panic!("expected a clean close, got {e} after {:?}", t.elapsed()),
+            }
+        }
+    }
+
+    fn id(&mut self) -> u16 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn subscribe(&mut self, filters: &[(&str, u8)]) -> Vec<u8> {
+        let packet_id = self.id();
+        self.send(&Packet::Subscribe {
+            packet_id,
+            filters: filters.iter().map(|(f, q)| (f.to_string(), *q)).collect(),
+        });
+        match self.recv() {
+            Packet::SubAck {
+                packet_id: id,
+                codes,
+            } if id == packet_id => codes,
+            other => panic!("expected SUBACK {packet_id}, got {other:?}"),
+        }
+    }
+
+    /// Publishes; at QoS 1, waits for the PUBACK.
+    fn publish(&mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) {
+        let packet_id = (qos > 0).then(|| self.id());
+        self.send(&Packet::Publish {
+            topic: topic.into(),
+            payload: payload.to_vec(),
+            qos,
+            retain,
+            dup: false,
+            packet_id,
+        });
+        if let Some(id) = packet_id {
+            assert_eq!(self.recv(), Packet::PubAck { packet_id: id });
+        }
+    }
+
+    /// The next message: (topic, payload, qos, retain, packet id).
+    fn message(&mut self) -> (String, Vec<u8>, u8, bool, Option<u16>) {
+        match self.recv() {
+            Packet::Publish {
+                topic,
+                payload,
+                qos,
+                retain,
+                dup,
+                packet_id,
+            } => {
+                assert!(!dup);
+                (topic, payload, qos, retain, packet_id)
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_version_is_retained_and_both_listeners_serve() {
+    let b = Broker::start();
+    for addr in [b.mqtt(), b.alt()] {
+        let mut c = Client::connect(addr, &format!("v-{}", addr.port()), 60);
+        assert_eq!(c.subscribe(&[("#", 1)]), vec![1]);
+        c.quiet(); // "#" does not match "$SYS/..."
+        assert_eq!(c.subscribe(&[("$SYS/broker/version", 1)]), vec![1]);
+        let (topic, payload, qos, retain, _) = c.message();
+        assert_eq!(topic, "$SYS/broker/version");
+        assert_eq!(payload, b"5.0.0");
+        assert_eq!((qos, retain), (0, true));
+    }
+    // Clients cannot overwrite it.
+    let mut p = b.client("intruder");
+    p.publish("$SYS/broker/version", b"6.6.6", 1, true);
+    let mut c = b.client("late");
+    c.subscribe(&[("$SYS/#", 0)]);
+    assert_eq!(c.message().1, b"5.0.0");
+    let log = b.log();
+    assert!(log.contains("emqx-refbroker[5.0.0]: "), "{log}");
+    assert!(log.contains("client \"v-"), "{log}");
+    assert!(log.contains("ignored"), "{log}");
+}
+
+#[test]
+fn publishes_reach_subscribers_at_qos_0_and_1() {
+    let b = Broker::start();
+    let mut sub = b.client("sub");
+    let mut sub0 = Client::connect(b.alt(), "sub0", 60);
+    let mut publisher = b.client("pub");
+    // Overlapping filters deliver once, at the highest QoS; QoS 2 is
+    // granted as 1; an invalid filter fails alone.
+    assert_eq!(
+        sub.subscribe(&[("t/+", 2), ("t/#", 0), ("a/#/b", 1)]),
+        vec![1, 0, 0x80]
+    );
+    assert_eq!(sub0.subscribe(&[("t/a", 0)]), vec![0]);
+
+    publisher.publish("t/a", b"zero", 0, false);
+    assert_eq!(
+        sub.message(),
+        ("t/a".into(), b"zero".to_vec(), 0, false, None)
+    );
+    assert_eq!(
+        sub0.message(),
+        ("t/a".into(), b"zero".to_vec(), 0, false, None)
+    );
+
+    publisher.publish("t/a", b"one", 1, false);
+    let (topic, payload, qos, retain, id1) = sub.message();
+    assert_eq!(
+        (topic.as_str(), &payload[..], qos, retain),
+        ("t/a", &b"one"[..], 1, false)
+    );
+    let id1 = id1.unwrap();
+    sub.send(&Packet::PubAck { packet_id: id1 });
+    // The QoS 0 subscriber gets it at QoS 0.
+    assert_eq!(
+        sub0.message(),
+        ("t/a".into(), b"one".to_vec(), 0, false, None)
+    );
+
+    // A fresh packet id per delivery; an unacknowledged one is not resent.
+    publisher.publish("t/b", b"two", 1, true);
+    let (_, payload, qos, retain, id2) = sub.message();
+    assert_eq!((&payload[..], qos, retain), (&b"two"[..], 1, false));
+    assert_ne!(id2, Some(id1));
+    sub.quiet();
+    sub0.quiet();
+    publisher.quiet();
+}
+
+#[test]
+fn retained_messages_reach_late_subscribers_until_cleared() {
+    let b = Broker::start();
+    let mut p = b.client("p");
+    p.publish("r/1", b"hello", 1, true);
+    p.publish("r/2", b"zero", 0, true);
+    p.publish("r/2", b"world", 0, true);
+    p.send(&Packet::PingReq);
+    assert_eq!(p.recv(), Packet::PingResp); // the QoS 0 ones are in
+
+    let mut late = b.client("late");
+    assert_eq!(late.subscribe(&[("r/1", 1)]), vec![1]);
+    assert_eq!(late.message().0, "r/1");
+    let mut wild = b.client("wild");
+    assert_eq!(wild.subscribe(&[("r/+", 1)]), vec![1]);
+    let mut got = [wild.message(), wild.message()];
+    got.sort();
+    assert_eq!(got[0].1, b"hello");
+    assert_eq!((got[0].2, got[0].3), (1, true));
+    assert!(got[0].4.is_some());
+    assert_eq!(got[1].1, b"world");
+    assert_eq!((got[1].2, got[1].3), (0, true));
+    wild.quiet();
+
+    // An empty retained payload clears; subscribers still get it, unretained.
+    p.publish("r/1", b"", 1, true);
+    let (topic, payload, _, retain, _) = late.message();
+    assert_eq!((topic.as_str(), payload.len(), retain), ("r/1", 0, false));
+    let mut later = b.client("later");
+    assert_eq!(later.subscribe(&[("r/#", 1)]), vec![1]);
+    assert_eq!(later.message().1, b"world");
+    later.quiet();
+}
+
+#[test]
+fn unsubscribe_stops_delivery() {
+    let b = Broker::start();
+    let mut sub = b.client("sub");
+    let mut p = b.client("p");
+    sub.subscribe(&[("u/x", 1), ("u/y", 0)]);
+    p.publish("u/x", b"1", 1, false);
+    assert_eq!(sub.message().1, b"1");
+    sub.send(&Packet::Unsubscribe {
+        packet_id: 77,
+        filters: vec!["u/x".into(), "never/subscribed".into()],
+    });
+    assert_eq!(sub.recv(), Packet::UnsubAck { packet_id: 77 });
+    p.publish("u/x", b"2", 1, false);
+    p.publish("u/y", b"3", 1, false);
+    assert_eq!(sub.message().1, b"3");
+    sub.quiet();
+}
+
+#[test]
+fn pingreq_gets_pingresp_and_disconnect_closes() {
+    let b = Broker::start();
+    let mut c = b.client("pinger");
+    for _ in 0..3 {
+        c.send(&Packet::PingReq);
+        assert_eq!(c.recv(), Packet::PingResp);
+    }
+    c.send(&Packet::Disconnect);
+    assert!(c.closed() < Duration::from_secs(2));
+}
+
+#[test]
+fn keep_alive_expiry_closes_a_silent_client() {
+    let b = Broker::start();
+    let mut silent = Client::connect(b.mqtt(), "silent", 1);
+    let closed_after = silent.closed();
+    assert!(
+        closed_after >= Duration::from_millis(1200) && closed_after <= Duration::from_millis(2500),
+        "closed after {closed_after:?}"
+    );
+    let log = b.log();
+    assert!(
+        log.contains("client \"silent\" keep-alive expired (no packet within 1.5 × 1 s)"),
+        "{log}"
+    );
+    // A client that pings within its keep-alive stays.
+    let mut pinger = Client::connect(b.mqtt(), "pinger", 1);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(2500) {
+        std::thread::sleep(Duration::from_millis(500));
+        pinger.send(&Packet::PingReq);
+        assert_eq!(pinger.recv(), Packet::PingResp);
+    }
+}
+
+#[test]
+fn garbage_closes_only_that_connection() {
+    let b = Broker::start();
+    let mut sub = b.client("sub");
+    sub.subscribe(&[("g", 1)]);
+    // A connected client sends a 5-byte remaining length.
+    let mut bad = b.client("bad");
+    bad.stream.write_all(&[0xff; 8]).unwrap();
+    assert!(bad.closed() < Duration::from_secs(2));
+    // A fresh connection starts with something other than CONNECT.
+    let mut raw = Client::raw(b.alt());
+    raw.stream.write_all(b"\x47\x00garbage\r\n").unwrap();
+    assert!(raw.closed() < Duration::from_secs(2));
+    // Others serve on.
+    let mut p = Client::connect(b.alt(), "p", 60);
+    p.publish("g", b"still here", 1, false);
+    assert_eq!(sub.message().1, b"still here");
+    let log = b.log();
+    assert!(log.contains("client \"bad\" malformed packet"), "{log}");
+    assert!(log.contains("not CONNECT"), "{log}");
+}
+
+#[test]
+fn protocol_errors_close_the_connection() {
+    let b = Broker::start();
+    // A second CONNECT.
+    let mut c = b.client("twice");
+    c.send(&Packet::Connect {
+        client_id: "twice".into(),
+        keep_alive: 60,
+        clean_session: true,
+        username: None,
+        password: None,
+    });
+    c.closed();
+    // A server's packet from a client.
+    let mut c = b.client("server");
+    c.send(&Packet::PingResp);
+    c.closed();
+    // QoS 2 and a wildcard topic name.
+    let mut c = b.client("qos2");
+    c.send(&Packet::Publish {
+        topic: "a".into(),
+        payload: vec![],
+        qos: 2,
+        retain: false,
+        dup: false,
+        packet_id: Some(1),
+    });
+    c.closed();
+    let mut c = b.client("wild");
+    c.publish("a/+", b"x", 0, false);
+    c.closed();
+    // An MQTT 3.1 (level 3) client gets CONNACK 1.
+    let mut c = Client::raw(b.mqtt());
+    let mut connect = Packet::Connect {
+        client_id: "old".into(),
+        keep_alive: 60,
+        clean_session: true,
+        username: None,
+        password: None,
+    }
+    .encode();
+    connect[8] = 3;
+    c.stream.write_all(&connect).unwrap();
+    assert_eq!(
+        c.recv(),
+        Packet::ConnAck {
+            session_present: false,
+            code: 1
+        }
+    );
+    c.closed();
+    // An empty client id: generated with a clean session, else CONNACK 2.
+    let mut c = Client::connect(b.mqtt(), "", 60);
+    c.send(&Packet::PingReq);
+    assert_eq!(c.recv(), Packet::PingResp);
+    let mut c = Client::raw(b.mqtt());
+    c.send(&Packet::Connect {
+        client_id: String::new(),
+        keep_alive: 60,
+        clean_session: false,
+        username: None,
+        password: None,
+    });
+    assert_eq!(
+        c.recv(),
+        Packet::ConnAck {
+            session_present: false,
+            code: 2
+        }
+    );
+    c.closed();
+    // A packet over 1 MiB.
+    let mut c = b.client("big");
+    c.stream.write_all(&[0x30, 0x81, 0x80, 0x40]).unwrap();
+    c.closed();
+    let log = b.log();
+    for want in [
+        "a second CONNECT",
+        "QoS 2",
+        "invalid topic",
+        "protocol level 3",
+        "CONNACK 2",
+        "too large",
+    ] {
+        assert!(log.contains(want), "{want}: {log}");
+    }
+}
+
+#[test]
+fn a_client_id_in_use_is_taken_over() {
+    let b = Broker::start();
+    let mut first = b.client("same");
+    first.subscribe(&[("x", 0)]);
+    let mut second = Client::connect(b.alt(), "same", 60);
+    assert!(first.closed() < Duration::from_secs(2));
+    second.send(&Packet::PingReq);
+    assert_eq!(second.recv(), Packet::PingResp);
+    // The old connection's subscriptions went with it.
+    let mut p = b.client("p");
+    p.publish("x", b"1", 1, false);
+    second.quiet();
+    assert!(
+        b.log().contains("client \"same\" connected again"),
+        "{}",
+        b.log()
+    );
+}
+
+#[test]
+fn only_the_foreground_argument_is_accepted() {
+    let out = Command::new(BIN)
+        .arg("console")
+        .env("EMQX_BROKER_VERSION", "5.0.0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("console"), "{err}");
+    let out = Command::new(BIN)
+        .arg("foreground")
+        .env("EMQX_BROKER_VERSION", "5.0.0")
+        .env("EMQX_DRAIN_SECS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EMQX_DRAIN_SECS"));
+}
+
+/// A release tree holding the broker as `bin/emqx`.
+fn tree(root: &Path, versions: &[&str], refbroker_toml: Option<&str>) -> String {
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("releases")).unwrap();
+    let exe = root.join("bin/emqx");
+    // The running binary finds its tree from the path it was started by.
+    if fs::hard_link(BIN, &exe).is_err() {
+        fs::copy(BIN, &exe).unwrap();
+    }
+    for v in versions {
+        fs::create_dir_all(root.join("releases").join(v)).unwrap();
+    }
+    if let Some(text) = refbroker_toml {
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/refbroker.toml"), text).unwrap();
+    }
+    exe.display().to_string()
+}
+
+#[test]
+fn the_version_comes_from_the_release_tree() {
+    let root = tempfile::tempdir().unwrap();
+    let exe = tree(root.path(), &["5.0.1"], Some("ready_delay_ms = 10\n"));
+    let b = Broker::start_with(Path::new(&exe), &[]);
+    let mut c = b.client("v");
+    c.subscribe(&[("$SYS/broker/version", 0)]);
+    assert_eq!(c.message().1, b"5.0.1");
+
+    for (versions, toml, code, want) in [
+        (&["5.0.1", "5.0.2"][..], None, 2, "several release folders"),
+        (&[][..], None, 2, "no release folder"),
+        (
+            &["5.0.1"][..],
+            Some("fail = \"exit-at-once\""),
+            3,
+            "exit at once",
+        ),
+        (
+            &["5.0.1"][..],
+            Some("fail = \"bogus\""),
+            2,
+            "refbroker.toml",
+        ),
+    ] {
+        let root = tempfile::tempdir().unwrap();
+        let exe = tree(root.path(), versions, toml);
+        let out = Command::new(&exe)
+            .arg("foreground")
+            .env_remove("EMQX_BROKER_VERSION")
+            .env("EMQX_LISTENERS", format!("mqtt=127.0.0.1:{}", free_port()))
+            .env("EMQX_RUNTIME_DIR", root.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{versions:?} {toml:?}: {err}"
+        );
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}

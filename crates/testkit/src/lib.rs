@@ -1,0 +1,24 @@
+//! emqx-testkit: what the tests of the workspace share (not published).
+//!
+//! - [`bins`]: the workspace's binaries and the checkout, from any member;
+//! - [`package`]: release packages (zip, tar.gz), hostile ones included;
+//! - [`host`]: a temporary host (root, state dir, config) and its `emqx`;
+//! - [`broker`]: a host running the reference broker as a non-root user,
+//!   free loopback ports, an MQTT probe of the version clients see;
+//! - [`refbroker`]: the reference broker as a bare process, no host;
+//! - [`sandbox`]: a real systemd (`sandbox/systemd-sandbox`) with
+//!   emqx-relup, its units and broker releases installed.
+
+pub mod bins;
+pub mod broker;
+pub mod host;
+pub mod package;
+pub mod refbroker;
+pub mod sandbox;
+
+pub use broker::{free_port, BrokerHost, TEST_USER};
+pub use host::{parse_versions, text, Host};
+pub use package::{big_release, count_tree, entry, exe, file, release, write_tar_gz, write_zip};
+pub use package::{Entry, Kind};
+pub use refbroker::RefBroker;
+pub use sandbox::Sandbox;

@@ -1,0 +1,325 @@
+//! The handoff strategy: take the listeners over the running broker's
+//! handoff socket, start the new release with them, wait until it is
+//! ready, record the switch, confirm the lease, commit, publish.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use emqx_handoff::env::{
+    HANDOFF_SOCKET, HANDOFF_SOCKET_ENV, OLD_PID_ENV, RUNTIME_DIR_ENV, SYSTEMD_NOTIFY_ENV,
+    VERSION_ENV,
+};
+use semver::Version;
+
+use super::announce::Announce;
+use super::commit::{decide, Decision};
+use super::{child, generations, intent, open_session, pidfile, process};
+use super::{Pending, RunningBroker, SwitchReport, Switcher};
+use crate::config::Config;
+use crate::privs::{self, ServiceUser};
+use crate::{Error, Serving};
+
+/// Margin on top of the configured waits for systemd's job timeout.
+const SLACK: Duration = Duration::from_secs(15);
+
+/// The handoff-socket switcher.
+pub struct Handoff {
+    config: Config,
+    announce: Announce,
+}
+
+impl Handoff {
+    /// A switcher configured by `config`.
+    pub fn new(config: Config) -> Self {
+        Handoff {
+            config,
+            announce: Announce::new(None),
+        }
+    }
+
+    /// A switcher that reports to systemd through `notifier` (the switch
+    /// runs as the unit's `ExecReload`): `MAINPID=` of the new broker
+    /// behind a barrier before the old one is told to commit.
+    pub fn under_systemd(config: Config, notifier: emqx_handoff::Notifier) -> Self {
+        Handoff {
+            config,
+            announce: Announce::new(Some(notifier)),
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.config.runtime_dir.join(HANDOFF_SOCKET)
+    }
+}
+
+impl Switcher for Handoff {
+    fn probe(&self) -> Result<Option<RunningBroker>, Error> {
+        let path = self.socket();
+        let uid = privs::lookup(&self.config.user).ok().map(|u| u.uid);
+        match open_session(&path, uid).map_err(Error::Broker)? {
+            Some(s) => Ok(Some(RunningBroker {
+                socket: path,
+                pid: s.pid,
+                start: process::start_time(s.pid),
+                version: s.version,
+            })),
+            // No handoff socket: broker.pid only words the refusal (a bad
+            // one is no broker at all, since nothing listens).
+            None => match pidfile::running(&self.config.runtime_dir) {
+                Ok(Some(r)) => Err(Error::Broker(format!(
+                    "broker {} (pid {}) runs without a handoff socket at {}; set strategy = \"restart\" to stop and start it instead",
+                    r.version,
+                    r.pid,
+                    path.display()
+                ))),
+                Ok(None) | Err(_) => Ok(None),
+            },
+        }
+    }
+
+    fn switch(
+        &self,
+        broker: &RunningBroker,
+        version: &Version,
+        tree: &Path,
+        pending: &mut dyn Pending,
+    ) -> Result<SwitchReport, Error> {
+        let config = &self.config;
+        // The longest a switch may take, for systemd's job timeout.
+        let bound = config.drain_wait() + config.ready_timeout() + config.settle() + SLACK;
+        self.announce.begin(&version.to_string(), bound);
+        let run = Run {
+            handoff: self,
+            broker,
+            version,
+            new_socket: config
+                .runtime_dir
+                .join(format!("{HANDOFF_SOCKET}.{}", std::process::id())),
+        };
+        let result = run.switch(tree, pending);
+        match &result {
+            Ok(r) => self
+                .announce
+                .end(&format!("running release {version} (pid {})", r.new_pid)),
+            Err(e) => self.announce.end(&format!(
+                "running release {} (pid {}); {e}",
+                broker.version, broker.pid
+            )),
+        }
+        result
+    }
+}
+
+/// One switch in progress.
+struct Run<'a> {
+    handoff: &'a Handoff,
+    broker: &'a RunningBroker,
+    version: &'a Version,
+    /// Where the new broker serves until it is published.
+    new_socket: PathBuf,
+}
+
+impl Run<'_> {
+    fn switch(&self, tree: &Path, pending: &mut dyn Pending) -> Result<SwitchReport, Error> {
+        let fail = Error::switching(self.version);
+        let config = &self.handoff.config;
+        let user = privs::lookup(&config.user).map_err(&fail)?;
+        self.wait_for_drain(&user).map_err(&fail)?;
+        let began = Instant::now();
+        let session = open_session(&self.broker.socket, Some(user.uid))
+            .map_err(&fail)?
+            .ok_or_else(|| {
+                fail(format!(
+                    "the broker at {} went away",
+                    self.broker.socket.display()
+                ))
+            })?;
+        let listeners = session.take_listeners().map_err(&fail)?;
+        let launched = child::launch(
+            config,
+            &user,
+            tree,
+            &listeners,
+            self.env(),
+            Some(session.channel.as_fd()),
+        );
+        drop(listeners);
+        let child::Launched {
+            child: mut new,
+            lease,
+            spawned_at,
+            start,
+        } = launched.map_err(|why| self.not_ready(why))?;
+        let helper_before = spawned_at - began;
+        let committing = Instant::now();
+        let announce = &self.handoff.announce;
+        // Under systemd: the new broker becomes the main process, and
+        // systemd has taken that in, before the old one may exit.
+        if let Err(e) = announce.main_pid(new.id()) {
+            return Err(self.abandon(&mut new, e, true));
+        }
+        // From the lease confirm on, a dead helper leaves two brokers or a
+        // half-done commit: say so in the store first.
+        if let Err(e) = pending.record(&self.intent(&new)) {
+            let why = format!("recording the switch: {e}");
+            return Err(self.abandon(&mut new, why, announce.is_active()));
+        }
+        crate::kill_point!("switch::recorded");
+        // The lease ends before the commit is sent: a helper dying from here
+        // on must not take the new broker with it, since the old one may
+        // get the commit and drain away.
+        if let Err(e) = lease.confirm() {
+            let why = format!("confirming the new broker's lease: {e}");
+            return Err(self.abandon(&mut new, why, announce.is_active()));
+        }
+        crate::kill_point!("switch::confirmed");
+        let old = self.broker.pid;
+        let (draining, mut warning) =
+            match decide(session.commit(), old, || generations::alive(old)) {
+                Decision::Committed { draining } => (draining, None),
+                Decision::Keep { warning } => (0, Some(warning)),
+                Decision::Abandon { reason } => {
+                    return Err(self.abandon(&mut new, reason, announce.is_active()))
+                }
+            };
+        crate::kill_point!("switch::committed");
+        // Past the commit the switch has happened: what fails now is
+        // reported, never turned into an error that would leave the state
+        // naming the old release.
+        if let Some(w) = self.publish(new.id()) {
+            warning = Some(w);
+        }
+        crate::kill_point!("switch::published");
+        Ok(SwitchReport {
+            old_pid: old,
+            new_pid: new.id(),
+            draining,
+            helper: helper_before + committing.elapsed(),
+            start,
+            warning,
+            via_unit: None,
+        })
+    }
+
+    /// Waits until the broker a previous switch left draining is gone.
+    fn wait_for_drain(&self, user: &ServiceUser) -> Result<(), String> {
+        let config = &self.handoff.config;
+        let after_drain = config.ready_timeout() + config.settle() + SLACK;
+        let expect = process::Expect {
+            uid: user.uid,
+            store: None,
+        };
+        generations::wait_for_drain(
+            &config.runtime_dir,
+            expect,
+            config.drain_wait(),
+            &|pid, left| {
+                self.handoff.announce.extend(
+                    left + after_drain,
+                    &format!("waiting for the previous broker (pid {pid}) to finish draining"),
+                )
+            },
+        )
+    }
+
+    /// What the new broker is told besides its listeners.
+    fn env(&self) -> Vec<(String, String)> {
+        let config = &self.handoff.config;
+        let mut env = vec![
+            (
+                HANDOFF_SOCKET_ENV.into(),
+                self.new_socket.display().to_string(),
+            ),
+            (
+                RUNTIME_DIR_ENV.into(),
+                config.runtime_dir.display().to_string(),
+            ),
+            (VERSION_ENV.into(), self.version.to_string()),
+            (OLD_PID_ENV.into(), self.broker.pid.to_string()),
+        ];
+        if self.handoff.announce.is_active() {
+            if let Ok(addr) = std::env::var(emqx_handoff::env::NOTIFY_SOCKET) {
+                env.push((SYSTEMD_NOTIFY_ENV.into(), addr));
+            }
+        }
+        env
+    }
+
+    /// The error of a new broker that never became ready.
+    fn not_ready(&self, why: child::NotReady) -> Error {
+        let _ = std::fs::remove_file(&self.new_socket);
+        let (reason, serving) = match why {
+            child::NotReady::Exited(how) => (format!("the new broker {how}"), Serving::Old),
+            child::NotReady::Timeout(t) => (
+                format!(
+                    "the new broker was not ready within {:.1} s (ready_timeout_secs)",
+                    t.as_secs_f64()
+                ),
+                Serving::OldNewStopped,
+            ),
+            child::NotReady::OldGone => (
+                format!(
+                    "the running broker (pid {}) exited during the switch and the new one was stopped",
+                    self.broker.pid
+                ),
+                Serving::Nothing,
+            ),
+            child::NotReady::Io(e) => (e, Serving::Old),
+        };
+        Error::switch(self.version, reason, serving)
+    }
+
+    /// Stops the new broker: the old one carries on (and is systemd's main
+    /// process again, when `told`, before the new one dies).
+    fn abandon(&self, new: &mut Child, reason: String, told: bool) -> Error {
+        let mut reason = reason;
+        if told {
+            if let Err(e) = self.handoff.announce.main_pid(self.broker.pid) {
+                reason.push_str(&format!("; {e}"));
+            }
+        }
+        child::stop_group(new);
+        let _ = std::fs::remove_file(&self.new_socket);
+        Error::switch(self.version, reason, Serving::OldNewStopped)
+    }
+
+    /// The record of this switch, written before its point of no return.
+    fn intent(&self, new: &Child) -> intent::Intent {
+        let broker = self.broker;
+        intent::Intent::new(
+            &self.version.to_string(),
+            &broker.version,
+            intent::Path::Direct {
+                old: intent::Proc {
+                    pid: broker.pid,
+                    start: broker
+                        .start
+                        .or_else(|| process::start_time(broker.pid))
+                        .unwrap_or(0),
+                },
+                new: intent::Proc {
+                    pid: new.id(),
+                    start: process::start_time(new.id()).unwrap_or(0),
+                },
+                socket: format!("{HANDOFF_SOCKET}.{}", std::process::id()),
+            },
+        )
+    }
+
+    /// Publishes the new broker's socket and records who runs and who
+    /// drains; a failure is a warning, the switch has happened.
+    fn publish(&self, new_pid: u32) -> Option<String> {
+        let config = &self.handoff.config;
+        let published = self.handoff.socket();
+        let warning = std::fs::rename(&self.new_socket, &published).err().map(|e| {
+            format!(
+                "the new broker runs, but its handoff socket could not be published at {} ({e}); the next switch will not find it: restart the broker",
+                published.display()
+            )
+        });
+        generations::record_draining(&config.runtime_dir, self.broker.pid);
+        let _ = pidfile::record(&config.runtime_dir, new_pid, &self.version.to_string());
+        warning
+    }
+}

@@ -1,0 +1,228 @@
+//! The switch through systemd: record the plan, `ReloadUnit`, wait for the
+//! job, and check what actually runs before trusting its result.
+
+use std::path::Path;
+use std::time::Instant;
+
+use semver::Version;
+
+use super::{Pending, RunningBroker, SwitchReport, Switcher};
+use crate::systemd::{short_name, ServiceManager, UnitStatus};
+use crate::Error;
+
+/// Switches the broker of an active unit by asking systemd to reload it.
+pub struct UnitSwitch {
+    manager: Box<dyn ServiceManager>,
+    unit: String,
+    timeout: std::time::Duration,
+    /// Finds the running broker (its handoff socket) and its release.
+    probe: Box<dyn Switcher>,
+}
+
+impl UnitSwitch {
+    /// A switcher for `unit`, waiting at most `timeout` for each job.
+    pub fn new(
+        manager: Box<dyn ServiceManager>,
+        unit: &str,
+        timeout: std::time::Duration,
+        probe: Box<dyn Switcher>,
+    ) -> UnitSwitch {
+        UnitSwitch {
+            manager,
+            unit: unit.to_string(),
+            timeout,
+            probe,
+        }
+    }
+
+    fn status(&self) -> Result<UnitStatus, String> {
+        match self.manager.unit(&self.unit)? {
+            Some(s) if s.is_running() => Ok(s),
+            Some(s) => Err(format!(
+                "{} is {} ({}), no longer running",
+                self.unit, s.active_state, s.load_state
+            )),
+            None => Err(format!("{} is not loaded", self.unit)),
+        }
+    }
+}
+
+impl Switcher for UnitSwitch {
+    fn probe(&self) -> Result<Option<RunningBroker>, Error> {
+        self.probe.probe()
+    }
+
+    fn records_first(&self) -> bool {
+        true
+    }
+
+    fn in_flight(&self) -> bool {
+        self.status().is_ok_and(|s| s.active_state == "reloading")
+    }
+
+    fn switch(
+        &self,
+        _broker: &RunningBroker,
+        version: &Version,
+        _tree: &Path,
+        _pending: &mut dyn Pending,
+    ) -> Result<SwitchReport, Error> {
+        let fail = Error::switching(version);
+        let began = Instant::now();
+        let before = self.status().map_err(&fail)?;
+        let outcome = self
+            .manager
+            .reload(&self.unit, self.timeout)
+            .map_err(&fail)?;
+        let took = began.elapsed();
+        crate::kill_point!("unit::reloaded");
+        // What runs now decides, not the job's word alone: a reload killed
+        // after its commit did switch, a `done` that left the old release
+        // running did not.
+        let running = self.probe.probe().ok().flatten();
+        let after = self.status().ok();
+        let runs_target = running
+            .as_ref()
+            .is_some_and(|b| b.version == version.to_string());
+        let new_pid = after.as_ref().map(|s| s.main_pid).unwrap_or(0);
+        if runs_target {
+            let warning = (!outcome.is_done()).then(|| {
+                format!(
+                    "{}, yet the broker runs {version} now",
+                    outcome.explain(&self.unit)
+                )
+            });
+            return Ok(SwitchReport {
+                old_pid: before.main_pid,
+                new_pid,
+                draining: 0,
+                helper: took,
+                start: took,
+                warning,
+                via_unit: Some(self.unit.clone()),
+            });
+        }
+        let serving = match &running {
+            Some(b) => format!("the broker still runs {}", b.version),
+            None => "no broker answers its handoff socket now".to_string(),
+        };
+        let reason = if outcome.is_done() {
+            format!(
+                "systemd reloaded {} but {serving}; see 'journalctl -u {}'",
+                self.unit,
+                short_name(&self.unit)
+            )
+        } else {
+            format!("{} ({serving})", outcome.explain(&self.unit))
+        };
+        Err(fail(reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systemd::JobOutcome;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    /// A fake systemd whose reload runs `effect` on the fake broker.
+    struct FakeManager {
+        outcome: JobOutcome,
+        broker: Rc<RefCell<String>>,
+        effect: Option<String>,
+        pid: Rc<RefCell<u32>>,
+    }
+
+    impl ServiceManager for FakeManager {
+        fn unit(&self, _: &str) -> Result<Option<UnitStatus>, String> {
+            Ok(Some(UnitStatus {
+                load_state: "loaded".into(),
+                active_state: "active".into(),
+                main_pid: *self.pid.borrow(),
+            }))
+        }
+        fn reload(&self, _: &str, _: Duration) -> Result<JobOutcome, String> {
+            if let Some(v) = &self.effect {
+                *self.broker.borrow_mut() = v.clone();
+                *self.pid.borrow_mut() += 1;
+            }
+            Ok(self.outcome.clone())
+        }
+    }
+
+    struct FakeProbe(Rc<RefCell<String>>);
+
+    impl Switcher for FakeProbe {
+        fn probe(&self) -> Result<Option<RunningBroker>, Error> {
+            Ok(Some(RunningBroker {
+                socket: "/run/emqx/handoff.sock".into(),
+                pid: 1,
+                start: None,
+                version: self.0.borrow().clone(),
+            }))
+        }
+        fn switch(
+            &self,
+            _: &RunningBroker,
+            _: &Version,
+            _: &Path,
+            _: &mut dyn Pending,
+        ) -> Result<SwitchReport, Error> {
+            unreachable!("the unit switch never switches directly")
+        }
+    }
+
+    fn run(outcome: JobOutcome, effect: Option<&str>) -> Result<SwitchReport, Error> {
+        // Not Send: the fakes share state through Rc; UnitSwitch needs no Send.
+        let broker = Rc::new(RefCell::new("5.0.0".to_string()));
+        let manager = FakeManager {
+            outcome,
+            broker: Rc::clone(&broker),
+            effect: effect.map(str::to_string),
+            pid: Rc::new(RefCell::new(100)),
+        };
+        let s = UnitSwitch::new(
+            Box::new(manager),
+            "emqx.service",
+            Duration::from_secs(1),
+            Box::new(FakeProbe(Rc::clone(&broker))),
+        );
+        let b = s.probe().unwrap().unwrap();
+        s.switch(
+            &b,
+            &Version::new(5, 0, 1),
+            Path::new("/nonexistent"),
+            &mut super::super::NoRecord,
+        )
+    }
+
+    #[test]
+    fn done_and_switched_reports_the_new_main_pid() {
+        let r = run(JobOutcome::Done, Some("5.0.1")).unwrap();
+        assert_eq!((r.old_pid, r.new_pid), (100, 101));
+        assert_eq!(r.warning, None);
+    }
+
+    #[test]
+    fn failed_job_with_the_old_broker_serving_is_an_error_naming_the_journal() {
+        let e = run(JobOutcome::Failed, None).unwrap_err().to_string();
+        assert!(
+            e.contains("journalctl -u emqx") && e.contains("still runs 5.0.0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn done_job_that_left_the_old_release_running_is_an_error() {
+        let e = run(JobOutcome::Done, None).unwrap_err().to_string();
+        assert!(e.contains("but the broker still runs 5.0.0"), "{e}");
+    }
+
+    #[test]
+    fn failed_job_after_the_switch_happened_is_a_warning() {
+        let r = run(JobOutcome::Failed, Some("5.0.1")).unwrap();
+        assert!(r.warning.unwrap().contains("runs 5.0.1 now"));
+    }
+}
