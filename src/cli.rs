@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use emqx_handoff::env;
 use semver::Version;
 
 use crate::config::{self, Config, Strategy};
@@ -351,7 +352,10 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
                 }
                 let _ = nix::unistd::setsid();
             }
-            let listeners = match (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) {
+            let listeners = match (
+                std::env::var(env::LISTEN_PID),
+                std::env::var(env::LISTEN_FDS),
+            ) {
                 (Ok(pid), Ok(n)) if pid == std::process::id().to_string() => {
                     n.parse::<i32>().unwrap_or(0).clamp(0, 1024)
                 }

@@ -188,8 +188,8 @@ impl<'a> Ops<'a> {
         command
             .args(&self.config.entry[1..])
             .current_dir(&tree)
-            .env("EMQX_RELUP_VERSION", version.to_string())
-            .env("EMQX_RUNTIME_DIR", &self.config.runtime_dir)
+            .env(emqx_handoff::env::VERSION_ENV, version.to_string())
+            .env(emqx_handoff::env::RUNTIME_DIR_ENV, &self.config.runtime_dir)
             .env("EMQX_ROOT_DIR", &self.layout.root);
         Ok((command, version))
     }

@@ -188,7 +188,11 @@ impl Run<'_> {
         // reported, never turned into an error that would leave the state
         // naming the old release.
         if let Some(w) = self.publish(new.id()) {
-            warning = Some(w);
+            // Both matter: a commit in doubt and a socket nobody will find.
+            warning = Some(match warning {
+                Some(first) => format!("{first}; {w}"),
+                None => w,
+            });
         }
         crate::kill_point!("switch::published");
         Ok(SwitchReport {

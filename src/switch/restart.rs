@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use emqx_handoff::env;
 use semver::Version;
 
 use super::process::{self, Expect};
@@ -76,10 +77,10 @@ impl Switcher for Restart {
             .map_err(|why| fail(format!("{why}; the new release was not started")))?;
         let env = vec![
             (
-                "EMQX_RUNTIME_DIR".into(),
+                env::RUNTIME_DIR_ENV.into(),
                 config.runtime_dir.display().to_string(),
             ),
-            ("EMQX_RELUP_VERSION".into(), version.to_string()),
+            (env::VERSION_ENV.into(), version.to_string()),
         ];
         let child::Launched {
             child: new,

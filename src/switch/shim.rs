@@ -12,6 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
+use emqx_handoff::env;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::stat::{fstat, SFlag};
 
@@ -45,8 +46,8 @@ pub fn run(args: &[OsString]) -> Result<(), Error> {
     };
     let (program, args) = command.split_first().ok_or_else(usage)?;
     let user = user.to_str().ok_or_else(usage)?;
-    if std::env::var_os("LISTEN_FDS").is_some() {
-        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+    if std::env::var_os(env::LISTEN_FDS).is_some() {
+        std::env::set_var(env::LISTEN_PID, std::process::id().to_string());
     }
     let user = privs::lookup(user).map_err(Error::Usage)?;
     privs::drop_to(&user)

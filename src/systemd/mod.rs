@@ -47,5 +47,6 @@ pub trait ServiceManager {
 /// Whether this process was started by systemd for a unit (`ExecStart=`,
 /// `ExecReload=`...), as opposed to by an administrator.
 pub fn started_by_systemd() -> bool {
-    std::env::var_os("INVOCATION_ID").is_some() && std::env::var_os("NOTIFY_SOCKET").is_some()
+    std::env::var_os("INVOCATION_ID").is_some()
+        && std::env::var_os(emqx_handoff::env::NOTIFY_SOCKET).is_some()
 }

@@ -5,6 +5,12 @@
 //! order (systemd's socket-activation convention, so a broker that knows
 //! only that convention works); the helper's lease, when there is one,
 //! comes right after them and is not counted by `LISTEN_FDS`.
+//!
+//! Other `EMQX_*` variables (not `EMQX_RELUP_*`) are the broker's own
+//! configuration, passed through by the helper untouched (the reference
+//! broker's `EMQX_LISTENERS`, `EMQX_BROKER_VERSION`, `EMQX_DRAIN_SECS`);
+//! `EMQX_ROOT_DIR`, `EMQX_STATE_DIR` and `EMQX_RELUP_CONFIG` configure the
+//! helper's command line.
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;

@@ -21,7 +21,7 @@ impl Notifier {
     /// The socket `NOTIFY_SOCKET` names, if set (a path, or `@name` for an
     /// abstract socket).
     pub fn from_env() -> Option<io::Result<Notifier>> {
-        let addr = std::env::var_os("NOTIFY_SOCKET")?;
+        let addr = std::env::var_os(crate::env::NOTIFY_SOCKET)?;
         Some(Notifier::at(&addr.to_string_lossy()))
     }
 

@@ -302,9 +302,10 @@ impl BrokerHost {
         }
     }
 
-    /// (pid, exe, state) of the processes running from this host's trees.
+    /// (pid, exe, state) of the processes running from this host's trees
+    /// (the store: brokers, not the helper linked into `bin/`).
     pub fn host_processes(&self) -> Vec<(i32, String, String)> {
-        let me = self.host.path().display().to_string();
+        let trees = self.host.path().join("state").display().to_string();
         let mut out = Vec::new();
         for p in fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
@@ -312,7 +313,7 @@ impl BrokerHost {
             };
             if let Ok(exe) = fs::read_link(p.path().join("exe")) {
                 let exe = exe.display().to_string();
-                if exe.starts_with(&me) {
+                if exe.starts_with(&trees) {
                     let stat = fs::read_to_string(p.path().join("stat")).unwrap_or_default();
                     let state = stat.rsplit_once(") ").map(|(_, r)| r[..1].to_string());
                     out.push((pid, exe, state.unwrap_or_default()));
@@ -324,24 +325,17 @@ impl BrokerHost {
 
     /// Kills every broker process of this host.
     pub fn kill_all(&mut self) {
-        let me = self.host.path().display().to_string();
-        let mut killed = Vec::new();
         // Brokers started by a switch are not our children: find them by their tree.
-        if let Ok(procs) = fs::read_dir("/proc") {
-            for p in procs.flatten() {
-                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
-                    continue;
-                };
-                if let Ok(exe) = fs::read_link(p.path().join("exe")) {
-                    if exe.display().to_string().starts_with(&me) {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(pid),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
-                        killed.push(pid);
-                    }
-                }
-            }
+        let killed: Vec<i32> = self
+            .host_processes()
+            .into_iter()
+            .map(|(pid, _, _)| pid)
+            .collect();
+        for pid in &killed {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         for c in &mut self.started {
             let _ = c.kill();
