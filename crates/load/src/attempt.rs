@@ -43,19 +43,7 @@ impl Failure {
 
 /// Short name of a packet, for error messages.
 pub fn kind(p: &Packet) -> &'static str {
-    match p {
-        Packet::Connect { .. } => "CONNECT",
-        Packet::ConnAck { .. } => "CONNACK",
-        Packet::Publish { .. } => "PUBLISH",
-        Packet::PubAck { .. } => "PUBACK",
-        Packet::Subscribe { .. } => "SUBSCRIBE",
-        Packet::SubAck { .. } => "SUBACK",
-        Packet::Unsubscribe { .. } => "UNSUBSCRIBE",
-        Packet::UnsubAck { .. } => "UNSUBACK",
-        Packet::PingReq => "PINGREQ",
-        Packet::PingResp => "PINGRESP",
-        Packet::Disconnect => "DISCONNECT",
-    }
+    p.name()
 }
 
 /// Classifies a codec error; `waiting` names what was awaited.
@@ -134,6 +122,7 @@ pub fn handshake(
         clean_session: true,
         username: None,
         password: None,
+        will: None,
     };
     send(&mut stream, &connect, deadline).map_err(Failure::before)?;
     match recv(&mut stream, deadline, "CONNACK").map_err(Failure::before)? {

@@ -81,7 +81,13 @@ fn main() -> ExitCode {
         options.handoff_path.display(),
         options.drain
     ));
-    let service = Arc::new(RefBroker::new(&version));
+    let service = match RefBroker::start(&version, settings.max_queued) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            log(&format!("ERROR: starting the event loop: {e}"));
+            return ExitCode::from(1);
+        }
+    };
     match broker::run(options, service) {
         Ok(d) => {
             log(&format!(

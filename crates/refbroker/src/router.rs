@@ -1,176 +1,138 @@
-//! Subscriptions and retained messages, and the fan-out of a publish.
-//! Filters without wildcards are found by one lookup; only wildcard
-//! filters are matched one by one.
+//! Subscriptions by client id and retained messages: which sessions a
+//! publish reaches, at which QoS. Filters without wildcards are found by
+//! one lookup; only wildcard filters are matched one by one. Overlapping
+//! subscriptions of one client give one delivery, at the highest of their
+//! QoS (3.1.1 §3.3.5 allows that or one per subscription).
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::rc::Rc;
 
-use super::conn::Conn;
-use emqx_mqtt::{topic, Packet};
+use emqx_mqtt::topic;
 
-/// One subscription of one connection.
-struct Sub {
-    conn: Arc<Conn>,
-    qos: u8,
-}
+use crate::session::Message;
 
+type Table = HashMap<String, HashMap<Rc<str>, u8>>;
+
+/// The broker's routing state.
 #[derive(Default)]
-struct Subs {
-    /// Filter without wildcard (= the topic) -> connection id -> subscription.
-    exact: HashMap<String, HashMap<u64, Sub>>,
-    /// Filter with wildcards -> connection id -> subscription.
-    wild: HashMap<String, HashMap<u64, Sub>>,
+pub struct Router {
+    /// Filter without wildcard (= the topic) -> client id -> QoS.
+    exact: Table,
+    /// Filter with wildcards -> client id -> QoS.
+    wild: Table,
+    retained: HashMap<String, Message>,
 }
 
-impl Subs {
-    fn table(&mut self, filter: &str) -> &mut HashMap<String, HashMap<u64, Sub>> {
+impl Router {
+    fn table(&mut self, filter: &str) -> &mut Table {
         if topic::has_wildcard(filter) {
             &mut self.wild
         } else {
             &mut self.exact
         }
     }
-}
 
-/// A retained message.
-#[derive(Clone)]
-pub struct Retained {
-    /// Its topic.
-    pub topic: String,
-    /// Its payload.
-    pub payload: Vec<u8>,
-    /// The QoS it was published at.
-    pub qos: u8,
-}
-
-/// The broker's routing state.
-#[derive(Default)]
-pub struct Router {
-    subs: RwLock<Subs>,
-    retained: RwLock<HashMap<String, Retained>>,
-}
-
-impl Router {
-    /// Subscribes `conn` to a valid `filter` (replacing its QoS if it was
-    /// subscribed already).
-    pub fn subscribe(&self, conn: &Arc<Conn>, filter: &str, qos: u8) {
-        let mut subs = self.subs.write().unwrap_or_else(PoisonError::into_inner);
-        subs.table(filter)
+    /// Subscribes `client` to a valid `filter` (replacing the QoS of the
+    /// same filter).
+    pub fn subscribe(&mut self, client: &Rc<str>, filter: &str, qos: u8) {
+        self.table(filter)
             .entry(filter.to_string())
             .or_default()
-            .insert(
-                conn.id,
-                Sub {
-                    conn: Arc::clone(conn),
-                    qos,
-                },
-            );
+            .insert(Rc::clone(client), qos);
     }
 
-    /// Removes a subscription (nothing if there was none).
-    pub fn unsubscribe(&self, conn: u64, filter: &str) {
-        let mut subs = self.subs.write().unwrap_or_else(PoisonError::into_inner);
-        let table = subs.table(filter);
-        if let Some(by_conn) = table.get_mut(filter) {
-            by_conn.remove(&conn);
-            if by_conn.is_empty() {
+    /// Removes `client`'s subscription to `filter`, if any.
+    pub fn unsubscribe(&mut self, client: &str, filter: &str) {
+        let table = self.table(filter);
+        if let Some(subs) = table.get_mut(filter) {
+            subs.remove(client);
+            if subs.is_empty() {
                 table.remove(filter);
             }
         }
     }
 
-    /// Stores a retained message, or clears the topic's with an empty payload.
-    pub fn retain(&self, topic: &str, payload: &[u8], qos: u8) {
-        let mut retained = self
-            .retained
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if payload.is_empty() {
-            retained.remove(topic);
-        } else {
-            retained.insert(
-                topic.to_string(),
-                Retained {
-                    topic: topic.to_string(),
-                    payload: payload.to_vec(),
-                    qos,
-                },
-            );
-        }
-    }
-
-    /// The retained messages a valid `filter` matches.
-    pub fn retained(&self, filter: &str) -> Vec<Retained> {
-        let retained = self.retained.read().unwrap_or_else(PoisonError::into_inner);
-        if topic::has_wildcard(filter) {
-            retained
-                .values()
-                .filter(|r| topic::matches(filter, &r.topic))
-                .cloned()
-                .collect()
-        } else {
-            retained.get(filter).cloned().into_iter().collect()
-        }
-    }
-
-    /// Sends a message to every connection with a matching subscription,
-    /// once each at the lower of the publish QoS and its highest matching
-    /// subscription's, with a fresh packet identifier per connection at
-    /// QoS 1, RETAIN cleared. Returns (delivered, dropped).
-    pub fn publish(&self, name: &str, payload: &[u8], qos: u8) -> (usize, usize) {
-        let mut targets: HashMap<u64, (Arc<Conn>, u8)> = HashMap::new();
-        {
-            let subs = self.subs.read().unwrap_or_else(PoisonError::into_inner);
-            let mut add = |by_conn: &HashMap<u64, Sub>| {
-                for (id, sub) in by_conn {
-                    let entry = targets
-                        .entry(*id)
-                        .or_insert_with(|| (Arc::clone(&sub.conn), 0));
-                    entry.1 = entry.1.max(sub.qos);
-                }
-            };
-            if let Some(by_conn) = subs.exact.get(name) {
-                add(by_conn);
+    /// Client id -> QoS of the delivery for a message on `name`.
+    pub fn targets(&self, name: &str) -> HashMap<Rc<str>, u8> {
+        let mut out: HashMap<Rc<str>, u8> = HashMap::new();
+        let mut add = |subs: &HashMap<Rc<str>, u8>| {
+            for (client, qos) in subs {
+                let q = out.entry(Rc::clone(client)).or_insert(*qos);
+                *q = (*q).max(*qos);
             }
-            for (filter, by_conn) in &subs.wild {
-                if topic::matches(filter, name) {
-                    add(by_conn);
-                }
-            }
-        }
-        // Encoded once per QoS; QoS 1 copies get their own packet id.
-        let encode = |qos: u8| {
-            Packet::Publish {
-                topic: name.to_string(),
-                payload: payload.to_vec(),
-                qos,
-                retain: false,
-                dup: false,
-                packet_id: (qos > 0).then_some(1),
-            }
-            .encode()
         };
-        let mut at_qos0: Option<Arc<Vec<u8>>> = None;
-        let mut at_qos1: Option<Vec<u8>> = None;
-        let (mut delivered, mut dropped) = (0, 0);
-        for (conn, sub_qos) in targets.into_values() {
-            let data = if sub_qos.min(qos) == 0 {
-                Arc::clone(at_qos0.get_or_insert_with(|| Arc::new(encode(0))))
-            } else {
-                let mut bytes = at_qos1.get_or_insert_with(|| encode(1)).clone();
-                // The packet id sits just before the payload.
-                let Some(at) = bytes.len().checked_sub(payload.len() + 2) else {
-                    continue;
-                };
-                bytes[at..at + 2].copy_from_slice(&conn.packet_id().to_be_bytes());
-                Arc::new(bytes)
-            };
-            if conn.deliver(data) {
-                delivered += 1;
-            } else {
-                dropped += 1;
+        if let Some(subs) = self.exact.get(name) {
+            add(subs);
+        }
+        for (filter, subs) in &self.wild {
+            if topic::matches(filter, name) {
+                add(subs);
             }
         }
-        (delivered, dropped)
+        out
+    }
+
+    /// Retains `message` on its topic; an empty payload clears it.
+    pub fn retain(&mut self, message: &Message) {
+        if message.payload.is_empty() {
+            self.retained.remove(&*message.topic);
+        } else {
+            self.retained
+                .insert(message.topic.to_string(), message.clone());
+        }
+    }
+
+    /// The retained messages `filter` matches, flagged retained.
+    pub fn retained(&self, filter: &str) -> Vec<Message> {
+        let mut out: Vec<Message> = self
+            .retained
+            .values()
+            .filter(|m| topic::matches(filter, &m.topic))
+            .map(|m| Message {
+                retain: true,
+                ..m.clone()
+            })
+            .collect();
+        out.sort_by(|a, b| a.topic.cmp(&b.topic));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(topic: &str, payload: &[u8]) -> Message {
+        Message {
+            topic: topic.into(),
+            payload: Rc::from(payload),
+            qos: 1,
+            retain: true,
+        }
+    }
+
+    #[test]
+    fn overlapping_filters_give_one_target_at_the_highest_qos() {
+        let mut r = Router::default();
+        let a: Rc<str> = "a".into();
+        r.subscribe(&a, "x/y", 0);
+        r.subscribe(&a, "x/+", 2);
+        r.subscribe(&a, "#", 1);
+        let t = r.targets("x/y");
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.get("a"), Some(&2));
+        r.unsubscribe("a", "x/+");
+        assert_eq!(r.targets("x/y").get("a"), Some(&1));
+        assert!(r.targets("$SYS/x").is_empty(), "# does not match $ topics");
+    }
+
+    #[test]
+    fn retained_set_replace_delete() {
+        let mut r = Router::default();
+        r.retain(&msg("t", b"1"));
+        r.retain(&msg("t", b"2"));
+        assert_eq!(&*r.retained("#")[0].payload, b"2");
+        r.retain(&msg("t", b""));
+        assert!(r.retained("#").is_empty());
     }
 }

@@ -1,304 +1,168 @@
-//! One client connection's session: CONNECT first, then packets until
-//! DISCONNECT, end of stream, a protocol error, keep-alive expiry, a
-//! takeover or the broker's close; then the graceful close (FIN after the
-//! queued packets, read until end of stream or [`CLOSE_WAIT`]).
+//! One client's session, connected or not: its subscriptions, the QoS 1/2
+//! messages in flight to it and queued for it, and the QoS 2 packet ids
+//! it sent that await their PUBREL. Plain data, so a whole broker can be
+//! frozen and moved (issue #12).
 
-use std::collections::HashSet;
-use std::io::{self, BufReader, Read};
-use std::net::TcpStream;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::rc::Rc;
 
-use super::conn::Conn;
-use super::{Shared, MAX_PACKET};
-use emqx_mqtt::packet::{CONNECT, PROTOCOL_LEVEL};
-use emqx_mqtt::{read_frame, read_packet, topic, Packet, PacketError};
-
-/// How long a new connection has to send CONNECT.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a closing connection is read for its end of stream.
-pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
-
-/// Why a session ended.
-enum End {
-    /// The client closed the connection.
-    Eof,
-    /// The client sent DISCONNECT.
-    Disconnect,
-    /// No packet within 1.5 × keep-alive (or no CONNECT in time).
-    Idle(String),
-    /// A protocol error, to log.
-    Error(String),
-    /// The broker closed it (a takeover, the end of a drain).
-    Closed,
+/// An application message as the broker routes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Topic name.
+    pub topic: Rc<str>,
+    /// Payload, shared by every delivery.
+    pub payload: Rc<[u8]>,
+    /// The QoS it was published at (a delivery uses the lower of this and
+    /// the subscription's).
+    pub qos: u8,
+    /// Whether it is delivered because of a new subscription (retained).
+    pub retain: bool,
 }
 
-struct Session<'a> {
-    shared: &'a Shared,
-    conn: &'a Arc<Conn>,
-    client_id: Option<String>,
-    filters: HashSet<String>,
+/// An outgoing QoS 1/2 delivery not yet acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inflight {
+    /// PUBLISH sent, PUBACK (QoS 1) or PUBREC (QoS 2) awaited.
+    Sent(Message),
+    /// PUBREL sent, PUBCOMP awaited.
+    Released,
 }
 
-/// Serves `stream` until the session ends, then closes it gracefully.
-pub fn run(shared: &Shared, conn: &Arc<Conn>, stream: TcpStream) {
-    let mut reader = BufReader::with_capacity(16 * 1024, stream);
-    let mut session = Session {
-        shared,
-        conn,
-        client_id: None,
-        filters: HashSet::new(),
-    };
-    let end = session.serve(&mut reader);
-    // No more deliveries to a connection on its way out.
-    for f in &session.filters {
-        shared.router.unsubscribe(conn.id, f);
-    }
-    if let Some(id) = &session.client_id {
-        shared.unregister(id, conn.id);
-    }
-    session.log_end(&end);
-    conn.close();
-    drain(&mut reader, CLOSE_WAIT);
-    conn.force();
-    conn.set_finished();
+/// The most QoS 1/2 deliveries in flight to one client (as EMQX's
+/// `max_inflight`); the rest wait in the queue, in order.
+pub const MAX_INFLIGHT: usize = 64;
+
+/// A session.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Ends with its connection (CONNECT's clean session flag).
+    pub clean: bool,
+    /// Filter -> granted QoS.
+    pub subs: BTreeMap<String, u8>,
+    /// Deliveries in flight, in the order they were sent.
+    pub inflight: VecDeque<(u16, Inflight)>,
+    /// QoS 1/2 deliveries not sent yet (the client is offline, or the
+    /// in-flight window is full), oldest first, bounded.
+    pub queue: VecDeque<Message>,
+    /// QoS 2 packet ids received, PUBREL not yet: a PUBLISH with one of
+    /// these ids is a duplicate, not routed again.
+    pub awaiting_rel: HashSet<u16>,
+    /// The connection it runs on (event loop token), when connected.
+    pub conn: Option<usize>,
+    /// Deliveries dropped for it (queue full, or QoS 0 while offline or
+    /// reading too slowly).
+    pub dropped: u64,
+    next_id: u16,
 }
 
-/// Reads and discards until end of stream, an error or `wait`: closing a
-/// socket with unread data would reset the connection.
-fn drain(r: &mut BufReader<TcpStream>, wait: Duration) {
-    let deadline = Instant::now() + wait;
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || r.get_ref().set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match r.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-impl Session<'_> {
-    fn who(&self) -> String {
-        match &self.client_id {
-            Some(id) => format!("client {id:?}"),
-            None => format!(
-                "connection from {} on {}",
-                self.conn.peer, self.conn.listener
-            ),
+impl Session {
+    /// A fresh session.
+    pub fn new(clean: bool) -> Session {
+        Session {
+            clean,
+            ..Session::default()
         }
     }
 
-    fn log_end(&self, end: &End) {
-        let who = self.who();
-        let why = match end {
-            End::Eof if self.client_id.is_none() => "closed before CONNECT".to_string(),
-            End::Eof => "closed the connection".into(),
-            End::Disconnect => "disconnected".into(),
-            End::Idle(m) => format!("{m}: closing"),
-            End::Error(m) => format!("{m}: closing"),
-            End::Closed => "closed by the broker".into(),
-        };
-        let dropped = self.conn.dropped();
-        if dropped > 0 {
-            self.shared.log(format_args!(
-                "{who} {why} ({dropped} deliveries dropped: it read too slowly)"
-            ));
-        } else {
-            self.shared.log(format_args!("{who} {why}"));
-        }
-    }
-
-    /// What a failed read means; `idle` tells a timeout.
-    fn read_failed(&self, e: PacketError, idle: impl FnOnce() -> String) -> End {
-        if self.conn.closing() {
-            return End::Closed;
-        }
-        match e {
-            PacketError::Io(e) if is_timeout(&e) => End::Idle(idle()),
-            PacketError::Io(e) => End::Error(format!("connection lost: {e}")),
-            other => End::Error(other.to_string()),
-        }
-    }
-
-    fn serve(&mut self, r: &mut BufReader<TcpStream>) -> End {
-        let _ = r.get_ref().set_read_timeout(Some(CONNECT_TIMEOUT));
-        let frame = match read_frame(r, MAX_PACKET) {
-            Ok(Some(f)) => f,
-            Ok(None) => return End::Eof,
-            Err(e) => {
-                return self.read_failed(e, || {
-                    format!("no CONNECT within {} s", CONNECT_TIMEOUT.as_secs())
-                })
-            }
-        };
-        if frame.kind() != CONNECT {
-            return End::Error(format!(
-                "first packet of type {}, not CONNECT",
-                frame.kind()
-            ));
-        }
-        let connect = match frame.decode() {
-            Ok(p) => p,
-            Err(e) => {
-                if let Some(level) = frame.connect_level().filter(|l| *l != PROTOCOL_LEVEL) {
-                    self.conn.send(&Packet::ConnAck {
-                        session_present: false,
-                        code: 1,
-                    });
-                    return End::Error(format!(
-                        "refused protocol level {level} (CONNACK 1: only 4, MQTT 3.1.1)"
-                    ));
-                }
-                return End::Error(e.to_string());
-            }
-        };
-        let Packet::Connect {
-            client_id,
-            keep_alive,
-            clean_session,
-            ..
-        } = connect
-        else {
-            return End::Error("CONNECT did not decode as CONNECT".into());
-        };
-        let client_id = if client_id.is_empty() {
-            if !clean_session {
-                self.conn.send(&Packet::ConnAck {
-                    session_present: false,
-                    code: 2,
-                });
-                return End::Error(
-                    "refused an empty client id without a clean session (CONNACK 2)".into(),
-                );
-            }
-            format!("refbroker-{}-{}", std::process::id(), self.conn.id)
-        } else {
-            client_id
-        };
-        self.shared.register(&client_id, self.conn);
-        self.conn.send(&Packet::ConnAck {
-            session_present: false,
-            code: 0,
-        });
-        self.shared.log(format_args!(
-            "client {client_id:?} connected on {} from {} (keep-alive {keep_alive} s)",
-            self.conn.listener, self.conn.peer
-        ));
-        self.client_id = Some(client_id);
-        let idle = (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500));
-        let _ = r.get_ref().set_read_timeout(idle);
+    /// A packet id not in flight.
+    pub fn next_packet_id(&mut self) -> u16 {
         loop {
-            let packet = match read_packet(r, MAX_PACKET) {
-                Ok(Some(p)) => p,
-                Ok(None) if self.conn.closing() => return End::Closed,
-                Ok(None) => return End::Eof,
-                Err(e) => {
-                    return self.read_failed(e, || {
-                        format!("keep-alive expired (no packet within 1.5 × {keep_alive} s)")
-                    })
-                }
-            };
-            if self.conn.closing() {
-                return End::Closed;
-            }
-            if let Some(end) = self.handle(packet) {
-                return end;
+            self.next_id = self.next_id.wrapping_add(1);
+            let id = self.next_id;
+            if id != 0 && !self.inflight.iter().any(|(i, _)| *i == id) {
+                return id;
             }
         }
     }
 
-    /// Handles one packet after CONNECT; `Some` ends the session.
-    fn handle(&mut self, packet: Packet) -> Option<End> {
-        match packet {
-            Packet::Publish {
-                topic: name,
-                payload,
-                qos,
-                retain,
-                packet_id,
-                ..
-            } => {
-                if qos > 1 {
-                    return Some(End::Error("PUBLISH at QoS 2 is not supported".into()));
-                }
-                if !topic::valid_topic(&name) {
-                    return Some(End::Error(format!("PUBLISH to invalid topic {name:?}")));
-                }
-                if name.starts_with("$SYS/") {
-                    self.shared.log(format_args!(
-                        "{}: PUBLISH to {name:?} ignored ($SYS is the broker's)",
-                        self.who()
-                    ));
-                } else {
-                    if retain {
-                        self.shared.router.retain(&name, &payload, qos);
-                    }
-                    self.shared.router.publish(&name, &payload, qos);
-                }
-                if let (1, Some(packet_id)) = (qos, packet_id) {
-                    self.conn.send(&Packet::PubAck { packet_id });
-                }
-            }
-            Packet::Subscribe { packet_id, filters } => {
-                let mut codes = Vec::with_capacity(filters.len());
-                let mut granted = Vec::new();
-                for (filter, qos) in filters {
-                    if topic::valid_filter(&filter) {
-                        let q = qos.min(1);
-                        self.shared.router.subscribe(self.conn, &filter, q);
-                        codes.push(q);
-                        self.filters.insert(filter.clone());
-                        granted.push((filter, q));
-                    } else {
-                        codes.push(0x80);
-                    }
-                }
-                self.conn.send(&Packet::SubAck { packet_id, codes });
-                for (filter, q) in granted {
-                    for r in self.shared.router.retained(&filter) {
-                        let qos = r.qos.min(q);
-                        self.conn.send(&Packet::Publish {
-                            topic: r.topic,
-                            payload: r.payload,
-                            qos,
-                            retain: true,
-                            dup: false,
-                            packet_id: (qos > 0).then(|| self.conn.packet_id()),
-                        });
-                    }
-                }
-            }
-            Packet::Unsubscribe { packet_id, filters } => {
-                for f in &filters {
-                    self.shared.router.unsubscribe(self.conn.id, f);
-                    self.filters.remove(f);
-                }
-                self.conn.send(&Packet::UnsubAck { packet_id });
-            }
-            Packet::PingReq => self.conn.send(&Packet::PingResp),
-            // QoS 1 deliveries are sent once; their acknowledgements end nothing.
-            Packet::PubAck { .. } => {}
-            Packet::Disconnect => return Some(End::Disconnect),
-            Packet::Connect { .. } => return Some(End::Error("a second CONNECT".into())),
-            other => {
-                return Some(End::Error(format!(
-                    "a server's packet from a client: {other:?}"
-                )))
-            }
+    /// Whether another delivery may be put in flight now.
+    pub fn window_open(&self) -> bool {
+        self.conn.is_some() && self.inflight.len() < MAX_INFLIGHT
+    }
+
+    /// Queues a QoS 1/2 message; `false` (and counted) past `max_queued`.
+    pub fn enqueue(&mut self, message: Message, max_queued: usize) -> bool {
+        if self.queue.len() >= max_queued {
+            self.dropped += 1;
+            return false;
         }
-        None
+        self.queue.push_back(message);
+        true
+    }
+
+    /// Removes the in-flight entry `id` if it is in the state `want`
+    /// describes; returns whether it was.
+    pub fn ack(&mut self, id: u16, released: bool) -> bool {
+        let at = self
+            .inflight
+            .iter()
+            .position(|(i, state)| *i == id && matches!(state, Inflight::Released) == released);
+        match at {
+            Some(at) => {
+                self.inflight.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// PUBREC for `id`: its PUBLISH becomes a released entry, keeping its
+    /// place; returns whether `id` was a QoS 2 delivery in flight.
+    pub fn received(&mut self, id: u16) -> bool {
+        match self.inflight.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, state @ Inflight::Sent(_))) => {
+                *state = Inflight::Released;
+                true
+            }
+            Some((_, Inflight::Released)) => true,
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(qos: u8) -> Message {
+        Message {
+            topic: "t".into(),
+            payload: Rc::from(&b"x"[..]),
+            qos,
+            retain: false,
+        }
+    }
+
+    #[test]
+    fn packet_ids_skip_zero_and_those_in_flight() {
+        let mut s = Session::new(false);
+        let a = s.next_packet_id();
+        s.inflight.push_back((a, Inflight::Sent(m(1))));
+        s.next_id = a.wrapping_sub(1);
+        let b = s.next_packet_id();
+        assert_ne!(a, b);
+        s.next_id = u16::MAX;
+        assert_ne!(s.next_packet_id(), 0);
+    }
+
+    #[test]
+    fn qos2_goes_sent_released_completed() {
+        let mut s = Session::new(false);
+        s.inflight.push_back((5, Inflight::Sent(m(2))));
+        assert!(!s.ack(5, true), "no PUBCOMP before PUBREC");
+        assert!(s.received(5));
+        assert!(s.ack(5, true));
+        assert!(s.inflight.is_empty());
+        assert!(!s.received(5));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_counts_drops() {
+        let mut s = Session::new(false);
+        assert!(s.enqueue(m(1), 2));
+        assert!(s.enqueue(m(1), 2));
+        assert!(!s.enqueue(m(1), 2));
+        assert_eq!((s.queue.len(), s.dropped), (2, 1));
     }
 }

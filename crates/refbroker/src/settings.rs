@@ -48,6 +48,8 @@ pub struct Settings {
     pub listeners: Vec<(String, SocketAddr)>,
     /// The drain bound.
     pub drain: Duration,
+    /// QoS 1/2 messages queued per session (`EMQX_MAX_QUEUED`).
+    pub max_queued: usize,
     /// Failures on purpose.
     pub behaviour: Behaviour,
 }
@@ -76,6 +78,15 @@ impl Settings {
             Err(std::env::VarError::NotPresent) => DEFAULT_DRAIN,
             Err(e) => return Err(format!("EMQX_DRAIN_SECS: {e}")),
         };
+        let max_queued = match std::env::var("EMQX_MAX_QUEUED") {
+            Ok(s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("EMQX_MAX_QUEUED: {s:?} is not a positive number"))?,
+            Err(std::env::VarError::NotPresent) => crate::DEFAULT_MAX_QUEUED,
+            Err(e) => return Err(format!("EMQX_MAX_QUEUED: {e}")),
+        };
         let behaviour = match &tree {
             Some(tree) => read_behaviour(tree)?,
             None => Behaviour::default(),
@@ -84,6 +95,7 @@ impl Settings {
             version,
             listeners,
             drain,
+            max_queued,
             behaviour,
         })
     }

@@ -384,6 +384,7 @@ pub fn mqtt_version(addr: SocketAddr) -> String {
         clean_session: true,
         username: None,
         password: None,
+        will: None,
     };
     s.write_all(&connect.encode()).unwrap();
     assert!(matches!(

@@ -2,6 +2,7 @@
 //!
 //! - [`bins`]: the workspace's binaries and the checkout, from any member;
 //! - [`package`]: release packages (zip, tar.gz), hostile ones included;
+//! - [`clients`]: paho-mqtt in a virtual environment, Debian's mosquitto;
 //! - [`host`]: a temporary host (root, state dir, config) and its `emqx`;
 //! - [`broker`]: a host running the reference broker as a non-root user,
 //!   free loopback ports, an MQTT probe of the version clients see;
@@ -11,6 +12,7 @@
 
 pub mod bins;
 pub mod broker;
+pub mod clients;
 pub mod host;
 pub mod package;
 pub mod refbroker;

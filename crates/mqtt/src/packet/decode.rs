@@ -3,7 +3,7 @@
 
 use std::io::{self, Read};
 
-use super::{bad, Packet, PacketError, CONNECT, PROTOCOL_LEVEL};
+use super::{bad, Packet, PacketError, Will, CONNECT, PROTOCOL_LEVEL};
 
 /// A packet read off the wire, not yet decoded: its first byte and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,7 +317,24 @@ fn decode_body(header: u8, body: &[u8]) -> Result<Packet, PacketError> {
             want_flags(0)?;
             Packet::Disconnect
         }
-        5..=7 => return Err(bad(format!("{} (QoS 2) is not supported", name_of(kind)))),
+        5 => {
+            want_flags(0)?;
+            Packet::PubRec {
+                packet_id: b.packet_id()?,
+            }
+        }
+        6 => {
+            want_flags(2)?;
+            Packet::PubRel {
+                packet_id: b.packet_id()?,
+            }
+        }
+        7 => {
+            want_flags(0)?;
+            Packet::PubComp {
+                packet_id: b.packet_id()?,
+            }
+        }
         other => return Err(bad(format!("packet type {other}"))),
     };
     b.done()?;
@@ -353,11 +370,16 @@ fn decode_connect(b: &mut Body<'_>) -> Result<Packet, PacketError> {
     }
     let keep_alive = b.u16()?;
     let client_id = b.string()?;
-    if will {
-        // The will is parsed for its framing only: this model keeps none.
-        b.string()?;
-        b.binary()?;
-    }
+    let will = if will {
+        Some(Will {
+            topic: b.string()?,
+            payload: b.binary()?.to_vec(),
+            qos: will_qos,
+            retain: will_retain,
+        })
+    } else {
+        None
+    };
     let username = if has_user { Some(b.string()?) } else { None };
     let password = if has_password {
         Some(b.binary()?.to_vec())
@@ -370,5 +392,6 @@ fn decode_connect(b: &mut Body<'_>) -> Result<Packet, PacketError> {
         clean_session: cf & 0x02 != 0,
         username,
         password,
+        will,
     })
 }

@@ -32,12 +32,16 @@ impl Packet {
                 clean_session,
                 username,
                 password,
+                will,
             } => {
                 put_str(&mut body, "MQTT");
                 body.push(PROTOCOL_LEVEL);
                 let mut cf = 0u8;
                 if *clean_session {
                     cf |= 0x02;
+                }
+                if let Some(w) = will {
+                    cf |= 0x04 | ((w.qos & 3) << 3) | if w.retain { 0x20 } else { 0 };
                 }
                 if password.is_some() {
                     cf |= 0x40;
@@ -48,6 +52,10 @@ impl Packet {
                 body.push(cf);
                 body.extend_from_slice(&keep_alive.to_be_bytes());
                 put_str(&mut body, client_id);
+                if let Some(w) = will {
+                    put_str(&mut body, &w.topic);
+                    put_binary(&mut body, &w.payload);
+                }
                 if let Some(u) = username {
                     put_str(&mut body, u);
                 }
@@ -83,6 +91,18 @@ impl Packet {
             Packet::PubAck { packet_id } => {
                 body.extend_from_slice(&packet_id.to_be_bytes());
                 0x40
+            }
+            Packet::PubRec { packet_id } => {
+                body.extend_from_slice(&packet_id.to_be_bytes());
+                0x50
+            }
+            Packet::PubRel { packet_id } => {
+                body.extend_from_slice(&packet_id.to_be_bytes());
+                0x62
+            }
+            Packet::PubComp { packet_id } => {
+                body.extend_from_slice(&packet_id.to_be_bytes());
+                0x70
             }
             Packet::Subscribe { packet_id, filters } => {
                 body.extend_from_slice(&packet_id.to_be_bytes());

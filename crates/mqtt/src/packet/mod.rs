@@ -38,6 +38,9 @@ pub enum Packet {
         username: Option<String>,
         /// Password (valid 3.1.1 only with a user name).
         password: Option<Vec<u8>>,
+        /// The will: published by the server when the connection closes
+        /// without DISCONNECT.
+        will: Option<Will>,
     },
     /// Server: session opened (code 0) or refused (1 to 5).
     ConnAck {
@@ -63,6 +66,21 @@ pub enum Packet {
     },
     /// QoS 1 acknowledgement.
     PubAck {
+        /// Of this packet.
+        packet_id: u16,
+    },
+    /// QoS 2, step 1: publish received.
+    PubRec {
+        /// Of this packet.
+        packet_id: u16,
+    },
+    /// QoS 2, step 2: publish release.
+    PubRel {
+        /// Of this packet.
+        packet_id: u16,
+    },
+    /// QoS 2, step 3: publish complete.
+    PubComp {
         /// Of this packet.
         packet_id: u16,
     },
@@ -98,6 +116,41 @@ pub enum Packet {
     PingResp,
     /// Client: closing cleanly.
     Disconnect,
+}
+
+impl Packet {
+    /// The packet type's name in the specification (`PUBLISH`...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Packet::Connect { .. } => "CONNECT",
+            Packet::ConnAck { .. } => "CONNACK",
+            Packet::Publish { .. } => "PUBLISH",
+            Packet::PubAck { .. } => "PUBACK",
+            Packet::PubRec { .. } => "PUBREC",
+            Packet::PubRel { .. } => "PUBREL",
+            Packet::PubComp { .. } => "PUBCOMP",
+            Packet::Subscribe { .. } => "SUBSCRIBE",
+            Packet::SubAck { .. } => "SUBACK",
+            Packet::Unsubscribe { .. } => "UNSUBSCRIBE",
+            Packet::UnsubAck { .. } => "UNSUBACK",
+            Packet::PingReq => "PINGREQ",
+            Packet::PingResp => "PINGRESP",
+            Packet::Disconnect => "DISCONNECT",
+        }
+    }
+}
+
+/// A will message of a CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    /// Its topic.
+    pub topic: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// Its QoS (0..=2).
+    pub qos: u8,
+    /// Whether it is retained.
+    pub retain: bool,
 }
 
 /// Why a packet could not be read.

@@ -21,6 +21,7 @@ fn every_packet_round_trips() {
         clean_session: true,
         username: Some("u".into()),
         password: Some(b"p".to_vec()),
+        will: None,
     });
     round(Packet::Connect {
         client_id: String::new(),
@@ -28,6 +29,7 @@ fn every_packet_round_trips() {
         clean_session: false,
         username: None,
         password: None,
+        will: None,
     });
     round(Packet::ConnAck {
         session_present: true,
@@ -62,6 +64,22 @@ fn every_packet_round_trips() {
         packet_id: None,
     });
     round(Packet::PubAck { packet_id: 7 });
+    round(Packet::PubRec { packet_id: 8 });
+    round(Packet::PubRel { packet_id: 9 });
+    round(Packet::PubComp { packet_id: 10 });
+    round(Packet::Connect {
+        client_id: "w".into(),
+        keep_alive: 5,
+        clean_session: false,
+        username: None,
+        password: None,
+        will: Some(Will {
+            topic: "t/w".into(),
+            payload: vec![0, 1, 2],
+            qos: 2,
+            retain: false,
+        }),
+    });
     round(Packet::Subscribe {
         packet_id: 1,
         filters: vec![("a/#".into(), 1), ("$SYS/+".into(), 0), ("x".into(), 2)],
@@ -109,7 +127,7 @@ fn connect_with(level: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn a_will_is_skipped_with_its_framing() {
+fn a_will_is_kept_with_its_flags() {
     // Client id "c", will topic "w", will message "bye", user "u".
     let payload = [0, 1, b'c', 0, 1, b'w', 0, 3, b'b', b'y', b'e', 0, 1, b'u'];
     let p = read(&connect_with(4, 0x80 | 0x20 | 0x08 | 0x04 | 0x02, &payload))
@@ -123,6 +141,12 @@ fn a_will_is_skipped_with_its_framing() {
             clean_session: true,
             username: Some("u".into()),
             password: None,
+            will: Some(Will {
+                topic: "w".into(),
+                payload: b"bye".to_vec(),
+                qos: 1,
+                retain: true,
+            }),
         }
     );
 }
@@ -146,7 +170,9 @@ fn malformed_input_is_refused() {
         ("PINGREQ flags", vec![0xc1, 0x00]),
         ("type 15", vec![0xf0, 0x00]),
         ("type 0", vec![0x00, 0x00]),
-        ("PUBREL", vec![0x62, 0x02, 0, 1]),
+        ("PUBREL with flags 0", vec![0x60, 0x02, 0, 1]),
+        ("PUBREC with flags 2", vec![0x52, 0x02, 0, 1]),
+        ("PUBCOMP without an id", vec![0x70, 0x00]),
         ("SUBSCRIBE without filters", vec![0x82, 0x02, 0x00, 0x01]),
         ("SUBSCRIBE QoS 3", vec![0x82, 0x06, 0, 1, 0, 1, b'a', 3]),
         ("SUBACK code 3", vec![0x90, 0x03, 0, 1, 3]),
@@ -243,8 +269,14 @@ fn any_packet() -> impl Strategy<Value = Packet> {
             text(),
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)),
         )),
+        proptest::option::of((
+            text(),
+            proptest::collection::vec(any::<u8>(), 0..20),
+            0u8..3,
+            any::<bool>(),
+        )),
     )
-        .prop_map(|(client_id, keep_alive, clean_session, user)| {
+        .prop_map(|(client_id, keep_alive, clean_session, user, will)| {
             let (username, password) = match user {
                 Some((u, p)) => (Some(u), p),
                 None => (None, None),
@@ -255,6 +287,12 @@ fn any_packet() -> impl Strategy<Value = Packet> {
                 clean_session,
                 username,
                 password,
+                will: will.map(|(topic, payload, qos, retain)| Will {
+                    topic,
+                    payload,
+                    qos,
+                    retain,
+                }),
             }
         });
     let publish = (
@@ -281,6 +319,9 @@ fn any_packet() -> impl Strategy<Value = Packet> {
         }),
         publish,
         id().prop_map(|packet_id| Packet::PubAck { packet_id }),
+        id().prop_map(|packet_id| Packet::PubRec { packet_id }),
+        id().prop_map(|packet_id| Packet::PubRel { packet_id }),
+        id().prop_map(|packet_id| Packet::PubComp { packet_id }),
         (id(), proptest::collection::vec((text(), 0u8..3), 1..5))
             .prop_map(|(packet_id, filters)| Packet::Subscribe { packet_id, filters }),
         (

@@ -1,0 +1,498 @@
+//! The MQTT 3.1.1 state machine, without I/O: CONNECT (client ids,
+//! takeover, session present), PUBLISH at QoS 0/1/2 both ways, retained
+//! messages, SUBSCRIBE/UNSUBSCRIBE, wills, and what a closed connection
+//! leaves behind. The event loop feeds it packets and gives it a [`Wire`]
+//! to send on.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use emqx_mqtt::{topic, Packet, Will};
+
+use crate::router::Router;
+use crate::session::{Inflight, Message, Session};
+
+/// Where the broker's packets go: the event loop's connections.
+pub trait Wire {
+    /// Bytes queued to `conn` and not yet written.
+    fn backlog(&self, conn: usize) -> usize;
+    /// Queues `bytes` to `conn`.
+    fn send(&mut self, conn: usize, bytes: Vec<u8>);
+    /// Starts the graceful close of `conn`, already ended here: the loop
+    /// must not report it back.
+    fn close(&mut self, conn: usize);
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The client closed the connection.
+    Eof,
+    /// The client sent DISCONNECT: no will.
+    Disconnect,
+    /// No packet within 1.5 × keep-alive, or no CONNECT in time.
+    Idle(String),
+    /// A protocol error or a failed connection, to log.
+    Error(String),
+    /// Another connection took its client id over.
+    TakenOver,
+    /// The broker closes every connection (the end of a drain): no will.
+    Shutdown,
+}
+
+impl End {
+    /// Whether the will is published (any close but DISCONNECT; not when
+    /// the broker itself shuts down).
+    fn publishes_will(&self) -> bool {
+        !matches!(self, End::Disconnect | End::Shutdown)
+    }
+}
+
+/// What a packet did to its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Go on reading.
+    Go,
+    /// CONNECT accepted: close after this long without a packet.
+    Connected(Option<Duration>),
+    /// End the connection.
+    End(End),
+}
+
+/// QoS 0 deliveries are dropped while this much is unsent to a client.
+pub const QOS0_BACKLOG: usize = 1 << 20;
+
+/// A live connection as the state machine knows it.
+struct Client {
+    listener: String,
+    peer: String,
+    /// Set by CONNECT.
+    id: Option<Rc<str>>,
+    will: Option<Will>,
+    keep_alive: u16,
+}
+
+/// The broker's state.
+pub struct Broker {
+    version: String,
+    router: Router,
+    sessions: HashMap<Rc<str>, Session>,
+    clients: HashMap<usize, Client>,
+    max_queued: usize,
+    /// Connections closed for a malformed packet or a protocol error.
+    pub malformed: u64,
+}
+
+impl Broker {
+    /// A broker of release `version` (retained on `version_topic`),
+    /// queueing at most `max_queued` QoS 1/2 messages per session.
+    pub fn new(version: &str, version_topic: &str, max_queued: usize) -> Broker {
+        let mut router = Router::default();
+        router.retain(&Message {
+            topic: version_topic.into(),
+            payload: Rc::from(version.as_bytes()),
+            qos: 0,
+            retain: true,
+        });
+        Broker {
+            version: version.to_string(),
+            router,
+            sessions: HashMap::new(),
+            clients: HashMap::new(),
+            max_queued,
+            malformed: 0,
+        }
+    }
+
+    /// Logs one line with the broker's prefix.
+    pub fn log(&self, line: std::fmt::Arguments<'_>) {
+        eprintln!("emqx-refbroker[{}]: {line}", self.version);
+    }
+
+    /// A connection was accepted.
+    pub fn opened(&mut self, conn: usize, listener: &str, peer: &str) {
+        self.clients.insert(
+            conn,
+            Client {
+                listener: listener.to_string(),
+                peer: peer.to_string(),
+                id: None,
+                will: None,
+                keep_alive: 0,
+            },
+        );
+    }
+
+    fn who(&self, conn: usize) -> String {
+        match self.clients.get(&conn) {
+            Some(Client { id: Some(id), .. }) => format!("client {id:?}"),
+            Some(c) => format!("connection from {} on {}", c.peer, c.listener),
+            None => format!("connection {conn}"),
+        }
+    }
+
+    /// The connection ended (reported once): logs why, publishes the will
+    /// unless the rules say not, and detaches or discards its session.
+    pub fn closed(&mut self, conn: usize, end: &End, wire: &mut dyn Wire) {
+        let Some(client) = self.clients.remove(&conn) else {
+            return;
+        };
+        let why = match end {
+            End::Eof if client.id.is_none() => "closed before CONNECT".to_string(),
+            End::Eof => "closed the connection".into(),
+            End::Disconnect => "disconnected".into(),
+            End::Idle(m) | End::Error(m) => format!("{m}: closing"),
+            End::TakenOver | End::Shutdown => "closed by the broker".into(),
+        };
+        if matches!(end, End::Error(_)) {
+            self.malformed += 1;
+        }
+        let who = match &client.id {
+            Some(id) => format!("client {id:?}"),
+            None => format!("connection from {} on {}", client.peer, client.listener),
+        };
+        let dropped = client
+            .id
+            .as_ref()
+            .and_then(|id| self.sessions.get(id))
+            .map_or(0, |s| s.dropped);
+        if dropped > 0 {
+            self.log(format_args!(
+                "{who} {why} ({dropped} deliveries dropped: it read too slowly or was offline)"
+            ));
+        } else {
+            self.log(format_args!("{who} {why}"));
+        }
+        let Some(id) = client.id else { return };
+        // Detached first: a will the client itself subscribed to is not
+        // sent on the connection that is going away.
+        let clean = match self.sessions.get_mut(&id) {
+            Some(s) if s.conn == Some(conn) => {
+                s.conn = None;
+                s.clean
+            }
+            _ => false,
+        };
+        if let Some(will) = client.will.filter(|_| end.publishes_will()) {
+            self.route(
+                Message {
+                    topic: will.topic.as_str().into(),
+                    payload: will.payload.into(),
+                    qos: will.qos,
+                    retain: will.retain,
+                },
+                wire,
+            );
+        }
+        if clean {
+            self.discard(&id);
+        }
+    }
+
+    fn discard(&mut self, id: &Rc<str>) {
+        if let Some(s) = self.sessions.remove(id) {
+            for filter in s.subs.keys() {
+                self.router.unsubscribe(id, filter);
+            }
+        }
+    }
+
+    /// The first packet of a connection was not a CONNECT, or a CONNECT
+    /// of another protocol level (answered with CONNACK 1).
+    pub fn refuse_level(&mut self, conn: usize, level: u8, wire: &mut dyn Wire) -> Step {
+        wire.send(conn, connack(false, 1));
+        Step::End(End::Error(format!(
+            "refused protocol level {level} (CONNACK 1: only 4, MQTT 3.1.1)"
+        )))
+    }
+
+    /// One packet from `conn`.
+    pub fn packet(&mut self, conn: usize, packet: Packet, wire: &mut dyn Wire) -> Step {
+        let id = match self.clients.get(&conn) {
+            Some(c) => c.id.clone(),
+            None => return Step::End(End::Error("unknown connection".into())),
+        };
+        let Some(id) = id else {
+            return match packet {
+                Packet::Connect { .. } => self.connect(conn, packet, wire),
+                other => Step::End(End::Error(format!(
+                    "first packet {}, not CONNECT",
+                    other.name()
+                ))),
+            };
+        };
+        match packet {
+            Packet::Publish {
+                topic: name,
+                payload,
+                qos,
+                retain,
+                packet_id,
+                ..
+            } => {
+                if !topic::valid_topic(&name) {
+                    return Step::End(End::Error(format!("PUBLISH to invalid topic {name:?}")));
+                }
+                let packet_id = packet_id.unwrap_or(0);
+                let duplicate = qos == 2
+                    && !self
+                        .sessions
+                        .get_mut(&id)
+                        .is_some_and(|s| s.awaiting_rel.insert(packet_id));
+                if name.starts_with("$SYS/") {
+                    self.log(format_args!(
+                        "{}: PUBLISH to {name:?} ignored ($SYS is the broker's)",
+                        self.who(conn)
+                    ));
+                } else if !duplicate {
+                    let message = Message {
+                        topic: name.as_str().into(),
+                        payload: payload.into(),
+                        qos,
+                        retain,
+                    };
+                    if retain {
+                        self.router.retain(&message);
+                    }
+                    self.route(message, wire);
+                }
+                match qos {
+                    1 => wire.send(conn, Packet::PubAck { packet_id }.encode()),
+                    2 => wire.send(conn, Packet::PubRec { packet_id }.encode()),
+                    _ => {}
+                }
+            }
+            Packet::PubRel { packet_id } => {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.awaiting_rel.remove(&packet_id);
+                }
+                wire.send(conn, Packet::PubComp { packet_id }.encode());
+            }
+            Packet::PubAck { packet_id } => self.acked(&id, packet_id, false, wire),
+            Packet::PubComp { packet_id } => self.acked(&id, packet_id, true, wire),
+            Packet::PubRec { packet_id } => {
+                if self
+                    .sessions
+                    .get_mut(&id)
+                    .is_some_and(|s| s.received(packet_id))
+                {
+                    wire.send(conn, Packet::PubRel { packet_id }.encode());
+                }
+            }
+            Packet::Subscribe { packet_id, filters } => {
+                self.subscribe(conn, &id, packet_id, filters, wire)
+            }
+            Packet::Unsubscribe { packet_id, filters } => {
+                for f in &filters {
+                    self.router.unsubscribe(&id, f);
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.subs.remove(f);
+                    }
+                }
+                wire.send(conn, Packet::UnsubAck { packet_id }.encode());
+            }
+            Packet::PingReq => wire.send(conn, Packet::PingResp.encode()),
+            Packet::Disconnect => return Step::End(End::Disconnect),
+            Packet::Connect { .. } => return Step::End(End::Error("a second CONNECT".into())),
+            other => {
+                return Step::End(End::Error(format!(
+                    "a server's packet from a client: {other:?}"
+                )))
+            }
+        }
+        Step::Go
+    }
+
+    fn connect(&mut self, conn: usize, packet: Packet, wire: &mut dyn Wire) -> Step {
+        let Packet::Connect {
+            client_id,
+            keep_alive,
+            clean_session,
+            will,
+            ..
+        } = packet
+        else {
+            return Step::End(End::Error("CONNECT did not decode as CONNECT".into()));
+        };
+        if let Some(w) = &will {
+            if !topic::valid_topic(&w.topic) {
+                return Step::End(End::Error(format!("a will on invalid topic {:?}", w.topic)));
+            }
+        }
+        let id: Rc<str> = if client_id.is_empty() {
+            if !clean_session {
+                wire.send(conn, connack(false, 2));
+                return Step::End(End::Error(
+                    "refused an empty client id without a clean session (CONNACK 2)".into(),
+                ));
+            }
+            format!("refbroker-{}-{conn}", std::process::id()).into()
+        } else {
+            client_id.into()
+        };
+        let (peer, listener) = match self.clients.get(&conn) {
+            Some(c) => (c.peer.clone(), c.listener.clone()),
+            None => return Step::End(End::Error("unknown connection".into())),
+        };
+        // Takeover: the connection holding the id ends first (its will,
+        // its clean session), then this one takes what is left.
+        if let Some(old) = self.sessions.get(&id).and_then(|s| s.conn) {
+            let old_peer = self.clients.get(&old).map(|c| c.peer.clone());
+            self.log(format_args!(
+                "client {id:?} connected again from {peer}: closing its connection from {}",
+                old_peer.unwrap_or_default()
+            ));
+            self.closed(old, &End::TakenOver, wire);
+            wire.close(old);
+        }
+        if clean_session {
+            self.discard(&id);
+        }
+        let present = self.sessions.contains_key(&id);
+        let session = self
+            .sessions
+            .entry(Rc::clone(&id))
+            .or_insert_with(|| Session::new(clean_session));
+        session.clean = clean_session;
+        session.conn = Some(conn);
+        if let Some(c) = self.clients.get_mut(&conn) {
+            c.id = Some(Rc::clone(&id));
+            c.will = will;
+            c.keep_alive = keep_alive;
+        }
+        wire.send(conn, connack(present, 0));
+        self.log(format_args!(
+            "client {id:?} connected on {listener} from {peer} (keep-alive {keep_alive} s{})",
+            if present { ", session resumed" } else { "" }
+        ));
+        if present {
+            self.resume(&id, conn, wire);
+        }
+        Step::Connected(
+            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
+        )
+    }
+
+    /// Redelivers what was in flight (PUBLISH with DUP, or PUBREL), then
+    /// what was queued.
+    fn resume(&mut self, id: &Rc<str>, conn: usize, wire: &mut dyn Wire) {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return;
+        };
+        for (packet_id, state) in &s.inflight {
+            let bytes = match state {
+                Inflight::Sent(m) => publish(m, Some(*packet_id), true),
+                Inflight::Released => Packet::PubRel {
+                    packet_id: *packet_id,
+                }
+                .encode(),
+            };
+            wire.send(conn, bytes);
+        }
+        fill(s, wire);
+    }
+
+    fn acked(&mut self, id: &Rc<str>, packet_id: u16, released: bool, wire: &mut dyn Wire) {
+        if let Some(s) = self.sessions.get_mut(id) {
+            if s.ack(packet_id, released) {
+                fill(s, wire);
+            }
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        conn: usize,
+        id: &Rc<str>,
+        packet_id: u16,
+        filters: Vec<(String, u8)>,
+        wire: &mut dyn Wire,
+    ) {
+        let mut codes = Vec::with_capacity(filters.len());
+        let mut granted = Vec::new();
+        for (filter, qos) in filters {
+            if topic::valid_filter(&filter) {
+                let q = qos.min(2);
+                self.router.subscribe(id, &filter, q);
+                if let Some(s) = self.sessions.get_mut(id) {
+                    s.subs.insert(filter.clone(), q);
+                }
+                codes.push(q);
+                granted.push((filter, q));
+            } else {
+                codes.push(0x80);
+            }
+        }
+        wire.send(conn, Packet::SubAck { packet_id, codes }.encode());
+        for (filter, q) in granted {
+            for m in self.router.retained(&filter) {
+                self.deliver(id, m, q, wire);
+            }
+        }
+    }
+
+    /// Delivers `message` to every matching session.
+    fn route(&mut self, message: Message, wire: &mut dyn Wire) {
+        let message = Message {
+            retain: false,
+            ..message
+        };
+        for (client, qos) in self.router.targets(&message.topic) {
+            self.deliver(&client, message.clone(), qos, wire);
+        }
+    }
+
+    /// One delivery at the lower of the message's and `granted` QoS: QoS 0
+    /// goes out now or is dropped; QoS 1/2 go in flight or wait queued.
+    fn deliver(&mut self, client: &str, message: Message, granted: u8, wire: &mut dyn Wire) {
+        let Some(s) = self.sessions.get_mut(client) else {
+            return;
+        };
+        let message = Message {
+            qos: message.qos.min(granted),
+            ..message
+        };
+        if message.qos == 0 {
+            match s.conn {
+                Some(c) if wire.backlog(c) < QOS0_BACKLOG => {
+                    wire.send(c, publish(&message, None, false))
+                }
+                _ => s.dropped += 1,
+            }
+            return;
+        }
+        s.enqueue(message, self.max_queued);
+        fill(s, wire);
+    }
+}
+
+/// Puts queued messages in flight while the window is open.
+fn fill(s: &mut Session, wire: &mut dyn Wire) {
+    while let (true, Some(c)) = (s.window_open() && !s.queue.is_empty(), s.conn) {
+        let Some(m) = s.queue.pop_front() else { break };
+        let id = s.next_packet_id();
+        wire.send(c, publish(&m, Some(id), false));
+        s.inflight.push_back((id, Inflight::Sent(m)));
+    }
+}
+
+fn publish(m: &Message, packet_id: Option<u16>, dup: bool) -> Vec<u8> {
+    Packet::Publish {
+        topic: m.topic.to_string(),
+        payload: m.payload.to_vec(),
+        qos: m.qos,
+        retain: m.retain,
+        dup,
+        packet_id,
+    }
+    .encode()
+}
+
+fn connack(session_present: bool, code: u8) -> Vec<u8> {
+    Packet::ConnAck {
+        session_present,
+        code,
+    }
+    .encode()
+}

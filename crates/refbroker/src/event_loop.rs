@@ -1,0 +1,509 @@
+//! The event loop: one thread that owns every connection (mio, edge
+//! triggered), reads whole packets into the state machine of [`Broker`],
+//! writes what it queues with per-connection bounded buffers, runs the
+//! timers (CONNECT deadline, keep-alive, close wait), and closes
+//! gracefully: FIN after the queued bytes, then read until the client's
+//! end of stream or [`CLOSE_WAIT`]. The thread count does not grow with
+//! connections.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use emqx_mqtt::packet::CONNECT;
+use emqx_mqtt::{decode, read_frame};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::broker::{Broker, End, Step, Wire};
+use crate::{CLOSE_WAIT, CONNECT_TIMEOUT, MAX_PACKET};
+
+/// Bytes unsent to one client past which it is disconnected (it reads
+/// too slowly; a persistent session keeps what is in flight and queued).
+pub const MAX_BACKLOG: usize = 16 << 20;
+/// At most this much is read from one connection per turn of the loop.
+const READ_TURN: usize = 256 * 1024;
+const WAKER: Token = Token(0);
+const TICK: Duration = Duration::from_millis(100);
+
+/// What other threads ask of the loop.
+pub enum Cmd {
+    /// Serve an accepted connection.
+    Serve {
+        /// The listener's name.
+        listener: String,
+        /// The connection.
+        stream: std::net::TcpStream,
+    },
+    /// Close every connection gracefully; answer when done.
+    CloseAll(mpsc::Sender<()>),
+}
+
+/// The running loop, as other threads see it.
+pub struct Handle {
+    tx: mpsc::Sender<Cmd>,
+    waker: Arc<Waker>,
+    /// Live connections (closing ones included).
+    pub live: Arc<AtomicUsize>,
+}
+
+impl Handle {
+    /// Sends `cmd` and wakes the loop; false when the loop is gone.
+    pub fn send(&self, cmd: Cmd) -> bool {
+        self.tx.send(cmd).is_ok() && self.waker.wake().is_ok()
+    }
+}
+
+/// Starts the loop on its own thread, with the broker `make` builds there
+/// (its state is the loop's alone: not `Send`, never shared).
+pub fn start(make: impl FnOnce() -> Broker + Send + 'static) -> io::Result<Handle> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let (tx, rx) = mpsc::channel();
+    let live = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&live);
+    std::thread::Builder::new()
+        .name("event-loop".into())
+        .spawn(move || {
+            Loop {
+                poll,
+                rx,
+                broker: make(),
+                conns: Conns::default(),
+                live: counter,
+                next: 1,
+                again: Vec::new(),
+                closing_all: Vec::new(),
+                scratch: vec![0; 64 * 1024],
+            }
+            .run()
+        })?;
+    Ok(Handle { tx, waker, live })
+}
+
+/// One connection's I/O state.
+struct Conn {
+    stream: TcpStream,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    out_at: usize,
+    opened: Instant,
+    last_read: Instant,
+    /// After CONNECT: close after this long without a packet.
+    idle: Option<Duration>,
+    keep_alive_text: String,
+    connected: bool,
+    /// Reported to the broker as ended.
+    ended: bool,
+    closing_since: Option<Instant>,
+    fin_sent: bool,
+    writable: bool,
+}
+
+#[derive(Default)]
+struct Conns {
+    map: HashMap<usize, Conn>,
+    dirty: Vec<usize>,
+}
+
+impl Conns {
+    fn start_close(&mut self, t: usize) {
+        if let Some(c) = self.map.get_mut(&t) {
+            c.ended = true;
+            c.closing_since.get_or_insert_with(Instant::now);
+            self.dirty.push(t);
+        }
+    }
+}
+
+impl Wire for Conns {
+    fn backlog(&self, conn: usize) -> usize {
+        self.map.get(&conn).map_or(0, |c| c.out.len() - c.out_at)
+    }
+
+    fn send(&mut self, conn: usize, bytes: Vec<u8>) {
+        if let Some(c) = self.map.get_mut(&conn).filter(|c| !c.fin_sent) {
+            c.out.extend_from_slice(&bytes);
+            self.dirty.push(conn);
+        }
+    }
+
+    fn close(&mut self, conn: usize) {
+        self.start_close(conn);
+    }
+}
+
+struct Loop {
+    poll: Poll,
+    rx: mpsc::Receiver<Cmd>,
+    broker: Broker,
+    conns: Conns,
+    live: Arc<AtomicUsize>,
+    next: usize,
+    /// Connections with more to read than one turn took.
+    again: Vec<usize>,
+    closing_all: Vec<(mpsc::Sender<()>, Instant)>,
+    scratch: Vec<u8>,
+}
+
+impl Loop {
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut last_tick = Instant::now();
+        loop {
+            let timeout = if self.again.is_empty() {
+                TICK
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.broker
+                        .log(format_args!("event loop: poll failed: {e}"));
+                    return;
+                }
+            }
+            for ev in &events {
+                match ev.token() {
+                    WAKER => self.commands(),
+                    Token(t) => {
+                        if ev.is_writable() {
+                            self.flush(t);
+                        }
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.read(t);
+                        }
+                    }
+                }
+            }
+            for t in std::mem::take(&mut self.again) {
+                self.read(t);
+            }
+            if last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                self.timers();
+            }
+            let dirty = std::mem::take(&mut self.conns.dirty);
+            for t in dirty {
+                self.flush(t);
+            }
+            self.live.store(self.conns.map.len(), Ordering::SeqCst);
+            self.answer_close_all();
+        }
+    }
+
+    fn commands(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Cmd::Serve { listener, stream } => self.serve(&listener, stream),
+                Cmd::CloseAll(reply) => {
+                    let ts: Vec<usize> = self.conns.map.keys().copied().collect();
+                    if !ts.is_empty() {
+                        self.broker
+                            .log(format_args!("closing {} connections", ts.len()));
+                    }
+                    for t in ts {
+                        self.end(t, End::Shutdown);
+                    }
+                    self.closing_all.push((reply, Instant::now() + CLOSE_WAIT));
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self, listener: &str, stream: std::net::TcpStream) {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = stream.set_nonblocking(true) {
+            self.broker
+                .log(format_args!("cannot serve {peer} on {listener}: {e}"));
+            return;
+        }
+        let mut stream = TcpStream::from_std(stream);
+        let t = self.next;
+        self.next += 1;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(t), Interest::READABLE)
+        {
+            self.broker
+                .log(format_args!("cannot serve {peer} on {listener}: {e}"));
+            return;
+        }
+        let now = Instant::now();
+        self.conns.map.insert(
+            t,
+            Conn {
+                stream,
+                inbuf: Vec::new(),
+                out: Vec::new(),
+                out_at: 0,
+                opened: now,
+                last_read: now,
+                idle: None,
+                keep_alive_text: String::new(),
+                connected: false,
+                ended: false,
+                closing_since: None,
+                fin_sent: false,
+                writable: false,
+            },
+        );
+        self.broker.opened(t, listener, &peer);
+        // Bytes may have arrived before the registration.
+        self.again.push(t);
+    }
+
+    /// Ends `t` for `end` (reported to the broker once), then closes it
+    /// gracefully.
+    fn end(&mut self, t: usize, end: End) {
+        let Some(c) = self.conns.map.get_mut(&t) else {
+            return;
+        };
+        if !c.ended {
+            c.ended = true;
+            self.broker.closed(t, &end, &mut self.conns);
+        }
+        self.conns.start_close(t);
+    }
+
+    fn drop_conn(&mut self, t: usize) {
+        if let Some(mut c) = self.conns.map.remove(&t) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            if !c.ended {
+                self.broker
+                    .closed(t, &End::Error("connection dropped".into()), &mut self.conns);
+            }
+        }
+    }
+
+    fn read(&mut self, t: usize) {
+        let mut total = 0;
+        let (mut eof, mut failed) = (false, None);
+        let Some(c) = self.conns.map.get_mut(&t) else {
+            return;
+        };
+        loop {
+            match c.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    if c.closing_since.is_none() {
+                        c.inbuf.extend_from_slice(&self.scratch[..n]);
+                    }
+                    total += n;
+                    if total >= READ_TURN {
+                        self.again.push(t);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if c.closing_since.is_some() {
+            if eof || failed.is_some() {
+                self.drop_conn(t);
+            }
+            return;
+        }
+        if total > 0 {
+            c.last_read = Instant::now();
+        }
+        if let Some(end) = self.packets(t) {
+            self.end(t, end);
+        } else if let Some(e) = failed {
+            self.end(t, End::Error(format!("connection lost: {e}")));
+        } else if eof {
+            self.end(t, End::Eof);
+        }
+    }
+
+    /// Feeds the whole packets read so far to the broker.
+    fn packets(&mut self, t: usize) -> Option<End> {
+        let c = self.conns.map.get_mut(&t)?;
+        let mut inbuf = std::mem::take(&mut c.inbuf);
+        let mut connected = c.connected;
+        let mut at = 0;
+        let mut result = None;
+        while at < inbuf.len() {
+            let buf = &inbuf[at..];
+            if !connected && buf[0] >> 4 != CONNECT {
+                result = Some(End::Error(format!(
+                    "first packet of type {}, not CONNECT",
+                    buf[0] >> 4
+                )));
+                break;
+            }
+            let step = match decode(buf, MAX_PACKET) {
+                Ok(Some((packet, n))) => {
+                    at += n;
+                    self.broker.packet(t, packet, &mut self.conns)
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let level = read_frame(&mut &buf[..], MAX_PACKET)
+                        .ok()
+                        .flatten()
+                        .and_then(|f| f.connect_level())
+                        .filter(|l| *l != emqx_mqtt::packet::PROTOCOL_LEVEL);
+                    match level {
+                        Some(l) if !connected => self.broker.refuse_level(t, l, &mut self.conns),
+                        _ => Step::End(End::Error(e.to_string())),
+                    }
+                }
+            };
+            match step {
+                Step::Go => {}
+                Step::Connected(idle) => {
+                    connected = true;
+                    if let Some(c) = self.conns.map.get_mut(&t) {
+                        c.connected = true;
+                        c.idle = idle;
+                        c.keep_alive_text =
+                            idle.map_or_else(String::new, |d| format!("{}", d.as_millis() / 1500));
+                    }
+                }
+                Step::End(end) => {
+                    result = Some(end);
+                    break;
+                }
+            }
+            // A takeover inside may have ended this very connection.
+            if self.conns.map.get(&t).is_none_or(|c| c.ended) {
+                break;
+            }
+        }
+        inbuf.drain(..at.min(inbuf.len()));
+        if let Some(c) = self.conns.map.get_mut(&t) {
+            c.inbuf = inbuf;
+        }
+        result
+    }
+
+    fn flush(&mut self, t: usize) {
+        let Some(c) = self.conns.map.get_mut(&t) else {
+            return;
+        };
+        let mut failed = None;
+        while c.out_at < c.out.len() {
+            match c.stream.write(&c.out[c.out_at..]) {
+                Ok(0) => {
+                    failed = Some("the connection accepts no more bytes".to_string());
+                    break;
+                }
+                Ok(n) => c.out_at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            if !c.ended {
+                self.end(t, End::Error(format!("connection lost: {e}")));
+            }
+            self.drop_conn(t);
+            return;
+        }
+        let pending = c.out.len() - c.out_at;
+        if pending == 0 {
+            c.out.clear();
+            c.out_at = 0;
+            if c.out.capacity() > 64 * 1024 {
+                c.out.shrink_to(4096);
+            }
+            if c.closing_since.is_some() && !c.fin_sent {
+                let _ = c.stream.shutdown(Shutdown::Write);
+                c.fin_sent = true;
+            }
+        }
+        let want_write = pending > 0;
+        if want_write != c.writable {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, Token(t), interest)
+                .is_ok()
+            {
+                c.writable = want_write;
+            }
+        }
+        if pending > MAX_BACKLOG && !c.ended {
+            self.end(
+                t,
+                End::Error(format!("it read too slowly ({pending} bytes unsent)")),
+            );
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        let mut ends = Vec::new();
+        let mut drops = Vec::new();
+        for (t, c) in &self.conns.map {
+            if let Some(since) = c.closing_since {
+                if now.duration_since(since) >= CLOSE_WAIT {
+                    drops.push(*t);
+                }
+            } else if !c.connected && now.duration_since(c.opened) >= CONNECT_TIMEOUT {
+                ends.push((
+                    *t,
+                    End::Idle(format!("no CONNECT within {} s", CONNECT_TIMEOUT.as_secs())),
+                ));
+            } else if let Some(idle) = c.idle.filter(|i| now.duration_since(c.last_read) >= *i) {
+                let _ = idle;
+                ends.push((
+                    *t,
+                    End::Idle(format!(
+                        "keep-alive expired (no packet within 1.5 × {} s)",
+                        c.keep_alive_text
+                    )),
+                ));
+            }
+        }
+        for (t, end) in ends {
+            self.end(t, end);
+        }
+        for t in drops {
+            self.drop_conn(t);
+        }
+    }
+
+    fn answer_close_all(&mut self) {
+        if self.closing_all.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if !self.conns.map.is_empty() && self.closing_all.iter().all(|(_, d)| now < *d) {
+            return;
+        }
+        let left: Vec<usize> = self.conns.map.keys().copied().collect();
+        for t in left {
+            self.drop_conn(t);
+        }
+        self.live.store(0, Ordering::SeqCst);
+        for (reply, _) in self.closing_all.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+}

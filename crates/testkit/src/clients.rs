@@ -1,0 +1,111 @@
+//! Clients and a broker this project did not write, for protocol tests:
+//! paho-mqtt (PyPI, pinned, in a virtual environment under the build
+//! output, made on first use) and Debian's `mosquitto` as the reference.
+
+use std::fs;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::broker::free_port;
+
+/// The paho-mqtt release the tests run.
+pub const PAHO_VERSION: &str = "2.1.0";
+
+/// Debian's python, not whatever `python3` a developer's PATH finds first.
+const PYTHON: &str = "/usr/bin/python3";
+
+/// The python of a virtual environment holding paho-mqtt
+/// [`PAHO_VERSION`]; created once (needs `python3-venv` and the PyPI
+/// registry), and a test fails, not skips, when it cannot be.
+pub fn paho_python() -> PathBuf {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let venv = crate::bins::dir().join(format!("paho-venv-{PAHO_VERSION}"));
+        let python = venv.join("bin/python");
+        let marker = venv.join(".installed");
+        if !marker.exists() {
+            let _ = fs::remove_dir_all(&venv);
+            run(Command::new(PYTHON).args(["-m", "venv"]).arg(&venv));
+            run(Command::new(&python).args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                &format!("paho-mqtt=={PAHO_VERSION}"),
+            ]));
+            fs::write(&marker, PAHO_VERSION).unwrap();
+        }
+        python
+    })
+    .clone()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (scripts/test installs python3-venv)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Debian's mosquitto on a free loopback port, anonymous, no persistence;
+/// killed on drop.
+pub struct Mosquitto {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts it and waits until it accepts.
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000\nuser root\n"
+            ),
+        )
+        .unwrap();
+        let log = fs::File::create(dir.path().join("mosquitto.log")).unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting /usr/sbin/mosquitto (scripts/test installs mosquitto)");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto does not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mosquitto {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
