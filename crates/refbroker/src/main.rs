@@ -81,6 +81,19 @@ fn main() -> ExitCode {
         options.handoff_path.display(),
         options.drain
     ));
+    // One fd per connection: allow as many as the hard limit does (the
+    // soft limit is often 1,024).
+    if let Ok((soft, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        if soft < hard {
+            let _ = nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                hard,
+                hard,
+            );
+        }
+    }
     let service = match RefBroker::start(&version, settings.max_queued) {
         Ok(s) => Arc::new(s),
         Err(e) => {
