@@ -5,80 +5,39 @@
 //! to send on.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
 
 use emqx_mqtt::{topic, Packet, Will};
 
 use crate::router::Router;
 use crate::session::{Inflight, Message, Session};
-
-/// Where the broker's packets go: the event loop's connections.
-pub trait Wire {
-    /// Bytes queued to `conn` and not yet written.
-    fn backlog(&self, conn: usize) -> usize;
-    /// Queues `bytes` to `conn`.
-    fn send(&mut self, conn: usize, bytes: Vec<u8>);
-    /// Starts the graceful close of `conn`, already ended here: the loop
-    /// must not report it back.
-    fn close(&mut self, conn: usize);
-}
-
-/// Why a connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum End {
-    /// The client closed the connection.
-    Eof,
-    /// The client sent DISCONNECT: no will.
-    Disconnect,
-    /// No packet within 1.5 × keep-alive, or no CONNECT in time.
-    Idle(String),
-    /// A protocol error or a failed connection, to log.
-    Error(String),
-    /// Another connection took its client id over.
-    TakenOver,
-    /// The broker closes every connection (the end of a drain): no will.
-    Shutdown,
-}
-
-impl End {
-    /// Whether the will is published (any close but DISCONNECT; not when
-    /// the broker itself shuts down).
-    fn publishes_will(&self) -> bool {
-        !matches!(self, End::Disconnect | End::Shutdown)
-    }
-}
-
-/// What a packet did to its connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Go on reading.
-    Go,
-    /// CONNECT accepted: close after this long without a packet.
-    Connected(Option<Duration>),
-    /// End the connection.
-    End(End),
-}
+pub use crate::wire::{End, Step, Wire};
 
 /// QoS 0 deliveries are dropped while this much is unsent to a client.
 pub const QOS0_BACKLOG: usize = 1 << 20;
 
 /// A live connection as the state machine knows it.
 struct Client {
-    listener: String,
-    peer: String,
+    /// Shared by every connection of the listener.
+    listener: Rc<str>,
+    peer: Option<SocketAddr>,
     /// Set by CONNECT.
     id: Option<Rc<str>>,
-    will: Option<Will>,
-    keep_alive: u16,
+    will: Option<Box<Will>>,
+}
+
+fn shown(peer: Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "?".to_string(), |a| a.to_string())
 }
 
 /// The broker's state.
 pub struct Broker {
     version: String,
     router: Router,
-    sessions: HashMap<Rc<str>, Session>,
-    clients: HashMap<usize, Client>,
+    sessions: HashMap<Rc<str>, Box<Session>>,
+    clients: HashMap<usize, Box<Client>>,
+    listeners: Vec<Rc<str>>,
     max_queued: usize,
     /// Connections closed for a malformed packet or a protocol error.
     pub malformed: u64,
@@ -100,6 +59,7 @@ impl Broker {
             router,
             sessions: HashMap::new(),
             clients: HashMap::new(),
+            listeners: Vec::new(),
             max_queued,
             malformed: 0,
         }
@@ -111,23 +71,30 @@ impl Broker {
     }
 
     /// A connection was accepted.
-    pub fn opened(&mut self, conn: usize, listener: &str, peer: &str) {
+    pub fn opened(&mut self, conn: usize, listener: &str, peer: Option<SocketAddr>) {
+        let listener = match self.listeners.iter().find(|l| &***l == listener) {
+            Some(l) => Rc::clone(l),
+            None => {
+                let l: Rc<str> = listener.into();
+                self.listeners.push(Rc::clone(&l));
+                l
+            }
+        };
         self.clients.insert(
             conn,
-            Client {
-                listener: listener.to_string(),
-                peer: peer.to_string(),
+            Box::new(Client {
+                listener,
+                peer,
                 id: None,
                 will: None,
-                keep_alive: 0,
-            },
+            }),
         );
     }
 
     fn who(&self, conn: usize) -> String {
-        match self.clients.get(&conn) {
+        match self.clients.get(&conn).map(|c| &**c) {
             Some(Client { id: Some(id), .. }) => format!("client {id:?}"),
-            Some(c) => format!("connection from {} on {}", c.peer, c.listener),
+            Some(c) => format!("connection from {} on {}", shown(c.peer), c.listener),
             None => format!("connection {conn}"),
         }
     }
@@ -150,7 +117,11 @@ impl Broker {
         }
         let who = match &client.id {
             Some(id) => format!("client {id:?}"),
-            None => format!("connection from {} on {}", client.peer, client.listener),
+            None => format!(
+                "connection from {} on {}",
+                shown(client.peer),
+                client.listener
+            ),
         };
         let dropped = client
             .id
@@ -175,6 +146,7 @@ impl Broker {
             _ => false,
         };
         if let Some(will) = client.will.filter(|_| end.publishes_will()) {
+            let will = *will;
             self.route(
                 Message {
                     topic: will.topic.as_str().into(),
@@ -192,7 +164,7 @@ impl Broker {
 
     fn discard(&mut self, id: &Rc<str>) {
         if let Some(s) = self.sessions.remove(id) {
-            for filter in s.subs.keys() {
+            for (filter, _) in &s.subs {
                 self.router.unsubscribe(id, filter);
             }
         }
@@ -287,7 +259,7 @@ impl Broker {
                 for f in &filters {
                     self.router.unsubscribe(&id, f);
                     if let Some(s) = self.sessions.get_mut(&id) {
-                        s.subs.remove(f);
+                        s.unsubscribe(f);
                     }
                 }
                 wire.send(conn, Packet::UnsubAck { packet_id }.encode());
@@ -332,16 +304,15 @@ impl Broker {
             client_id.into()
         };
         let (peer, listener) = match self.clients.get(&conn) {
-            Some(c) => (c.peer.clone(), c.listener.clone()),
+            Some(c) => (shown(c.peer), Rc::clone(&c.listener)),
             None => return Step::End(End::Error("unknown connection".into())),
         };
         // Takeover: the connection holding the id ends first (its will,
         // its clean session), then this one takes what is left.
         if let Some(old) = self.sessions.get(&id).and_then(|s| s.conn) {
-            let old_peer = self.clients.get(&old).map(|c| c.peer.clone());
+            let old_peer = shown(self.clients.get(&old).and_then(|c| c.peer));
             self.log(format_args!(
-                "client {id:?} connected again from {peer}: closing its connection from {}",
-                old_peer.unwrap_or_default()
+                "client {id:?} connected again from {peer}: closing its connection from {old_peer}"
             ));
             self.closed(old, &End::TakenOver, wire);
             wire.close(old);
@@ -353,13 +324,12 @@ impl Broker {
         let session = self
             .sessions
             .entry(Rc::clone(&id))
-            .or_insert_with(|| Session::new(clean_session));
+            .or_insert_with(|| Box::new(Session::new(clean_session)));
         session.clean = clean_session;
         session.conn = Some(conn);
         if let Some(c) = self.clients.get_mut(&conn) {
             c.id = Some(Rc::clone(&id));
-            c.will = will;
-            c.keep_alive = keep_alive;
+            c.will = will.map(Box::new);
         }
         wire.send(conn, connack(present, 0));
         self.log(format_args!(
@@ -369,9 +339,7 @@ impl Broker {
         if present {
             self.resume(&id, conn, wire);
         }
-        Step::Connected(
-            (keep_alive > 0).then(|| Duration::from_millis(u64::from(keep_alive) * 1500)),
-        )
+        Step::Connected(keep_alive)
     }
 
     /// Redelivers what was in flight (PUBLISH with DUP, or PUBREL), then
@@ -416,7 +384,7 @@ impl Broker {
                 let q = qos.min(2);
                 self.router.subscribe(id, &filter, q);
                 if let Some(s) = self.sessions.get_mut(id) {
-                    s.subs.insert(filter.clone(), q);
+                    s.subscribe(&filter, q);
                 }
                 codes.push(q);
                 granted.push((filter, q));

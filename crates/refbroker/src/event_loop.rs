@@ -6,7 +6,6 @@
 //! end of stream or [`CLOSE_WAIT`]. The thread count does not grow with
 //! connections.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +17,8 @@ use emqx_mqtt::{decode, read_frame};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use crate::broker::{Broker, End, Step, Wire};
+use crate::broker::{Broker, End, Step};
+use crate::conns::{Conn, Conns};
 use crate::{CLOSE_WAIT, CONNECT_TIMEOUT, MAX_PACKET};
 
 /// Bytes unsent to one client past which it is disconnected (it reads
@@ -82,58 +82,6 @@ pub fn start(make: impl FnOnce() -> Broker + Send + 'static) -> io::Result<Handl
             .run()
         })?;
     Ok(Handle { tx, waker, live })
-}
-
-/// One connection's I/O state.
-struct Conn {
-    stream: TcpStream,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    out_at: usize,
-    opened: Instant,
-    last_read: Instant,
-    /// After CONNECT: close after this long without a packet.
-    idle: Option<Duration>,
-    keep_alive_text: String,
-    connected: bool,
-    /// Reported to the broker as ended.
-    ended: bool,
-    closing_since: Option<Instant>,
-    fin_sent: bool,
-    writable: bool,
-}
-
-#[derive(Default)]
-struct Conns {
-    map: HashMap<usize, Conn>,
-    dirty: Vec<usize>,
-}
-
-impl Conns {
-    fn start_close(&mut self, t: usize) {
-        if let Some(c) = self.map.get_mut(&t) {
-            c.ended = true;
-            c.closing_since.get_or_insert_with(Instant::now);
-            self.dirty.push(t);
-        }
-    }
-}
-
-impl Wire for Conns {
-    fn backlog(&self, conn: usize) -> usize {
-        self.map.get(&conn).map_or(0, |c| c.out.len() - c.out_at)
-    }
-
-    fn send(&mut self, conn: usize, bytes: Vec<u8>) {
-        if let Some(c) = self.map.get_mut(&conn).filter(|c| !c.fin_sent) {
-            c.out.extend_from_slice(&bytes);
-            self.dirty.push(conn);
-        }
-    }
-
-    fn close(&mut self, conn: usize) {
-        self.start_close(conn);
-    }
 }
 
 struct Loop {
@@ -215,13 +163,12 @@ impl Loop {
     }
 
     fn serve(&mut self, listener: &str, stream: std::net::TcpStream) {
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        let peer = stream.peer_addr().ok();
+        let shown = peer.map_or_else(|| "?".to_string(), |a| a.to_string());
         let _ = stream.set_nodelay(true);
         if let Err(e) = stream.set_nonblocking(true) {
             self.broker
-                .log(format_args!("cannot serve {peer} on {listener}: {e}"));
+                .log(format_args!("cannot serve {shown} on {listener}: {e}"));
             return;
         }
         let mut stream = TcpStream::from_std(stream);
@@ -233,29 +180,28 @@ impl Loop {
             .register(&mut stream, Token(t), Interest::READABLE)
         {
             self.broker
-                .log(format_args!("cannot serve {peer} on {listener}: {e}"));
+                .log(format_args!("cannot serve {shown} on {listener}: {e}"));
             return;
         }
         let now = Instant::now();
         self.conns.map.insert(
             t,
-            Conn {
+            Box::new(Conn {
                 stream,
                 inbuf: Vec::new(),
                 out: Vec::new(),
                 out_at: 0,
                 opened: now,
                 last_read: now,
-                idle: None,
-                keep_alive_text: String::new(),
+                keep_alive: 0,
                 connected: false,
                 ended: false,
                 closing_since: None,
                 fin_sent: false,
                 writable: false,
-            },
+            }),
         );
-        self.broker.opened(t, listener, &peer);
+        self.broker.opened(t, listener, peer);
         // Bytes may have arrived before the registration.
         self.again.push(t);
     }
@@ -367,13 +313,11 @@ impl Loop {
             };
             match step {
                 Step::Go => {}
-                Step::Connected(idle) => {
+                Step::Connected(keep_alive) => {
                     connected = true;
                     if let Some(c) = self.conns.map.get_mut(&t) {
                         c.connected = true;
-                        c.idle = idle;
-                        c.keep_alive_text =
-                            idle.map_or_else(String::new, |d| format!("{}", d.as_millis() / 1500));
+                        c.keep_alive = keep_alive;
                     }
                 }
                 Step::End(end) => {
@@ -387,6 +331,9 @@ impl Loop {
             }
         }
         inbuf.drain(..at.min(inbuf.len()));
+        if inbuf.is_empty() {
+            inbuf = Vec::new();
+        }
         if let Some(c) = self.conns.map.get_mut(&t) {
             c.inbuf = inbuf;
         }
@@ -422,11 +369,9 @@ impl Loop {
         }
         let pending = c.out.len() - c.out_at;
         if pending == 0 {
-            c.out.clear();
+            // Idle connections hold no buffer at all.
+            c.out = Vec::new();
             c.out_at = 0;
-            if c.out.capacity() > 64 * 1024 {
-                c.out.shrink_to(4096);
-            }
             if c.closing_since.is_some() && !c.fin_sent {
                 let _ = c.stream.shutdown(Shutdown::Write);
                 c.fin_sent = true;
@@ -470,13 +415,15 @@ impl Loop {
                     *t,
                     End::Idle(format!("no CONNECT within {} s", CONNECT_TIMEOUT.as_secs())),
                 ));
-            } else if let Some(idle) = c.idle.filter(|i| now.duration_since(c.last_read) >= *i) {
-                let _ = idle;
+            } else if c.keep_alive > 0
+                && now.duration_since(c.last_read)
+                    >= Duration::from_millis(u64::from(c.keep_alive) * 1500)
+            {
                 ends.push((
                     *t,
                     End::Idle(format!(
                         "keep-alive expired (no packet within 1.5 × {} s)",
-                        c.keep_alive_text
+                        c.keep_alive
                     )),
                 ));
             }

@@ -6,16 +6,19 @@
 //! One event loop thread ([`event_loop`], mio) owns every connection; the
 //! state machine ([`broker`]) holds the sessions ([`session`]: kept for
 //! `clean_session=0`, with their queued and in-flight QoS 1/2 messages),
-//! the subscriptions and retained messages ([`router`]). QoS 0, 1 and 2,
+//! the subscriptions and retained messages ([`router`]); [`wire`] is
+//! what the two tell each other. QoS 0, 1 and 2,
 //! wills, keep-alive, takeover. Accepting stays with the library's
 //! acceptor threads, which hand each connection to the loop: the thread
 //! count is the same at 10 connections and at 15,000.
 
 pub mod broker;
+mod conns;
 pub mod event_loop;
 pub mod router;
 pub mod session;
 pub mod settings;
+pub mod wire;
 
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;

@@ -3,7 +3,7 @@
 //! it sent that await their PUBREL. Plain data, so a whole broker can be
 //! frozen and moved (issue #12).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 
 /// An application message as the broker routes it.
@@ -38,8 +38,9 @@ pub const MAX_INFLIGHT: usize = 64;
 pub struct Session {
     /// Ends with its connection (CONNECT's clean session flag).
     pub clean: bool,
-    /// Filter -> granted QoS.
-    pub subs: BTreeMap<String, u8>,
+    /// Filter and granted QoS (a list: most clients hold one or two, and
+    /// a tree's first node costs hundreds of bytes).
+    pub subs: Vec<(String, u8)>,
     /// Deliveries in flight, in the order they were sent.
     pub inflight: VecDeque<(u16, Inflight)>,
     /// QoS 1/2 deliveries not sent yet (the client is offline, or the
@@ -63,6 +64,19 @@ impl Session {
             clean,
             ..Session::default()
         }
+    }
+
+    /// Records a subscription, replacing one to the same filter.
+    pub fn subscribe(&mut self, filter: &str, qos: u8) {
+        match self.subs.iter_mut().find(|(f, _)| f == filter) {
+            Some((_, q)) => *q = qos,
+            None => self.subs.push((filter.to_string(), qos)),
+        }
+    }
+
+    /// Forgets the subscription to `filter`.
+    pub fn unsubscribe(&mut self, filter: &str) {
+        self.subs.retain(|(f, _)| f != filter);
     }
 
     /// A packet id not in flight.

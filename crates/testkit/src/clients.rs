@@ -103,6 +103,13 @@ impl Mosquitto {
     }
 }
 
+impl Mosquitto {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
