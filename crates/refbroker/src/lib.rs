@@ -13,6 +13,8 @@
 //! count is the same at 10 connections and at 15,000.
 
 pub mod broker;
+#[cfg(test)]
+mod broker_tests;
 mod conns;
 pub mod event_loop;
 pub mod router;

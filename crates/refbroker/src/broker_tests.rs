@@ -1,0 +1,168 @@
+//! The state machine alone, through a recording [`Wire`]: QoS 2 exactly
+//! once, a persistent session's queue and redelivery, wills and takeover.
+
+use std::collections::HashMap;
+
+use emqx_mqtt::{decode, Packet, Will};
+
+use crate::broker::{Broker, End, Step, Wire};
+
+#[derive(Default)]
+struct Recorder {
+    sent: HashMap<usize, Vec<Packet>>,
+    closed: Vec<usize>,
+}
+
+impl Wire for Recorder {
+    fn backlog(&self, _: usize) -> usize {
+        0
+    }
+    fn send(&mut self, conn: usize, bytes: Vec<u8>) {
+        let (p, _) = decode(&bytes, 1 << 20).unwrap().unwrap();
+        self.sent.entry(conn).or_default().push(p);
+    }
+    fn close(&mut self, conn: usize) {
+        self.closed.push(conn);
+    }
+}
+
+impl Recorder {
+    fn take(&mut self, conn: usize) -> Vec<Packet> {
+        self.sent.remove(&conn).unwrap_or_default()
+    }
+}
+
+fn connect(id: &str, clean: bool, will: Option<Will>) -> Packet {
+    Packet::Connect {
+        client_id: id.into(),
+        keep_alive: 0,
+        clean_session: clean,
+        username: None,
+        password: None,
+        will,
+    }
+}
+
+fn publish(topic: &str, qos: u8, id: Option<u16>) -> Packet {
+    Packet::Publish {
+        topic: topic.into(),
+        payload: b"m".to_vec(),
+        qos,
+        retain: false,
+        dup: false,
+        packet_id: id,
+    }
+}
+
+fn open(b: &mut Broker, w: &mut Recorder, conn: usize, id: &str, clean: bool) -> bool {
+    b.opened(conn, "mqtt", None);
+    assert_eq!(
+        b.packet(conn, connect(id, clean, None), w),
+        Step::Connected(0)
+    );
+    match w.take(conn).as_slice() {
+        [Packet::ConnAck {
+            session_present,
+            code: 0,
+        }] => *session_present,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn subscribe(b: &mut Broker, w: &mut Recorder, conn: usize, filter: &str, qos: u8) {
+    let p = Packet::Subscribe {
+        packet_id: 1,
+        filters: vec![(filter.into(), qos)],
+    };
+    assert_eq!(b.packet(conn, p, w), Step::Go);
+    w.take(conn);
+}
+
+#[test]
+fn a_qos2_duplicate_is_acknowledged_not_routed() {
+    let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 10), Recorder::default());
+    open(&mut b, &mut w, 1, "sub", true);
+    subscribe(&mut b, &mut w, 1, "t", 2);
+    open(&mut b, &mut w, 2, "pub", true);
+    for _ in 0..2 {
+        b.packet(2, publish("t", 2, Some(7)), &mut w);
+        assert_eq!(w.take(2), vec![Packet::PubRec { packet_id: 7 }]);
+    }
+    let got = w.take(1);
+    assert_eq!(got.len(), 1, "one delivery: {got:?}");
+    b.packet(2, Packet::PubRel { packet_id: 7 }, &mut w);
+    assert_eq!(w.take(2), vec![Packet::PubComp { packet_id: 7 }]);
+    // The subscriber's side: PUBREC -> PUBREL, PUBCOMP ends it.
+    let Packet::Publish {
+        packet_id: Some(id),
+        ..
+    } = got[0]
+    else {
+        panic!("{got:?}")
+    };
+    b.packet(1, Packet::PubRec { packet_id: id }, &mut w);
+    assert_eq!(w.take(1), vec![Packet::PubRel { packet_id: id }]);
+    b.packet(1, Packet::PubComp { packet_id: id }, &mut w);
+    assert!(w.take(1).is_empty());
+}
+
+#[test]
+fn an_offline_session_queues_and_redelivers_in_flight_with_dup() {
+    let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 2), Recorder::default());
+    assert!(!open(&mut b, &mut w, 1, "p", false));
+    subscribe(&mut b, &mut w, 1, "q", 1);
+    open(&mut b, &mut w, 2, "pub", true);
+    b.packet(2, publish("q", 1, Some(1)), &mut w);
+    assert_eq!(w.take(1).len(), 1, "sent, never acknowledged");
+    b.closed(1, &End::Eof, &mut w);
+    for i in 2..6 {
+        b.packet(2, publish("q", 1, Some(i)), &mut w);
+    }
+    // Back: the unacknowledged one again with DUP, then the queue (2 of
+    // the 4 fit), and the QoS 0 one published offline is gone.
+    b.opened(3, "mqtt", None);
+    b.packet(3, connect("p", false, None), &mut w);
+    let got = w.take(3);
+    assert_eq!(
+        got[0],
+        Packet::ConnAck {
+            session_present: true,
+            code: 0
+        }
+    );
+    let dups: Vec<bool> = got[1..]
+        .iter()
+        .map(|p| matches!(p, Packet::Publish { dup: true, .. }))
+        .collect();
+    assert_eq!(dups, vec![true, false, false], "{got:?}");
+}
+
+#[test]
+fn wills_follow_abnormal_closes_and_takeovers_not_disconnect() {
+    let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 10), Recorder::default());
+    open(&mut b, &mut w, 1, "watch", true);
+    subscribe(&mut b, &mut w, 1, "will", 0);
+    let will = Some(Will {
+        topic: "will".into(),
+        payload: b"gone".to_vec(),
+        qos: 0,
+        retain: false,
+    });
+    for (conn, end) in [(2, End::Eof), (3, End::Disconnect), (4, End::Shutdown)] {
+        b.opened(conn, "mqtt", None);
+        b.packet(
+            conn,
+            connect(&format!("c{conn}"), true, will.clone()),
+            &mut w,
+        );
+        b.closed(conn, &end, &mut w);
+    }
+    assert_eq!(w.take(1).len(), 1, "only the end of stream publishes it");
+    // A takeover closes the old connection and publishes its will.
+    b.opened(5, "mqtt", None);
+    b.packet(5, connect("same", true, will.clone()), &mut w);
+    b.opened(6, "mqtt", None);
+    b.packet(6, connect("same", true, None), &mut w);
+    assert_eq!(w.closed, vec![5]);
+    assert_eq!(w.take(1).len(), 1);
+}
