@@ -116,14 +116,7 @@ pub fn handshake(
     }
     // Latency matters more than batching for a handful of small packets.
     let _ = stream.set_nodelay(true);
-    let connect = Packet::Connect {
-        client_id: client_id.to_string(),
-        keep_alive: KEEP_ALIVE,
-        clean_session: true,
-        username: None,
-        password: None,
-        will: None,
-    };
+    let connect = Packet::connect(client_id, true, KEEP_ALIVE);
     send(&mut stream, &connect, deadline).map_err(Failure::before)?;
     match recv(&mut stream, deadline, "CONNACK").map_err(Failure::before)? {
         Packet::ConnAck { code: 0, .. } => stats.connack_latency(start.elapsed()),

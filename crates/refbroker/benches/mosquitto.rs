@@ -64,15 +64,7 @@ impl Swarm {
             std.set_nonblocking(true).unwrap();
             let _ = std.set_nodelay(true);
             let mut s = TcpStream::from_std(std);
-            let mut bytes = Packet::Connect {
-                client_id: format!("{prefix}-{i}"),
-                keep_alive: 0,
-                clean_session: true,
-                username: None,
-                password: None,
-                will: None,
-            }
-            .encode();
+            let mut bytes = Packet::connect(format!("{prefix}-{i}"), true, 0).encode();
             if let Some(f) = filter {
                 bytes.extend(
                     Packet::Subscribe {
@@ -170,14 +162,7 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
     let epoch = Instant::now();
     let mut publisher = std::net::TcpStream::connect(addr).unwrap();
     let _ = publisher.set_nodelay(true);
-    let connect = Packet::Connect {
-        client_id: format!("{name}-pub"),
-        keep_alive: 0,
-        clean_session: true,
-        username: None,
-        password: None,
-        will: None,
-    };
+    let connect = Packet::connect(format!("{name}-pub"), true, 0);
     publisher.write_all(&connect.encode()).unwrap();
     let mut ack = [0u8; 4];
     publisher.read_exact(&mut ack).unwrap();
@@ -236,14 +221,7 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
             let name = name.to_string();
             std::thread::spawn(move || {
                 let mut s = std::net::TcpStream::connect(addr).unwrap();
-                let c = Packet::Connect {
-                    client_id: format!("{name}-in-{i}"),
-                    keep_alive: 0,
-                    clean_session: true,
-                    username: None,
-                    password: None,
-                    will: None,
-                };
+                let c = Packet::connect(format!("{name}-in-{i}"), true, 0);
                 s.write_all(&c.encode()).unwrap();
                 let mut ack = [0u8; 4];
                 s.read_exact(&mut ack).unwrap();

@@ -39,7 +39,8 @@ pub struct Broker {
     clients: HashMap<usize, Box<Client>>,
     listeners: Vec<Rc<str>>,
     max_queued: usize,
-    /// Connections closed for a malformed packet or a protocol error.
+    /// Connections closed for a malformed packet or a protocol violation
+    /// (not for a lost connection).
     pub malformed: u64,
 }
 
@@ -102,6 +103,7 @@ impl Broker {
     /// The connection ended (reported once): logs why, publishes the will
     /// unless the rules say not, and detaches or discards its session.
     pub fn closed(&mut self, conn: usize, end: &End, wire: &mut dyn Wire) {
+        let who = self.who(conn);
         let Some(client) = self.clients.remove(&conn) else {
             return;
         };
@@ -109,20 +111,12 @@ impl Broker {
             End::Eof if client.id.is_none() => "closed before CONNECT".to_string(),
             End::Eof => "closed the connection".into(),
             End::Disconnect => "disconnected".into(),
-            End::Idle(m) | End::Error(m) => format!("{m}: closing"),
+            End::Idle(m) | End::Error(m) | End::Lost(m) => format!("{m}: closing"),
             End::TakenOver | End::Shutdown => "closed by the broker".into(),
         };
         if matches!(end, End::Error(_)) {
             self.malformed += 1;
         }
-        let who = match &client.id {
-            Some(id) => format!("client {id:?}"),
-            None => format!(
-                "connection from {} on {}",
-                shown(client.peer),
-                client.listener
-            ),
-        };
         let dropped = client
             .id
             .as_ref()
@@ -173,7 +167,7 @@ impl Broker {
     /// The first packet of a connection was not a CONNECT, or a CONNECT
     /// of another protocol level (answered with CONNACK 1).
     pub fn refuse_level(&mut self, conn: usize, level: u8, wire: &mut dyn Wire) -> Step {
-        wire.send(conn, connack(false, 1));
+        wire.send(conn, &connack(false, 1));
         Step::End(End::Error(format!(
             "refused protocol level {level} (CONNACK 1: only 4, MQTT 3.1.1)"
         )))
@@ -230,8 +224,8 @@ impl Broker {
                     self.route(message, wire);
                 }
                 match qos {
-                    1 => wire.send(conn, Packet::PubAck { packet_id }.encode()),
-                    2 => wire.send(conn, Packet::PubRec { packet_id }.encode()),
+                    1 => wire.send(conn, &Packet::PubAck { packet_id }.encode()),
+                    2 => wire.send(conn, &Packet::PubRec { packet_id }.encode()),
                     _ => {}
                 }
             }
@@ -239,7 +233,7 @@ impl Broker {
                 if let Some(s) = self.sessions.get_mut(&id) {
                     s.awaiting_rel.remove(&packet_id);
                 }
-                wire.send(conn, Packet::PubComp { packet_id }.encode());
+                wire.send(conn, &Packet::PubComp { packet_id }.encode());
             }
             Packet::PubAck { packet_id } => self.acked(&id, packet_id, false, wire),
             Packet::PubComp { packet_id } => self.acked(&id, packet_id, true, wire),
@@ -249,7 +243,7 @@ impl Broker {
                     .get_mut(&id)
                     .is_some_and(|s| s.received(packet_id))
                 {
-                    wire.send(conn, Packet::PubRel { packet_id }.encode());
+                    wire.send(conn, &Packet::PubRel { packet_id }.encode());
                 }
             }
             Packet::Subscribe { packet_id, filters } => {
@@ -262,9 +256,9 @@ impl Broker {
                         s.unsubscribe(f);
                     }
                 }
-                wire.send(conn, Packet::UnsubAck { packet_id }.encode());
+                wire.send(conn, &Packet::UnsubAck { packet_id }.encode());
             }
-            Packet::PingReq => wire.send(conn, Packet::PingResp.encode()),
+            Packet::PingReq => wire.send(conn, &Packet::PingResp.encode()),
             Packet::Disconnect => return Step::End(End::Disconnect),
             Packet::Connect { .. } => return Step::End(End::Error("a second CONNECT".into())),
             other => {
@@ -294,7 +288,7 @@ impl Broker {
         }
         let id: Rc<str> = if client_id.is_empty() {
             if !clean_session {
-                wire.send(conn, connack(false, 2));
+                wire.send(conn, &connack(false, 2));
                 return Step::End(End::Error(
                     "refused an empty client id without a clean session (CONNACK 2)".into(),
                 ));
@@ -331,7 +325,7 @@ impl Broker {
             c.id = Some(Rc::clone(&id));
             c.will = will.map(Box::new);
         }
-        wire.send(conn, connack(present, 0));
+        wire.send(conn, &connack(present, 0));
         self.log(format_args!(
             "client {id:?} connected on {listener} from {peer} (keep-alive {keep_alive} s{})",
             if present { ", session resumed" } else { "" }
@@ -356,7 +350,7 @@ impl Broker {
                 }
                 .encode(),
             };
-            wire.send(conn, bytes);
+            wire.send(conn, &bytes);
         }
         fill(s, wire);
     }
@@ -392,10 +386,10 @@ impl Broker {
                 codes.push(0x80);
             }
         }
-        wire.send(conn, Packet::SubAck { packet_id, codes }.encode());
+        wire.send(conn, &Packet::SubAck { packet_id, codes }.encode());
         for (filter, q) in granted {
             for m in self.router.retained(&filter) {
-                self.deliver(id, m, q, wire);
+                self.deliver(id, m, q, &mut None, wire);
             }
         }
     }
@@ -406,14 +400,24 @@ impl Broker {
             retain: false,
             ..message
         };
+        // The QoS 0 packet is the same for every target: encoded once.
+        let mut qos0 = None;
         for (client, qos) in self.router.targets(&message.topic) {
-            self.deliver(&client, message.clone(), qos, wire);
+            self.deliver(&client, message.clone(), qos, &mut qos0, wire);
         }
     }
 
     /// One delivery at the lower of the message's and `granted` QoS: QoS 0
-    /// goes out now or is dropped; QoS 1/2 go in flight or wait queued.
-    fn deliver(&mut self, client: &str, message: Message, granted: u8, wire: &mut dyn Wire) {
+    /// goes out now (as `qos0`, encoded on first use) or is dropped; QoS
+    /// 1/2 go in flight or wait queued.
+    fn deliver(
+        &mut self,
+        client: &str,
+        message: Message,
+        granted: u8,
+        qos0: &mut Option<Vec<u8>>,
+        wire: &mut dyn Wire,
+    ) {
         let Some(s) = self.sessions.get_mut(client) else {
             return;
         };
@@ -424,7 +428,8 @@ impl Broker {
         if message.qos == 0 {
             match s.conn {
                 Some(c) if wire.backlog(c) < QOS0_BACKLOG => {
-                    wire.send(c, publish(&message, None, false))
+                    let bytes = qos0.get_or_insert_with(|| publish(&message, None, false));
+                    wire.send(c, bytes)
                 }
                 _ => s.dropped += 1,
             }
@@ -440,7 +445,7 @@ fn fill(s: &mut Session, wire: &mut dyn Wire) {
     while let (true, Some(c)) = (s.window_open() && !s.queue.is_empty(), s.conn) {
         let Some(m) = s.queue.pop_front() else { break };
         let id = s.next_packet_id();
-        wire.send(c, publish(&m, Some(id), false));
+        wire.send(c, &publish(&m, Some(id), false));
         s.inflight.push_back((id, Inflight::Sent(m)));
     }
 }

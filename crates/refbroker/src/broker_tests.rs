@@ -17,8 +17,8 @@ impl Wire for Recorder {
     fn backlog(&self, _: usize) -> usize {
         0
     }
-    fn send(&mut self, conn: usize, bytes: Vec<u8>) {
-        let (p, _) = decode(&bytes, 1 << 20).unwrap().unwrap();
+    fn send(&mut self, conn: usize, bytes: &[u8]) {
+        let (p, _) = decode(bytes, 1 << 20).unwrap().unwrap();
         self.sent.entry(conn).or_default().push(p);
     }
     fn close(&mut self, conn: usize) {

@@ -28,6 +28,8 @@ pub struct Conn {
     pub closing_since: Option<Instant>,
     pub fin_sent: bool,
     pub writable: bool,
+    /// Listed in [`Conns::dirty`] for a flush at the end of the turn.
+    pub dirty: bool,
 }
 
 #[derive(Default)]
@@ -44,7 +46,10 @@ impl Conns {
         if let Some(c) = self.map.get_mut(&t) {
             c.ended = true;
             c.closing_since.get_or_insert_with(Instant::now);
-            self.dirty.push(t);
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(t);
+            }
         }
     }
 }
@@ -54,10 +59,13 @@ impl Wire for Conns {
         self.map.get(&conn).map_or(0, |c| c.out.len() - c.out_at)
     }
 
-    fn send(&mut self, conn: usize, bytes: Vec<u8>) {
+    fn send(&mut self, conn: usize, bytes: &[u8]) {
         if let Some(c) = self.map.get_mut(&conn).filter(|c| !c.fin_sent) {
-            c.out.extend_from_slice(&bytes);
-            self.dirty.push(conn);
+            c.out.extend_from_slice(bytes);
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(conn);
+            }
             // Much queued within one turn (a fast publisher, one slow
             // subscriber): write now rather than at the end of the turn.
             if c.out.len() - c.out_at >= EARLY_WRITE {

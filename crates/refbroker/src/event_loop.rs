@@ -109,9 +109,13 @@ impl Loop {
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    self.broker
-                        .log(format_args!("event loop: poll failed: {e}"));
-                    return;
+                    // Nothing would serve the clients any more: exit, so
+                    // that the service manager restarts the broker (with
+                    // the listeners it stored) instead of it looking alive.
+                    self.broker.log(format_args!(
+                        "ERROR: event loop: poll failed ({e}); exiting so the broker is restarted"
+                    ));
+                    std::process::exit(1);
                 }
             }
             for ev in &events {
@@ -136,6 +140,9 @@ impl Loop {
             }
             let dirty = std::mem::take(&mut self.conns.dirty);
             for t in dirty {
+                if let Some(c) = self.conns.map.get_mut(&t) {
+                    c.dirty = false;
+                }
                 self.flush(t);
             }
             self.live.store(self.conns.map.len(), Ordering::SeqCst);
@@ -199,6 +206,7 @@ impl Loop {
                 closing_since: None,
                 fin_sent: false,
                 writable: false,
+                dirty: false,
             }),
         );
         self.broker.opened(t, listener, peer);
@@ -224,7 +232,7 @@ impl Loop {
             let _ = self.poll.registry().deregister(&mut c.stream);
             if !c.ended {
                 self.broker
-                    .closed(t, &End::Error("connection dropped".into()), &mut self.conns);
+                    .closed(t, &End::Lost("connection dropped".into()), &mut self.conns);
             }
         }
     }
@@ -271,7 +279,7 @@ impl Loop {
         if let Some(end) = self.packets(t) {
             self.end(t, end);
         } else if let Some(e) = failed {
-            self.end(t, End::Error(format!("connection lost: {e}")));
+            self.end(t, End::Lost(format!("connection lost: {e}")));
         } else if eof {
             self.end(t, End::Eof);
         }
@@ -362,7 +370,7 @@ impl Loop {
         }
         if let Some(e) = failed {
             if !c.ended {
-                self.end(t, End::Error(format!("connection lost: {e}")));
+                self.end(t, End::Lost(format!("connection lost: {e}")));
             }
             self.drop_conn(t);
             return;
@@ -396,7 +404,7 @@ impl Loop {
         if pending > MAX_BACKLOG && !c.ended {
             self.end(
                 t,
-                End::Error(format!("it read too slowly ({pending} bytes unsent)")),
+                End::Lost(format!("it read too slowly ({pending} bytes unsent)")),
             );
         }
     }

@@ -7,7 +7,7 @@ pub trait Wire {
     /// Bytes queued to `conn` and not yet written.
     fn backlog(&self, conn: usize) -> usize;
     /// Queues `bytes` to `conn`.
-    fn send(&mut self, conn: usize, bytes: Vec<u8>);
+    fn send(&mut self, conn: usize, bytes: &[u8]);
     /// Starts the graceful close of `conn`, already ended here: the loop
     /// must not report it back.
     fn close(&mut self, conn: usize);
@@ -22,8 +22,10 @@ pub enum End {
     Disconnect,
     /// No packet within 1.5 × keep-alive, or no CONNECT in time.
     Idle(String),
-    /// A protocol error or a failed connection, to log.
+    /// A malformed packet or a protocol violation (counted), to log.
     Error(String),
+    /// The connection failed or the client read too slowly, to log.
+    Lost(String),
     /// Another connection took its client id over.
     TakenOver,
     /// The broker closes every connection (the end of a drain): no will.

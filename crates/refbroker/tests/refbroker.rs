@@ -1,164 +1,20 @@
-//! The reference broker as a process, driven over real sockets by a minimal
-//! client built on the crate's MQTT codec: CONNECT, pub/sub at QoS 0 and 1,
+//! The reference broker as a process, driven over real sockets by the
+//! testkit's minimal client on the crate's MQTT codec: CONNECT, pub/sub at QoS 0 and 1,
 //! retained messages (its version among them), UNSUBSCRIBE, PINGREQ,
 //! keep-alive, protocol errors, takeover, both listeners, and the binary's
 //! arguments and release tree.
 #![cfg(target_os = "linux")]
 
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use emqx_mqtt::{read_packet, Packet, PacketError};
-use emqx_testkit::{free_port, RefBroker as Broker};
+use emqx_mqtt::Packet;
+use emqx_testkit::{free_port, MqttClient as Client, RefBroker as Broker};
 
 const BIN: &str = env!("CARGO_BIN_EXE_emqx-refbroker");
-const WAIT: Duration = Duration::from_secs(5);
-
-/// The testkit's broker with a client of this file's codec.
-trait Connect {
-    fn mqtt(&self) -> SocketAddr;
-    fn alt(&self) -> SocketAddr;
-    fn client(&self, id: &str) -> Client;
-}
-
-impl Connect for Broker {
-    fn mqtt(&self) -> SocketAddr {
-        self.addrs[0]
-    }
-    fn alt(&self) -> SocketAddr {
-        self.addrs[1]
-    }
-    fn client(&self, id: &str) -> Client {
-        Client::connect(self.addrs[0], id, 60)
-    }
-}
-
-struct Client {
-    stream: TcpStream,
-    next_id: u16,
-}
-
-impl Client {
-    fn raw(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        Client { stream, next_id: 0 }
-    }
-
-    fn connect(addr: SocketAddr, id: &str, keep_alive: u16) -> Client {
-        let mut c = Client::raw(addr);
-        c.send(&Packet::Connect {
-            client_id: id.into(),
-            keep_alive,
-            clean_session: true,
-            username: None,
-            password: None,
-            will: None,
-        });
-        assert_eq!(
-            c.recv(),
-            Packet::ConnAck {
-                session_present: false,
-                code: 0
-            }
-        );
-        c
-    }
-
-    fn send(&mut self, p: &Packet) {
-        self.stream.write_all(&p.encode()).unwrap();
-    }
-
-    fn recv(&mut self) -> Packet {
-        match read_packet(&mut self.stream, 1 << 21) {
-            Ok(Some(p)) => p,
-            other => panic!("expected a packet, got {other:?}"),
-        }
-    }
-
-    /// Asserts nothing arrives for a while.
-    fn quiet(&mut self) {
-        self.stream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .unwrap();
-        match read_packet(&mut self.stream, 1 << 21) {
-            Err(PacketError::Io(e)) if e.kind() == ErrorKind::WouldBlock => {}
-            other => panic!("expected silence, got {other:?}"),
-        }
-        self.stream.set_read_timeout(Some(WAIT)).unwrap();
-    }
-
-    /// Reads until the broker closes; fails on a reset or on a timeout.
-    fn closed(&mut self) -> Duration {
-        let t = Instant::now();
-        let mut buf = [0u8; 256];
-        loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => return t.elapsed(),
-                Ok(_) => {}
-                Err(e) => panic!("expected a clean close, got {e} after {:?}", t.elapsed()),
-            }
-        }
-    }
-
-    fn id(&mut self) -> u16 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    fn subscribe(&mut self, filters: &[(&str, u8)]) -> Vec<u8> {
-        let packet_id = self.id();
-        self.send(&Packet::Subscribe {
-            packet_id,
-            filters: filters.iter().map(|(f, q)| (f.to_string(), *q)).collect(),
-        });
-        match self.recv() {
-            Packet::SubAck {
-                packet_id: id,
-                codes,
-            } if id == packet_id => codes,
-            other => panic!("expected SUBACK {packet_id}, got {other:?}"),
-        }
-    }
-
-    /// Publishes; at QoS 1, waits for the PUBACK.
-    fn publish(&mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) {
-        let packet_id = (qos > 0).then(|| self.id());
-        self.send(&Packet::Publish {
-            topic: topic.into(),
-            payload: payload.to_vec(),
-            qos,
-            retain,
-            dup: false,
-            packet_id,
-        });
-        if let Some(id) = packet_id {
-            assert_eq!(self.recv(), Packet::PubAck { packet_id: id });
-        }
-    }
-
-    /// The next message: (topic, payload, qos, retain, packet id).
-    fn message(&mut self) -> (String, Vec<u8>, u8, bool, Option<u16>) {
-        match self.recv() {
-            Packet::Publish {
-                topic,
-                payload,
-                qos,
-                retain,
-                dup,
-                packet_id,
-            } => {
-                assert!(!dup);
-                (topic, payload, qos, retain, packet_id)
-            }
-            other => panic!("expected PUBLISH, got {other:?}"),
-        }
-    }
-}
 
 #[test]
 fn the_version_is_retained_and_both_listeners_serve() {
@@ -349,14 +205,7 @@ fn protocol_errors_close_the_connection() {
     let b = Broker::start();
     // A second CONNECT.
     let mut c = b.client("twice");
-    c.send(&Packet::Connect {
-        client_id: "twice".into(),
-        keep_alive: 60,
-        clean_session: true,
-        username: None,
-        password: None,
-        will: None,
-    });
+    c.send(&Packet::connect("twice", true, 60));
     c.closed();
     // A server's packet from a client.
     let mut c = b.client("server");
@@ -368,15 +217,7 @@ fn protocol_errors_close_the_connection() {
     c.closed();
     // An MQTT 3.1 (level 3) client gets CONNACK 1.
     let mut c = Client::raw(b.mqtt());
-    let mut connect = Packet::Connect {
-        client_id: "old".into(),
-        keep_alive: 60,
-        clean_session: true,
-        username: None,
-        password: None,
-        will: None,
-    }
-    .encode();
+    let mut connect = Packet::connect("old", true, 60).encode();
     connect[8] = 3;
     c.stream.write_all(&connect).unwrap();
     assert_eq!(
@@ -392,14 +233,7 @@ fn protocol_errors_close_the_connection() {
     c.send(&Packet::PingReq);
     assert_eq!(c.recv(), Packet::PingResp);
     let mut c = Client::raw(b.mqtt());
-    c.send(&Packet::Connect {
-        client_id: String::new(),
-        keep_alive: 60,
-        clean_session: false,
-        username: None,
-        password: None,
-        will: None,
-    });
+    c.send(&Packet::connect("", false, 60));
     assert_eq!(
         c.recv(),
         Packet::ConnAck {

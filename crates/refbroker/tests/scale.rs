@@ -25,15 +25,7 @@ fn threads(pid: u32) -> usize {
 fn subscriber(addr: std::net::SocketAddr, n: usize) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut bytes = Packet::Connect {
-        client_id: format!("scale-{n}"),
-        keep_alive: 0,
-        clean_session: false,
-        username: None,
-        password: None,
-        will: None,
-    }
-    .encode();
+    let mut bytes = Packet::connect(format!("scale-{n}"), false, 0).encode();
     bytes.extend(
         Packet::Subscribe {
             packet_id: 1,
@@ -77,15 +69,7 @@ fn ten_thousand_sessions_one_publish_flat_thread_count() {
         "threads at 10 connections: {at_10}, at {CLIENTS}: {at_10k}"
     );
     let mut publisher = TcpStream::connect(addr).unwrap();
-    let mut bytes = Packet::Connect {
-        client_id: "scale-pub".into(),
-        keep_alive: 0,
-        clean_session: true,
-        username: None,
-        password: None,
-        will: None,
-    }
-    .encode();
+    let mut bytes = Packet::connect("scale-pub", true, 0).encode();
     bytes.extend(
         Packet::Publish {
             topic: "scale/all".into(),

@@ -378,14 +378,7 @@ impl Drop for BrokerHost {
 pub fn mqtt_version(addr: SocketAddr) -> String {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let connect = Packet::Connect {
-        client_id: String::new(),
-        keep_alive: 30,
-        clean_session: true,
-        username: None,
-        password: None,
-        will: None,
-    };
+    let connect = Packet::connect("", true, 30);
     s.write_all(&connect.encode()).unwrap();
     assert!(matches!(
         read_packet(&mut s, 1 << 20).unwrap(),

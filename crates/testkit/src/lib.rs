@@ -1,6 +1,7 @@
 //! emqx-testkit: what the tests of the workspace share (not published).
 //!
 //! - [`bins`]: the workspace's binaries and the checkout, from any member;
+//! - [`mqtt_client`]: a minimal blocking client asserting what it gets;
 //! - [`package`]: release packages (zip, tar.gz), hostile ones included;
 //! - [`clients`]: paho-mqtt in a virtual environment, Debian's mosquitto;
 //! - [`host`]: a temporary host (root, state dir, config) and its `emqx`;
@@ -14,12 +15,14 @@ pub mod bins;
 pub mod broker;
 pub mod clients;
 pub mod host;
+pub mod mqtt_client;
 pub mod package;
 pub mod refbroker;
 pub mod sandbox;
 
 pub use broker::{free_port, BrokerHost, TEST_USER};
 pub use host::{parse_versions, text, Host};
+pub use mqtt_client::MqttClient;
 pub use package::{big_release, count_tree, entry, exe, file, release, write_tar_gz, write_zip};
 pub use package::{Entry, Kind};
 pub use refbroker::RefBroker;

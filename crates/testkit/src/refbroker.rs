@@ -67,6 +67,21 @@ impl RefBroker {
         b
     }
 
+    /// The `mqtt` listener.
+    pub fn mqtt(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// The `mqtt-alt` listener.
+    pub fn alt(&self) -> SocketAddr {
+        self.addrs[1]
+    }
+
+    /// A client connected to `mqtt` with a clean session, keep-alive 60 s.
+    pub fn client(&self, id: &str) -> crate::MqttClient {
+        crate::MqttClient::connect(self.addrs[0], id, 60)
+    }
+
     /// Everything it printed.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("broker.log")).unwrap_or_default()

@@ -252,10 +252,15 @@ fn decode_body(header: u8, body: &[u8]) -> Result<Packet, PacketError> {
                 packet_id,
             });
         }
-        4 => {
-            want_flags(0)?;
-            Packet::PubAck {
-                packet_id: b.packet_id()?,
+        4..=7 => {
+            // PUBREL's flags are 0010, the other acknowledgements' 0000.
+            want_flags(if kind == 6 { 2 } else { 0 })?;
+            let packet_id = b.packet_id()?;
+            match kind {
+                4 => Packet::PubAck { packet_id },
+                5 => Packet::PubRec { packet_id },
+                6 => Packet::PubRel { packet_id },
+                _ => Packet::PubComp { packet_id },
             }
         }
         8 => {
@@ -316,24 +321,6 @@ fn decode_body(header: u8, body: &[u8]) -> Result<Packet, PacketError> {
         14 => {
             want_flags(0)?;
             Packet::Disconnect
-        }
-        5 => {
-            want_flags(0)?;
-            Packet::PubRec {
-                packet_id: b.packet_id()?,
-            }
-        }
-        6 => {
-            want_flags(2)?;
-            Packet::PubRel {
-                packet_id: b.packet_id()?,
-            }
-        }
-        7 => {
-            want_flags(0)?;
-            Packet::PubComp {
-                packet_id: b.packet_id()?,
-            }
         }
         other => return Err(bad(format!("packet type {other}"))),
     };

@@ -88,21 +88,18 @@ impl Packet {
                 body.extend_from_slice(payload);
                 0x30 | (u8::from(*dup) << 3) | (qos << 1) | u8::from(*retain)
             }
-            Packet::PubAck { packet_id } => {
+            Packet::PubAck { packet_id }
+            | Packet::PubRec { packet_id }
+            | Packet::PubRel { packet_id }
+            | Packet::PubComp { packet_id } => {
                 body.extend_from_slice(&packet_id.to_be_bytes());
-                0x40
-            }
-            Packet::PubRec { packet_id } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                0x50
-            }
-            Packet::PubRel { packet_id } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                0x62
-            }
-            Packet::PubComp { packet_id } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                0x70
+                match self {
+                    Packet::PubAck { .. } => 0x40,
+                    Packet::PubRec { .. } => 0x50,
+                    // PUBREL's fixed-header flags are 0010.
+                    Packet::PubRel { .. } => 0x62,
+                    _ => 0x70,
+                }
             }
             Packet::Subscribe { packet_id, filters } => {
                 body.extend_from_slice(&packet_id.to_be_bytes());

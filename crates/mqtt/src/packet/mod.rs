@@ -119,6 +119,18 @@ pub enum Packet {
 }
 
 impl Packet {
+    /// A CONNECT without credentials or will.
+    pub fn connect(client_id: impl Into<String>, clean_session: bool, keep_alive: u16) -> Packet {
+        Packet::Connect {
+            client_id: client_id.into(),
+            keep_alive,
+            clean_session,
+            username: None,
+            password: None,
+            will: None,
+        }
+    }
+
     /// The packet type's name in the specification (`PUBLISH`...).
     pub fn name(&self) -> &'static str {
         match self {
