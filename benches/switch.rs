@@ -33,9 +33,9 @@ fn run(strategy: &'static str) -> Run {
         addrs: b.addrs(),
         persistent: 20,
         publish_rate: 10.0,
-        storm_threads: 4,
+        storm: 4,
         connect_timeout: Duration::from_secs(5),
-        duration: None,
+        ..LoadOptions::default()
     });
     std::thread::sleep(Duration::from_secs(1));
     let started = Instant::now();

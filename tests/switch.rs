@@ -15,9 +15,9 @@ fn load(b: &BrokerHost) -> Load {
         addrs: b.addrs(),
         persistent: 8,
         publish_rate: 20.0,
-        storm_threads: 2,
+        storm: 2,
         connect_timeout: Duration::from_secs(3),
-        duration: None,
+        ..LoadOptions::default()
     })
 }
 
@@ -68,10 +68,29 @@ fn twenty_switches_under_load_refuse_nothing() {
     let report = load.stop();
     println!("{}", report.table());
     assert!(
-        report.clean(),
+        report.connections_clean(),
         "connections refused, reset or timed out:\n{}",
         report.table()
     );
+    // A live client publishes to itself on one connection: nothing of it
+    // may be lost however the brokers change.
+    for class in ["live-qos0", "live-qos1", "live-qos2"] {
+        let c = report.class(class);
+        assert!(c.sent > 0 && c.lost == 0, "{class}:\n{}", report.table());
+    }
+    // Each switch drains and closes the sessions, and the new broker has
+    // none of them (moving them is the next issue): counted, never
+    // delivered twice at QoS 2 or out of order.
+    assert!(report.sessions.lost > 0, "{}", report.table());
+    for class in ["session-qos1", "session-qos2"] {
+        let c = report.class(class);
+        assert_eq!(
+            c.dup_beyond_qos + c.out_of_order,
+            0,
+            "{class}:\n{}",
+            report.table()
+        );
+    }
     assert!(report.attempts > 100, "{}", report.table());
     let seen: BTreeMap<String, u64> = report.versions_seen.clone();
     assert!(

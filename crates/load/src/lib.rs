@@ -1,40 +1,64 @@
-//! Load harness proving a broker switch refuses no connection: persistent
-//! MQTT clients publishing QoS 1 to themselves, plus a connection storm,
-//! every connection attempt ending in exactly one class (ok, refused,
-//! reset, timed out, other error). Std threads only.
+//! Load harness proving a broker switch refuses no connection and loses
+//! no message: clean-session clients publishing to themselves at QoS 0, 1
+//! and 2, persistent sessions (`clean_session=0`) that leave and come back
+//! expecting their session, idle connections, and a connection storm. All
+//! on one event loop thread, so one harness holds thousands of clients.
+//! Every connection attempt ends in exactly one class (ok, refused, reset,
+//! timed out, other error); every message is counted per class (see
+//! [`Report`]).
 //!
 //! [`Load::start`] runs in the background; [`Load::snapshot`] reads the
-//! counts; [`Load::stop`] joins every thread and returns the [`Report`].
+//! counts; [`Load::stop`] drains, closes and returns the [`Report`].
 
-mod attempt;
-mod persistent;
+mod client;
+mod conn;
+mod event_loop;
+mod ledger;
 mod report;
 mod stats;
-mod storm;
+mod traffic;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-pub use attempt::VERSION_TOPIC;
-pub use report::{Latency, Report};
-pub use stats::Outcome;
+pub use client::KEEP_ALIVE;
+pub use report::{ClassReport, Latency, Report, SessionReport};
+pub use stats::{ClassCounts, Outcome};
 
 use stats::Stats;
+
+/// The retained topic every subscriber gets on SUBSCRIBE.
+pub const VERSION_TOPIC: &str = "$SYS/broker/version";
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Broker listeners; connections go round-robin over them.
     pub addrs: Vec<SocketAddr>,
-    /// Persistent clients.
+    /// Long-lived clean-session clients, each subscribed to its own topic
+    /// and publishing to it.
     pub persistent: usize,
-    /// QoS 1 messages per second per persistent client (0: none).
+    /// Their QoS, in turn over the clients (each 0, 1 or 2).
+    pub qos: Vec<u8>,
+    /// Persistent-session clients: one ring per QoS, each publishing to
+    /// the next, leaving and coming back with the same client id.
+    pub sessions: usize,
+    /// Their QoS, in turn (each 1 or 2).
+    pub session_qos: Vec<u8>,
+    /// About how long a session stays connected (0.5 to 1.5 times this).
+    pub session_online: Duration,
+    /// How long a session stays away.
+    pub session_offline: Duration,
+    /// Connections held with keep-alive pings only.
+    pub idle: usize,
+    /// Messages per second per publishing client (0: none).
     pub publish_rate: f64,
-    /// Connection storm threads.
-    pub storm_threads: usize,
+    /// Storm clients: each connects, sees the version, says DISCONNECT,
+    /// over and over.
+    pub storm: usize,
     /// Budget of one attempt: connect, CONNACK, SUBACK and the version.
     pub connect_timeout: Duration,
     /// How long to run; `None` = until stopped.
@@ -45,9 +69,15 @@ impl Default for LoadOptions {
     fn default() -> LoadOptions {
         LoadOptions {
             addrs: Vec::new(),
-            persistent: 10,
+            persistent: 9,
+            qos: vec![0, 1, 2],
+            sessions: 6,
+            session_qos: vec![1, 2],
+            session_online: Duration::from_secs(1),
+            session_offline: Duration::from_millis(200),
+            idle: 0,
             publish_rate: 10.0,
-            storm_threads: 2,
+            storm: 2,
             connect_timeout: Duration::from_secs(5),
             duration: None,
         }
@@ -60,11 +90,10 @@ static RUNS: AtomicU64 = AtomicU64::new(0);
 /// State shared by all threads of a run.
 pub(crate) struct Shared {
     opts: LoadOptions,
-    stats: Stats,
+    stats: Arc<Stats>,
     stop: AtomicBool,
     start: Instant,
     end: Option<Instant>,
-    next: AtomicUsize,
     /// Prefix of every client id of this run.
     run_id: String,
 }
@@ -73,24 +102,6 @@ impl Shared {
     /// Stop requested or the duration passed.
     fn should_stop(&self) -> bool {
         self.stop.load(Ordering::SeqCst) || self.end.is_some_and(|end| Instant::now() >= end)
-    }
-
-    /// The next address, round-robin (addrs is never empty here).
-    fn next_addr(&self) -> SocketAddr {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        self.opts.addrs[i % self.opts.addrs.len()]
-    }
-
-    /// Sleeps up to `d`, waking early when the run stops.
-    fn pause(&self, d: Duration) {
-        let until = Instant::now() + d;
-        while !self.should_stop() {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            thread::sleep(left.min(Duration::from_millis(10)));
-        }
     }
 
     /// Seconds since start, not counting past the duration.
@@ -104,13 +115,13 @@ impl Shared {
 /// A running load.
 pub struct Load {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
+    thread: Option<JoinHandle<()>>,
     stopped_at: Option<f64>,
 }
 
 impl Load {
-    /// Starts the persistent clients and the storm threads. Without
-    /// addresses nothing runs and the report stays empty.
+    /// Starts the event loop thread. Without addresses nothing runs and
+    /// the report stays empty.
     pub fn start(opts: LoadOptions) -> Load {
         let run = RUNS.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
@@ -118,39 +129,30 @@ impl Load {
             end: opts.duration.map(|d| start + d),
             run_id: format!("load-{}-{run}", std::process::id()),
             opts,
-            stats: Stats::default(),
+            stats: Arc::default(),
             stop: AtomicBool::new(false),
             start,
-            next: AtomicUsize::new(0),
         });
         let mut load = Load {
             shared: Arc::clone(&shared),
-            threads: Vec::new(),
+            thread: None,
             stopped_at: None,
         };
         if shared.opts.addrs.is_empty() {
             return load;
         }
-        for i in 0..shared.opts.persistent {
-            let s = Arc::clone(&shared);
-            load.spawn(format!("load-p{i}"), move || persistent::run(&s, i));
-        }
-        for i in 0..shared.opts.storm_threads {
-            let s = Arc::clone(&shared);
-            load.spawn(format!("load-s{i}"), move || storm::run(&s, i));
+        let s = Arc::clone(&shared);
+        match thread::Builder::new()
+            .name("load".into())
+            .spawn(move || event_loop::run(&s))
+        {
+            Ok(h) => load.thread = Some(h),
+            // Counted, so the report cannot look clean without clients.
+            Err(e) => shared
+                .stats
+                .record(&Outcome::Other(format!("spawning the load thread: {e}"))),
         }
         load
-    }
-
-    fn spawn(&mut self, name: String, f: impl FnOnce() + Send + 'static) {
-        match thread::Builder::new().name(name).spawn(f) {
-            Ok(h) => self.threads.push(h),
-            // Counted, so the report cannot look clean with missing clients.
-            Err(e) => self
-                .shared
-                .stats
-                .record(&Outcome::Other(format!("spawning a load thread: {e}"))),
-        }
     }
 
     /// The counts so far.
@@ -159,21 +161,22 @@ impl Load {
         Report::from_stats(&self.shared.stats, elapsed)
     }
 
-    /// True once every thread has ended (the duration passed).
+    /// True once the loop has ended (the duration passed).
     pub fn is_finished(&self) -> bool {
-        self.threads.iter().all(|h| h.is_finished())
+        self.thread.as_ref().is_none_or(|h| h.is_finished())
     }
 
-    /// Stops every loop, joins the threads (within about the connect
-    /// timeout plus a second) and returns the final report.
+    /// Stops the run: publishing ends, offline sessions come back, what
+    /// is on its way gets until the connect timeout plus a second to
+    /// arrive; then every connection is closed and the report returned.
     pub fn stop(mut self) -> Report {
         self.stopped_at = Some(self.shared.elapsed());
         self.shared.stop.store(true, Ordering::SeqCst);
-        for h in std::mem::take(&mut self.threads) {
+        if let Some(h) = self.thread.take() {
             if h.join().is_err() {
                 self.shared
                     .stats
-                    .record(&Outcome::Other("a load thread panicked".into()));
+                    .record(&Outcome::Other("the load thread panicked".into()));
             }
         }
         self.snapshot()
@@ -181,7 +184,7 @@ impl Load {
 }
 
 impl Drop for Load {
-    /// A load dropped without stop() still ends its threads (detached).
+    /// A load dropped without stop() still ends its thread (detached).
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
     }

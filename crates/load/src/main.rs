@@ -1,6 +1,7 @@
-//! `emqx-load`: drives persistent MQTT clients and a connection storm
-//! against loopback broker listeners and prints what every connection
-//! attempt ended in (see `emqx_load`).
+//! `emqx-load`: drives clean-session publishers, persistent sessions,
+//! idle connections and a connection storm against loopback broker
+//! listeners, and prints what every connection attempt and every message
+//! ended in (see `emqx_load`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -9,23 +10,45 @@ use std::time::Duration;
 use clap::Parser;
 use emqx_load::{Load, LoadOptions};
 
-/// Load an MQTT broker and count refused, reset and timed-out connections.
+/// Load an MQTT broker; count refused, reset and timed-out connections
+/// and lost, duplicated and out-of-order messages.
 ///
-/// Exit status: 0 when no connection was refused, reset or timed out,
-/// 1 when one was (the report is printed either way), 2 on bad usage.
+/// Exit status: 0 when no connection was refused, reset or timed out and
+/// no message was lost, duplicated beyond its QoS, out of order or
+/// misrouted; 1 otherwise (the report is printed either way); 2 on bad
+/// usage.
 #[derive(Parser, Debug)]
 #[command(name = "emqx-load", version)]
 struct Args {
     /// Broker listener (loopback only); repeat for round-robin.
     #[arg(long = "addr", required = true)]
     addrs: Vec<SocketAddr>,
-    /// Persistent clients publishing QoS 1 to themselves.
-    #[arg(long, default_value_t = 20)]
+    /// Long-lived clean-session clients publishing to themselves.
+    #[arg(long, default_value_t = 9)]
     persistent: usize,
-    /// QoS 1 messages per second per persistent client.
+    /// QoS of those clients, in turn (comma-separated, each 0-2).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2", value_parser = clap::value_parser!(u8).range(0..=2))]
+    qos: Vec<u8>,
+    /// Persistent-session clients (clean_session=0) that leave and come
+    /// back; one ring per QoS, each publishing to the next.
+    #[arg(long, default_value_t = 6)]
+    sessions: usize,
+    /// QoS of the sessions, in turn (comma-separated, each 1 or 2).
+    #[arg(long, value_delimiter = ',', default_value = "1,2", value_parser = clap::value_parser!(u8).range(1..=2))]
+    session_qos: Vec<u8>,
+    /// About how long a session stays connected, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    session_online: f64,
+    /// How long a session stays away, in seconds.
+    #[arg(long, default_value_t = 0.2)]
+    session_offline: f64,
+    /// Connections held with keep-alive pings only.
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
+    /// Messages per second per publishing client.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
-    /// Connection storm threads.
+    /// Storm clients (connect, version, DISCONNECT, again).
     #[arg(long, default_value_t = 4)]
     storm: usize,
     /// Seconds to run; without it, until SIGINT/SIGTERM.
@@ -50,16 +73,18 @@ fn main() -> ExitCode {
         eprintln!("emqx-load: refusing non-loopback address {a}");
         return ExitCode::from(2);
     }
-    let timings = seconds("connect-timeout", args.connect_timeout).and_then(|t| {
-        let d = args.duration.map(|d| seconds("duration", d)).transpose()?;
-        Ok((t, d))
-    });
-    let (connect_timeout, duration) = match timings {
-        Ok(t) if !t.0.is_zero() => t,
-        Ok(_) => {
-            eprintln!("emqx-load: --connect-timeout must be positive");
-            return ExitCode::from(2);
+    let parsed = (|| {
+        let timeout = seconds("connect-timeout", args.connect_timeout)?;
+        if timeout.is_zero() {
+            return Err("--connect-timeout must be positive".to_string());
         }
+        let duration = args.duration.map(|d| seconds("duration", d)).transpose()?;
+        let online = seconds("session-online", args.session_online)?;
+        let offline = seconds("session-offline", args.session_offline)?;
+        Ok((timeout, duration, online, offline))
+    })();
+    let (connect_timeout, duration, session_online, session_offline) = match parsed {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("emqx-load: {e}");
             return ExitCode::from(2);
@@ -69,8 +94,14 @@ fn main() -> ExitCode {
     let load = Load::start(LoadOptions {
         addrs: args.addrs,
         persistent: args.persistent,
+        qos: args.qos,
+        sessions: args.sessions,
+        session_qos: args.session_qos,
+        session_online,
+        session_offline,
+        idle: args.idle,
         publish_rate: args.rate,
-        storm_threads: args.storm,
+        storm: args.storm,
         connect_timeout,
         duration,
     });

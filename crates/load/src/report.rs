@@ -1,5 +1,7 @@
-//! What a load run saw: counts per attempt class, CONNACK latency, QoS 1
-//! accounting, versions seen; as an aligned table or one JSON object.
+//! What a load run saw: counts per attempt class, CONNACK latency, message
+//! accounting per client kind and QoS, what the persistent sessions found
+//! on their reconnects, versions seen; as an aligned table or one JSON
+//! object.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,7 +9,8 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use super::stats::Stats;
+use super::ledger::Class;
+use super::stats::{ClassCounts, Stats};
 
 /// CONNACK latency of every attempt (storm and persistent) that got one,
 /// from just before connect() to CONNACK received, in milliseconds;
@@ -48,6 +51,28 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
+/// The messages of one class (client kind and QoS).
+#[derive(Serialize, Debug, Clone, PartialEq)]
+pub struct ClassReport {
+    #[serde(flatten)]
+    pub counts: ClassCounts,
+    /// Nothing lost, duplicated beyond the QoS, out of order or misrouted.
+    pub clean: bool,
+}
+
+/// What the persistent-session clients found on their reconnects.
+#[derive(Serialize, Debug, Clone, Default, PartialEq)]
+pub struct SessionReport {
+    /// Reconnects whose CONNACK said session present.
+    pub resumed: u64,
+    /// Reconnects that found no session: the broker lost it.
+    pub lost: u64,
+    /// Offline periods begun with DISCONNECT, and with the socket just
+    /// closed.
+    pub left_gracefully: u64,
+    pub left_abruptly: u64,
+}
+
 /// The counts of a run, at its end or at a snapshot.
 #[derive(Serialize, Debug, Clone, PartialEq)]
 pub struct Report {
@@ -64,25 +89,18 @@ pub struct Report {
     /// The first distinct `other_error` messages.
     pub other_error_samples: Vec<String>,
     pub connack_latency: Latency,
-    /// QoS 1 messages published by the persistent clients.
-    pub qos1_sent: u64,
-    /// Of them, acknowledged by PUBACK.
-    pub qos1_acked: u64,
-    /// Own messages delivered back to the persistent clients.
-    pub qos1_received: u64,
-    /// Sent, not yet acknowledged, on live connections (0 after stop).
-    pub qos1_in_flight: u64,
-    /// Unacknowledged when the broker closed the connection: MQTT 3.1.1
-    /// does not redeliver them across a new clean session.
-    pub unacked_at_close: u64,
-    /// Unacknowledged when the run stopped (after a short wait for acks).
-    pub unacked_at_stop: u64,
+    /// Connections past CONNACK now, and the most at once.
+    pub held: u64,
+    pub held_max: u64,
     /// Established connections (CONNACK received) the broker closed.
     pub closed_by_broker: u64,
     /// Of them, closed with ECONNRESET/EPIPE.
     pub closed_by_reset: u64,
     /// The first distinct reasons of those closes.
     pub close_samples: Vec<String>,
+    /// Per class with clients ("live-qos0" ... "session-qos2").
+    pub messages: BTreeMap<String, ClassReport>,
+    pub sessions: SessionReport,
     /// Version payload → storm connections that saw it.
     pub versions_seen: BTreeMap<String, u64>,
     pub elapsed_s: f64,
@@ -100,6 +118,18 @@ impl Report {
             get(&s.other_error),
         );
         let lat = s.latencies();
+        let messages = Class::ALL
+            .iter()
+            .map(|c| (c.name(), s.class(*c).counts()))
+            .filter(|(_, n)| n.clients > 0 || n.misrouted > 0)
+            .map(|(name, counts)| {
+                let clean = counts.clean();
+                (name, ClassReport { counts, clean })
+            })
+            .collect();
+        let gauge = |a: &std::sync::atomic::AtomicI64| {
+            u64::try_from(a.load(Ordering::Relaxed)).unwrap_or(0)
+        };
         Report {
             attempts: ok + refused + reset + timed_out + other_error,
             ok,
@@ -109,23 +139,46 @@ impl Report {
             other_error,
             other_error_samples: s.error_samples(),
             connack_latency: Latency::from_samples(lat.samples_us, lat.seen),
-            qos1_sent: get(&s.qos1_sent),
-            qos1_acked: get(&s.qos1_acked),
-            qos1_received: get(&s.qos1_received),
-            qos1_in_flight: u64::try_from(s.in_flight.load(Ordering::Relaxed)).unwrap_or(0),
-            unacked_at_close: get(&s.unacked_at_close),
-            unacked_at_stop: get(&s.unacked_at_stop),
+            held: gauge(&s.held),
+            held_max: gauge(&s.held_max),
             closed_by_broker: get(&s.closed_by_broker),
             closed_by_reset: get(&s.closed_by_reset),
             close_samples: s.close_reasons(),
+            messages,
+            sessions: SessionReport {
+                resumed: get(&s.sessions.resumed),
+                lost: get(&s.sessions.lost),
+                left_gracefully: get(&s.sessions.left_gracefully),
+                left_abruptly: get(&s.sessions.left_abruptly),
+            },
             versions_seen: s.versions(),
             elapsed_s: (elapsed_s * 1000.0).round() / 1000.0,
         }
     }
 
     /// No connection refused, reset or timed out.
-    pub fn clean(&self) -> bool {
+    pub fn connections_clean(&self) -> bool {
         self.refused == 0 && self.reset == 0 && self.timed_out == 0
+    }
+
+    /// No message lost, duplicated beyond its QoS, out of order or
+    /// misrouted, in any class.
+    pub fn messages_clean(&self) -> bool {
+        self.messages.values().all(|c| c.clean)
+    }
+
+    /// Both of the above.
+    pub fn clean(&self) -> bool {
+        self.connections_clean() && self.messages_clean()
+    }
+
+    /// The counts of one class ("live-qos1"...), zero when it had no
+    /// clients.
+    pub fn class(&self, name: &str) -> ClassCounts {
+        self.messages
+            .get(name)
+            .map(|c| c.counts.clone())
+            .unwrap_or_default()
     }
 
     /// One JSON object.
@@ -148,18 +201,48 @@ impl Report {
             ("  p50 ms".into(), opt(lat.p50_ms)),
             ("  p99 ms".into(), opt(lat.p99_ms)),
             ("  max ms".into(), opt(lat.max_ms)),
-            ("qos1 sent".into(), self.qos1_sent.to_string()),
-            ("  acked".into(), self.qos1_acked.to_string()),
-            ("  in flight".into(), self.qos1_in_flight.to_string()),
             (
-                "  unacked at close".into(),
-                self.unacked_at_close.to_string(),
+                "held (max)".into(),
+                format!("{} ({})", self.held, self.held_max),
             ),
-            ("  unacked at stop".into(), self.unacked_at_stop.to_string()),
-            ("qos1 received".into(), self.qos1_received.to_string()),
             ("closed by broker".into(), self.closed_by_broker.to_string()),
             ("  by reset".into(), self.closed_by_reset.to_string()),
         ];
+        for (name, c) in &self.messages {
+            let n = &c.counts;
+            let pairs: [(&str, String); 13] = [
+                ("clients", n.clients.to_string()),
+                ("sent", n.sent.to_string()),
+                ("acked", n.acked.to_string()),
+                ("received", n.received.to_string()),
+                ("lost", n.lost.to_string()),
+                ("duplicates", n.duplicates.to_string()),
+                ("  beyond qos", n.dup_beyond_qos.to_string()),
+                ("out of order", n.out_of_order.to_string()),
+                ("redelivered (dup)", n.redelivered.to_string()),
+                ("lost at close", n.lost_at_close.to_string()),
+                ("unacked at close", n.unacked_at_close.to_string()),
+                (
+                    "undelivered/unacked at stop",
+                    format!("{}/{}", n.undelivered_at_stop, n.unacked_at_stop),
+                ),
+                ("misrouted", n.misrouted.to_string()),
+            ];
+            rows.push((
+                name.clone(),
+                if c.clean { "clean" } else { "NOT CLEAN" }.into(),
+            ));
+            rows.extend(pairs.into_iter().map(|(l, v)| (format!("  {l}"), v)));
+        }
+        if self.messages.keys().any(|k| k.starts_with("session")) {
+            let s = &self.sessions;
+            rows.push(("sessions resumed".into(), s.resumed.to_string()));
+            rows.push(("  lost by broker".into(), s.lost.to_string()));
+            rows.push((
+                "  left gracefully/abruptly".into(),
+                format!("{}/{}", s.left_gracefully, s.left_abruptly),
+            ));
+        }
         if self.versions_seen.is_empty() {
             rows.push(("versions seen".into(), "-".into()));
         }

@@ -1,10 +1,15 @@
-//! Counters shared by every load thread, and the classes a connection
-//! attempt can end in.
+//! Counters shared by the event loop and the readers of snapshots: the
+//! class every connection attempt ends in, and per message class what was
+//! sent, acknowledged, delivered, lost, duplicated and out of order.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::ledger::Class;
 
 /// How many distinct `other_error` messages the report keeps.
 pub const ERROR_SAMPLES: usize = 5;
@@ -46,15 +51,14 @@ pub struct Stats {
     pub reset: AtomicU64,
     pub timed_out: AtomicU64,
     pub other_error: AtomicU64,
-    pub qos1_sent: AtomicU64,
-    pub qos1_acked: AtomicU64,
-    pub qos1_received: AtomicU64,
-    /// Sent and not yet acknowledged on live connections.
-    pub in_flight: AtomicI64,
-    pub unacked_at_close: AtomicU64,
-    pub unacked_at_stop: AtomicU64,
     pub closed_by_broker: AtomicU64,
     pub closed_by_reset: AtomicU64,
+    /// Connections past CONNACK right now.
+    pub held: AtomicI64,
+    /// Most connections held at once.
+    pub held_max: AtomicI64,
+    classes: [ClassStats; 5],
+    pub sessions: SessionStats,
     errors: Mutex<Vec<String>>,
     close_reasons: Mutex<Vec<String>>,
     versions: Mutex<BTreeMap<String, u64>>,
@@ -168,13 +172,115 @@ impl Stats {
         }
     }
 
-    /// Moves `n` messages from in flight to a "lost" counter.
-    pub fn lose_in_flight(&self, n: usize, into: &AtomicU64) {
-        let n = u64::try_from(n).unwrap_or(u64::MAX);
-        into.fetch_add(n, Ordering::Relaxed);
-        self.in_flight
-            .fetch_sub(i64::try_from(n).unwrap_or(i64::MAX), Ordering::Relaxed);
+    /// The counters of one message class.
+    pub fn class(&self, class: Class) -> &ClassStats {
+        &self.classes[class.index()]
     }
+
+    /// One more (or one fewer) connection past CONNACK.
+    pub fn hold(&self, delta: i64) {
+        let now = self.held.fetch_add(delta, Ordering::Relaxed) + delta;
+        self.held_max.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// Message counters of one [`Class`].
+#[derive(Default)]
+pub struct ClassStats {
+    /// Clients of this class (publishers).
+    pub clients: AtomicU64,
+    pub sent: AtomicU64,
+    /// Taken by the broker: PUBACK, PUBREC, or written for QoS 0.
+    pub acked: AtomicU64,
+    /// Delivered to the subscriber, first copies only.
+    pub received: AtomicU64,
+    /// Further copies of a message already delivered.
+    pub duplicates: AtomicU64,
+    /// Of them, at QoS 0 or 2, where MQTT allows none.
+    pub dup_beyond_qos: AtomicU64,
+    /// Deliveries carrying the DUP flag.
+    pub redelivered: AtomicU64,
+    /// First deliveries older than one already delivered (per publisher).
+    pub out_of_order: AtomicU64,
+    /// Deliveries of an unknown message or to the wrong client.
+    pub misrouted: AtomicU64,
+    /// Sent, not yet acknowledged.
+    pub in_flight: AtomicI64,
+    /// Given up unacknowledged when the publisher's session ended.
+    pub unacked_at_close: AtomicU64,
+    /// Taken by the broker, not delivered, and the subscriber's session
+    /// ended (clean session closed, or persistent session gone).
+    pub lost_at_close: AtomicU64,
+    /// Taken by the broker, the subscriber connected, not delivered by the
+    /// end of the run's drain.
+    pub lost: AtomicU64,
+    /// Taken by the broker, the subscriber not connected at the end.
+    pub undelivered_at_stop: AtomicU64,
+    /// Still unacknowledged at the end.
+    pub unacked_at_stop: AtomicU64,
+}
+
+/// A plain copy of [`ClassStats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ClassCounts {
+    pub clients: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub received: u64,
+    pub duplicates: u64,
+    pub dup_beyond_qos: u64,
+    pub redelivered: u64,
+    pub out_of_order: u64,
+    pub misrouted: u64,
+    pub in_flight: i64,
+    pub unacked_at_close: u64,
+    pub lost_at_close: u64,
+    pub lost: u64,
+    pub undelivered_at_stop: u64,
+    pub unacked_at_stop: u64,
+}
+
+impl ClassStats {
+    pub fn counts(&self) -> ClassCounts {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ClassCounts {
+            clients: g(&self.clients),
+            sent: g(&self.sent),
+            acked: g(&self.acked),
+            received: g(&self.received),
+            duplicates: g(&self.duplicates),
+            dup_beyond_qos: g(&self.dup_beyond_qos),
+            redelivered: g(&self.redelivered),
+            out_of_order: g(&self.out_of_order),
+            misrouted: g(&self.misrouted),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            unacked_at_close: g(&self.unacked_at_close),
+            lost_at_close: g(&self.lost_at_close),
+            lost: g(&self.lost),
+            undelivered_at_stop: g(&self.undelivered_at_stop),
+            unacked_at_stop: g(&self.unacked_at_stop),
+        }
+    }
+}
+
+impl ClassCounts {
+    /// Nothing lost, duplicated beyond the QoS, out of order or misrouted.
+    pub fn clean(&self) -> bool {
+        self.lost + self.dup_beyond_qos + self.out_of_order + self.misrouted == 0
+    }
+}
+
+/// What the persistent-session clients saw on their reconnects.
+#[derive(Default)]
+pub struct SessionStats {
+    /// Reconnects whose CONNACK said session present.
+    pub resumed: AtomicU64,
+    /// Reconnects that found no session (the broker lost it).
+    pub lost: AtomicU64,
+    /// Offline periods that began with DISCONNECT.
+    pub left_gracefully: AtomicU64,
+    /// Offline periods that began with the socket just closed.
+    pub left_abruptly: AtomicU64,
 }
 
 #[cfg(test)]

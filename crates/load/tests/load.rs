@@ -1,12 +1,15 @@
-//! The load harness against the reference broker on loopback: a steady
-//! broker gives a clean report, a closed port gives only refusals, and a
-//! broker killed mid-load shows closed connections and refusals.
+//! The load harness against the reference broker and Debian's mosquitto on
+//! loopback: a steady broker gives a clean report in every message class
+//! (sessions resumed, nothing lost or duplicated), a closed port gives only
+//! refusals, and a broker killed mid-load shows closed connections,
+//! refusals, and every message accounted for.
 
 use std::net::SocketAddr;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use emqx_load::{Load, LoadOptions, Report};
+use emqx_testkit::clients::Mosquitto;
 use emqx_testkit::{free_port, RefBroker as Broker};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -14,9 +17,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 fn options(addrs: Vec<SocketAddr>) -> LoadOptions {
     LoadOptions {
         addrs,
-        persistent: 5,
-        publish_rate: 20.0,
-        storm_threads: 2,
+        persistent: 6,
+        qos: vec![0, 1, 2],
+        sessions: 4,
+        session_qos: vec![1, 2],
+        session_online: Duration::from_millis(600),
+        session_offline: Duration::from_millis(150),
+        idle: 3,
+        publish_rate: 50.0,
+        storm: 2,
         connect_timeout: CONNECT_TIMEOUT,
         duration: None,
     }
@@ -36,39 +45,112 @@ fn stop(load: Load) -> Report {
     report
 }
 
-#[test]
-fn steady_broker_gives_a_clean_report() {
-    let mut broker = Broker::start();
-    let load = Load::start(options(broker.addrs.to_vec()));
-    sleep(Duration::from_secs(3));
-    let r = stop(load);
-    let logs = broker.log();
-    broker.kill();
-    let ctx = format!("{}\n{}\nbroker {logs}", r.table(), r.json());
+const CLASSES: [&str; 5] = [
+    "live-qos0",
+    "live-qos1",
+    "live-qos2",
+    "session-qos1",
+    "session-qos2",
+];
+
+/// Every message sent at QoS 1 or 2 is acknowledged or counted
+/// unacknowledged, and nothing stays in flight after stop.
+fn assert_accounted(r: &Report, ctx: &str) {
+    for name in CLASSES {
+        let c = r.class(name);
+        assert_eq!(c.in_flight, 0, "{name}: {ctx}");
+        if name != "live-qos0" {
+            assert_eq!(
+                c.acked + c.unacked_at_close + c.unacked_at_stop,
+                c.sent,
+                "{name}: {ctx}"
+            );
+        }
+    }
+}
+
+/// What a steady broker must give: no failed attempt, no close, every
+/// class clean with all it sent delivered, sessions resumed every time.
+fn assert_steady(r: &Report, ctx: &str) {
     assert!(r.attempts > 50, "{ctx}");
     assert!(r.clean(), "{ctx}");
-    assert_eq!(r.other_error, 0, "{ctx}");
-    assert_eq!(r.ok, r.attempts, "{ctx}");
+    assert_eq!((r.other_error, r.ok), (0, r.attempts), "{ctx}");
     assert_eq!(r.closed_by_broker, 0, "{ctx}");
-    assert_eq!(r.unacked_at_close, 0, "{ctx}");
-    assert_eq!(r.qos1_in_flight, 0, "{ctx}");
-    // Every message sent is acknowledged, but for those in flight at stop.
-    assert_eq!(r.qos1_acked + r.unacked_at_stop, r.qos1_sent, "{ctx}");
-    assert!(r.unacked_at_stop <= 5, "{ctx}");
-    assert!(r.qos1_sent >= 100, "{ctx}");
-    assert!(r.qos1_received > 0, "{ctx}");
-    assert!(r.qos1_received <= r.qos1_sent, "{ctx}");
-    assert_eq!(r.versions_seen.len(), 1, "{ctx}");
-    let n = r.versions_seen.get("5.0.0").copied().unwrap_or(0);
-    assert!(n > 0, "{ctx}");
+    assert!(r.held_max >= 13, "6 live + 4 sessions + 3 idle: {ctx}");
+    assert_accounted(r, ctx);
+    for name in CLASSES {
+        let c = r.class(name);
+        assert!(c.clients > 0 && c.sent >= 50, "{name}: {ctx}");
+        assert_eq!(
+            c.lost + c.lost_at_close + c.undelivered_at_stop,
+            0,
+            "{name}: {ctx}"
+        );
+        assert_eq!(c.unacked_at_close + c.unacked_at_stop, 0, "{name}: {ctx}");
+        assert_eq!(c.received, c.sent, "{name}: every message arrives: {ctx}");
+        assert_eq!(
+            c.dup_beyond_qos + c.out_of_order + c.misrouted,
+            0,
+            "{name}: {ctx}"
+        );
+    }
+    let s = &r.sessions;
+    assert!(s.left_gracefully > 0 && s.left_abruptly > 0, "{ctx}");
+    // Every return found its session: subscriptions kept, what was
+    // published meanwhile queued and delivered (received == sent above).
+    assert!(
+        s.resumed >= s.left_gracefully + s.left_abruptly - 4,
+        "{ctx}"
+    );
+    assert_eq!(s.lost, 0, "{ctx}");
+    // Abrupt leaves left deliveries unacknowledged and a message
+    // unconfirmed: both came again with DUP, and exactly once at QoS 2.
+    for name in ["session-qos1", "session-qos2"] {
+        assert!(r.class(name).redelivered > 0, "{name}: {ctx}");
+    }
     let lat = &r.connack_latency;
     assert!(lat.samples >= r.ok, "{ctx}");
     assert!(
         lat.p50_ms <= lat.p99_ms && lat.p99_ms <= lat.max_ms,
         "{ctx}"
     );
+}
+
+#[test]
+fn steady_broker_gives_a_clean_report() {
+    let mut broker = Broker::start();
+    let load = Load::start(options(broker.addrs.to_vec()));
+    sleep(Duration::from_secs(4));
+    let r = stop(load);
+    let logs = broker.log();
+    broker.kill();
+    let ctx = format!("{}\n{}\nbroker {logs}", r.table(), r.json());
+    assert_steady(&r, &ctx);
+    assert_eq!(r.versions_seen.len(), 1, "{ctx}");
+    let n = r.versions_seen.get("5.0.0").copied().unwrap_or(0);
+    assert!(n > 0, "{ctx}");
     let json: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
     assert_eq!(json["versions_seen"]["5.0.0"], n);
+    assert_eq!(json["messages"]["session-qos2"]["dup_beyond_qos"], 0);
+    assert_eq!(json["messages"]["session-qos2"]["clean"], true);
+}
+
+/// The same load against Debian's mosquitto gives the same clean report:
+/// the harness's accounting is not fitted to the reference broker.
+#[test]
+fn mosquitto_gives_the_same_clean_report() {
+    let m = Mosquitto::start();
+    let load = Load::start(options(vec![m.addr]));
+    sleep(Duration::from_secs(4));
+    let r = stop(load);
+    let ctx = format!("mosquitto:\n{}\n{}", r.table(), r.json());
+    assert_steady(&r, &ctx);
+    assert!(
+        r.versions_seen
+            .keys()
+            .all(|v| v.starts_with("mosquitto version")),
+        "{ctx}"
+    );
 }
 
 #[test]
@@ -82,7 +164,7 @@ fn closed_port_gives_only_refusals() {
     assert_eq!(r.refused, r.attempts, "{ctx}");
     assert_eq!(r.ok, 0, "{ctx}");
     assert!(!r.clean(), "{ctx}");
-    assert_eq!(r.qos1_sent, 0, "{ctx}");
+    assert!(CLASSES.iter().all(|c| r.class(c).sent == 0), "{ctx}");
     assert!(r.versions_seen.is_empty(), "{ctx}");
 }
 
@@ -115,14 +197,79 @@ fn killed_broker_shows_closes_then_refusals() {
     sleep(Duration::from_secs(1));
     let r = stop(load);
     let ctx = format!("{ctx}\nat stop:\n{}", r.table());
-    // Every persistent client had an established connection to lose.
-    assert!(r.closed_by_broker >= 5, "{ctx}");
+    // Every live, session and idle client had a connection to lose.
+    assert!(r.closed_by_broker >= 13, "{ctx}");
     assert!(r.refused > 0, "{ctx}");
     assert!(!r.clean(), "{ctx}");
-    // Nothing is hidden: each message sent is acked or counted lost.
+    assert_accounted(&r, &ctx);
+    // The sessions could not come back to collect what the dead broker
+    // had taken: undelivered, not lost (nobody connected to receive it).
+    for name in ["session-qos1", "session-qos2"] {
+        assert_eq!(r.class(name).lost, 0, "{name}: {ctx}");
+    }
+    assert_eq!(r.held, 0, "{ctx}");
+}
+
+/// The binary: a short run prints one JSON report and exits 0 on a steady
+/// broker; bad usage is one line on stderr and exit 2, with nothing run.
+#[test]
+fn the_binary_reports_json_and_refuses_bad_usage() {
+    let mut broker = Broker::start();
+    let bin = emqx_testkit::bins::bin("emqx-load");
+    let addr = broker.addrs[0].to_string();
+    let out = std::process::Command::new(&bin)
+        .args([
+            "--addr",
+            &addr,
+            "--duration",
+            "1.5",
+            "--json",
+            "--rate",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    broker.kill();
+    let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        r.qos1_acked + r.unacked_at_close + r.unacked_at_stop,
-        r.qos1_sent,
-        "{ctx}"
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    for class in [
+        "live-qos0",
+        "live-qos1",
+        "live-qos2",
+        "session-qos1",
+        "session-qos2",
+    ] {
+        assert_eq!(v["messages"][class]["clean"], true, "{class}: {v:#}");
+        assert!(
+            v["messages"][class]["received"].as_u64().unwrap() > 0,
+            "{v:#}"
+        );
+    }
+    for bad in [
+        &["--qos", "3"][..],
+        &["--session-qos", "0"],
+        &["--session-online", "-1"],
+        &["--connect-timeout", "0"],
+    ] {
+        let out = std::process::Command::new(&bin)
+            .args(["--addr", "127.0.0.1:1"])
+            .args(bad)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+        assert!(
+            err.lines()
+                .next()
+                .is_some_and(|l| l.contains("error") || l.starts_with("emqx-load:")),
+            "{bad:?}: {err}"
+        );
+    }
 }

@@ -73,7 +73,7 @@ impl Mosquitto {
         fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000\nuser root\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000\nset_tcp_nodelay true\nuser root\n"
             ),
         )
         .unwrap();

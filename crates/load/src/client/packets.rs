@@ -1,0 +1,191 @@
+//! What a client does with each packet from the broker: CONNACK, SUBACK
+//! and the version during an attempt, then deliveries and acknowledgements.
+
+use std::time::Duration;
+
+use emqx_mqtt::Packet;
+
+use super::why::Why;
+use super::{relaxed, Client, Ctx, Kind, Phase, SUBSCRIBE_ID};
+use crate::conn::Io;
+use crate::stats::{classify_io, Outcome};
+use crate::VERSION_TOPIC;
+
+impl Client {
+    pub(super) fn on_packet(&mut self, cx: &mut Ctx, p: Packet) -> Result<(), Why> {
+        match (&mut self.phase, p) {
+            (
+                Phase::ConnAck,
+                Packet::ConnAck {
+                    session_present,
+                    code,
+                },
+            ) => {
+                cx.stats
+                    .connack_latency(cx.now.duration_since(self.started));
+                if code != 0 {
+                    return Err(Why::Protocol(format!("CONNACK return code {code}")));
+                }
+                self.hold(cx, true);
+                self.connected(cx, session_present);
+                Ok(())
+            }
+            (Phase::ConnAck, other) => Err(Why::Protocol(format!(
+                "expected CONNACK, got {}",
+                other.name()
+            ))),
+            (Phase::SubAck { subacked, .. }, Packet::SubAck { packet_id, codes })
+                if packet_id == SUBSCRIBE_ID =>
+            {
+                if let Some(bad) = codes.iter().find(|c| **c > 2) {
+                    return Err(Why::Protocol(format!(
+                        "SUBACK refused a filter (code {bad:#04x})"
+                    )));
+                }
+                *subacked = true;
+                self.maybe_established(cx);
+                Ok(())
+            }
+            (Phase::SubAck { version, .. }, Packet::Publish { topic, payload, .. })
+                if topic == VERSION_TOPIC =>
+            {
+                *version = Some(String::from_utf8_lossy(&payload).into_owned());
+                self.maybe_established(cx);
+                Ok(())
+            }
+            (
+                Phase::SubAck { .. } | Phase::Running | Phase::Closing { .. },
+                Packet::Publish {
+                    topic,
+                    payload,
+                    qos,
+                    dup,
+                    packet_id,
+                    ..
+                },
+            ) => {
+                let answer = self.answering(cx);
+                if let Some(t) = self.traffic.as_mut() {
+                    let conn = self.conn.as_mut().filter(|_| answer);
+                    t.deliver(
+                        self.slot, &topic, &payload, qos, dup, packet_id, conn, cx.ledger,
+                    );
+                } else if let (Some(id), Some(conn), true) =
+                    (packet_id.filter(|_| qos > 0), self.conn.as_mut(), answer)
+                {
+                    conn.send(&match qos {
+                        1 => Packet::PubAck { packet_id: id },
+                        _ => Packet::PubRec { packet_id: id },
+                    });
+                }
+                Ok(())
+            }
+            (_, Packet::PingResp) => Ok(()),
+            (Phase::SubAck { .. } | Phase::Running, p) => {
+                let (Some(t), Some(conn)) = (self.traffic.as_mut(), self.conn.as_mut()) else {
+                    return Err(Why::Protocol(format!("unexpected {}", p.name())));
+                };
+                match p {
+                    Packet::PubAck { packet_id } => t.puback(packet_id, cx.ledger),
+                    Packet::PubRec { packet_id } => t.pubrec(packet_id, conn, cx.ledger),
+                    Packet::PubComp { packet_id } => t.pubcomp(packet_id),
+                    Packet::PubRel { packet_id } => t.pubrel(packet_id, conn),
+                    other => return Err(Why::Protocol(format!("unexpected {}", other.name()))),
+                }
+                Ok(())
+            }
+            (Phase::Closing { .. }, _) => Ok(()),
+            (_, other) => Err(Why::Protocol(format!("unexpected {}", other.name()))),
+        }
+    }
+
+    /// CONNACK 0 arrived.
+    fn connected(&mut self, cx: &mut Ctx, session_present: bool) {
+        if self.kind == Kind::Session && self.had_session {
+            if session_present {
+                cx.stats.sessions.resumed.fetch_add(1, relaxed());
+                cx.stats.record(&Outcome::Ok);
+                self.run(cx);
+                return;
+            }
+            cx.stats.sessions.lost.fetch_add(1, relaxed());
+            if let Some(t) = self.traffic.as_mut() {
+                t.session_lost(cx.ledger);
+            }
+            self.excuse_at_suback = true;
+        }
+        if self.kind == Kind::Idle {
+            cx.stats.record(&Outcome::Ok);
+            self.run(cx);
+            return;
+        }
+        let mut filters: Vec<(String, u8)> = self.traffic.iter().map(|t| t.filter()).collect();
+        filters.push((VERSION_TOPIC.to_string(), 0));
+        if let Some(conn) = self.conn.as_mut() {
+            conn.send(&Packet::Subscribe {
+                packet_id: SUBSCRIBE_ID,
+                filters,
+            });
+        }
+        self.phase = Phase::SubAck {
+            subacked: false,
+            version: None,
+        };
+    }
+
+    /// SUBACK and the version both arrived: the attempt succeeded.
+    fn maybe_established(&mut self, cx: &mut Ctx) {
+        let Phase::SubAck {
+            subacked: true,
+            version: Some(version),
+        } = &self.phase
+        else {
+            return;
+        };
+        if self.kind != Kind::Storm {
+            cx.stats.record(&Outcome::Ok);
+            if self.excuse_at_suback {
+                self.excuse_at_suback = false;
+                if let Some(t) = &self.traffic {
+                    cx.ledger.excuse_sent(t.input);
+                }
+            }
+            self.run(cx);
+            return;
+        }
+        cx.stats.version_seen(version);
+        let outcome = match self.conn.as_mut() {
+            Some(conn) => {
+                conn.send(&Packet::Disconnect);
+                match conn.flush() {
+                    Io::Failed(e) => classify_io("writing DISCONNECT", &e),
+                    _ => Outcome::Ok,
+                }
+            }
+            None => Outcome::Ok,
+        };
+        cx.stats.record(&outcome);
+        self.close(cx, if cx.stopping { None } else { Some(cx.now) });
+    }
+
+    /// Enters the established state.
+    pub(super) fn run(&mut self, cx: &mut Ctx) {
+        self.phase = Phase::Running;
+        self.had_session = true;
+        self.last_write = cx.now;
+        if self.kind == Kind::Session {
+            let ms = cx.opts.session_online.as_millis() as u64;
+            // Spread the sessions' cycles: between 0.5 and 1.5 times the
+            // period, fixed per client.
+            let jitter = (self.slot as u64).wrapping_mul(2_654_435_761) % (ms + 1);
+            self.online_until = Some(cx.now + Duration::from_millis(ms / 2 + jitter));
+        }
+        if let (Some(t), Some(conn)) = (self.traffic.as_mut(), self.conn.as_mut()) {
+            if self.kind == Kind::Session {
+                t.resend(conn);
+            }
+            t.restart_schedule(cx.now);
+        }
+        self.flush(cx);
+    }
+}

@@ -1,0 +1,267 @@
+//! The harness's one event loop: every client on one mio poll, their
+//! timers in a heap, a bound on attempts in progress, and the drain that
+//! ends a run.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll};
+
+use crate::client::{Client, Ctx, Kind, Phase};
+use crate::ledger::{Class, Ledger};
+use crate::stats::Outcome;
+use crate::traffic::Traffic;
+use crate::Shared;
+
+/// Most attempts in progress at once (a listen backlog holds more, but a
+/// burst of thousands of SYNs would only time out in it).
+const MAX_ATTEMPTS: usize = 256;
+/// Longest poll wait, so a stop request is seen promptly.
+const TICK: Duration = Duration::from_millis(20);
+/// Past the connect timeout, how long the drain at the end may take.
+const DRAIN_SLACK: Duration = Duration::from_secs(1);
+
+struct Loop<'a> {
+    shared: &'a Shared,
+    poll: Poll,
+    clients: Vec<Client>,
+    ledger: Ledger,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    admission: VecDeque<usize>,
+    queued: Vec<bool>,
+    attempting: usize,
+    stopping: bool,
+}
+
+/// Runs every client of the run until it stops, then drains and closes.
+pub fn run(shared: &Shared) {
+    let poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = format!("creating the event loop: {e}");
+            return shared.stats.record(&Outcome::Other(msg));
+        }
+    };
+    let mut ledger = Ledger::new(Arc::clone(&shared.stats));
+    let clients = build(shared, &mut ledger);
+    let n = clients.len();
+    let mut lp = Loop {
+        shared,
+        poll,
+        clients,
+        ledger,
+        timers: BinaryHeap::new(),
+        admission: VecDeque::new(),
+        queued: vec![false; n],
+        attempting: 0,
+        stopping: false,
+    };
+    for slot in 0..n {
+        lp.reschedule(slot);
+    }
+    lp.serve();
+    lp.finish();
+}
+
+/// The clients of a run, their streams registered in `ledger`.
+fn build(shared: &Shared, ledger: &mut Ledger) -> Vec<Client> {
+    let o = &shared.opts;
+    let run = &shared.run_id;
+    let prefix = format!("{run}/");
+    let mut clients = Vec::new();
+    let classes = &shared.stats;
+    // Persistent sessions: one ring per QoS, each publishing to the next.
+    let qos_of =
+        |list: &[u8], i: usize, lo: u8| list.get(i % list.len().max(1)).copied().unwrap_or(lo);
+    for qos in [1u8, 2] {
+        let ring: Vec<usize> = (0..o.sessions)
+            .filter(|i| qos_of(&o.session_qos, *i, 2).clamp(1, 2) == qos)
+            .collect();
+        let base = clients.len();
+        let class = Class::session(qos);
+        let streams: Vec<usize> = (0..ring.len())
+            .map(|j| ledger.add(class, base + (j + 1) % ring.len()))
+            .collect();
+        for (j, i) in ring.iter().enumerate() {
+            let input = streams[(j + ring.len() - 1) % ring.len()];
+            let t = Traffic::new(class, streams[j], input, &prefix, o.publish_rate);
+            classes.class(class).clients.fetch_add(1, Relaxed);
+            let slot = clients.len();
+            clients.push(Client::new(
+                Kind::Session,
+                slot,
+                format!("{run}-c{i}"),
+                Some(t),
+            ));
+        }
+    }
+    for i in 0..o.persistent {
+        let class = Class::live(qos_of(&o.qos, i, 1).min(2));
+        let slot = clients.len();
+        let s = ledger.add(class, slot);
+        let t = Traffic::new(class, s, s, &prefix, o.publish_rate);
+        classes.class(class).clients.fetch_add(1, Relaxed);
+        clients.push(Client::new(
+            Kind::Live,
+            slot,
+            format!("{run}-p{i}"),
+            Some(t),
+        ));
+    }
+    for (kind, n, tag) in [(Kind::Idle, o.idle, "i"), (Kind::Storm, o.storm, "s")] {
+        for i in 0..n {
+            let slot = clients.len();
+            clients.push(Client::new(kind, slot, format!("{run}-{tag}{i}"), None));
+        }
+    }
+    clients
+}
+
+impl Loop<'_> {
+    /// Runs one client step with the loop's context, then keeps the
+    /// attempt count and the client's timer right.
+    fn step(&mut self, slot: usize, f: impl FnOnce(&mut Client, &mut Ctx)) {
+        let Some(c) = self.clients.get_mut(slot) else {
+            return;
+        };
+        let was = c.phase.attempting();
+        let mut cx = Ctx {
+            registry: self.poll.registry(),
+            ledger: &mut self.ledger,
+            stats: &self.shared.stats,
+            opts: &self.shared.opts,
+            now: Instant::now(),
+            stopping: self.stopping,
+        };
+        f(c, &mut cx);
+        match (was, c.phase.attempting()) {
+            (false, true) => self.attempting += 1,
+            (true, false) => self.attempting -= 1,
+            _ => {}
+        }
+        self.reschedule(slot);
+    }
+
+    fn reschedule(&mut self, slot: usize) {
+        let c = &mut self.clients[slot];
+        let wake = c.next_wake(self.stopping);
+        if wake != c.scheduled {
+            c.scheduled = wake;
+            if let Some(t) = wake {
+                self.timers.push(Reverse((t, slot)));
+            }
+        }
+    }
+
+    /// Starts queued attempts while fewer than [`MAX_ATTEMPTS`] run.
+    fn admit(&mut self) {
+        while self.attempting < MAX_ATTEMPTS {
+            let Some(slot) = self.admission.pop_front() else {
+                return;
+            };
+            self.queued[slot] = false;
+            let c = &mut self.clients[slot];
+            if !matches!(c.phase, Phase::Offline { at: Some(_) }) {
+                continue;
+            }
+            if self.stopping && c.kind != Kind::Session {
+                c.phase = Phase::Offline { at: None };
+                continue;
+            }
+            self.step(slot, |c, cx| c.start(cx));
+        }
+    }
+
+    fn serve(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut stop_by = None;
+        loop {
+            let now = Instant::now();
+            if !self.stopping && self.shared.should_stop() {
+                stop_by = Some(now + self.shared.opts.connect_timeout + DRAIN_SLACK);
+                self.begin_stop(now);
+            }
+            if let Some(by) = stop_by {
+                if now >= by || self.drained() {
+                    return;
+                }
+            }
+            self.admit();
+            let wait = self.timers.peek().map_or(TICK, |Reverse((t, _))| {
+                t.saturating_duration_since(now).min(TICK)
+            });
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                let msg = format!("polling: {e}");
+                return self.shared.stats.record(&Outcome::Other(msg));
+            }
+            for ev in &events {
+                let (slot, gen) = (ev.token().0 & 0xffff_ffff, (ev.token().0 >> 32) as u32);
+                if self.clients.get(slot).is_some_and(|c| c.gen == gen) {
+                    self.step(slot, |c, cx| c.on_event(cx));
+                }
+            }
+            self.timers_due();
+        }
+    }
+
+    fn timers_due(&mut self) {
+        let now = Instant::now();
+        while let Some(&Reverse((t, slot))) = self.timers.peek() {
+            if t > now {
+                return;
+            }
+            self.timers.pop();
+            if self.clients[slot].scheduled != Some(t) {
+                continue;
+            }
+            self.clients[slot].scheduled = None;
+            if let Phase::Offline { at: Some(_) } = self.clients[slot].phase {
+                if !self.queued[slot] {
+                    self.queued[slot] = true;
+                    self.admission.push_back(slot);
+                }
+                continue;
+            }
+            self.step(slot, |c, cx| c.on_timer(cx));
+        }
+    }
+
+    /// The run ends: no new storms; offline sessions come back at once to
+    /// collect what their sessions hold.
+    fn begin_stop(&mut self, now: Instant) {
+        self.stopping = true;
+        for slot in 0..self.clients.len() {
+            let c = &mut self.clients[slot];
+            if let Phase::Offline { at: Some(_) } = c.phase {
+                c.phase = Phase::Offline {
+                    at: (c.kind == Kind::Session).then_some(now),
+                };
+            }
+            self.reschedule(slot);
+        }
+    }
+
+    /// Every client settled and no message on its way to a connected one.
+    fn drained(&mut self) -> bool {
+        if !self.clients.iter().all(Client::settled) {
+            return false;
+        }
+        let online: Vec<bool> = self.clients.iter().map(Client::online).collect();
+        self.ledger.pending(|s| online[s]) == 0
+    }
+
+    /// Counts what never arrived, then closes every connection.
+    fn finish(&mut self) {
+        let online: Vec<bool> = self.clients.iter().map(Client::online).collect();
+        self.ledger.finish(|s| online[s]);
+        for slot in 0..self.clients.len() {
+            self.step(slot, |c, cx| c.finish(cx));
+        }
+    }
+}
