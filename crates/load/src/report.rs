@@ -208,32 +208,6 @@ impl Report {
             ("closed by broker".into(), self.closed_by_broker.to_string()),
             ("  by reset".into(), self.closed_by_reset.to_string()),
         ];
-        for (name, c) in &self.messages {
-            let n = &c.counts;
-            let pairs: [(&str, String); 13] = [
-                ("clients", n.clients.to_string()),
-                ("sent", n.sent.to_string()),
-                ("acked", n.acked.to_string()),
-                ("received", n.received.to_string()),
-                ("lost", n.lost.to_string()),
-                ("duplicates", n.duplicates.to_string()),
-                ("  beyond qos", n.dup_beyond_qos.to_string()),
-                ("out of order", n.out_of_order.to_string()),
-                ("redelivered (dup)", n.redelivered.to_string()),
-                ("lost at close", n.lost_at_close.to_string()),
-                ("unacked at close", n.unacked_at_close.to_string()),
-                (
-                    "undelivered/unacked at stop",
-                    format!("{}/{}", n.undelivered_at_stop, n.unacked_at_stop),
-                ),
-                ("misrouted", n.misrouted.to_string()),
-            ];
-            rows.push((
-                name.clone(),
-                if c.clean { "clean" } else { "NOT CLEAN" }.into(),
-            ));
-            rows.extend(pairs.into_iter().map(|(l, v)| (format!("  {l}"), v)));
-        }
         if self.messages.keys().any(|k| k.starts_with("session")) {
             let s = &self.sessions;
             rows.push(("sessions resumed".into(), s.resumed.to_string()));
@@ -268,11 +242,83 @@ impl Report {
         for (l, v) in &rows {
             let _ = writeln!(out, "{l:<lw$}  {v:>vw$}");
         }
+        out.push_str(&self.message_table());
         for e in &self.other_error_samples {
             let _ = writeln!(out, "error: {e}");
         }
         for c in &self.close_samples {
             let _ = writeln!(out, "close: {c}");
+        }
+        out
+    }
+}
+
+impl Report {
+    /// One row per message class, one column per count.
+    fn message_table(&self) -> String {
+        if self.messages.is_empty() {
+            return String::new();
+        }
+        let head = [
+            "messages",
+            "clients",
+            "sent",
+            "acked",
+            "received",
+            "lost",
+            "dups",
+            "beyond",
+            "order",
+            "dup-flag",
+            "lost@close",
+            "unacked@close",
+            "undeliv@stop",
+            "unacked@stop",
+            "misrouted",
+            "clean",
+        ];
+        let mut rows: Vec<Vec<String>> = vec![head.iter().map(|h| h.to_string()).collect()];
+        for (name, c) in &self.messages {
+            let n = &c.counts;
+            let nums = [
+                n.clients,
+                n.sent,
+                n.acked,
+                n.received,
+                n.lost,
+                n.duplicates,
+                n.dup_beyond_qos,
+                n.out_of_order,
+                n.redelivered,
+                n.lost_at_close,
+                n.unacked_at_close,
+                n.undelivered_at_stop,
+                n.unacked_at_stop,
+                n.misrouted,
+            ];
+            let mut row = vec![name.clone()];
+            row.extend(nums.iter().map(u64::to_string));
+            row.push(if c.clean { "yes" } else { "NO" }.into());
+            rows.push(row);
+        }
+        let widths: Vec<usize> = (0..head.len())
+            .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for r in &rows {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (v, w))| {
+                    if i == 0 {
+                        format!("{v:<w$}")
+                    } else {
+                        format!("{v:>w$}")
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "{}", cells.join(" "));
         }
         out
     }
@@ -308,10 +354,36 @@ mod tests {
         let t = r.table();
         let widths: Vec<usize> = t.lines().map(|l| l.chars().count()).collect();
         assert!(widths.windows(2).all(|w| w[0] == w[1]), "{t}");
+        assert!(!t.contains("messages"), "no class, no message table: {t}");
         s.record(&Outcome::Refused);
         s.record(&Outcome::Other("boom".into()));
         let r = Report::from_stats(&s, 1.0);
         assert!(!r.clean());
         assert!(r.table().contains("error: boom"));
+    }
+
+    #[test]
+    fn a_lost_message_makes_its_class_and_the_report_unclean() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = Stats::default();
+        s.record(&Outcome::Ok);
+        let c = s.class(Class::session(2));
+        c.clients.fetch_add(1, Relaxed);
+        c.sent.fetch_add(3, Relaxed);
+        let r = Report::from_stats(&s, 1.0);
+        assert!(r.clean() && r.messages["session-qos2"].clean);
+        c.lost.fetch_add(1, Relaxed);
+        let r = Report::from_stats(&s, 1.0);
+        assert!(r.connections_clean() && !r.messages_clean() && !r.clean());
+        assert_eq!(r.class("session-qos2").lost, 1);
+        assert_eq!(r.class("live-qos0"), ClassCounts::default());
+        let t = r.table();
+        let row = t.lines().find(|l| l.starts_with("session-qos2")).unwrap();
+        assert!(row.ends_with(" NO"), "{t}");
+        let head = t.lines().find(|l| l.starts_with("messages")).unwrap();
+        assert_eq!(head.len(), row.len(), "{t}");
+        let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
+        assert_eq!(v["messages"]["session-qos2"]["lost"], 1);
+        assert_eq!(v["messages"]["session-qos2"]["clean"], false);
     }
 }

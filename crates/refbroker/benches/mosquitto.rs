@@ -1,18 +1,20 @@
 //! The reference broker against Debian's mosquitto, same load generator,
 //! same machine, one run (printed, never asserted):
-//! (a) connections held (BENCH_CONNS, default 15,000) with RSS per
-//!     connection and threads;
+//! (a) connections held (BENCH_CONNS, default 15,000) by several
+//!     `emqx-load` processes (at most 5,000 each: a process may hold at
+//!     most 20,000 fds here), with RSS per connection, and threads at 10
+//!     connections and at all of them;
 //! (b) fan-out: one publisher to BENCH_FANOUT (default 10,000) QoS 0
 //!     subscribers, deliveries per second and p99 latency;
 //! (c) fan-in: BENCH_PUBLISHERS (default 100) publishers to one subscriber,
 //!     messages per second.
 //! Ratios are ours / mosquitto's (memory: lower is better; rates: higher).
-//! The clients are one mio event loop in this process (15,000 fds of the
-//! 20,000 a process may hold here).
+//! The fan-out and fan-in clients are one mio event loop in this process.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use emqx_mqtt::{decode, Packet};
@@ -56,47 +58,59 @@ impl Swarm {
     }
 
     /// Connects `n` clients (CONNECT, then SUBSCRIBE to `filter` when
-    /// given) and waits for their CONNACKs and SUBACKs.
+    /// given) in batches of [`BATCH`], each waiting for its CONNACKs and
+    /// SUBACKs: a burst of thousands of SYNs would overflow a listen
+    /// backlog (mosquitto's is 100) and measure SYN retransmission.
     fn connect(&mut self, addr: SocketAddr, n: usize, prefix: &str, filter: Option<&str>) {
-        let first = self.conns.len();
-        for i in 0..n {
-            let std = std::net::TcpStream::connect(addr).unwrap();
-            std.set_nonblocking(true).unwrap();
-            let _ = std.set_nodelay(true);
-            let mut s = TcpStream::from_std(std);
-            let mut bytes = Packet::connect(format!("{prefix}-{i}"), true, 0).encode();
-            if let Some(f) = filter {
-                bytes.extend(
-                    Packet::Subscribe {
-                        packet_id: 1,
-                        filters: vec![(f.to_string(), 0)],
-                    }
-                    .encode(),
-                );
-            }
-            // A few dozen bytes always fit a fresh socket's buffer.
-            s.write_all(&bytes).unwrap();
-            let token = Token(self.conns.len());
-            self.poll
-                .registry()
-                .register(&mut s, token, Interest::READABLE)
-                .unwrap();
-            self.conns.push((s, Vec::new()));
-        }
+        const BATCH: usize = 100;
         let want = if filter.is_some() { 2 } else { 1 };
-        let mut acks = vec![0usize; n];
-        let mut done = 0;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        self.run(deadline, |i, p, _| {
-            if i >= first && matches!(p, Packet::ConnAck { .. } | Packet::SubAck { .. }) {
-                acks[i - first] += 1;
-                if acks[i - first] == want {
-                    done += 1;
+        let mut from = 0;
+        while from < n {
+            let to = (from + BATCH).min(n);
+            let first = self.conns.len();
+            for i in from..to {
+                let std = std::net::TcpStream::connect(addr).unwrap();
+                std.set_nonblocking(true).unwrap();
+                let _ = std.set_nodelay(true);
+                let mut s = TcpStream::from_std(std);
+                let mut bytes = Packet::connect(format!("{prefix}-{i}"), true, 0).encode();
+                if let Some(f) = filter {
+                    bytes.extend(
+                        Packet::Subscribe {
+                            packet_id: 1,
+                            filters: vec![(f.to_string(), 0)],
+                        }
+                        .encode(),
+                    );
                 }
+                // A few dozen bytes always fit a fresh socket's buffer.
+                s.write_all(&bytes).unwrap();
+                let token = Token(self.conns.len());
+                self.poll
+                    .registry()
+                    .register(&mut s, token, Interest::READABLE)
+                    .unwrap();
+                self.conns.push((s, Vec::new()));
             }
-            done < n
-        });
-        assert_eq!(done, n, "{prefix}: {done} of {n} clients connected");
+            let batch = to - from;
+            let mut acks = vec![0usize; batch];
+            let mut done = 0;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            self.run(deadline, |i, p, _| {
+                if i >= first && matches!(p, Packet::ConnAck { .. } | Packet::SubAck { .. }) {
+                    acks[i - first] += 1;
+                    if acks[i - first] == want {
+                        done += 1;
+                    }
+                }
+                done < batch
+            });
+            assert_eq!(
+                done, batch,
+                "{prefix}: clients {from}..{to} did not all connect"
+            );
+            from = to;
+        }
     }
 
     /// Polls and hands every packet to `on(client, packet, now)` until it
@@ -136,8 +150,68 @@ impl Swarm {
     }
 }
 
+/// Open fds of `pid` (listeners, connections, the poll...).
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// (a): `conns` idle MQTT connections from `emqx-load` processes of at
+/// most 5,000 each. Returns RSS per connection (bytes) and the broker's
+/// threads with them all connected.
+/// `before` is the broker's (RSS KiB, fds) with no client connected.
+fn hold(name: &str, addr: SocketAddr, pid: u32, conns: usize, before: (u64, usize)) -> (f64, u64) {
+    const PER_PROCESS: usize = 5_000;
+    let (rss_before, fds_before) = before;
+    let mut harnesses: Vec<Child> = Vec::new();
+    let mut left = conns;
+    while left > 0 {
+        let n = left.min(PER_PROCESS);
+        left -= n;
+        let child = Command::new(emqx_testkit::bins::bin("emqx-load"))
+            .args(["--addr", &addr.to_string(), "--idle", &n.to_string()])
+            .args(["--persistent", "0", "--sessions", "0", "--storm", "0"])
+            .args(["--connect-timeout", "30", "--json"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        harnesses.push(child);
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    while fds(pid) < fds_before + conns && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let connected_in = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss_after = status(pid, "VmRSS:");
+    let threads = status(pid, "Threads:");
+    let mut held = 0;
+    for h in harnesses {
+        let hpid = nix::unistd::Pid::from_raw(h.id() as i32);
+        let _ = nix::sys::signal::kill(hpid, nix::sys::signal::Signal::SIGINT);
+        let out = h.wait_with_output().unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        held += report["held_max"].as_u64().unwrap_or(0);
+        if report["ok"] != report["attempts"] {
+            eprintln!("{name}: a harness saw failed attempts: {report}");
+        }
+    }
+    eprintln!(
+        "{name}: {conns} connections from {} emqx-load process(es) in {:.1} s, {held} held at once",
+        conns.div_ceil(PER_PROCESS),
+        connected_in.as_secs_f64()
+    );
+    if held < conns as u64 {
+        eprintln!("{name}: only {held} of {conns} connections were held at once");
+    }
+    let per_conn = (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / conns as f64;
+    (per_conn, threads)
+}
+
 struct Figures {
     rss_per_conn: f64,
+    threads_idle: u64,
     threads: u64,
     fanout_rate: f64,
     fanout_p99_ms: f64,
@@ -150,15 +224,15 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
     let publishers = env("BENCH_PUBLISHERS", 100);
     let messages = env("BENCH_MESSAGES", 100);
     std::thread::sleep(Duration::from_millis(200));
-    let rss_before = status(pid, "VmRSS:");
-    // (a) + (b): `fanout` subscribers, the rest idle connections.
+    let before = (status(pid, "VmRSS:"), fds(pid));
+    let mut few = Swarm::new();
+    few.connect(addr, 10, &format!("{name}-few"), None);
+    let threads_idle = status(pid, "Threads:");
+    drop(few);
+    let (rss_per_conn, threads) = hold(name, addr, pid, conns, before);
+    // (b): `fanout` subscribers on this process's event loop.
     let mut swarm = Swarm::new();
     swarm.connect(addr, fanout, &format!("{name}-sub"), Some("bench/fan"));
-    swarm.connect(addr, conns - fanout, &format!("{name}-idle"), None);
-    std::thread::sleep(Duration::from_millis(500));
-    let rss_after = status(pid, "VmRSS:");
-    let threads = status(pid, "Threads:");
-    let rss_per_conn = (rss_after.saturating_sub(rss_before)) as f64 * 1024.0 / conns as f64;
     let epoch = Instant::now();
     let mut publisher = std::net::TcpStream::connect(addr).unwrap();
     let _ = publisher.set_nodelay(true);
@@ -215,10 +289,12 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
     let mut sub = Swarm::new();
     sub.connect(addr, 1, &format!("{name}-sink"), Some("bench/in/+"));
     let per = messages * 10;
-    let started = Instant::now();
+    // All publishers connect first; the clock starts when they all go.
+    let go = std::sync::Arc::new(std::sync::Barrier::new(publishers + 1));
     let threads_in: Vec<_> = (0..publishers)
         .map(|i| {
             let name = name.to_string();
+            let go = std::sync::Arc::clone(&go);
             std::thread::spawn(move || {
                 let mut s = std::net::TcpStream::connect(addr).unwrap();
                 let c = Packet::connect(format!("{name}-in-{i}"), true, 0);
@@ -235,6 +311,7 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
                 }
                 .encode();
                 let batch: Vec<u8> = p.iter().copied().cycle().take(p.len() * 10).collect();
+                go.wait();
                 for _ in 0..per / 10 {
                     s.write_all(&batch).unwrap();
                 }
@@ -242,6 +319,8 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
             })
         })
         .collect();
+    go.wait();
+    let started = Instant::now();
     let want = publishers * per;
     let mut got = 0usize;
     let mut last = started;
@@ -261,6 +340,7 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
     let fanin_rate = got as f64 / last.duration_since(started).as_secs_f64().max(1e-6);
     Figures {
         rss_per_conn,
+        threads_idle,
         threads,
         fanout_rate,
         fanout_p99_ms: p99,
@@ -286,8 +366,8 @@ fn main() {
     let o = &results["refbroker"];
     let Some(t) = results.get("mosquitto") else {
         println!(
-            "refbroker alone: RSS/conn {:.0} B, threads {}, fan-out {:.0}/s p99 {:.1} ms, fan-in {:.0}/s",
-            o.rss_per_conn, o.threads, o.fanout_rate, o.fanout_p99_ms, o.fanin_rate
+            "refbroker alone: RSS/conn {:.0} B, threads {} -> {}, fan-out {:.0}/s p99 {:.1} ms, fan-in {:.0}/s",
+            o.rss_per_conn, o.threads_idle, o.threads, o.fanout_rate, o.fanout_p99_ms, o.fanin_rate
         );
         return;
     };
@@ -308,7 +388,12 @@ fn main() {
         )
     };
     row("RSS per connection (bytes)", o.rss_per_conn, t.rss_per_conn);
-    row("threads", o.threads as f64, t.threads as f64);
+    row(
+        "threads at 10 connections",
+        o.threads_idle as f64,
+        t.threads_idle as f64,
+    );
+    row("threads at all of them", o.threads as f64, t.threads as f64);
     row("fan-out deliveries/s", o.fanout_rate, t.fanout_rate);
     row("fan-out p99 latency (ms)", o.fanout_p99_ms, t.fanout_p99_ms);
     row("fan-in messages/s", o.fanin_rate, t.fanin_rate);

@@ -40,7 +40,8 @@ pub struct Broker {
     listeners: Vec<Rc<str>>,
     max_queued: usize,
     /// Connections closed for a malformed packet or a protocol violation
-    /// (not for a lost connection).
+    /// (not for a lost connection); also retained on
+    /// [`crate::MALFORMED_TOPIC`].
     pub malformed: u64,
 }
 
@@ -116,6 +117,12 @@ impl Broker {
         };
         if matches!(end, End::Error(_)) {
             self.malformed += 1;
+            self.router.retain(&Message {
+                topic: crate::MALFORMED_TOPIC.into(),
+                payload: Rc::from(self.malformed.to_string().as_bytes()),
+                qos: 0,
+                retain: true,
+            });
         }
         let dropped = client
             .id

@@ -33,6 +33,9 @@ use event_loop::{Cmd, Handle};
 
 /// The topic that carries the release version.
 pub const VERSION_TOPIC: &str = "$SYS/broker/version";
+/// Retained count of connections closed for a malformed packet or a
+/// protocol violation (3.1.1 says close; we also count).
+pub const MALFORMED_TOPIC: &str = "$SYS/broker/connections/malformed";
 /// The largest packet accepted (its remaining length).
 pub const MAX_PACKET: usize = 1 << 20;
 /// How long a new connection has to send CONNECT.

@@ -116,7 +116,33 @@ fn unsubscribe_stops_delivery() {
     both("unsubscribe");
 }
 
+/// Also: the reference broker counts them, retained on
+/// `$SYS/broker/connections/malformed` (mosquitto has no such topic).
 #[test]
 fn malformed_packets_close_the_connection() {
+    let ours = RefBroker::start();
+    let read = || {
+        let out = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &ours.addrs[0].port().to_string()])
+            .args([
+                "-t",
+                "$SYS/broker/connections/malformed",
+                "-C",
+                "1",
+                "-W",
+                "3",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(read(), "", "nothing counted yet");
+    let mine = scenario(ours.addrs[0], "malformed", &[]);
+    assert!(
+        mine.is_ok(),
+        "refbroker fails malformed: {mine:?}\n{}",
+        ours.log()
+    );
+    assert_eq!(read(), "2", "both bad connections counted\n{}", ours.log());
     both("malformed");
 }
