@@ -182,7 +182,7 @@ impl Loop<'_> {
             let now = Instant::now();
             if !self.stopping && self.shared.should_stop() {
                 stop_by = Some(now + self.shared.opts.connect_timeout + DRAIN_SLACK);
-                self.begin_stop(now);
+                self.begin_stop();
             }
             if let Some(by) = stop_by {
                 if now >= by || self.drained() {
@@ -234,16 +234,10 @@ impl Loop<'_> {
 
     /// The run ends: no new storms; offline sessions come back at once to
     /// collect what their sessions hold.
-    fn begin_stop(&mut self, now: Instant) {
+    fn begin_stop(&mut self) {
         self.stopping = true;
         for slot in 0..self.clients.len() {
-            let c = &mut self.clients[slot];
-            if let Phase::Offline { at: Some(_) } = c.phase {
-                c.phase = Phase::Offline {
-                    at: (c.kind == Kind::Session).then_some(now),
-                };
-            }
-            self.reschedule(slot);
+            self.step(slot, |c, cx| c.on_stop(cx));
         }
     }
 

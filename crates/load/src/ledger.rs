@@ -217,6 +217,18 @@ impl Ledger {
         self.class(s).redelivered.fetch_add(1, Relaxed);
     }
 
+    /// Excuses message `seq` of stream `s` if not yet received.
+    pub fn excuse(&mut self, s: usize, seq: u64) {
+        let Some(f) = self.flags(s, seq) else { return };
+        if *f & (RECEIVED | EXCUSED) != 0 {
+            return;
+        }
+        *f |= EXCUSED;
+        if *f & ACKED != 0 {
+            self.class(s).lost_at_close.fetch_add(1, Relaxed);
+        }
+    }
+
     /// Excuses every message of stream `s` sent so far and not received:
     /// its subscriber's session ended (or was found gone).
     pub fn excuse_sent(&mut self, s: usize) {
@@ -383,6 +395,24 @@ mod tests {
             (1, 1, 2)
         );
         assert_eq!(c.in_flight, 0);
+    }
+
+    #[test]
+    fn one_message_excused_and_withdrawn() {
+        let mut l = Ledger::new(Arc::default());
+        let s = l.add(Class::session(2), 0);
+        let (a, b) = (l.publish(s), l.publish(s));
+        l.acked(s, a);
+        l.excuse(s, a);
+        l.excuse(s, a);
+        assert_eq!(get(&l, Class::session(2)).lost_at_close, 1);
+        l.delivered(s, a, 0, false);
+        l.excuse(s, b);
+        l.acked(s, b);
+        let c = get(&l, Class::session(2));
+        assert_eq!((c.lost_at_close, c.received, c.in_flight), (1, 1, 0));
+        l.finish(|_| true);
+        assert_eq!(get(&l, Class::session(2)).lost, 0);
     }
 
     #[test]

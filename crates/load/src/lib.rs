@@ -126,7 +126,7 @@ impl Load {
         let run = RUNS.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
         let shared = Arc::new(Shared {
-            end: opts.duration.map(|d| start + d),
+            end: opts.duration.and_then(|d| start.checked_add(d)),
             run_id: format!("load-{}-{run}", std::process::id()),
             opts,
             stats: Arc::default(),

@@ -62,7 +62,15 @@ struct Args {
     json: bool,
 }
 
+/// Longest time any option may give: a year.
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
 fn seconds(what: &str, v: f64) -> Result<Duration, String> {
+    if !(0.0..=MAX_SECONDS).contains(&v) {
+        return Err(format!(
+            "--{what} must be between 0 and {MAX_SECONDS} seconds"
+        ));
+    }
     Duration::try_from_secs_f64(v)
         .map_err(|_| format!("--{what} must be a non-negative number of seconds"))
 }

@@ -150,34 +150,47 @@ impl Traffic {
         conn.send(&self.publish_packet(seq, Some(id), false));
     }
 
-    /// PUBACK (QoS 1).
-    pub fn puback(&mut self, id: u16, ledger: &mut Ledger) {
+    /// PUBACK (QoS 1). An unknown packet id is ignored (an ack of a
+    /// message resent after the first ack was lost).
+    pub fn puback(&mut self, id: u16, ledger: &mut Ledger) -> Result<(), String> {
         if self.class.qos != 1 {
-            return;
+            return Err(format!("PUBACK for a QoS {} message", self.class.qos));
         }
         if let Some(seq) = self.by_id.remove(&id) {
             self.flight.remove(&seq);
             ledger.acked(self.out, seq);
         }
+        Ok(())
     }
 
     /// PUBREC (QoS 2): the broker owns the message; release it.
-    pub fn pubrec(&mut self, id: u16, conn: &mut Conn, ledger: &mut Ledger) {
+    pub fn pubrec(&mut self, id: u16, conn: &mut Conn, ledger: &mut Ledger) -> Result<(), String> {
+        if self.class.qos != 2 {
+            return Err(format!("PUBREC for a QoS {} message", self.class.qos));
+        }
         let Some(&seq) = self.by_id.get(&id) else {
-            return;
+            return Ok(());
         };
         if let Some(f) = self.flight.get_mut(&seq) {
             f.released = true;
             ledger.acked(self.out, seq);
         }
         conn.send(&Packet::PubRel { packet_id: id });
+        Ok(())
     }
 
-    /// PUBCOMP (QoS 2): the packet id is free again.
-    pub fn pubcomp(&mut self, id: u16) {
-        if let Some(seq) = self.by_id.remove(&id) {
-            self.flight.remove(&seq);
+    /// PUBCOMP (QoS 2): the packet id is free again. Before PUBREC it is
+    /// a protocol error.
+    pub fn pubcomp(&mut self, id: u16) -> Result<(), String> {
+        let Some(&seq) = self.by_id.get(&id) else {
+            return Ok(());
+        };
+        if self.flight.get(&seq).is_some_and(|f| !f.released) {
+            return Err(format!("PUBCOMP before PUBREC for packet {id}"));
         }
+        self.by_id.remove(&id);
+        self.flight.remove(&seq);
+        Ok(())
     }
 
     /// PUBREL from the broker: the QoS 2 delivery is complete.
@@ -245,7 +258,9 @@ impl Traffic {
 
     /// The broker had no session for this client: the receiver's QoS 2
     /// state is void, and so are QoS 2 messages it never PUBREC'd (sending
-    /// them again could deliver twice). QoS 1 is resent as usual.
+    /// them again could deliver twice). Those PUBREC'd are released again
+    /// (the broker answers PUBCOMP) but may never be delivered now: they
+    /// are excused. QoS 1 is resent as usual.
     pub fn session_lost(&mut self, ledger: &mut Ledger) {
         self.awaiting_rel.clear();
         if self.class.qos != 2 {
@@ -253,7 +268,9 @@ impl Traffic {
         }
         let out = self.out;
         self.flight.retain(|seq, f| {
-            if !f.released {
+            if f.released {
+                ledger.excuse(out, *seq);
+            } else {
                 ledger.abandon(out, *seq);
                 self.by_id.remove(&f.packet_id);
             }

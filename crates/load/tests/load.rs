@@ -81,13 +81,22 @@ fn assert_steady(r: &Report, ctx: &str) {
     for name in CLASSES {
         let c = r.class(name);
         assert!(c.clients > 0 && c.sent >= 50, "{name}: {ctx}");
-        assert_eq!(
-            c.lost + c.lost_at_close + c.undelivered_at_stop,
-            0,
-            "{name}: {ctx}"
-        );
+        assert_eq!(c.lost + c.undelivered_at_stop, 0, "{name}: {ctx}");
         assert_eq!(c.unacked_at_close + c.unacked_at_stop, 0, "{name}: {ctx}");
-        assert_eq!(c.received, c.sent, "{name}: every message arrives: {ctx}");
+        // A ring's publisher may start before its subscriber's first
+        // SUBACK: what it sent then had no subscriber (excused, at most a
+        // few per client on a loaded machine). Nothing else is missing.
+        let excused = if name.starts_with("session") {
+            3 * c.clients
+        } else {
+            0
+        };
+        assert!(c.lost_at_close <= excused, "{name}: {ctx}");
+        assert_eq!(
+            c.received + c.lost_at_close,
+            c.sent,
+            "{name}: every message arrives: {ctx}"
+        );
         assert_eq!(
             c.dup_beyond_qos + c.out_of_order + c.misrouted,
             0,
@@ -197,8 +206,9 @@ fn killed_broker_shows_closes_then_refusals() {
     sleep(Duration::from_secs(1));
     let r = stop(load);
     let ctx = format!("{ctx}\nat stop:\n{}", r.table());
-    // Every live, session and idle client had a connection to lose.
-    assert!(r.closed_by_broker >= 13, "{ctx}");
+    // Every live and idle client had a connection to lose (sessions may
+    // be away at the kill).
+    assert!(r.closed_by_broker >= 9, "{ctx}");
     assert!(r.refused > 0, "{ctx}");
     assert!(!r.clean(), "{ctx}");
     assert_accounted(&r, &ctx);
@@ -256,6 +266,7 @@ fn the_binary_reports_json_and_refuses_bad_usage() {
         &["--session-qos", "0"],
         &["--session-online", "-1"],
         &["--connect-timeout", "0"],
+        &["--duration", "1e19"],
     ] {
         let out = std::process::Command::new(&bin)
             .args(["--addr", "127.0.0.1:1"])

@@ -106,10 +106,14 @@ pub struct Client {
     last_write: Instant,
     last_read: Instant,
     pub traffic: Option<Traffic>,
-    /// Session: CONNACK has been received once.
-    had_session: bool,
-    /// Session: found gone; excuse what was sent before the resubscription.
+    /// Session: its SUBSCRIBE got a SUBACK, so the broker holds the
+    /// subscription while the session lasts.
+    subscribed: bool,
+    /// Session: excuse what was sent to it before its SUBACK (nothing
+    /// subscribed to it then: the first connection, or the session gone).
     excuse_at_suback: bool,
+    /// Deliveries were left unacknowledged on this connection.
+    withheld: bool,
     online_until: Option<Instant>,
     next_leave_graceful: bool,
     /// The timer the loop has queued for this client.
@@ -138,8 +142,9 @@ impl Client {
             last_write: now,
             last_read: now,
             traffic,
-            had_session: false,
-            excuse_at_suback: false,
+            subscribed: false,
+            excuse_at_suback: kind == Kind::Session,
+            withheld: false,
             online_until: None,
             next_leave_graceful: slot.is_multiple_of(2),
             scheduled: None,
@@ -260,6 +265,8 @@ impl Client {
     /// Drops the connection (ours to close) and waits until `at`.
     fn close(&mut self, cx: &mut Ctx, at: Option<Instant>) {
         self.conn = None;
+        self.online_until = None;
+        self.withheld = false;
         self.hold(cx, false);
         self.phase = Phase::Offline { at };
     }
@@ -315,9 +322,9 @@ impl Client {
 
     /// A session leaves for a while: DISCONNECT, or (in turn) one more
     /// message published and the socket closed without waiting for
-    /// anything, as a crashing client would.
-    fn leave(&mut self, cx: &mut Ctx) {
-        let graceful = self.next_leave_graceful;
+    /// anything, as a crashing client would. `graceful` overrides the turn.
+    fn leave(&mut self, cx: &mut Ctx, graceful: Option<bool>) {
+        let graceful = graceful.unwrap_or(self.next_leave_graceful);
         self.next_leave_graceful = !graceful;
         let back = Some(cx.now + cx.opts.session_offline);
         let Some(conn) = self.conn.as_mut() else {
@@ -331,15 +338,32 @@ impl Client {
             let _ = conn.flush();
             return self.close(cx, back);
         }
-        cx.stats.sessions.left_gracefully.fetch_add(1, relaxed());
         conn.send(&Packet::Disconnect);
-        if let Io::Failed(_) = conn.flush() {
+        let flushed = matches!(conn.flush(), Io::Open) && conn.backlog() == 0;
+        if !flushed {
+            // The DISCONNECT did not go out: this is an abrupt leave.
+            cx.stats.sessions.left_abruptly.fetch_add(1, relaxed());
             return self.close(cx, back);
         }
+        cx.stats.sessions.left_gracefully.fetch_add(1, relaxed());
         conn.shutdown_write();
         self.phase = Phase::Closing {
             until: cx.now + CLOSE_WAIT,
         };
+    }
+
+    /// The run ends: no new attempts but a session's return, and a session
+    /// that withheld acknowledgements leaves and returns so the broker
+    /// redelivers them (3.1.1 redelivers only on a new connection).
+    pub fn on_stop(&mut self, cx: &mut Ctx) {
+        match self.phase {
+            Phase::Offline { at: Some(_) } => {
+                let at = (self.kind == Kind::Session).then_some(cx.now);
+                self.phase = Phase::Offline { at };
+            }
+            Phase::Running if self.withheld => self.leave(cx, Some(true)),
+            _ => {}
+        }
     }
 
     /// The client's timers: attempt deadline, publishing, pings, session
@@ -365,7 +389,7 @@ impl Client {
                     && !cx.stopping
                     && self.online_until.is_some_and(|t| cx.now >= t)
                 {
-                    return self.leave(cx);
+                    return self.leave(cx, None);
                 }
                 let Some(conn) = self.conn.as_mut() else {
                     return;

@@ -65,54 +65,71 @@ impl Client {
                 },
             ) => {
                 let answer = self.answering(cx);
-                if let Some(t) = self.traffic.as_mut() {
-                    let conn = self.conn.as_mut().filter(|_| answer);
-                    t.deliver(
+                if !answer && self.phase == Phase::Running {
+                    self.withheld = true;
+                }
+                let ours = self.traffic.as_mut().filter(|_| topic != VERSION_TOPIC);
+                let conn = self.conn.as_mut().filter(|_| answer);
+                match (ours, conn) {
+                    (Some(t), conn) => t.deliver(
                         self.slot, &topic, &payload, qos, dup, packet_id, conn, cx.ledger,
-                    );
-                } else if let (Some(id), Some(conn), true) =
-                    (packet_id.filter(|_| qos > 0), self.conn.as_mut(), answer)
-                {
-                    conn.send(&match qos {
-                        1 => Packet::PubAck { packet_id: id },
-                        _ => Packet::PubRec { packet_id: id },
-                    });
+                    ),
+                    // A later version announcement, or a client without
+                    // traffic: acknowledged, not counted.
+                    (None, Some(conn)) => match (qos, packet_id) {
+                        (1, Some(id)) => conn.send(&Packet::PubAck { packet_id: id }),
+                        (2, Some(id)) => conn.send(&Packet::PubRec { packet_id: id }),
+                        _ => {}
+                    },
+                    (None, None) => {}
                 }
                 Ok(())
             }
             (_, Packet::PingResp) => Ok(()),
-            (Phase::SubAck { .. } | Phase::Running, p) => {
+            (Phase::SubAck { .. } | Phase::Running | Phase::Closing { .. }, p) => {
+                // After our DISCONNECT nothing may be sent: PUBREC and
+                // PUBREL wait for the session's return; acks that need no
+                // answer still count.
+                let closing = matches!(self.phase, Phase::Closing { .. });
                 let (Some(t), Some(conn)) = (self.traffic.as_mut(), self.conn.as_mut()) else {
                     return Err(Why::Protocol(format!("unexpected {}", p.name())));
                 };
                 match p {
                     Packet::PubAck { packet_id } => t.puback(packet_id, cx.ledger),
-                    Packet::PubRec { packet_id } => t.pubrec(packet_id, conn, cx.ledger),
                     Packet::PubComp { packet_id } => t.pubcomp(packet_id),
-                    Packet::PubRel { packet_id } => t.pubrel(packet_id, conn),
-                    other => return Err(Why::Protocol(format!("unexpected {}", other.name()))),
+                    Packet::PubRec { .. } | Packet::PubRel { .. } if closing => Ok(()),
+                    Packet::PubRec { packet_id } => t.pubrec(packet_id, conn, cx.ledger),
+                    Packet::PubRel { packet_id } => {
+                        t.pubrel(packet_id, conn);
+                        Ok(())
+                    }
+                    other => Err(format!("unexpected {}", other.name())),
                 }
-                Ok(())
+                .map_err(Why::Protocol)
             }
-            (Phase::Closing { .. }, _) => Ok(()),
             (_, other) => Err(Why::Protocol(format!("unexpected {}", other.name()))),
         }
     }
 
     /// CONNACK 0 arrived.
     fn connected(&mut self, cx: &mut Ctx, session_present: bool) {
-        if self.kind == Kind::Session && self.had_session {
-            if session_present {
+        if self.kind == Kind::Session {
+            if session_present && self.subscribed {
                 cx.stats.sessions.resumed.fetch_add(1, relaxed());
                 cx.stats.record(&Outcome::Ok);
                 self.run(cx);
                 return;
             }
-            cx.stats.sessions.lost.fetch_add(1, relaxed());
-            if let Some(t) = self.traffic.as_mut() {
-                t.session_lost(cx.ledger);
+            if self.subscribed {
+                cx.stats.sessions.lost.fetch_add(1, relaxed());
+                if let Some(t) = self.traffic.as_mut() {
+                    t.session_lost(cx.ledger);
+                }
+                self.subscribed = false;
+                self.excuse_at_suback = true;
             }
-            self.excuse_at_suback = true;
+            // Not subscribed yet (a first connection, or one whose
+            // SUBSCRIBE never got its SUBACK): subscribe, present or not.
         }
         if self.kind == Kind::Idle {
             cx.stats.record(&Outcome::Ok);
@@ -144,6 +161,7 @@ impl Client {
         };
         if self.kind != Kind::Storm {
             cx.stats.record(&Outcome::Ok);
+            self.subscribed = true;
             if self.excuse_at_suback {
                 self.excuse_at_suback = false;
                 if let Some(t) = &self.traffic {
@@ -171,7 +189,6 @@ impl Client {
     /// Enters the established state.
     pub(super) fn run(&mut self, cx: &mut Ctx) {
         self.phase = Phase::Running;
-        self.had_session = true;
         self.last_write = cx.now;
         if self.kind == Kind::Session {
             let ms = cx.opts.session_online.as_millis() as u64;
