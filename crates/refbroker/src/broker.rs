@@ -18,13 +18,13 @@ pub use crate::wire::{End, Step, Wire};
 pub const QOS0_BACKLOG: usize = 1 << 20;
 
 /// A live connection as the state machine knows it.
-struct Client {
+pub(crate) struct Client {
     /// Shared by every connection of the listener.
-    listener: Rc<str>,
-    peer: Option<SocketAddr>,
+    pub(crate) listener: Rc<str>,
+    pub(crate) peer: Option<SocketAddr>,
     /// Set by CONNECT.
-    id: Option<Rc<str>>,
-    will: Option<Box<Will>>,
+    pub(crate) id: Option<Rc<str>>,
+    pub(crate) will: Option<Box<Will>>,
 }
 
 fn shown(peer: Option<SocketAddr>) -> String {
@@ -34,11 +34,11 @@ fn shown(peer: Option<SocketAddr>) -> String {
 /// The broker's state.
 pub struct Broker {
     version: String,
-    router: Router,
-    sessions: HashMap<Rc<str>, Box<Session>>,
-    clients: HashMap<usize, Box<Client>>,
+    pub(crate) router: Router,
+    pub(crate) sessions: HashMap<Rc<str>, Box<Session>>,
+    pub(crate) clients: HashMap<usize, Box<Client>>,
     listeners: Vec<Rc<str>>,
-    max_queued: usize,
+    pub(crate) max_queued: usize,
     /// Connections closed for a malformed packet or a protocol violation
     /// (not for a lost connection); also retained on
     /// [`crate::MALFORMED_TOPIC`].
@@ -74,14 +74,7 @@ impl Broker {
 
     /// A connection was accepted.
     pub fn opened(&mut self, conn: usize, listener: &str, peer: Option<SocketAddr>) {
-        let listener = match self.listeners.iter().find(|l| &***l == listener) {
-            Some(l) => Rc::clone(l),
-            None => {
-                let l: Rc<str> = listener.into();
-                self.listeners.push(Rc::clone(&l));
-                l
-            }
-        };
+        let listener = self.listener(listener);
         self.clients.insert(
             conn,
             Box::new(Client {
@@ -91,6 +84,18 @@ impl Broker {
                 will: None,
             }),
         );
+    }
+
+    /// The listener name shared by its connections.
+    pub(crate) fn listener(&mut self, listener: &str) -> Rc<str> {
+        match self.listeners.iter().find(|l| &***l == listener) {
+            Some(l) => Rc::clone(l),
+            None => {
+                let l: Rc<str> = listener.into();
+                self.listeners.push(Rc::clone(&l));
+                l
+            }
+        }
     }
 
     fn who(&self, conn: usize) -> String {

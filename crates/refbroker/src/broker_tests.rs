@@ -8,9 +8,9 @@ use emqx_mqtt::{decode, Packet, Will};
 use crate::broker::{Broker, End, Step, Wire};
 
 #[derive(Default)]
-struct Recorder {
-    sent: HashMap<usize, Vec<Packet>>,
-    closed: Vec<usize>,
+pub(crate) struct Recorder {
+    pub(crate) sent: HashMap<usize, Vec<Packet>>,
+    pub(crate) closed: Vec<usize>,
 }
 
 impl Wire for Recorder {
@@ -27,12 +27,12 @@ impl Wire for Recorder {
 }
 
 impl Recorder {
-    fn take(&mut self, conn: usize) -> Vec<Packet> {
+    pub(crate) fn take(&mut self, conn: usize) -> Vec<Packet> {
         self.sent.remove(&conn).unwrap_or_default()
     }
 }
 
-fn connect(id: &str, clean: bool, will: Option<Will>) -> Packet {
+pub(crate) fn connect(id: &str, clean: bool, will: Option<Will>) -> Packet {
     Packet::Connect {
         client_id: id.into(),
         keep_alive: 0,
@@ -43,7 +43,7 @@ fn connect(id: &str, clean: bool, will: Option<Will>) -> Packet {
     }
 }
 
-fn publish(topic: &str, qos: u8, id: Option<u16>) -> Packet {
+pub(crate) fn publish(topic: &str, qos: u8, id: Option<u16>) -> Packet {
     Packet::Publish {
         topic: topic.into(),
         payload: b"m".to_vec(),
@@ -54,7 +54,7 @@ fn publish(topic: &str, qos: u8, id: Option<u16>) -> Packet {
     }
 }
 
-fn open(b: &mut Broker, w: &mut Recorder, conn: usize, id: &str, clean: bool) -> bool {
+pub(crate) fn open(b: &mut Broker, w: &mut Recorder, conn: usize, id: &str, clean: bool) -> bool {
     b.opened(conn, "mqtt", None);
     assert_eq!(
         b.packet(conn, connect(id, clean, None), w),
@@ -69,7 +69,7 @@ fn open(b: &mut Broker, w: &mut Recorder, conn: usize, id: &str, clean: bool) ->
     }
 }
 
-fn subscribe(b: &mut Broker, w: &mut Recorder, conn: usize, filter: &str, qos: u8) {
+pub(crate) fn subscribe(b: &mut Broker, w: &mut Recorder, conn: usize, filter: &str, qos: u8) {
     let p = Packet::Subscribe {
         packet_id: 1,
         filters: vec![(filter.into(), qos)],

@@ -20,6 +20,9 @@ pub mod event_loop;
 pub mod router;
 pub mod session;
 pub mod settings;
+pub mod snapshot;
+#[cfg(test)]
+mod snapshot_tests;
 pub mod wire;
 
 use std::net::TcpStream;

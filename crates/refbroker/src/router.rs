@@ -82,6 +82,11 @@ impl Router {
         }
     }
 
+    /// Every retained message, by topic.
+    pub fn all_retained(&self) -> impl Iterator<Item = &Message> {
+        self.retained.values()
+    }
+
     /// The retained messages `filter` matches, flagged retained.
     pub fn retained(&self, filter: &str) -> Vec<Message> {
         let mut out: Vec<Message> = self

@@ -54,7 +54,8 @@ pub struct Session {
     /// Deliveries dropped for it (queue full, or QoS 0 while offline or
     /// reading too slowly).
     pub dropped: u64,
-    next_id: u16,
+    /// The last packet id used.
+    pub(crate) next_id: u16,
 }
 
 impl Session {

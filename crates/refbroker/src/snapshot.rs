@@ -1,0 +1,308 @@
+//! The broker's state as plain data, schema [`SCHEMA`]: what protocol 2
+//! (issue #12) carries to the next release. Broker-wide state (retained
+//! messages, sessions without a connection) and, per connection, the
+//! client (listener, peer, will) with its session (subscriptions, QoS 1/2
+//! in flight both ways, queue, next packet id). Importing rebuilds the
+//! routing index from the sessions, sends nothing and fires no will.
+//! The broker's own `$SYS/` topics are not carried: the importer has its
+//! own.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use emqx_mqtt::{topic, Will};
+use serde::{Deserialize, Serialize};
+
+use crate::broker::{Broker, Client};
+use crate::session::{Inflight, Message, Session, MAX_INFLIGHT};
+
+/// The name importers match before reading a byte of it.
+pub const SCHEMA: &str = "refbroker/1";
+
+/// An application message.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct MessageData {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: u8,
+    pub retain: bool,
+}
+
+/// One outgoing delivery in flight.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum InflightData {
+    Sent(MessageData),
+    Released,
+}
+
+/// A session, connected or not.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct SessionData {
+    pub id: String,
+    pub clean: bool,
+    pub subs: Vec<(String, u8)>,
+    pub inflight: Vec<(u16, InflightData)>,
+    pub queue: Vec<MessageData>,
+    /// Sorted.
+    pub awaiting_rel: Vec<u16>,
+    pub dropped: u64,
+    pub next_id: u16,
+}
+
+/// A will, as CONNECT gave it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct WillData {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: u8,
+    pub retain: bool,
+}
+
+/// Everything that is not one connection's.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct SharedState {
+    /// Sorted by topic.
+    pub retained: Vec<MessageData>,
+    /// Sessions without a connection, sorted by client id.
+    pub offline: Vec<SessionData>,
+}
+
+/// One connection's broker-side state.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ClientState {
+    pub listener: String,
+    pub peer: Option<SocketAddr>,
+    /// None before its CONNECT.
+    pub session: Option<SessionData>,
+    pub will: Option<WillData>,
+}
+
+/// Why an import was refused; the importer's state is then unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportError {
+    /// A bound of this broker is exceeded (what, how many, the bound).
+    Bound(&'static str, usize, usize),
+    /// The data is not a state this broker could have been in.
+    Invalid(String),
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::Bound(what, n, max) => write!(f, "{n} {what}, at most {max} here"),
+            ImportError::Invalid(m) => write!(f, "invalid state: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+fn message_data(m: &Message) -> MessageData {
+    MessageData {
+        topic: m.topic.to_string(),
+        payload: m.payload.to_vec(),
+        qos: m.qos,
+        retain: m.retain,
+    }
+}
+
+fn message(m: &MessageData) -> Result<Message, ImportError> {
+    if m.qos > 2 || !topic::valid_topic(&m.topic) {
+        return Err(ImportError::Invalid(format!("message on {:?}", m.topic)));
+    }
+    Ok(Message {
+        topic: m.topic.as_str().into(),
+        payload: Rc::from(&m.payload[..]),
+        qos: m.qos,
+        retain: m.retain,
+    })
+}
+
+fn session_data(id: &str, s: &Session) -> SessionData {
+    let mut awaiting_rel: Vec<u16> = s.awaiting_rel.iter().copied().collect();
+    awaiting_rel.sort_unstable();
+    SessionData {
+        id: id.to_string(),
+        clean: s.clean,
+        subs: s.subs.clone(),
+        inflight: s
+            .inflight
+            .iter()
+            .map(|(id, f)| {
+                let f = match f {
+                    Inflight::Sent(m) => InflightData::Sent(message_data(m)),
+                    Inflight::Released => InflightData::Released,
+                };
+                (*id, f)
+            })
+            .collect(),
+        queue: s.queue.iter().map(message_data).collect(),
+        awaiting_rel,
+        dropped: s.dropped,
+        next_id: s.next_id,
+    }
+}
+
+/// Checks `d` against this broker's bounds and rebuilds the session.
+fn session(d: &SessionData, max_queued: usize) -> Result<Session, ImportError> {
+    if d.id.is_empty() {
+        return Err(ImportError::Invalid("a session without a client id".into()));
+    }
+    if d.inflight.len() > MAX_INFLIGHT {
+        let n = d.inflight.len();
+        return Err(ImportError::Bound("deliveries in flight", n, MAX_INFLIGHT));
+    }
+    if d.queue.len() > max_queued {
+        return Err(ImportError::Bound(
+            "queued messages",
+            d.queue.len(),
+            max_queued,
+        ));
+    }
+    if let Some((f, _)) = d
+        .subs
+        .iter()
+        .find(|(f, q)| *q > 2 || !topic::valid_filter(f))
+    {
+        return Err(ImportError::Invalid(format!("subscription {f:?}")));
+    }
+    let mut ids = HashSet::new();
+    let mut inflight = std::collections::VecDeque::new();
+    for (id, f) in &d.inflight {
+        if *id == 0 || !ids.insert(*id) {
+            return Err(ImportError::Invalid(format!("packet id {id} in flight")));
+        }
+        inflight.push_back((
+            *id,
+            match f {
+                InflightData::Sent(m) => Inflight::Sent(message(m)?),
+                InflightData::Released => Inflight::Released,
+            },
+        ));
+    }
+    let mut s = Session::new(d.clean);
+    s.subs = d.subs.clone();
+    s.inflight = inflight;
+    s.queue = d.queue.iter().map(message).collect::<Result<_, _>>()?;
+    s.awaiting_rel = d.awaiting_rel.iter().copied().collect();
+    s.dropped = d.dropped;
+    s.next_id = d.next_id;
+    Ok(s)
+}
+
+impl Broker {
+    /// Retained messages and offline sessions.
+    pub fn export_shared(&self) -> SharedState {
+        let mut retained: Vec<MessageData> = self
+            .router
+            .all_retained()
+            .filter(|m| !m.topic.starts_with("$SYS/"))
+            .map(message_data)
+            .collect();
+        retained.sort_by(|a, b| a.topic.cmp(&b.topic));
+        let mut offline: Vec<SessionData> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.conn.is_none())
+            .map(|(id, s)| session_data(id, s))
+            .collect();
+        offline.sort_by(|a, b| a.id.cmp(&b.id));
+        SharedState { retained, offline }
+    }
+
+    /// Connection `conn`'s state, if the broker knows it.
+    pub fn export_client(&self, conn: usize) -> Option<ClientState> {
+        let c = self.clients.get(&conn)?;
+        let session =
+            c.id.as_ref()
+                .and_then(|id| Some(session_data(id, self.sessions.get(id)?)));
+        Some(ClientState {
+            listener: c.listener.to_string(),
+            peer: c.peer,
+            session,
+            will: c.will.as_ref().map(|w| WillData {
+                topic: w.topic.clone(),
+                payload: w.payload.clone(),
+                qos: w.qos,
+                retain: w.retain,
+            }),
+        })
+    }
+
+    /// Adds retained messages and offline sessions. All checked first:
+    /// on an error nothing changed.
+    pub fn import_shared(&mut self, state: &SharedState) -> Result<(), ImportError> {
+        let retained: Vec<Message> = state
+            .retained
+            .iter()
+            .map(message)
+            .collect::<Result<_, _>>()?;
+        let mut sessions = Vec::with_capacity(state.offline.len());
+        for d in &state.offline {
+            if self.sessions.contains_key(d.id.as_str()) {
+                return Err(ImportError::Invalid(format!("client {:?} twice", d.id)));
+            }
+            sessions.push((d.id.as_str(), session(d, self.max_queued)?));
+        }
+        for m in &retained {
+            self.router.retain(m);
+        }
+        for (id, s) in sessions {
+            self.adopt(id.into(), s, None);
+        }
+        Ok(())
+    }
+
+    /// Adds connection `conn` (a token of this broker's loop) with its
+    /// client and session. On an error nothing changed.
+    pub fn import_client(&mut self, conn: usize, state: &ClientState) -> Result<(), ImportError> {
+        if self.clients.contains_key(&conn) {
+            return Err(ImportError::Invalid(format!("connection {conn} twice")));
+        }
+        let session = match &state.session {
+            Some(d) if self.sessions.contains_key(d.id.as_str()) => {
+                return Err(ImportError::Invalid(format!("client {:?} twice", d.id)))
+            }
+            Some(d) => Some((Rc::<str>::from(d.id.as_str()), session(d, self.max_queued)?)),
+            None => None,
+        };
+        if let Some(w) = &state.will {
+            if w.qos > 2 || !topic::valid_topic(&w.topic) {
+                return Err(ImportError::Invalid(format!("a will on {:?}", w.topic)));
+            }
+        }
+        let listener = self.listener(&state.listener);
+        let id = session.as_ref().map(|(id, _)| Rc::clone(id));
+        self.clients.insert(
+            conn,
+            Box::new(Client {
+                listener,
+                peer: state.peer,
+                id,
+                will: state.will.as_ref().map(|w| {
+                    Box::new(Will {
+                        topic: w.topic.clone(),
+                        payload: w.payload.clone(),
+                        qos: w.qos,
+                        retain: w.retain,
+                    })
+                }),
+            }),
+        );
+        if let Some((id, s)) = session {
+            self.adopt(id, s, Some(conn));
+        }
+        Ok(())
+    }
+
+    /// Keeps session `s` of `id`, its subscriptions routed.
+    fn adopt(&mut self, id: Rc<str>, mut s: Session, conn: Option<usize>) {
+        s.conn = conn;
+        for (filter, qos) in &s.subs {
+            self.router.subscribe(&id, filter, *qos);
+        }
+        self.sessions.insert(id, Box::new(s));
+    }
+}
