@@ -17,8 +17,13 @@ use emqx_mqtt::{decode, read_frame};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+mod moving;
+
+pub use moving::{ConnState, Frozen, MovedConn};
+
 use crate::broker::{Broker, End, Step};
 use crate::conns::{Conn, Conns};
+use crate::snapshot::ImportError;
 use crate::{CLOSE_WAIT, CONNECT_TIMEOUT, MAX_PACKET};
 
 /// Bytes unsent to one client past which it is disconnected (it reads
@@ -40,6 +45,17 @@ pub enum Cmd {
     },
     /// Close every connection gracefully; answer when done.
     CloseAll(mpsc::Sender<()>),
+    /// Stop reading, writing and timing every connection at a packet
+    /// boundary and answer with the whole state (protocol 2, issue #12).
+    Freeze(mpsc::Sender<Frozen>),
+    /// Carry on as before the freeze.
+    Thaw,
+    /// The state moved: close our copies of the moved connections (no
+    /// will, no FIN) and answer how many.
+    Go(mpsc::Sender<usize>),
+    /// Take over another broker's frozen state; answer how many
+    /// connections now run here.
+    Import(Frozen, mpsc::Sender<Result<usize, ImportError>>),
 }
 
 /// The running loop, as other threads see it.
@@ -78,6 +94,8 @@ pub fn start(make: impl FnOnce() -> Broker + Send + 'static) -> io::Result<Handl
                 again: Vec::new(),
                 closing_all: Vec::new(),
                 scratch: vec![0; 64 * 1024],
+                frozen: None,
+                held: Vec::new(),
             }
             .run()
         })?;
@@ -95,6 +113,10 @@ struct Loop {
     again: Vec<usize>,
     closing_all: Vec<(mpsc::Sender<()>, Instant)>,
     scratch: Vec<u8>,
+    /// While frozen: the connections exported, and when the freeze began.
+    frozen: Option<(Vec<usize>, Instant)>,
+    /// Connections accepted while frozen, served at the thaw.
+    held: Vec<(String, std::net::TcpStream)>,
 }
 
 impl Loop {
@@ -121,6 +143,9 @@ impl Loop {
             for ev in &events {
                 match ev.token() {
                     WAKER => self.commands(),
+                    // Frozen: nothing is read or written; the thaw reads
+                    // every connection again (edges are not lost).
+                    Token(_) if self.frozen.is_some() => {}
                     Token(t) => {
                         if ev.is_writable() {
                             self.flush(t);
@@ -130,6 +155,9 @@ impl Loop {
                         }
                     }
                 }
+            }
+            if self.frozen.is_some() {
+                continue;
             }
             for t in std::mem::take(&mut self.again) {
                 self.read(t);
@@ -153,7 +181,20 @@ impl Loop {
     fn commands(&mut self) {
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
+                Cmd::Serve { listener, stream } if self.frozen.is_some() => {
+                    self.held.push((listener, stream))
+                }
                 Cmd::Serve { listener, stream } => self.serve(&listener, stream),
+                Cmd::Freeze(reply) => {
+                    let _ = reply.send(self.freeze());
+                }
+                Cmd::Thaw => self.thaw(),
+                Cmd::Go(reply) => {
+                    let _ = reply.send(self.go());
+                }
+                Cmd::Import(frozen, reply) => {
+                    let _ = reply.send(self.import(frozen));
+                }
                 Cmd::CloseAll(reply) => {
                     let ts: Vec<usize> = self.conns.map.keys().copied().collect();
                     if !ts.is_empty() {

@@ -297,6 +297,23 @@ impl Broker {
         Ok(())
     }
 
+    /// Forgets connection `conn` and its session without a trace (no
+    /// will, no log): they moved to another broker.
+    pub fn release_client(&mut self, conn: usize) {
+        let Some(c) = self.clients.remove(&conn) else {
+            return;
+        };
+        if let Some(id) = c.id {
+            if self.sessions.get(&id).is_some_and(|s| s.conn == Some(conn)) {
+                if let Some(s) = self.sessions.remove(&id) {
+                    for (filter, _) in &s.subs {
+                        self.router.unsubscribe(&id, filter);
+                    }
+                }
+            }
+        }
+    }
+
     /// Keeps session `s` of `id`, its subscriptions routed.
     fn adopt(&mut self, id: Rc<str>, mut s: Session, conn: Option<usize>) {
         s.conn = conn;

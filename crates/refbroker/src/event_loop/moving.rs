@@ -1,0 +1,198 @@
+//! Freeze, export, import, go and thaw on the event loop: the connection
+//! side of moving established sessions (protocol 2, issue #12). A frozen
+//! loop reads, writes and times nothing, so each connection stops at a
+//! packet boundary with its unparsed input and unsent output in hand; the
+//! export carries a duplicate of each socket with that state. Go closes
+//! our copies with close() only (never shutdown(): the connection lives on
+//! in the importer). Thaw resumes as if nothing happened.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Token};
+use serde::{Deserialize, Serialize};
+
+use super::Loop;
+use crate::conns::Conn;
+use crate::snapshot::{ClientState, ImportError, SharedState};
+
+/// One connection's state on the loop, with its broker-side state.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ConnState {
+    pub client: ClientState,
+    /// Bytes read and not yet a whole packet.
+    pub inbuf: Vec<u8>,
+    /// Bytes queued and not yet written.
+    pub out: Vec<u8>,
+    /// Its CONNECT came (and with it the keep-alive, in seconds).
+    pub connected: bool,
+    pub keep_alive: u16,
+    /// Milliseconds since its last packet: keep-alive continues from it.
+    pub idle_ms: u64,
+}
+
+/// A connection on its way: the socket and its state.
+#[derive(Debug)]
+pub struct MovedConn {
+    pub fd: OwnedFd,
+    pub state: ConnState,
+}
+
+/// A frozen broker's whole state.
+#[derive(Debug, Default)]
+pub struct Frozen {
+    pub shared: SharedState,
+    pub conns: Vec<MovedConn>,
+    /// Connections not exported (closing, or their socket could not be
+    /// duplicated): they stay with this broker and finish closing.
+    pub left: usize,
+}
+
+impl Loop {
+    /// Freezes the loop (again: the same answer) and exports everything.
+    pub(super) fn freeze(&mut self) -> Frozen {
+        let now = Instant::now();
+        let mut frozen = Frozen {
+            shared: self.broker.export_shared(),
+            ..Frozen::default()
+        };
+        let mut moved = Vec::new();
+        let mut tokens: Vec<usize> = self.conns.map.keys().copied().collect();
+        tokens.sort_unstable();
+        for t in tokens {
+            let Some(c) = self.conns.map.get(&t) else {
+                continue;
+            };
+            let client = self.broker.export_client(t);
+            let fd = c.stream.as_fd().try_clone_to_owned();
+            match (c.ended || c.closing_since.is_some(), client, fd) {
+                (false, Some(client), Ok(fd)) => {
+                    frozen.conns.push(MovedConn {
+                        fd,
+                        state: ConnState {
+                            client,
+                            inbuf: c.inbuf.clone(),
+                            out: c.out[c.out_at..].to_vec(),
+                            connected: c.connected,
+                            keep_alive: c.keep_alive,
+                            idle_ms: now.duration_since(c.last_read).as_millis() as u64,
+                        },
+                    });
+                    moved.push(t);
+                }
+                _ => frozen.left += 1,
+            }
+        }
+        self.frozen = Some((moved, now));
+        frozen
+    }
+
+    /// Carries on: every connection is read and flushed again, held
+    /// connections are served.
+    pub(super) fn thaw(&mut self) {
+        if self.frozen.take().is_none() {
+            return;
+        }
+        for (listener, stream) in std::mem::take(&mut self.held) {
+            self.serve(&listener, stream);
+        }
+        let all: Vec<usize> = self.conns.map.keys().copied().collect();
+        for t in all {
+            self.again.push(t);
+            self.conns.dirty.push(t);
+        }
+    }
+
+    /// The moved connections are the importer's now: our copies are
+    /// closed, their sessions forgotten (no will). Then the loop thaws
+    /// for what is left (closing connections, connections held).
+    pub(super) fn go(&mut self) -> usize {
+        let Some((moved, _)) = self.frozen.as_ref() else {
+            return 0;
+        };
+        let moved = moved.clone();
+        for t in &moved {
+            if let Some(mut c) = self.conns.map.remove(t) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+                // Dropping closes our descriptor; the socket lives on.
+            }
+            self.broker.release_client(*t);
+        }
+        self.thaw();
+        moved.len()
+    }
+
+    /// Takes over `frozen`: shared state first, then each connection on a
+    /// new token, nothing sent. On an error the connections imported are
+    /// dropped (closing only our descriptors; the exporter still has its
+    /// own) and the error returned; the shared state stays, as an importer
+    /// that failed is not used.
+    pub(super) fn import(&mut self, frozen: Frozen) -> Result<usize, ImportError> {
+        self.broker.import_shared(&frozen.shared)?;
+        let now = Instant::now();
+        let mut added = Vec::new();
+        let mut failed = None;
+        for m in frozen.conns {
+            match self.adopt(m, now) {
+                Ok(t) => added.push(t),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            for t in added {
+                if let Some(mut c) = self.conns.map.remove(&t) {
+                    let _ = self.poll.registry().deregister(&mut c.stream);
+                }
+                self.broker.release_client(t);
+            }
+            return Err(e);
+        }
+        let n = added.len();
+        for t in added {
+            self.again.push(t);
+            self.conns.dirty.push(t);
+        }
+        Ok(n)
+    }
+
+    fn adopt(&mut self, m: MovedConn, now: Instant) -> Result<usize, ImportError> {
+        let invalid = |e: std::io::Error| ImportError::Invalid(format!("a moved socket: {e}"));
+        let std = std::net::TcpStream::from(m.fd);
+        std.set_nonblocking(true).map_err(invalid)?;
+        let mut stream = mio::net::TcpStream::from_std(std);
+        let t = self.next;
+        self.next += 1;
+        self.poll
+            .registry()
+            .register(&mut stream, Token(t), Interest::READABLE)
+            .map_err(invalid)?;
+        if let Err(e) = self.broker.import_client(t, &m.state.client) {
+            let _ = self.poll.registry().deregister(&mut stream);
+            return Err(e);
+        }
+        let s = m.state;
+        let idle = Duration::from_millis(s.idle_ms);
+        self.conns.map.insert(
+            t,
+            Box::new(Conn {
+                stream,
+                inbuf: s.inbuf,
+                out: s.out,
+                out_at: 0,
+                opened: now.checked_sub(idle).unwrap_or(now),
+                last_read: now.checked_sub(idle).unwrap_or(now),
+                keep_alive: s.keep_alive,
+                connected: s.connected,
+                ended: false,
+                closing_since: None,
+                fin_sent: false,
+                writable: false,
+                dirty: true,
+            }),
+        );
+        Ok(t)
+    }
+}

@@ -1,0 +1,189 @@
+//! Moving established connections between two event loops of this
+//! process (the broker side of protocol 2, issue #12): the clients'
+//! sockets and sessions continue on the importer with no reconnect, a
+//! partial packet completes there, in-flight messages are acknowledged
+//! there, no will fires at the move and it fires from the importer when
+//! the client's connection dies afterwards. A thaw instead of go leaves
+//! the exporter serving as before.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use emqx_mqtt::{read_packet, Packet, Will};
+use emqx_refbroker::broker::Broker;
+use emqx_refbroker::event_loop::{self, Cmd, Frozen, Handle};
+
+fn broker(version: &str) -> Handle {
+    let v = version.to_string();
+    event_loop::start(move || Broker::new(&v, "$SYS/broker/version", 100)).unwrap()
+}
+
+/// A client connected to `h` through a real socket pair.
+fn client(h: &Handle, l: &TcpListener, id: &str, clean: bool, will: Option<Will>) -> TcpStream {
+    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (stream, _) = l.accept().unwrap();
+    assert!(h.send(Cmd::Serve {
+        listener: "mqtt".into(),
+        stream
+    }));
+    let connect = Packet::Connect {
+        client_id: id.into(),
+        keep_alive: 60,
+        clean_session: clean,
+        username: None,
+        password: None,
+        will,
+    };
+    c.write_all(&connect.encode()).unwrap();
+    assert!(matches!(next(&mut c), Packet::ConnAck { code: 0, .. }));
+    c
+}
+
+fn next(c: &mut TcpStream) -> Packet {
+    read_packet(c, 1 << 20).unwrap().unwrap()
+}
+
+fn send(c: &mut TcpStream, p: Packet) {
+    c.write_all(&p.encode()).unwrap();
+}
+
+fn publish(topic: &str, qos: u8, id: Option<u16>, payload: &[u8]) -> Packet {
+    Packet::Publish {
+        topic: topic.into(),
+        payload: payload.to_vec(),
+        qos,
+        retain: false,
+        dup: false,
+        packet_id: id,
+    }
+}
+
+fn subscribe(c: &mut TcpStream, filter: &str, qos: u8) {
+    send(
+        c,
+        Packet::Subscribe {
+            packet_id: 1,
+            filters: vec![(filter.into(), qos)],
+        },
+    );
+    assert!(matches!(next(c), Packet::SubAck { .. }));
+}
+
+fn freeze(h: &Handle) -> Frozen {
+    let (tx, rx) = mpsc::channel();
+    assert!(h.send(Cmd::Freeze(tx)));
+    rx.recv_timeout(Duration::from_secs(5)).unwrap()
+}
+
+/// Nothing arrives on `c` for a little while.
+fn quiet(c: &mut TcpStream) {
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    match c.read(&mut b) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("expected silence, got {other:?}"),
+    }
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+}
+
+#[test]
+fn connections_and_sessions_move_without_a_reconnect() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let old = broker("5.0.0");
+    let will = Will {
+        topic: "wills/s".into(),
+        payload: b"gone".to_vec(),
+        qos: 1,
+        retain: false,
+    };
+    let mut s = client(&old, &l, "s", false, Some(will));
+    subscribe(&mut s, "t", 1);
+    let mut p = client(&old, &l, "p", true, None);
+    subscribe(&mut p, "wills/#", 1);
+    send(&mut p, publish("t", 1, Some(1), b"one"));
+    assert_eq!(next(&mut p), Packet::PubAck { packet_id: 1 });
+    let Packet::Publish {
+        packet_id: Some(first),
+        ..
+    } = next(&mut s)
+    else {
+        panic!()
+    };
+    // Not acknowledged yet, and half a PINGREQ on the wire.
+    s.write_all(&[0xC0]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let frozen = freeze(&old);
+    assert_eq!((frozen.conns.len(), frozen.left), (2, 0), "{frozen:?}");
+    let state = frozen.conns.iter().find(|m| m.state.inbuf == [0xC0]);
+    assert!(state.is_some(), "the partial packet is carried: {frozen:?}");
+    // Frozen: the old broker answers nothing.
+    send(&mut p, Packet::PingReq);
+    quiet(&mut p);
+
+    let new = broker("5.0.1");
+    let (tx, rx) = mpsc::channel();
+    assert!(new.send(Cmd::Import(frozen, tx)));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(2));
+    let (tx, rx) = mpsc::channel();
+    assert!(old.send(Cmd::Go(tx)));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 2);
+
+    // The new broker answers the PINGREQ sent while frozen, completes
+    // the half one, takes the late PUBACK and goes on with the next id.
+    assert_eq!(next(&mut p), Packet::PingResp);
+    s.write_all(&[0x00]).unwrap();
+    assert_eq!(next(&mut s), Packet::PingResp);
+    send(&mut s, Packet::PubAck { packet_id: first });
+    send(&mut p, publish("t", 1, Some(2), b"two"));
+    assert_eq!(next(&mut p), Packet::PubAck { packet_id: 2 });
+    match next(&mut s) {
+        Packet::Publish {
+            payload,
+            packet_id: Some(id),
+            dup: false,
+            ..
+        } => {
+            assert_eq!(payload, b"two");
+            assert_ne!(id, first);
+        }
+        other => panic!("{other:?}"),
+    }
+    // No will at the move; one, from the new broker, when s dies.
+    quiet(&mut p);
+    drop(s);
+    match next(&mut p) {
+        Packet::Publish { topic, payload, .. } => {
+            assert_eq!((topic.as_str(), &payload[..]), ("wills/s", &b"gone"[..]))
+        }
+        other => panic!("{other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        old.live.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the old broker holds nothing"
+    );
+}
+
+#[test]
+fn a_thaw_leaves_the_old_broker_serving_as_before() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let old = broker("5.0.0");
+    let mut s = client(&old, &l, "s", false, None);
+    subscribe(&mut s, "t", 1);
+    let frozen = freeze(&old);
+    assert_eq!(frozen.conns.len(), 1);
+    send(&mut s, publish("t", 1, Some(5), b"x"));
+    quiet(&mut s);
+    // The importer failed (here: never asked); the exporter thaws.
+    drop(frozen);
+    assert!(old.send(Cmd::Thaw));
+    let got = [next(&mut s), next(&mut s)];
+    assert!(got.contains(&Packet::PubAck { packet_id: 5 }), "{got:?}");
+    assert!(got.iter().any(|p| matches!(p, Packet::Publish { .. })), "{got:?}");
+}
