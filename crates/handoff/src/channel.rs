@@ -100,30 +100,46 @@ impl Channel {
 
     /// Sends one message, with `fds` attached.
     pub fn send(&self, message: &Message, fds: &[BorrowedFd<'_>]) -> Result<(), ChannelError> {
-        let bytes = message.encode();
+        self.send_frame(&message.encode(), fds)
+            .map_err(|errno| ChannelError::Send {
+                kind: message.kind(),
+                errno,
+            })
+    }
+
+    /// Sends one packet of raw bytes with `fds` attached.
+    pub fn send_frame(&self, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> nix::Result<()> {
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
         let cmsgs = [ControlMessage::ScmRights(&raw)];
         let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsgs };
-        let iov = [IoSlice::new(&bytes)];
+        let iov = [IoSlice::new(bytes)];
         sendmsg::<()>(
             self.fd.as_raw_fd(),
             &iov,
             cmsgs,
             MsgFlags::MSG_NOSIGNAL,
             None,
-        )
-        .map_err(|errno| ChannelError::Send {
-            kind: message.kind(),
-            errno,
-        })?;
+        )?;
         Ok(())
     }
 
     /// Receives one message and the fds it carries, close-on-exec.
     /// A message or control data that did not fit is an error.
     pub fn recv(&self) -> Result<(Message, Vec<OwnedFd>), ChannelError> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let (bytes, fds) = self.recv_frame(MAX_MESSAGE, MAX_FDS)?;
+        Ok((Message::decode(&bytes)?, fds))
+    }
+
+    /// Receives one packet of at most `max_bytes` with at most `max_fds`
+    /// fds (close-on-exec). More of either is an error, and every fd that
+    /// came is closed; so is an empty packet (the peer closed).
+    pub fn recv_frame(
+        &self,
+        max_bytes: usize,
+        max_fds: usize,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), ChannelError> {
+        let mut buf = vec![0u8; max_bytes];
+        let mut space = vec![0u8; nix::sys::socket::cmsg_space::<RawFd>() * max_fds.max(1)];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<()>(
             self.fd.as_raw_fd(),
@@ -139,7 +155,7 @@ impl Channel {
         let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
         let mut fds = Vec::new();
         let cmsgs = msg.cmsgs();
-        let ctrunc = cmsgs.is_err();
+        let ctrunc = cmsgs.is_err() || msg.flags.contains(MsgFlags::MSG_CTRUNC);
         if let Ok(cmsgs) = cmsgs {
             for cmsg in cmsgs {
                 if let ControlMessageOwned::ScmRights(received) = cmsg {
@@ -151,7 +167,7 @@ impl Channel {
                 }
             }
         }
-        if ctrunc {
+        if ctrunc || fds.len() > max_fds {
             return Err(ChannelError::FdsTruncated);
         }
         if truncated {
@@ -160,8 +176,8 @@ impl Channel {
         if bytes == 0 {
             return Err(ChannelError::Closed);
         }
-        let message = Message::decode(&buf[..bytes])?;
-        Ok((message, fds))
+        buf.truncate(bytes);
+        Ok((buf, fds))
     }
 
     /// The socket.

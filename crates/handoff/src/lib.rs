@@ -19,7 +19,9 @@
 //!   [`broker::run`];
 //! - [`notify`]: messages to systemd's notify socket (`MAINPID=`,
 //!   `FDSTORE=1`, `BARRIER=1`), for brokers and the helper alike;
-//! - `process`: [`alive`], whether a pid still runs.
+//! - `process`: [`alive`], whether a pid still runs;
+//! - [`transfer`]: the broker-to-broker stream of protocol 2 (a state as
+//!   opaque bytes and (fd, bytes) per connection, in batches of 253 fds).
 //!
 //! This crate depends on nix, serde(_json) and sd-notify only,
 //! so a broker adopting the protocol pulls in no CLI, archive or D-Bus code.
@@ -32,6 +34,7 @@ mod error;
 pub mod message;
 pub mod notify;
 mod process;
+pub mod transfer;
 
 pub use channel::{Channel, MAX_FDS};
 pub use error::ChannelError;

@@ -18,13 +18,14 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 mod moving;
+mod timers;
 
-pub use moving::{ConnState, Frozen, MovedConn};
+pub use moving::{ConnState, Frozen, MovedConn, ReceiveError};
 
 use crate::broker::{Broker, End, Step};
 use crate::conns::{Conn, Conns};
 use crate::snapshot::ImportError;
-use crate::{CLOSE_WAIT, CONNECT_TIMEOUT, MAX_PACKET};
+use crate::{CLOSE_WAIT, MAX_PACKET};
 
 /// Bytes unsent to one client past which it is disconnected (it reads
 /// too slowly; a persistent session keeps what is in flight and queued).
@@ -447,59 +448,6 @@ impl Loop {
                 t,
                 End::Lost(format!("it read too slowly ({pending} bytes unsent)")),
             );
-        }
-    }
-
-    fn timers(&mut self) {
-        let now = Instant::now();
-        let mut ends = Vec::new();
-        let mut drops = Vec::new();
-        for (t, c) in &self.conns.map {
-            if let Some(since) = c.closing_since {
-                if now.duration_since(since) >= CLOSE_WAIT {
-                    drops.push(*t);
-                }
-            } else if !c.connected && now.duration_since(c.opened) >= CONNECT_TIMEOUT {
-                ends.push((
-                    *t,
-                    End::Idle(format!("no CONNECT within {} s", CONNECT_TIMEOUT.as_secs())),
-                ));
-            } else if c.keep_alive > 0
-                && now.duration_since(c.last_read)
-                    >= Duration::from_millis(u64::from(c.keep_alive) * 1500)
-            {
-                ends.push((
-                    *t,
-                    End::Idle(format!(
-                        "keep-alive expired (no packet within 1.5 × {} s)",
-                        c.keep_alive
-                    )),
-                ));
-            }
-        }
-        for (t, end) in ends {
-            self.end(t, end);
-        }
-        for t in drops {
-            self.drop_conn(t);
-        }
-    }
-
-    fn answer_close_all(&mut self) {
-        if self.closing_all.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        if !self.conns.map.is_empty() && self.closing_all.iter().all(|(_, d)| now < *d) {
-            return;
-        }
-        let left: Vec<usize> = self.conns.map.keys().copied().collect();
-        for t in left {
-            self.drop_conn(t);
-        }
-        self.live.store(0, Ordering::SeqCst);
-        for (reply, _) in self.closing_all.drain(..) {
-            let _ = reply.send(());
         }
     }
 }

@@ -11,9 +11,37 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use emqx_handoff::transfer::Bounds;
+use emqx_handoff::Channel;
 use emqx_mqtt::{read_packet, Packet, Will};
 use emqx_refbroker::broker::Broker;
-use emqx_refbroker::event_loop::{self, Cmd, Frozen, Handle};
+use emqx_refbroker::event_loop::{self, Cmd, Frozen, Handle, ReceiveError};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+/// `frozen` through a SOCK_SEQPACKET socketpair, as between two brokers.
+fn through_a_socketpair(frozen: Frozen, bounds: Bounds) -> Result<Frozen, ReceiveError> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .unwrap();
+    let (a, b) = (Channel::new(a), Channel::new(b));
+    b.set_timeout(Duration::from_secs(5)).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let _ = frozen.send(&a);
+            // Our copies of the sockets close here; the receiver has its own.
+        });
+        Frozen::recv(&b, &bounds)
+    })
+}
+
+const BOUNDS: Bounds = Bounds {
+    max_conns: 100,
+    max_bytes: 1 << 20,
+};
 
 fn broker(version: &str) -> Handle {
     let v = version.to_string();
@@ -125,6 +153,7 @@ fn connections_and_sessions_move_without_a_reconnect() {
     send(&mut p, Packet::PingReq);
     quiet(&mut p);
 
+    let frozen = through_a_socketpair(frozen, BOUNDS).unwrap();
     let new = broker("5.0.1");
     let (tx, rx) = mpsc::channel();
     assert!(new.send(Cmd::Import(frozen, tx)));
@@ -180,10 +209,21 @@ fn a_thaw_leaves_the_old_broker_serving_as_before() {
     assert_eq!(frozen.conns.len(), 1);
     send(&mut s, publish("t", 1, Some(5), b"x"));
     quiet(&mut s);
-    // The importer failed (here: never asked); the exporter thaws.
-    drop(frozen);
+    // The importer refuses (a bound passes); the exporter thaws.
+    let tight = Bounds {
+        max_conns: 0,
+        max_bytes: 1 << 20,
+    };
+    let refused = through_a_socketpair(frozen, tight);
+    assert!(
+        matches!(refused, Err(ReceiveError::Transfer(_))),
+        "{refused:?}"
+    );
     assert!(old.send(Cmd::Thaw));
     let got = [next(&mut s), next(&mut s)];
     assert!(got.contains(&Packet::PubAck { packet_id: 5 }), "{got:?}");
-    assert!(got.iter().any(|p| matches!(p, Packet::Publish { .. })), "{got:?}");
+    assert!(
+        got.iter().any(|p| matches!(p, Packet::Publish { .. })),
+        "{got:?}"
+    );
 }

@@ -6,15 +6,18 @@
 //! our copies with close() only (never shutdown(): the connection lives on
 //! in the importer). Thaw resumes as if nothing happened.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use emqx_handoff::transfer::{self, Bounds, TransferError};
+use emqx_handoff::{Channel, ChannelError};
 use mio::{Interest, Token};
 use serde::{Deserialize, Serialize};
 
 use super::Loop;
 use crate::conns::Conn;
-use crate::snapshot::{ClientState, ImportError, SharedState};
+use crate::snapshot::{ClientState, ImportError, SharedState, SCHEMA};
 
 /// One connection's state on the loop, with its broker-side state.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -46,6 +49,74 @@ pub struct Frozen {
     /// Connections not exported (closing, or their socket could not be
     /// duplicated): they stay with this broker and finish closing.
     pub left: usize,
+}
+
+/// Why a frozen state did not arrive.
+#[derive(Debug)]
+pub enum ReceiveError {
+    Transfer(TransferError),
+    /// Another broker's schema: this one cannot import it.
+    Schema(String),
+    /// The bytes are not a state of [`SCHEMA`].
+    Decode(String),
+}
+
+impl fmt::Display for ReceiveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReceiveError::Transfer(e) => write!(f, "{e}"),
+            ReceiveError::Schema(s) => {
+                write!(f, "cannot import {s} (this broker imports {SCHEMA})")
+            }
+            ReceiveError::Decode(e) => write!(f, "undecodable {SCHEMA} state: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReceiveError {}
+
+impl Frozen {
+    /// Sends the whole state over `ch` (see `emqx_handoff::transfer`).
+    pub fn send(&self, ch: &Channel) -> Result<(), ChannelError> {
+        let encode = |e: serde_json::Error| ChannelError::Undecodable(format!("encoding: {e}"));
+        let shared = serde_json::to_vec(&self.shared).map_err(encode)?;
+        let states = self
+            .conns
+            .iter()
+            .map(|m| serde_json::to_vec(&m.state))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(encode)?;
+        let conns: Vec<(BorrowedFd<'_>, &[u8])> = self
+            .conns
+            .iter()
+            .zip(&states)
+            .map(|(m, s)| (m.fd.as_fd(), &s[..]))
+            .collect();
+        transfer::send(ch, SCHEMA, &shared, &conns)
+    }
+
+    /// Receives a state sent by [`Frozen::send`], within `bounds`.
+    pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Frozen, ReceiveError> {
+        let t = transfer::recv(ch, bounds).map_err(ReceiveError::Transfer)?;
+        if t.schema != SCHEMA {
+            return Err(ReceiveError::Schema(t.schema));
+        }
+        let decode = |e: serde_json::Error| ReceiveError::Decode(e.to_string());
+        let shared = serde_json::from_slice(&t.shared).map_err(decode)?;
+        let conns = t
+            .conns
+            .into_iter()
+            .map(|(fd, bytes)| {
+                let state = serde_json::from_slice(&bytes).map_err(decode)?;
+                Ok(MovedConn { fd, state })
+            })
+            .collect::<Result<Vec<_>, ReceiveError>>()?;
+        Ok(Frozen {
+            shared,
+            conns,
+            left: 0,
+        })
+    }
 }
 
 impl Loop {

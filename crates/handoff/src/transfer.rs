@@ -1,0 +1,351 @@
+//! The broker-to-broker stream of protocol 2 (issue #12): a broker's
+//! state, in its own schema, as opaque bytes for the broker-wide part and
+//! (fd, bytes) per connection, over a SOCK_SEQPACKET socketpair the helper
+//! made. Any broker can use it; the bytes mean something only to brokers
+//! of the same schema.
+//!
+//! Frames, one packet each:
+//! - `H` header: schema (u8 length + bytes), shared length (u64),
+//!   connection count (u64); then the shared bytes in `D` frames;
+//! - `B` batch: up to [`MAX_BATCH_FDS`] fds (SCM_RIGHTS), one u64 length
+//!   each; then their bytes, concatenated, in `D` frames;
+//! - `E` end, after the last batch.
+//!
+//! The receiver checks every count and length against its [`Bounds`]
+//! before it allocates; on any error every fd received is closed (only
+//! the receiver's copies: the sender still has its own).
+
+use std::fmt;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use crate::{Channel, ChannelError};
+
+/// At most this many fds per packet (the kernel's SCM_MAX_FD).
+pub const MAX_BATCH_FDS: usize = 253;
+/// Bytes per data frame (well under a unix socket's send buffer).
+pub const CHUNK: usize = 32 * 1024;
+/// Longest schema name.
+pub const MAX_SCHEMA: usize = 64;
+
+const HEADER: u8 = b'H';
+const BATCH: u8 = b'B';
+const DATA: u8 = b'D';
+const END: u8 = b'E';
+
+/// What a receiver accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Connections in all.
+    pub max_conns: usize,
+    /// Bytes in all (shared and every connection's).
+    pub max_bytes: u64,
+}
+
+/// A received state.
+#[derive(Debug)]
+pub struct Transfer {
+    pub schema: String,
+    pub shared: Vec<u8>,
+    pub conns: Vec<(OwnedFd, Vec<u8>)>,
+}
+
+/// Why a transfer failed.
+#[derive(Debug)]
+pub enum TransferError {
+    Channel(ChannelError),
+    /// A bound passed: what, how many, the bound.
+    Bound(&'static str, u64, u64),
+    /// Bytes out of the protocol.
+    Protocol(String),
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransferError::Channel(e) => write!(f, "{e}"),
+            TransferError::Bound(what, n, max) => write!(f, "{n} {what}, more than {max}"),
+            TransferError::Protocol(m) => write!(f, "protocol error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for TransferError {}
+
+impl From<ChannelError> for TransferError {
+    fn from(e: ChannelError) -> TransferError {
+        TransferError::Channel(e)
+    }
+}
+
+fn sent(
+    ch: &Channel,
+    what: &'static str,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), ChannelError> {
+    ch.send_frame(bytes, fds)
+        .map_err(|errno| ChannelError::Send { kind: what, errno })
+}
+
+fn send_data(ch: &Channel, bytes: &[u8]) -> Result<(), ChannelError> {
+    for chunk in bytes.chunks(CHUNK) {
+        let mut frame = Vec::with_capacity(chunk.len() + 1);
+        frame.push(DATA);
+        frame.extend_from_slice(chunk);
+        sent(ch, "state data", &frame, &[])?;
+    }
+    Ok(())
+}
+
+/// Sends a whole state. The channel's timeout bounds each packet.
+pub fn send(
+    ch: &Channel,
+    schema: &str,
+    shared: &[u8],
+    conns: &[(BorrowedFd<'_>, &[u8])],
+) -> Result<(), ChannelError> {
+    let name = schema.as_bytes();
+    let mut head = vec![HEADER, name.len().min(MAX_SCHEMA) as u8];
+    head.extend_from_slice(&name[..name.len().min(MAX_SCHEMA)]);
+    head.extend_from_slice(&(shared.len() as u64).to_le_bytes());
+    head.extend_from_slice(&(conns.len() as u64).to_le_bytes());
+    sent(ch, "state header", &head, &[])?;
+    send_data(ch, shared)?;
+    for batch in conns.chunks(MAX_BATCH_FDS) {
+        let mut frame = vec![BATCH];
+        for (_, bytes) in batch {
+            frame.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        }
+        let fds: Vec<BorrowedFd<'_>> = batch.iter().map(|(fd, _)| *fd).collect();
+        sent(ch, "state batch", &frame, &fds)?;
+        let all: Vec<u8> = batch.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+        send_data(ch, &all)?;
+    }
+    sent(ch, "state end", &[END], &[])
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Receives `len` bytes of data frames.
+fn recv_data(ch: &Channel, len: u64) -> Result<Vec<u8>, TransferError> {
+    let len =
+        usize::try_from(len).map_err(|_| TransferError::Bound("bytes", len, usize::MAX as u64))?;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let (frame, fds) = ch.recv_frame(CHUNK + 1, 0)?;
+        drop(fds);
+        match frame.split_first() {
+            Some((&DATA, rest)) if out.len() + rest.len() <= len => out.extend_from_slice(rest),
+            Some((&DATA, _)) => {
+                return Err(TransferError::Protocol("more data than announced".into()))
+            }
+            _ => return Err(TransferError::Protocol("expected a data frame".into())),
+        }
+    }
+    Ok(out)
+}
+
+/// Receives a whole state within `bounds`.
+pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Transfer, TransferError> {
+    let (head, _) = ch.recv_frame(2 + MAX_SCHEMA + 16, 0)?;
+    let (Some(&HEADER), Some(&n)) = (head.first(), head.get(1)) else {
+        return Err(TransferError::Protocol("expected a state header".into()));
+    };
+    let n = usize::from(n);
+    let schema = head
+        .get(2..2 + n)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .ok_or_else(|| TransferError::Protocol("bad schema name".into()))?
+        .to_string();
+    let (Some(shared_len), Some(count)) = (u64_at(&head, 2 + n), u64_at(&head, 10 + n)) else {
+        return Err(TransferError::Protocol("short state header".into()));
+    };
+    if count > bounds.max_conns as u64 {
+        return Err(TransferError::Bound(
+            "connections",
+            count,
+            bounds.max_conns as u64,
+        ));
+    }
+    let mut total = shared_len;
+    if total > bounds.max_bytes {
+        return Err(TransferError::Bound(
+            "bytes of state",
+            total,
+            bounds.max_bytes,
+        ));
+    }
+    let shared = recv_data(ch, shared_len)?;
+    let mut conns: Vec<(OwnedFd, Vec<u8>)> = Vec::new();
+    while (conns.len() as u64) < count {
+        let (frame, fds) = ch.recv_frame(1 + 8 * MAX_BATCH_FDS, MAX_BATCH_FDS)?;
+        let lens: Vec<u64> = match frame.split_first() {
+            Some((&BATCH, rest)) if rest.len() % 8 == 0 => {
+                rest.chunks(8).filter_map(|c| u64_at(c, 0)).collect()
+            }
+            _ => return Err(TransferError::Protocol("expected a batch".into())),
+        };
+        if lens.len() != fds.len() || lens.is_empty() {
+            return Err(TransferError::Protocol(format!(
+                "a batch of {} lengths with {} fds",
+                lens.len(),
+                fds.len()
+            )));
+        }
+        if conns.len() as u64 + lens.len() as u64 > count {
+            return Err(TransferError::Protocol(
+                "more connections than announced".into(),
+            ));
+        }
+        let batch: u64 = lens
+            .iter()
+            .try_fold(0u64, |a, l| a.checked_add(*l))
+            .unwrap_or(u64::MAX);
+        total = total.saturating_add(batch);
+        if total > bounds.max_bytes {
+            return Err(TransferError::Bound(
+                "bytes of state",
+                total,
+                bounds.max_bytes,
+            ));
+        }
+        let data = recv_data(ch, batch)?;
+        let mut at = 0usize;
+        for (fd, len) in fds.into_iter().zip(&lens) {
+            // The lengths sum to the data received: each slice is in it.
+            let end = at + *len as usize;
+            conns.push((fd, data.get(at..end).unwrap_or_default().to_vec()));
+            at = end;
+        }
+    }
+    match ch.recv_frame(1, 0)?.0.as_slice() {
+        [END] => Ok(Transfer {
+            schema,
+            shared,
+            conns,
+        }),
+        _ => Err(TransferError::Protocol("expected the end".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    use nix::sys::stat::fstat;
+    use std::os::fd::AsFd;
+    use std::time::Duration;
+
+    fn pair() -> (Channel, Channel) {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (a, b) = (Channel::new(a), Channel::new(b));
+        b.set_timeout(Duration::from_secs(5)).unwrap();
+        (a, b)
+    }
+
+    const ROOMY: Bounds = Bounds {
+        max_conns: 10_000,
+        max_bytes: 1 << 30,
+    };
+
+    #[test]
+    fn a_state_of_many_connections_arrives_whole_and_in_order() {
+        let (a, b) = pair();
+        let files: Vec<std::fs::File> = (0..600)
+            .map(|i| {
+                let f = tempfile::tempfile().unwrap();
+                f.set_len(i).unwrap();
+                f
+            })
+            .collect();
+        // Sizes from empty to larger than several data frames.
+        let states: Vec<Vec<u8>> = (0..600usize)
+            .map(|i| (0..(i * 517) % 150_000).map(|j| (i + j) as u8).collect())
+            .collect();
+        let shared: Vec<u8> = (0..100_000).map(|i| i as u8).collect();
+        let conns: Vec<(BorrowedFd<'_>, &[u8])> = files
+            .iter()
+            .zip(&states)
+            .map(|(f, s)| (f.as_fd(), &s[..]))
+            .collect();
+        let sender = std::thread::scope(|sc| {
+            let h = sc.spawn(|| send(&a, "refbroker/1", &shared, &conns));
+            let got = recv(&b, &ROOMY).unwrap();
+            h.join().unwrap().unwrap();
+            got
+        });
+        assert_eq!(sender.schema, "refbroker/1");
+        assert_eq!(sender.shared, shared);
+        assert_eq!(sender.conns.len(), 600);
+        for (i, (fd, bytes)) in sender.conns.iter().enumerate() {
+            assert_eq!(bytes, &states[i], "state {i}");
+            assert_eq!(
+                fstat(fd).unwrap().st_size,
+                i as i64,
+                "fd {i} is the right file"
+            );
+        }
+    }
+
+    #[test]
+    fn past_a_bound_or_off_the_protocol_is_an_error() {
+        let f = tempfile::tempfile().unwrap();
+        let big = vec![7u8; 5000];
+        let cases: [(Bounds, &str); 2] = [
+            (
+                Bounds {
+                    max_conns: 1,
+                    max_bytes: 1 << 20,
+                },
+                "connections",
+            ),
+            (
+                Bounds {
+                    max_conns: 10,
+                    max_bytes: 4000,
+                },
+                "bytes of state",
+            ),
+        ];
+        for (bounds, what) in cases {
+            let (a, b) = pair();
+            let conns = [(f.as_fd(), &big[..]), (f.as_fd(), &big[..])];
+            std::thread::scope(|sc| {
+                sc.spawn(|| {
+                    let _ = send(&a, "s/1", b"x", &conns);
+                    drop(a);
+                });
+                match recv(&b, &bounds) {
+                    Err(TransferError::Bound(w, _, _)) => assert_eq!(w, what),
+                    other => panic!("{what}: {other:?}"),
+                }
+                drop(b);
+            });
+        }
+        let (a, b) = pair();
+        a.send_frame(b"Hgarbage", &[]).unwrap();
+        assert!(matches!(recv(&b, &ROOMY), Err(TransferError::Protocol(_))));
+        let (a, b) = pair();
+        send_data(&a, b"no header").unwrap();
+        assert!(matches!(recv(&b, &ROOMY), Err(TransferError::Protocol(_))));
+        // The sender dies midway: an error, not a hang.
+        let (a, b) = pair();
+        let mut head = vec![HEADER, 1, b's'];
+        head.extend_from_slice(&10u64.to_le_bytes());
+        head.extend_from_slice(&0u64.to_le_bytes());
+        a.send_frame(&head, &[]).unwrap();
+        drop(a);
+        assert!(matches!(
+            recv(&b, &ROOMY),
+            Err(TransferError::Channel(ChannelError::Closed))
+        ));
+    }
+}
