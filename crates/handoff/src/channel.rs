@@ -33,6 +33,18 @@ impl Channel {
         Channel { fd }
     }
 
+    /// Two connected ends (SOCK_SEQPACKET, close-on-exec): the direct
+    /// channel between two brokers of protocol 2.
+    pub fn pair() -> nix::Result<(Channel, Channel)> {
+        let (a, b) = nix::sys::socket::socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Channel::new(a), Channel::new(b)))
+    }
+
     /// Connects to a broker's handoff socket within [`CONNECT_TIMEOUT`].
     pub fn connect(path: &Path) -> nix::Result<Channel> {
         Channel::connect_within(path, CONNECT_TIMEOUT)
@@ -189,17 +201,9 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::socket::socketpair;
 
     fn pair() -> (Channel, Channel) {
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        (Channel::new(a), Channel::new(b))
+        Channel::pair().unwrap()
     }
 
     #[test]

@@ -233,20 +233,12 @@ pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Transfer, TransferError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     use nix::sys::stat::fstat;
     use std::os::fd::AsFd;
     use std::time::Duration;
 
     fn pair() -> (Channel, Channel) {
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        let (a, b) = (Channel::new(a), Channel::new(b));
+        let (a, b) = Channel::pair().unwrap();
         b.set_timeout(Duration::from_secs(5)).unwrap();
         (a, b)
     }

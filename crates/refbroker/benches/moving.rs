@@ -18,7 +18,6 @@ use emqx_handoff::transfer::Bounds;
 use emqx_handoff::Channel;
 use emqx_refbroker::broker::Broker;
 use emqx_refbroker::event_loop::{self, Cmd, Frozen, Handle};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 fn broker(v: &str) -> Handle {
     let v = v.to_string();
@@ -56,14 +55,7 @@ fn run(n: usize) {
     }
     std::thread::sleep(Duration::from_millis(500));
     let b = broker("5.0.1");
-    let (pa, pb) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
-    let (pa, pb) = (Channel::new(pa), Channel::new(pb));
+    let (pa, pb) = Channel::pair().unwrap();
     pb.set_timeout(Duration::from_secs(10)).unwrap();
     let t0 = Instant::now();
     let (tx, rx) = mpsc::channel();

@@ -16,18 +16,10 @@ use emqx_handoff::Channel;
 use emqx_mqtt::{read_packet, Packet, Will};
 use emqx_refbroker::broker::Broker;
 use emqx_refbroker::event_loop::{self, Cmd, Frozen, Handle, ReceiveError};
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 /// `frozen` through a SOCK_SEQPACKET socketpair, as between two brokers.
 fn through_a_socketpair(frozen: Frozen, bounds: Bounds) -> Result<Frozen, ReceiveError> {
-    let (a, b) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .unwrap();
-    let (a, b) = (Channel::new(a), Channel::new(b));
+    let (a, b) = Channel::pair().unwrap();
     b.set_timeout(Duration::from_secs(5)).unwrap();
     std::thread::scope(|s| {
         s.spawn(move || {
