@@ -58,7 +58,7 @@ fn ms(v: Option<u64>) -> String {
 }
 
 fn main() {
-    println!("switch benchmark: 20 persistent clients (QoS 1, 10 msg/s each) + 4 storm threads");
+    println!("switch benchmark: 20 live clients (QoS 0/1/2, 10 msg/s each), 6 persistent sessions, 4 storm clients");
     println!(
         "(CONNECT/CONNACK/version/DISCONNECT loops); 1 s of load, `upgrade 5.0.1`, 1.5 s more\n"
     );
