@@ -30,9 +30,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use emqx_handoff::broker::Service;
+use emqx_handoff::broker::{Export, Schemas, Service};
+use emqx_handoff::transfer::Transfer;
 
-use event_loop::{Cmd, Handle};
+use event_loop::{Cmd, Frozen, Handle};
 
 /// The topic that carries the release version.
 pub const VERSION_TOPIC: &str = "$SYS/broker/version";
@@ -45,6 +46,8 @@ pub const MAX_PACKET: usize = 1 << 20;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a closing connection is read for its end of stream.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// Longest wait for the event loop's part of a move (freeze, go, import).
+pub const MOVE_WAIT: Duration = Duration::from_secs(10);
 /// QoS 1/2 messages queued per session when `EMQX_MAX_QUEUED` is unset.
 pub const DEFAULT_MAX_QUEUED: usize = 1000;
 
@@ -92,6 +95,53 @@ impl Service for RefBroker {
 
     fn connections(&self) -> usize {
         self.handle.live.load(Ordering::SeqCst)
+    }
+
+    fn schemas(&self) -> Schemas {
+        Schemas {
+            exports: vec![snapshot::SCHEMA.to_string()],
+            imports: vec![snapshot::SCHEMA.to_string()],
+        }
+    }
+
+    fn freeze(&self) -> Option<Export> {
+        let (tx, rx) = mpsc::channel();
+        if !self.handle.send(Cmd::Freeze(tx)) {
+            return None;
+        }
+        let frozen = rx.recv_timeout(MOVE_WAIT).ok()?;
+        match frozen.into_export() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                self.log(format_args!("cannot export the state: {e}"));
+                self.thaw();
+                None
+            }
+        }
+    }
+
+    fn thaw(&self) {
+        self.handle.send(Cmd::Thaw);
+    }
+
+    fn go(&self) -> usize {
+        let (tx, rx) = mpsc::channel();
+        if !self.handle.send(Cmd::Go(tx)) {
+            return 0;
+        }
+        rx.recv_timeout(MOVE_WAIT).unwrap_or(0)
+    }
+
+    fn import(&self, state: Transfer) -> Result<usize, String> {
+        let frozen = Frozen::from_transfer(state).map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel();
+        if !self.handle.send(Cmd::Import(frozen, tx)) {
+            return Err("the event loop is gone".into());
+        }
+        match rx.recv_timeout(MOVE_WAIT) {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("the import took over {} s", MOVE_WAIT.as_secs())),
+        }
     }
 
     fn close_all(&self) {

@@ -219,3 +219,57 @@ fn a_thaw_leaves_the_old_broker_serving_as_before() {
         "{got:?}"
     );
 }
+
+/// The same move through the library's `Service` API, as the handoff
+/// server will drive it; a broker that implements none of it cannot move.
+#[test]
+fn the_service_api_moves_connections_and_defaults_to_none() {
+    use emqx_handoff::broker::Service;
+    use emqx_refbroker::RefBroker;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (old, new) = (
+        RefBroker::start("5.0.0", 100).unwrap(),
+        RefBroker::start("5.0.1", 100).unwrap(),
+    );
+    assert_eq!(old.schemas().exports, vec!["refbroker/1".to_string()]);
+    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    old.serve("mqtt", l.accept().unwrap().0);
+    send(&mut c, Packet::connect("svc", false, 30));
+    assert!(matches!(next(&mut c), Packet::ConnAck { code: 0, .. }));
+    subscribe(&mut c, "t", 2);
+    let export = old.freeze().unwrap();
+    assert_eq!(
+        (export.schema.as_str(), export.conns.len()),
+        ("refbroker/1", 1)
+    );
+    let (a, b) = Channel::pair().unwrap();
+    b.set_timeout(Duration::from_secs(5)).unwrap();
+    let state = std::thread::scope(|s| {
+        s.spawn(move || export.send(&a).unwrap());
+        emqx_handoff::transfer::recv(&b, &BOUNDS).unwrap()
+    });
+    assert_eq!(new.import(state), Ok(1));
+    assert_eq!(old.go(), 1);
+    send(&mut c, publish("t", 2, Some(3), b"q2"));
+    let got = [next(&mut c), next(&mut c)];
+    assert!(got.contains(&Packet::PubRec { packet_id: 3 }), "{got:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!((old.connections(), new.connections()), (0, 1));
+
+    struct Drains;
+    impl Service for Drains {
+        fn serve(&self, _: &str, _: TcpStream) {}
+        fn connections(&self) -> usize {
+            0
+        }
+        fn close_all(&self) {}
+    }
+    assert!(Drains.freeze().is_none() && Drains.schemas().imports.is_empty());
+    let empty = emqx_handoff::transfer::Transfer {
+        schema: "x/1".into(),
+        shared: vec![],
+        conns: vec![],
+    };
+    assert!(Drains.import(empty).is_err());
+}

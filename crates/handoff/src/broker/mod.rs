@@ -25,6 +25,11 @@ pub use listeners::{store_listeners, take_listeners, Listener};
 pub use server::{HandoffServer, ServerEvent};
 
 /// What the library needs from a broker.
+///
+/// The last five methods are protocol 2 (moving established sessions to
+/// the next release, issue #12); their defaults say "cannot move", so a
+/// broker that implements nothing drains as before. The library does not
+/// call them yet.
 pub trait Service: Send + Sync + 'static {
     /// Serves one accepted connection (on its own thread or otherwise);
     /// must not block for long.
@@ -33,6 +38,60 @@ pub trait Service: Send + Sync + 'static {
     fn connections(&self) -> usize;
     /// Closes every connection gracefully (end of the drain).
     fn close_all(&self);
+    /// The state schemas this broker exports and imports.
+    fn schemas(&self) -> Schemas {
+        Schemas::default()
+    }
+    /// Stops every connection at a packet boundary and exports the whole
+    /// state, every byte and fd left as it was; `None` when it cannot.
+    fn freeze(&self) -> Option<Export> {
+        None
+    }
+    /// Resumes after a freeze as if nothing happened (the move failed).
+    fn thaw(&self) {}
+    /// The exported connections belong to the importer now: close our
+    /// copies with close() (never shutdown()), fire no will; how many.
+    fn go(&self) -> usize {
+        0
+    }
+    /// Takes over another broker's state (a schema of `schemas().imports`)
+    /// without sending a byte; how many connections run here now.
+    fn import(&self, state: crate::transfer::Transfer) -> Result<usize, String> {
+        Err(format!("this broker imports no state ({})", state.schema))
+    }
+}
+
+/// The state schemas a broker can export and import (e.g. `refbroker/1`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schemas {
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+}
+
+/// A frozen broker's state in its own schema, ready for
+/// [`crate::transfer::send`].
+#[derive(Debug, Default)]
+pub struct Export {
+    pub schema: String,
+    /// Broker-wide state.
+    pub shared: Vec<u8>,
+    /// Each connection's socket (a duplicate) and state.
+    pub conns: Vec<(std::os::fd::OwnedFd, Vec<u8>)>,
+    /// Connections not exported (they drain as before).
+    pub left: usize,
+}
+
+impl Export {
+    /// Sends it over the brokers' direct channel.
+    pub fn send(&self, ch: &crate::Channel) -> Result<(), crate::ChannelError> {
+        use std::os::fd::AsFd;
+        let conns: Vec<(std::os::fd::BorrowedFd<'_>, &[u8])> = self
+            .conns
+            .iter()
+            .map(|(fd, s)| (fd.as_fd(), &s[..]))
+            .collect();
+        crate::transfer::send(ch, &self.schema, &self.shared, &conns)
+    }
 }
 
 /// How a broker runs.

@@ -7,10 +7,11 @@
 //! in the importer). Thaw resumes as if nothing happened.
 
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use emqx_handoff::transfer::{self, Bounds, TransferError};
+use emqx_handoff::broker::Export;
+use emqx_handoff::transfer::{self, Bounds, Transfer, TransferError};
 use emqx_handoff::{Channel, ChannelError};
 use mio::{Interest, Token};
 use serde::{Deserialize, Serialize};
@@ -76,28 +77,24 @@ impl fmt::Display for ReceiveError {
 impl std::error::Error for ReceiveError {}
 
 impl Frozen {
-    /// Sends the whole state over `ch` (see `emqx_handoff::transfer`).
-    pub fn send(&self, ch: &Channel) -> Result<(), ChannelError> {
-        let encode = |e: serde_json::Error| ChannelError::Undecodable(format!("encoding: {e}"));
-        let shared = serde_json::to_vec(&self.shared).map_err(encode)?;
-        let states = self
+    /// In the library's form: JSON per part, schema [`SCHEMA`].
+    pub fn into_export(self) -> Result<Export, serde_json::Error> {
+        let shared = serde_json::to_vec(&self.shared)?;
+        let conns = self
             .conns
-            .iter()
-            .map(|m| serde_json::to_vec(&m.state))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(encode)?;
-        let conns: Vec<(BorrowedFd<'_>, &[u8])> = self
-            .conns
-            .iter()
-            .zip(&states)
-            .map(|(m, s)| (m.fd.as_fd(), &s[..]))
-            .collect();
-        transfer::send(ch, SCHEMA, &shared, &conns)
+            .into_iter()
+            .map(|m| Ok((m.fd, serde_json::to_vec(&m.state)?)))
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        Ok(Export {
+            schema: SCHEMA.to_string(),
+            shared,
+            conns,
+            left: self.left,
+        })
     }
 
-    /// Receives a state sent by [`Frozen::send`], within `bounds`.
-    pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Frozen, ReceiveError> {
-        let t = transfer::recv(ch, bounds).map_err(ReceiveError::Transfer)?;
+    /// Back from a received state of [`SCHEMA`].
+    pub fn from_transfer(t: Transfer) -> Result<Frozen, ReceiveError> {
         if t.schema != SCHEMA {
             return Err(ReceiveError::Schema(t.schema));
         }
@@ -116,6 +113,20 @@ impl Frozen {
             conns,
             left: 0,
         })
+    }
+
+    /// Sends the whole state over `ch` (see `emqx_handoff::transfer`).
+    pub fn send(self, ch: &Channel) -> Result<(), ChannelError> {
+        let export = self
+            .into_export()
+            .map_err(|e| ChannelError::Undecodable(format!("encoding: {e}")))?;
+        export.send(ch)
+    }
+
+    /// Receives a state sent by [`Frozen::send`], within `bounds`.
+    pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Frozen, ReceiveError> {
+        let t = transfer::recv(ch, bounds).map_err(ReceiveError::Transfer)?;
+        Frozen::from_transfer(t)
     }
 }
 
