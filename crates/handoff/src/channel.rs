@@ -34,7 +34,8 @@ impl Channel {
     }
 
     /// Two connected ends (SOCK_SEQPACKET, close-on-exec): the direct
-    /// channel between two brokers of protocol 2.
+    /// channel between two brokers of protocol 2. Each send and receive is
+    /// bounded by [`CONNECT_TIMEOUT`] until [`Channel::set_timeout`].
     pub fn pair() -> nix::Result<(Channel, Channel)> {
         let (a, b) = nix::sys::socket::socketpair(
             AddressFamily::Unix,
@@ -42,7 +43,10 @@ impl Channel {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
-        Ok((Channel::new(a), Channel::new(b)))
+        let (a, b) = (Channel::new(a), Channel::new(b));
+        a.set_timeout(CONNECT_TIMEOUT)?;
+        b.set_timeout(CONNECT_TIMEOUT)?;
+        Ok((a, b))
     }
 
     /// Connects to a broker's handoff socket within [`CONNECT_TIMEOUT`].
@@ -151,7 +155,10 @@ impl Channel {
         max_fds: usize,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), ChannelError> {
         let mut buf = vec![0u8; max_bytes];
-        let mut space = vec![0u8; nix::sys::socket::cmsg_space::<RawFd>() * max_fds.max(1)];
+        // Room for the most fds a sender can attach (SCM_MAX_FD), whatever
+        // we accept: a truncated control message would leave the fds the
+        // kernel installed unowned. More than `max_fds` are closed below.
+        let mut space = vec![0u8; nix::sys::socket::cmsg_space::<[RawFd; 253]>()];
         let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<()>(
             self.fd.as_raw_fd(),

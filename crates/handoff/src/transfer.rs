@@ -105,8 +105,14 @@ pub fn send(
     conns: &[(BorrowedFd<'_>, &[u8])],
 ) -> Result<(), ChannelError> {
     let name = schema.as_bytes();
-    let mut head = vec![HEADER, name.len().min(MAX_SCHEMA) as u8];
-    head.extend_from_slice(&name[..name.len().min(MAX_SCHEMA)]);
+    if name.len() > MAX_SCHEMA {
+        return Err(ChannelError::Send {
+            kind: "state header (schema name too long)",
+            errno: nix::errno::Errno::ENAMETOOLONG,
+        });
+    }
+    let mut head = vec![HEADER, name.len() as u8];
+    head.extend_from_slice(name);
     head.extend_from_slice(&(shared.len() as u64).to_le_bytes());
     head.extend_from_slice(&(conns.len() as u64).to_le_bytes());
     sent(ch, "state header", &head, &[])?;
@@ -132,11 +138,13 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
 fn recv_data(ch: &Channel, len: u64) -> Result<Vec<u8>, TransferError> {
     let len =
         usize::try_from(len).map_err(|_| TransferError::Bound("bytes", len, usize::MAX as u64))?;
-    let mut out = Vec::with_capacity(len);
+    // Grown as data comes, not on the header's word.
+    let mut out = Vec::new();
     while out.len() < len {
         let (frame, fds) = ch.recv_frame(CHUNK + 1, 0)?;
         drop(fds);
         match frame.split_first() {
+            Some((&DATA, [])) => return Err(TransferError::Protocol("an empty data frame".into())),
             Some((&DATA, rest)) if out.len() + rest.len() <= len => out.extend_from_slice(rest),
             Some((&DATA, _)) => {
                 return Err(TransferError::Protocol("more data than announced".into()))
@@ -328,6 +336,17 @@ mod tests {
         let (a, b) = pair();
         send_data(&a, b"no header").unwrap();
         assert!(matches!(recv(&b, &ROOMY), Err(TransferError::Protocol(_))));
+        // An empty data frame cannot keep the receiver waiting.
+        let (a, b) = pair();
+        let mut head = vec![HEADER, 1, b's'];
+        head.extend_from_slice(&10u64.to_le_bytes());
+        head.extend_from_slice(&0u64.to_le_bytes());
+        a.send_frame(&head, &[]).unwrap();
+        a.send_frame(&[DATA], &[]).unwrap();
+        assert!(matches!(recv(&b, &ROOMY), Err(TransferError::Protocol(_))));
+        // A schema name past the bound is refused by the sender.
+        let (a, _b) = pair();
+        assert!(send(&a, &"s".repeat(MAX_SCHEMA + 1), b"", &[]).is_err());
         // The sender dies midway: an error, not a hang.
         let (a, b) = pair();
         let mut head = vec![HEADER, 1, b's'];

@@ -79,6 +79,7 @@ fn run(n: usize) {
     let (tx, rx) = mpsc::channel();
     a.send(Cmd::Go(tx));
     let gone = rx.recv().unwrap();
+    b.send(Cmd::Thaw);
     let pause = t0.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let on_new = b.live.load(Ordering::SeqCst);

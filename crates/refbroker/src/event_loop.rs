@@ -97,6 +97,7 @@ pub fn start(make: impl FnOnce() -> Broker + Send + 'static) -> io::Result<Handl
                 scratch: vec![0; 64 * 1024],
                 frozen: None,
                 held: Vec::new(),
+                deferred: Vec::new(),
             }
             .run()
         })?;
@@ -118,6 +119,8 @@ struct Loop {
     frozen: Option<(Vec<usize>, Instant)>,
     /// Connections accepted while frozen, served at the thaw.
     held: Vec<(String, std::net::TcpStream)>,
+    /// Close-alls asked while frozen, done at the thaw.
+    deferred: Vec<mpsc::Sender<()>>,
 }
 
 impl Loop {
@@ -125,7 +128,7 @@ impl Loop {
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
         loop {
-            let timeout = if self.again.is_empty() {
+            let timeout = if self.again.is_empty() || self.frozen.is_some() {
                 TICK
             } else {
                 Duration::ZERO
@@ -187,28 +190,43 @@ impl Loop {
                 }
                 Cmd::Serve { listener, stream } => self.serve(&listener, stream),
                 Cmd::Freeze(reply) => {
-                    let _ = reply.send(self.freeze());
+                    // Nobody took the state (the asker gave up): carry on.
+                    if reply.send(self.freeze()).is_err() {
+                        self.thaw();
+                    }
                 }
                 Cmd::Thaw => self.thaw(),
                 Cmd::Go(reply) => {
                     let _ = reply.send(self.go());
                 }
                 Cmd::Import(frozen, reply) => {
-                    let _ = reply.send(self.import(frozen));
-                }
-                Cmd::CloseAll(reply) => {
-                    let ts: Vec<usize> = self.conns.map.keys().copied().collect();
-                    if !ts.is_empty() {
-                        self.broker
-                            .log(format_args!("closing {} connections", ts.len()));
+                    let imported = self.import(frozen);
+                    let n = imported.as_ref().map(|t| t.len()).map_err(Clone::clone);
+                    // The asker gave up waiting: the exporter will thaw, so
+                    // the connections must not live here too.
+                    if reply.send(n).is_err() {
+                        if let Ok(tokens) = imported {
+                            self.unadopt(&tokens);
+                        }
                     }
-                    for t in ts {
-                        self.end(t, End::Shutdown);
-                    }
-                    self.closing_all.push((reply, Instant::now() + CLOSE_WAIT));
                 }
+                Cmd::CloseAll(reply) if self.frozen.is_some() => self.deferred.push(reply),
+                Cmd::CloseAll(reply) => self.commands_close_all(reply),
             }
         }
+    }
+
+    /// Ends every connection gracefully; `reply` is answered when done.
+    fn commands_close_all(&mut self, reply: mpsc::Sender<()>) {
+        let ts: Vec<usize> = self.conns.map.keys().copied().collect();
+        if !ts.is_empty() {
+            self.broker
+                .log(format_args!("closing {} connections", ts.len()));
+        }
+        for t in ts {
+            self.end(t, End::Shutdown);
+        }
+        self.closing_all.push((reply, Instant::now() + CLOSE_WAIT));
     }
 
     fn serve(&mut self, listener: &str, stream: std::net::TcpStream) {

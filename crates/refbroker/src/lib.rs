@@ -109,7 +109,11 @@ impl Service for RefBroker {
         if !self.handle.send(Cmd::Freeze(tx)) {
             return None;
         }
-        let frozen = rx.recv_timeout(MOVE_WAIT).ok()?;
+        let Ok(frozen) = rx.recv_timeout(MOVE_WAIT) else {
+            // The loop, when it gets to it, finds nobody waiting and thaws.
+            self.log(format_args!("no freeze within {} s", MOVE_WAIT.as_secs()));
+            return None;
+        };
         match frozen.into_export() {
             Ok(e) => Some(e),
             Err(e) => {

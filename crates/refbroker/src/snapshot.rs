@@ -168,6 +168,19 @@ fn session(d: &SessionData, max_queued: usize) -> Result<Session, ImportError> {
     {
         return Err(ImportError::Invalid(format!("subscription {f:?}")));
     }
+    if d.awaiting_rel.contains(&0) {
+        return Err(ImportError::Invalid("packet id 0 awaiting PUBREL".into()));
+    }
+    let qos0 = |m: &MessageData| m.qos == 0;
+    let sent = d.inflight.iter().filter_map(|(_, f)| match f {
+        InflightData::Sent(m) => Some(m),
+        InflightData::Released => None,
+    });
+    if d.queue.iter().chain(sent).any(qos0) {
+        return Err(ImportError::Invalid(
+            "a QoS 0 message in flight or queued".into(),
+        ));
+    }
     let mut ids = HashSet::new();
     let mut inflight = std::collections::VecDeque::new();
     for (id, f) in &d.inflight {
@@ -234,14 +247,17 @@ impl Broker {
     /// Adds retained messages and offline sessions. All checked first:
     /// on an error nothing changed.
     pub fn import_shared(&mut self, state: &SharedState) -> Result<(), ImportError> {
+        // The importer's own `$SYS/` topics are never overwritten.
         let retained: Vec<Message> = state
             .retained
             .iter()
+            .filter(|m| !m.topic.starts_with("$SYS/"))
             .map(message)
             .collect::<Result<_, _>>()?;
         let mut sessions = Vec::with_capacity(state.offline.len());
+        let mut seen = HashSet::new();
         for d in &state.offline {
-            if self.sessions.contains_key(d.id.as_str()) {
+            if self.sessions.contains_key(d.id.as_str()) || !seen.insert(d.id.as_str()) {
                 return Err(ImportError::Invalid(format!("client {:?} twice", d.id)));
             }
             sessions.push((d.id.as_str(), session(d, self.max_queued)?));

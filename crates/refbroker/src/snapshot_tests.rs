@@ -154,6 +154,21 @@ fn an_import_past_a_bound_or_invalid_changes_nothing() {
     assert_eq!(e, Err(ImportError::Bound("queued messages", 2, 1)));
     assert_eq!(small.export_shared(), before, "nothing imported");
     let mut b = Broker::new("5.0.1", "$SYS/v", 10);
+    let twice = SharedState {
+        offline: vec![shared.offline[0].clone(), shared.offline[0].clone()],
+        retained: vec![],
+    };
+    assert!(matches!(
+        b.import_shared(&twice),
+        Err(ImportError::Invalid(_))
+    ));
+    let mut qos0 = shared.clone();
+    qos0.offline[0].queue[0].qos = 0;
+    assert!(matches!(
+        b.import_shared(&qos0),
+        Err(ImportError::Invalid(_))
+    ));
+    assert!(b.export_shared().offline.is_empty(), "nothing imported");
     let mut bad = clients[0].1.clone();
     if let Some(s) = bad.session.as_mut() {
         s.subs.push(("a/#/b".into(), 1));

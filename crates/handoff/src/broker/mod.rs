@@ -55,7 +55,9 @@ pub trait Service: Send + Sync + 'static {
         0
     }
     /// Takes over another broker's state (a schema of `schemas().imports`)
-    /// without sending a byte; how many connections run here now.
+    /// without sending a byte; how many connections it took. They stay
+    /// frozen until [`Service::thaw`], which the caller sends only after
+    /// the exporter's go: one socket never has two brokers serving it.
     fn import(&self, state: crate::transfer::Transfer) -> Result<usize, String> {
         Err(format!("this broker imports no state ({})", state.schema))
     }

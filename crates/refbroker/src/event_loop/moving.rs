@@ -170,10 +170,19 @@ impl Loop {
     }
 
     /// Carries on: every connection is read and flushed again, held
-    /// connections are served.
+    /// connections are served, its clocks (CONNECT deadline, keep-alive,
+    /// close wait) moved on by the time frozen, deferred close-alls done.
     pub(super) fn thaw(&mut self) {
-        if self.frozen.take().is_none() {
+        let Some((_, since)) = self.frozen.take() else {
             return;
+        };
+        let paused = since.elapsed();
+        for c in self.conns.map.values_mut() {
+            c.opened += paused;
+            c.last_read += paused;
+            if let Some(t) = c.closing_since.as_mut() {
+                *t += paused;
+            }
         }
         for (listener, stream) in std::mem::take(&mut self.held) {
             self.serve(&listener, stream);
@@ -182,6 +191,9 @@ impl Loop {
         for t in all {
             self.again.push(t);
             self.conns.dirty.push(t);
+        }
+        for reply in std::mem::take(&mut self.deferred) {
+            self.commands_close_all(reply);
         }
     }
 
@@ -205,39 +217,39 @@ impl Loop {
     }
 
     /// Takes over `frozen`: shared state first, then each connection on a
-    /// new token, nothing sent. On an error the connections imported are
-    /// dropped (closing only our descriptors; the exporter still has its
-    /// own) and the error returned; the shared state stays, as an importer
-    /// that failed is not used.
-    pub(super) fn import(&mut self, frozen: Frozen) -> Result<usize, ImportError> {
+    /// new token, nothing sent, and the loop stays frozen: the imported
+    /// connections are served from the thaw, which comes after the
+    /// exporter's go (two brokers never serve one socket). On an error the
+    /// connections imported are dropped (closing only our descriptors; the
+    /// exporter still has its own) and the error returned; the shared
+    /// state stays, as an importer that failed is not used.
+    pub(super) fn import(&mut self, frozen: Frozen) -> Result<Vec<usize>, ImportError> {
         self.broker.import_shared(&frozen.shared)?;
         let now = Instant::now();
         let mut added = Vec::new();
-        let mut failed = None;
         for m in frozen.conns {
             match self.adopt(m, now) {
                 Ok(t) => added.push(t),
                 Err(e) => {
-                    failed = Some(e);
-                    break;
+                    self.unadopt(&added);
+                    return Err(e);
                 }
             }
         }
-        if let Some(e) = failed {
-            for t in added {
-                if let Some(mut c) = self.conns.map.remove(&t) {
-                    let _ = self.poll.registry().deregister(&mut c.stream);
-                }
-                self.broker.release_client(t);
+        if self.frozen.is_none() {
+            self.frozen = Some((Vec::new(), now));
+        }
+        Ok(added)
+    }
+
+    /// Drops imported connections again (our descriptors only).
+    pub(super) fn unadopt(&mut self, tokens: &[usize]) {
+        for t in tokens {
+            if let Some(mut c) = self.conns.map.remove(t) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
             }
-            return Err(e);
+            self.broker.release_client(*t);
         }
-        let n = added.len();
-        for t in added {
-            self.again.push(t);
-            self.conns.dirty.push(t);
-        }
-        Ok(n)
     }
 
     fn adopt(&mut self, m: MovedConn, now: Instant) -> Result<usize, ImportError> {
