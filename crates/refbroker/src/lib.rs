@@ -133,7 +133,13 @@ impl Service for RefBroker {
         if !self.handle.send(Cmd::Go(tx)) {
             return 0;
         }
-        rx.recv_timeout(MOVE_WAIT).unwrap_or(0)
+        rx.recv_timeout(MOVE_WAIT).unwrap_or_else(|_| {
+            self.log(format_args!(
+                "ERROR: no go within {} s: the moved connections may still be open here",
+                MOVE_WAIT.as_secs()
+            ));
+            0
+        })
     }
 
     fn import(&self, state: Transfer) -> Result<usize, String> {

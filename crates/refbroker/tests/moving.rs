@@ -98,6 +98,19 @@ fn freeze(h: &Handle) -> Frozen {
     rx.recv_timeout(Duration::from_secs(5)).unwrap()
 }
 
+/// A new loop imports `frozen` (`n` connections), then `old` says go; the
+/// new loop stays frozen until its thaw.
+fn import_then_go(old: &Handle, frozen: Frozen, n: usize) -> Handle {
+    let new = broker("5.0.1");
+    let (tx, rx) = mpsc::channel();
+    assert!(new.send(Cmd::Import(frozen, tx)));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(n));
+    let (tx, rx) = mpsc::channel();
+    assert!(old.send(Cmd::Go(tx)));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), n);
+    new
+}
+
 /// Nothing arrives on `c` for a little while.
 fn quiet(c: &mut TcpStream) {
     c.set_read_timeout(Some(Duration::from_millis(300)))
@@ -146,13 +159,7 @@ fn connections_and_sessions_move_without_a_reconnect() {
     quiet(&mut p);
 
     let frozen = through_a_socketpair(frozen, BOUNDS).unwrap();
-    let new = broker("5.0.1");
-    let (tx, rx) = mpsc::channel();
-    assert!(new.send(Cmd::Import(frozen, tx)));
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(2));
-    let (tx, rx) = mpsc::channel();
-    assert!(old.send(Cmd::Go(tx)));
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 2);
+    let new = import_then_go(&old, frozen, 2);
     // The importer serves them only from its thaw, after the exporter's
     // go: until then p's PINGREQ stays unanswered.
     quiet(&mut p);
@@ -309,13 +316,7 @@ fn unsent_output_is_written_by_the_importer() {
         },
     )
     .unwrap();
-    let new = broker("5.0.1");
-    let (tx, rx) = mpsc::channel();
-    assert!(new.send(Cmd::Import(frozen, tx)));
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(2));
-    let (tx, rx) = mpsc::channel();
-    assert!(old.send(Cmd::Go(tx)));
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 2);
+    let new = import_then_go(&old, frozen, 2);
     assert!(new.send(Cmd::Thaw));
     // Every delivery arrives once; the in-flight window (64) holds them all.
     let mut ids = Vec::new();

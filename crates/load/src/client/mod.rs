@@ -296,10 +296,7 @@ impl Client {
             }
         }
         let at = match (&phase, cx.stopping, self.kind) {
-            // Our own close: back after the offline period, or at once to
-            // collect what the session holds when the run ends.
-            (Phase::Closing { .. }, false, _) => Some(cx.now + cx.opts.session_offline),
-            (Phase::Closing { .. }, true, _) => Some(cx.now),
+            (Phase::Closing { .. }, _, _) => Some(back_from_leave(cx)),
             // A session the broker closed as the run ends still comes back
             // once; a failed attempt then is the end.
             (Phase::Running, true, Kind::Session) => Some(cx.now),
@@ -373,12 +370,7 @@ impl Client {
         match self.phase {
             _ if self.phase.attempting() && cx.now >= self.deadline => self.end(cx, Why::TimedOut),
             Phase::Closing { until } if cx.now >= until => {
-                let back = cx.now
-                    + if cx.stopping {
-                        Duration::ZERO
-                    } else {
-                        cx.opts.session_offline
-                    };
+                let back = back_from_leave(cx);
                 self.close(cx, Some(back));
             }
             Phase::Running => {
@@ -435,6 +427,16 @@ impl Client {
             let _ = conn.flush();
         }
         self.close(cx, None);
+    }
+}
+
+/// When a session that left comes back: after the offline period, or at
+/// once to collect what its session holds when the run ends.
+fn back_from_leave(cx: &Ctx) -> Instant {
+    if cx.stopping {
+        cx.now
+    } else {
+        cx.now + cx.opts.session_offline
     }
 }
 
