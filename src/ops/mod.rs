@@ -447,17 +447,33 @@ fn report_switch(
             r.start.as_millis()
         )),
         None => out.note(&format!(
-            "broker {} (pid {}) handed its listeners to {to} (pid {}): ready in {} ms, helper work {} ms, {} connections draining",
+            "broker {} (pid {}) handed its listeners to {to} (pid {}): ready in {} ms, helper work {} ms, {}",
             broker.version,
             r.old_pid,
             r.new_pid,
             r.start.as_millis(),
             r.helper.as_millis(),
-            r.draining
+            connections(r)
         )),
     }
     if let Some(w) = &r.warning {
         out.warn(w);
+    }
+}
+
+/// What became of the established connections at a switch.
+fn connections(r: &crate::switch::SwitchReport) -> String {
+    let drained = match &r.drain_reason {
+        Some(why) if r.draining > 0 => format!("{} connections draining ({why})", r.draining),
+        _ => format!("{} connections draining", r.draining),
+    };
+    match r.moved {
+        Some(m) => format!(
+            "{} connections moved with their sessions (pause {:.1} ms), {drained}",
+            m.moved,
+            m.pause.as_secs_f64() * 1000.0
+        ),
+        None => drained,
     }
 }
 

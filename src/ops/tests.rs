@@ -51,6 +51,8 @@ impl Switcher for FakeUnit {
             old_pid: broker.pid,
             new_pid: 2,
             draining: 0,
+            moved: None,
+            drain_reason: None,
             helper: std::time::Duration::ZERO,
             start: std::time::Duration::ZERO,
             warning: None,

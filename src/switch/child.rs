@@ -43,6 +43,9 @@ struct Launch<'a> {
     pub notify: &'a Path,
     /// The read end of the lease pipe, placed right after the listeners.
     pub lease: BorrowedFd<'a>,
+    /// The new broker's end of the brokers' channel (protocol 2), placed
+    /// right after the lease.
+    pub moving: Option<BorrowedFd<'a>>,
 }
 
 /// Where the new broker's stdout and stderr go without `broker_log`: the
@@ -153,8 +156,13 @@ fn spawn(launch: Launch<'_>) -> std::io::Result<Child> {
         return Err(std::io::Error::other("too many listeners"));
     }
     // The lease goes after the listeners: LISTEN_FDS does not count it.
-    cmd.env(env::LEASE_ENV, env::lease_fd(raw.len()).to_string());
+    let listeners = raw.len();
+    cmd.env(env::LEASE_ENV, env::lease_fd(listeners).to_string());
     raw.push(launch.lease.as_raw_fd());
+    if let Some(moving) = launch.moving {
+        cmd.env(env::MOVE_FD_ENV, env::move_fd(listeners).to_string());
+        raw.push(moving.as_raw_fd());
+    }
     let n = raw.len() as RawFd;
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe setsid/fcntl/dup2 calls on fds this process owns,
@@ -263,6 +271,7 @@ pub fn launch(
     listeners: &[(String, OwnedFd)],
     mut env: Vec<(String, String)>,
     old: Option<BorrowedFd<'_>>,
+    moving: Option<BorrowedFd<'_>>,
 ) -> Result<Launched, NotReady> {
     let runtime = RuntimeDir::open(&config.runtime_dir)
         .map_err(|e| NotReady::Io(format!("opening {}: {e}", config.runtime_dir.display())))?;
@@ -305,6 +314,7 @@ pub fn launch(
         journal,
         report: report_write,
         notify: &notify_path,
+        moving,
     };
     let spawned_at = Instant::now();
     let mut child =

@@ -1,15 +1,15 @@
 //! The commit decision of a switch, pure: what the old broker's answer to
 //! `commit` means for the new one (keep it, or stop it and fail).
 
-use emqx_handoff::client::CommitError;
+use emqx_handoff::client::{CommitError, Committed};
 
 /// What to do with the new broker once the commit was tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// The old broker committed and drains `draining` connections.
+    /// The old broker committed: it drains, or moved its connections.
     Committed {
-        /// Its live connections at the commit.
-        draining: u64,
+        /// What it said.
+        outcome: Committed,
     },
     /// Keep the new broker although the commit is in doubt: stopping it
     /// could leave nothing serving. The warning says why.
@@ -27,12 +27,12 @@ pub enum Decision {
 /// Decides from the commit's result; `old_alive` says whether the old
 /// broker (`old_pid`) still runs, asked only when the commit failed.
 pub fn decide(
-    result: Result<u64, CommitError>,
+    result: Result<Committed, CommitError>,
     old_pid: u32,
     old_alive: impl FnOnce() -> bool,
 ) -> Decision {
     match result {
-        Ok(draining) => Decision::Committed { draining },
+        Ok(outcome) => Decision::Committed { outcome },
         // Sent but not answered: the old broker may be draining already,
         // so killing the new one could leave nothing serving.
         Err(CommitError::Unanswered(reason)) => Decision::Keep {
@@ -40,7 +40,8 @@ pub fn decide(
                 "the old broker (pid {old_pid}) did not confirm the commit ({reason}); it drains, or serves beside the new one until it exits"
             ),
         },
-        // Not sent, or refused: the old broker did not commit. If it is
+        // Not sent, or refused (a move that failed before its go: the old
+        // broker thawed): the old broker did not commit. If it is
         // gone all the same, the new one is ready and holds the listeners.
         Err(CommitError::Unsent(reason)) if !old_alive() => Decision::Keep {
             warning: format!("the old broker exited during the commit ({reason})"),
@@ -68,8 +69,19 @@ mod tests {
     #[test]
     fn committed_drains() {
         assert_eq!(
-            decide(Ok(7), 1, || panic!("not asked")),
-            Decision::Committed { draining: 7 }
+            decide(Ok(Committed::Draining(7)), 1, || panic!("not asked")),
+            Decision::Committed {
+                outcome: Committed::Draining(7)
+            }
+        );
+        let moved = Committed::Moved {
+            moved: 9,
+            drained: 0,
+            pause: std::time::Duration::from_millis(3),
+        };
+        assert_eq!(
+            decide(Ok(moved), 1, || panic!("not asked")),
+            Decision::Committed { outcome: moved }
         );
     }
 

@@ -1,6 +1,8 @@
 //! The handoff strategy: take the listeners over the running broker's
-//! handoff socket, start the new release with them, wait until it is
-//! ready, record the switch, confirm the lease, commit, publish.
+//! handoff socket, start the new release with them (and, when the old
+//! broker can move its connections, one end of a channel to it), wait
+//! until it is ready, plan the move or the drain, record the switch,
+//! confirm the lease, commit, publish.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -14,14 +16,20 @@ use semver::Version;
 
 use super::announce::Announce;
 use super::commit::{decide, Decision};
+use super::moving::{self, Plan, Side};
 use super::{child, generations, intent, open_session, pidfile, process};
-use super::{Pending, RunningBroker, SwitchReport, Switcher};
+use super::{Moved, Pending, RunningBroker, SwitchReport, Switcher};
+use emqx_handoff::client::{Committed, Session};
+use emqx_handoff::Channel;
 use crate::config::Config;
 use crate::privs::{self, ServiceUser};
 use crate::{Error, Serving};
 
 /// Margin on top of the configured waits for systemd's job timeout.
 const SLACK: Duration = Duration::from_secs(15);
+/// How long the old broker has to answer a move: its bound (10 s by
+/// default) and a margin.
+const MOVE_ANSWER: Duration = Duration::from_secs(20);
 
 /// The handoff-socket switcher.
 pub struct Handoff {
@@ -87,7 +95,11 @@ impl Switcher for Handoff {
     ) -> Result<SwitchReport, Error> {
         let config = &self.config;
         // The longest a switch may take, for systemd's job timeout.
-        let bound = config.drain_wait() + config.ready_timeout() + config.settle() + SLACK;
+        let bound = config.drain_wait()
+            + config.ready_timeout()
+            + config.settle()
+            + MOVE_ANSWER
+            + SLACK;
         self.announce.begin(&version.to_string(), bound);
         let run = Run {
             handoff: self,
@@ -108,6 +120,29 @@ impl Switcher for Handoff {
             )),
         }
         result
+    }
+}
+
+/// Commits as planned: a move over `ours` (the old broker's end of the
+/// brokers' channel), or a drain, with its reason. A drain closes the
+/// channel first, so the new broker accepts as soon as the old one stops.
+fn commit(
+    session: &Session,
+    ours: Option<Channel>,
+    plan: Plan,
+) -> (
+    Result<Committed, emqx_handoff::client::CommitError>,
+    Option<String>,
+) {
+    match (plan, ours) {
+        (Plan::Move { schema }, Some(ours)) => {
+            (session.commit_move(ours, &schema, MOVE_ANSWER), None)
+        }
+        (Plan::Move { .. }, None) => (session.commit(), Some("no brokers' channel".into())),
+        (Plan::Drain { reason }, ours) => {
+            drop(ours);
+            (session.commit(), Some(reason))
+        }
     }
 }
 
@@ -136,6 +171,16 @@ impl Run<'_> {
                 ))
             })?;
         let listeners = session.take_listeners().map_err(&fail)?;
+        let old = self.old_side(&session);
+        // A channel between the brokers only when the old one can move its
+        // connections: the new one waits on it before accepting.
+        let (mut pair, cannot) = match moving::cannot_export(&old) {
+            Some(reason) => (None, Some(reason)),
+            None => match Channel::pair() {
+                Ok(p) => (Some(p), None),
+                Err(e) => (None, Some(format!("making the brokers' channel: {e}"))),
+            },
+        };
         let launched = child::launch(
             config,
             &user,
@@ -143,8 +188,10 @@ impl Run<'_> {
             &listeners,
             self.env(),
             Some(session.channel.as_fd()),
+            pair.as_ref().map(|(_, theirs)| theirs.as_fd()),
         );
         drop(listeners);
+        let ours = pair.take().map(|(ours, _theirs)| ours);
         let child::Launched {
             child: mut new,
             lease,
@@ -153,6 +200,10 @@ impl Run<'_> {
         } = launched.map_err(|why| self.not_ready(why))?;
         let helper_before = spawned_at - began;
         let committing = Instant::now();
+        let plan = match cannot {
+            Some(reason) => Plan::Drain { reason },
+            None => moving::plan(&old, &self.new_side(new.id(), &user)),
+        };
         let announce = &self.handoff.announce;
         // Under systemd: the new broker becomes the main process, and
         // systemd has taken that in, before the old one may exit.
@@ -175,14 +226,22 @@ impl Run<'_> {
         }
         crate::kill_point!("switch::confirmed");
         let old = self.broker.pid;
-        let (draining, mut warning) =
-            match decide(session.commit(), old, || generations::alive(old)) {
-                Decision::Committed { draining } => (draining, None),
-                Decision::Keep { warning } => (0, Some(warning)),
-                Decision::Abandon { reason } => {
-                    return Err(self.abandon(&mut new, reason, announce.is_active()))
-                }
-            };
+        let (result, drain_reason) = commit(&session, ours, plan);
+        let (outcome, mut warning) = match decide(result, old, || generations::alive(old)) {
+            Decision::Committed { outcome } => (outcome, None),
+            Decision::Keep { warning } => (Committed::Draining(0), Some(warning)),
+            Decision::Abandon { reason } => {
+                return Err(self.abandon(&mut new, reason, announce.is_active()))
+            }
+        };
+        let (draining, moved) = match outcome {
+            Committed::Draining(n) => (n, None),
+            Committed::Moved {
+                moved,
+                drained,
+                pause,
+            } => (drained, Some(Moved { moved, pause })),
+        };
         crate::kill_point!("switch::committed");
         // Past the commit the switch has happened: what fails now is
         // reported, never turned into an error that would leave the state
@@ -199,11 +258,41 @@ impl Run<'_> {
             old_pid: old,
             new_pid: new.id(),
             draining,
+            moved,
+            drain_reason,
             helper: helper_before + committing.elapsed(),
             start,
             warning,
             via_unit: None,
         })
+    }
+
+    /// What the old broker says of itself; a protocol 2 broker that does
+    /// not say is one whose connections drain.
+    fn old_side(&self, session: &Session) -> Side {
+        Side {
+            version: self.broker.version.clone(),
+            protocol: session.protocol,
+            schemas: session.schemas().unwrap_or_default(),
+        }
+    }
+
+    /// What the new broker, ready, says of itself on its handoff socket
+    /// (it must be the process this switch started); one that does not
+    /// answer is taken for protocol 1, so its connections drain.
+    fn new_side(&self, pid: u32, user: &ServiceUser) -> Side {
+        let mut side = Side {
+            version: self.version.to_string(),
+            protocol: 1,
+            schemas: Default::default(),
+        };
+        if let Ok(Some(s)) = open_session(&self.new_socket, Some(user.uid)) {
+            if s.pid == pid {
+                side.protocol = s.protocol;
+                side.schemas = s.schemas().unwrap_or_default();
+            }
+        }
+        side
     }
 
     /// Waits until the broker a previous switch left draining is gone.

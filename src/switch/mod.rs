@@ -23,6 +23,7 @@ mod commit;
 mod generations;
 mod handoff;
 pub mod intent;
+mod moving;
 mod notify;
 mod pidfile;
 pub mod process;
@@ -93,6 +94,10 @@ pub struct SwitchReport {
     pub new_pid: u32,
     /// Connections the old broker was left to drain.
     pub draining: u64,
+    /// The established connections moved to the new broker (protocol 2).
+    pub moved: Option<Moved>,
+    /// Why connections drained instead of moving, when they could not.
+    pub drain_reason: Option<String>,
     /// The helper's own work (connect, take listeners, spawn, commit).
     pub helper: Duration,
     /// From spawn to `READY=1`.
@@ -102,6 +107,15 @@ pub struct SwitchReport {
     /// The systemd unit that did the switch (its `ExecReload`), when it
     /// went through systemd.
     pub via_unit: Option<String>,
+}
+
+/// Established connections moved at a switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// How many.
+    pub moved: u64,
+    /// From the old broker's freeze to its go: what clients felt.
+    pub pause: Duration,
 }
 
 /// Finds and switches the running broker; a trait so that release logic can

@@ -87,7 +87,7 @@ impl Switcher for Restart {
             lease,
             spawned_at,
             start,
-        } = child::launch(config, &user, tree, &[], env, None).map_err(|why| {
+        } = child::launch(config, &user, tree, &[], env, None, None).map_err(|why| {
             Error::switch(
                 version,
                 format!("the old broker was stopped and the new one did not come up ({why:?})"),
@@ -119,6 +119,8 @@ impl Switcher for Restart {
             old_pid: broker.pid,
             new_pid: new.id(),
             draining: 0,
+            moved: None,
+            drain_reason: None,
             helper: spawned_at - began,
             start,
             warning,

@@ -96,6 +96,8 @@ impl Switcher for UnitSwitch {
                 old_pid: before.main_pid,
                 new_pid,
                 draining: 0,
+            moved: None,
+            drain_reason: None,
                 helper: took,
                 start: took,
                 warning,

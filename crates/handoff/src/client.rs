@@ -1,6 +1,7 @@
 //! The helper's side of a session with a running broker's handoff socket:
 //! hello with peer checks, the listeners (each proved a listening TCP
-//! socket), the commit.
+//! socket), the schemas and the commit, which drains or (protocol 2)
+//! moves the connections to the new broker.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
@@ -23,6 +24,23 @@ pub struct Session {
     pub pid: u32,
     /// The broker's release version, from its hello.
     pub version: String,
+    /// The protocol both sides speak.
+    pub protocol: u32,
+}
+
+/// What the old broker said to a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// It stopped accepting and drains this many connections.
+    Draining(u64),
+    /// It moved its connections to the new broker, and exits.
+    Moved {
+        moved: u64,
+        /// Connections it could not export: they drain.
+        drained: u64,
+        /// From its freeze to its go.
+        pause: Duration,
+    },
 }
 
 impl Session {
@@ -74,11 +92,11 @@ impl Session {
                 },
                 _,
             ) => {
-                if negotiate(min_protocol, protocol).is_none() {
+                let Some(spoken) = negotiate(min_protocol, protocol) else {
                     return Err(format!(
                         "the broker speaks handoff protocol {min_protocol}..{protocol}, this helper {MIN_PROTOCOL}..{PROTOCOL}"
                     ));
-                }
+                };
                 if i64::from(pid) != i64::from(peer.pid()) {
                     return Err(format!(
                         "the broker at {shown} says it is pid {pid}, but pid {} holds the socket",
@@ -89,6 +107,7 @@ impl Session {
                     channel,
                     pid,
                     version,
+                    protocol: spoken,
                 }))
             }
             (Message::Error { reason }, _) => Err(format!("the broker refused: {reason}")),
@@ -123,18 +142,74 @@ impl Session {
         }
     }
 
+    /// The state schemas the broker exports and imports: none below
+    /// protocol 2.
+    pub fn schemas(&self) -> Result<crate::broker::Schemas, String> {
+        if self.protocol < 2 {
+            return Ok(crate::broker::Schemas::default());
+        }
+        self.channel
+            .send(&Message::GetSchemas, &[])
+            .map_err(|e| e.to_string())?;
+        match self.channel.recv().map_err(|e| e.to_string())? {
+            (Message::Schemas { exports, imports }, _) => {
+                Ok(crate::broker::Schemas { exports, imports })
+            }
+            (Message::Error { reason }, _) => Err(format!("the broker refused: {reason}")),
+            (other, _) => Err(format!("the broker answered {} to get_schemas", other.kind())),
+        }
+    }
+
     /// Tells the broker to stop accepting and drain; returns its live connections.
-    pub fn commit(&self) -> Result<u64, CommitError> {
+    pub fn commit(&self) -> Result<Committed, CommitError> {
         self.channel
             .send(&Message::Commit, &[])
             .map_err(|e| CommitError::Unsent(e.to_string()))?;
+        self.committed("commit")
+    }
+
+    /// Tells the broker to move its connections to the broker at the
+    /// other end of `channel` in `schema` (protocol 2), waiting at most
+    /// `bound` for the outcome.
+    pub fn commit_move(
+        &self,
+        channel: crate::Channel,
+        schema: &str,
+        bound: Duration,
+    ) -> Result<Committed, CommitError> {
+        let message = Message::CommitMove {
+            schema: schema.to_string(),
+        };
+        self.channel
+            .send(&message, &[channel.as_fd()])
+            .map_err(|e| CommitError::Unsent(e.to_string()))?;
+        // The old broker has its copy: ours must not keep the channel open.
+        drop(channel);
+        let _ = self.channel.set_timeout(bound);
+        self.committed("commit_move")
+    }
+
+    fn committed(&self, asked: &str) -> Result<Committed, CommitError> {
         match self.channel.recv() {
-            Ok((Message::Committed { connections }, _)) => Ok(connections),
+            Ok((Message::Committed { connections }, _)) => Ok(Committed::Draining(connections)),
+            Ok((
+                Message::Moved {
+                    moved,
+                    drained,
+                    pause_us,
+                },
+                _,
+            )) => Ok(Committed::Moved {
+                moved,
+                drained,
+                pause: Duration::from_micros(pause_us),
+            }),
             Ok((Message::Error { reason }, _)) => Err(CommitError::Refused(format!(
                 "the broker refused the commit: {reason}"
             ))),
             Ok((other, _)) => Err(CommitError::Unanswered(format!(
-                "the broker answered {other:?} to commit"
+                "the broker answered {} to {asked}",
+                other.kind()
             ))),
             Err(e) => Err(CommitError::Unanswered(e.to_string())),
         }

@@ -4,7 +4,8 @@
 //! Placement: the listeners are fds `FIRST_FD ..` in `LISTEN_FDNAMES`
 //! order (systemd's socket-activation convention, so a broker that knows
 //! only that convention works); the helper's lease, when there is one,
-//! comes right after them and is not counted by `LISTEN_FDS`.
+//! comes right after them and is not counted by `LISTEN_FDS`, and the
+//! brokers' direct channel of protocol 2, when there is one, after it.
 //!
 //! Other `EMQX_*` variables (not `EMQX_RELUP_*`) are the broker's own
 //! configuration, passed through by the helper untouched (the reference
@@ -34,6 +35,12 @@ pub const VERSION_ENV: &str = "EMQX_RELUP_VERSION";
 /// [`crate::broker`]): a pipe; `c` confirms, end of file without it means
 /// the helper died before its point of no return and the broker exits.
 pub const LEASE_ENV: &str = "EMQX_RELUP_LEASE_FD";
+/// The fd of the new broker's end of the brokers' direct channel
+/// (protocol 2): a SOCK_SEQPACKET socket, placed right after the lease.
+/// The old broker sends its state over it, or the channel closes with
+/// nothing on it (the connections drain instead); the new broker accepts
+/// only after that.
+pub const MOVE_FD_ENV: &str = "EMQX_RELUP_MOVE_FD";
 /// The broker a switch replaces (handed back as systemd's main process if
 /// the lease is lost).
 pub const OLD_PID_ENV: &str = "EMQX_RELUP_OLD_PID";
@@ -60,6 +67,11 @@ pub fn lease_fd(listeners: usize) -> RawFd {
     FIRST_FD + RawFd::try_from(listeners).unwrap_or(RawFd::MAX - FIRST_FD)
 }
 
+/// Where the brokers' channel goes: right after the lease.
+pub fn move_fd(listeners: usize) -> RawFd {
+    lease_fd(listeners).saturating_add(1)
+}
+
 /// The handoff socket a broker serves: [`HANDOFF_SOCKET_ENV`] (set during
 /// a switch), else [`HANDOFF_SOCKET`] in [`RUNTIME_DIR_ENV`] (default
 /// [`DEFAULT_RUNTIME_DIR`]).
@@ -79,5 +91,6 @@ mod tests {
     fn the_lease_follows_the_listeners() {
         assert_eq!(lease_fd(0), 3);
         assert_eq!(lease_fd(2), 5);
+        assert_eq!(move_fd(2), 6);
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::ChannelError;
 
 /// The newest protocol version this build speaks.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 /// The oldest protocol version this build still speaks: neighbouring
 /// versions keep working so that rollbacks between releases do.
 pub const MIN_PROTOCOL: u32 = 1;
@@ -41,6 +41,40 @@ pub enum Message {
         /// Live connections at commit.
         connections: u64,
     },
+    /// Helper, protocol 2, after the hello: which state schemas do you
+    /// export and import? (Not in the hello: a protocol 1 peer refuses
+    /// fields it does not know.)
+    GetSchemas,
+    /// Broker, protocol 2: the state schemas it exports and imports.
+    Schemas {
+        exports: Vec<String>,
+        imports: Vec<String>,
+    },
+    /// Helper, protocol 2: the new broker is ready and imports `schema`;
+    /// stop accepting, move every connection to it over the attached
+    /// socket (the brokers' direct channel), then exit.
+    CommitMove {
+        /// The schema both brokers speak.
+        schema: String,
+    },
+    /// Old broker, protocol 2: the move went; it exits (after draining
+    /// `drained` connections it could not export).
+    Moved {
+        /// Connections the new broker took over.
+        moved: u64,
+        /// Connections left to drain here.
+        drained: u64,
+        /// Microseconds from the freeze to the go.
+        pause_us: u64,
+    },
+    /// New broker to old, on their channel: the state is imported and
+    /// waits, frozen, for the go.
+    Imported {
+        /// Connections taken over.
+        connections: u64,
+    },
+    /// Old broker to new, on their channel: the connections are yours.
+    Go,
     /// Either side: the session ends because of this.
     Error {
         /// Why.
@@ -77,6 +111,12 @@ impl Message {
             Message::Listeners { .. } => "listeners",
             Message::Commit => "commit",
             Message::Committed { .. } => "committed",
+            Message::GetSchemas => "get_schemas",
+            Message::Schemas { .. } => "schemas",
+            Message::CommitMove { .. } => "commit_move",
+            Message::Moved { .. } => "moved",
+            Message::Imported { .. } => "imported",
+            Message::Go => "go",
             Message::Error { .. } => "error",
         }
     }
@@ -107,10 +147,40 @@ mod tests {
     }
 
     #[test]
+    fn a_protocol_1_hello_is_the_same_bytes() {
+        // What a protocol 1 peer (deny_unknown_fields) must still decode.
+        let m = Message::Hello {
+            protocol: 2,
+            min_protocol: 1,
+            version: "5.0.1".into(),
+            pid: 7,
+        };
+        assert_eq!(
+            String::from_utf8(m.encode()).unwrap(),
+            r#"{"type":"hello","protocol":2,"min_protocol":1,"version":"5.0.1","pid":7}"#
+        );
+        for m in [
+            Message::GetSchemas,
+            Message::Go,
+            Message::CommitMove {
+                schema: "refbroker/1".into(),
+            },
+            Message::Moved {
+                moved: 3,
+                drained: 1,
+                pause_us: 40,
+            },
+        ] {
+            assert_eq!(Message::decode(&m.encode()).unwrap(), m, "{}", m.kind());
+        }
+    }
+
+    #[test]
     fn neighbouring_versions_negotiate() {
-        assert_eq!(negotiate(1, 1), Some(1));
-        assert_eq!(negotiate(1, 2), Some(1), "a newer peer that still speaks 1");
-        assert_eq!(negotiate(2, 3), None, "a peer that dropped 1");
+        assert_eq!(negotiate(1, 1), Some(1), "a protocol 1 peer: drain");
+        assert_eq!(negotiate(1, 2), Some(2));
+        assert_eq!(negotiate(1, 3), Some(2), "a newer peer that still speaks 2");
+        assert_eq!(negotiate(3, 4), None, "a peer that dropped 1 and 2");
         assert_eq!(negotiate(0, 0), None);
     }
 }

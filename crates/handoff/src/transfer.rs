@@ -52,7 +52,11 @@ pub struct Transfer {
 /// Why a transfer failed.
 #[derive(Debug)]
 pub enum TransferError {
+    /// The channel failed; `Channel(Closed)` only before the header (the
+    /// sender had nothing to send).
     Channel(ChannelError),
+    /// The sender closed in the middle of a state.
+    Cut,
     /// A bound passed: what, how many, the bound.
     Bound(&'static str, u64, u64),
     /// Bytes out of the protocol.
@@ -63,6 +67,7 @@ impl fmt::Display for TransferError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TransferError::Channel(e) => write!(f, "{e}"),
+            TransferError::Cut => f.write_str("the sender closed in the middle of the state"),
             TransferError::Bound(what, n, max) => write!(f, "{n} {what}, more than {max}"),
             TransferError::Protocol(m) => write!(f, "protocol error: {m}"),
         }
@@ -158,6 +163,13 @@ fn recv_data(ch: &Channel, len: u64) -> Result<Vec<u8>, TransferError> {
 /// Receives a whole state within `bounds`.
 pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Transfer, TransferError> {
     let (head, _) = ch.recv_frame(2 + MAX_SCHEMA + 16, 0)?;
+    recv_after(ch, bounds, &head).map_err(|e| match e {
+        TransferError::Channel(ChannelError::Closed) => TransferError::Cut,
+        e => e,
+    })
+}
+
+fn recv_after(ch: &Channel, bounds: &Bounds, head: &[u8]) -> Result<Transfer, TransferError> {
     let (Some(&HEADER), Some(&n)) = (head.first(), head.get(1)) else {
         return Err(TransferError::Protocol("expected a state header".into()));
     };
@@ -167,7 +179,7 @@ pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Transfer, TransferError> {
         .and_then(|s| std::str::from_utf8(s).ok())
         .ok_or_else(|| TransferError::Protocol("bad schema name".into()))?
         .to_string();
-    let (Some(shared_len), Some(count)) = (u64_at(&head, 2 + n), u64_at(&head, 10 + n)) else {
+    let (Some(shared_len), Some(count)) = (u64_at(head, 2 + n), u64_at(head, 10 + n)) else {
         return Err(TransferError::Protocol("short state header".into()));
     };
     if count > bounds.max_conns as u64 {
@@ -353,6 +365,10 @@ mod tests {
         head.extend_from_slice(&10u64.to_le_bytes());
         head.extend_from_slice(&0u64.to_le_bytes());
         a.send_frame(&head, &[]).unwrap();
+        drop(a);
+        assert!(matches!(recv(&b, &ROOMY), Err(TransferError::Cut)));
+        // Nothing at all: closed before the header, told apart.
+        let (a, b) = pair();
         drop(a);
         assert!(matches!(
             recv(&b, &ROOMY),

@@ -57,6 +57,8 @@ pub enum Cmd {
     /// Take over another broker's frozen state; answer how many
     /// connections now run here.
     Import(Frozen, mpsc::Sender<Result<usize, ImportError>>),
+    /// Drop what was imported (the exporter thawed) and carry on.
+    Discard,
 }
 
 /// The running loop, as other threads see it.
@@ -96,6 +98,7 @@ pub fn start(make: impl FnOnce() -> Broker + Send + 'static) -> io::Result<Handl
                 closing_all: Vec::new(),
                 scratch: vec![0; 64 * 1024],
                 frozen: None,
+                imported: Vec::new(),
                 held: Vec::new(),
                 deferred: Vec::new(),
             }
@@ -117,6 +120,8 @@ struct Loop {
     scratch: Vec<u8>,
     /// While frozen: the connections exported, and when the freeze began.
     frozen: Option<(Vec<usize>, Instant)>,
+    /// While frozen after an import: the connections imported.
+    imported: Vec<usize>,
     /// Connections accepted while frozen, served at the thaw.
     held: Vec<(String, std::net::TcpStream)>,
     /// Close-alls asked while frozen, done at the thaw.
@@ -210,6 +215,7 @@ impl Loop {
                         }
                     }
                 }
+                Cmd::Discard => self.discard(),
                 Cmd::CloseAll(reply) if self.frozen.is_some() => self.deferred.push(reply),
                 Cmd::CloseAll(reply) => self.commands_close_all(reply),
             }

@@ -51,17 +51,27 @@ pub const MOVE_WAIT: Duration = Duration::from_secs(10);
 /// QoS 1/2 messages queued per session when `EMQX_MAX_QUEUED` is unset.
 pub const DEFAULT_MAX_QUEUED: usize = 1000;
 
+/// How the broker takes part in a move, beyond its defaults (tests).
+#[derive(Debug, Clone, Default)]
+pub struct Moving {
+    /// The schemas it says it imports (default: its own).
+    pub imports: Option<Vec<String>>,
+    /// A pause in each import.
+    pub import_delay: Duration,
+}
+
 /// The broker service.
 pub struct RefBroker {
     handle: Handle,
     version: String,
+    moving: Moving,
 }
 
 impl RefBroker {
     /// A broker of release `version`, its version retained on
     /// [`VERSION_TOPIC`], queueing at most `max_queued` QoS 1/2 messages
-    /// per session.
-    pub fn start(version: &str, max_queued: usize) -> std::io::Result<RefBroker> {
+    /// per session, moving as `moving` says.
+    pub fn start(version: &str, max_queued: usize, moving: Moving) -> std::io::Result<RefBroker> {
         let v = version.to_string();
         let handle = event_loop::start(move || {
             let broker = broker::Broker::new(&v, VERSION_TOPIC, max_queued);
@@ -71,6 +81,7 @@ impl RefBroker {
         Ok(RefBroker {
             handle,
             version: version.to_string(),
+            moving,
         })
     }
 
@@ -100,7 +111,11 @@ impl Service for RefBroker {
     fn schemas(&self) -> Schemas {
         Schemas {
             exports: vec![snapshot::SCHEMA.to_string()],
-            imports: vec![snapshot::SCHEMA.to_string()],
+            imports: self
+                .moving
+                .imports
+                .clone()
+                .unwrap_or_else(|| vec![snapshot::SCHEMA.to_string()]),
         }
     }
 
@@ -143,6 +158,7 @@ impl Service for RefBroker {
     }
 
     fn import(&self, state: Transfer) -> Result<usize, String> {
+        std::thread::sleep(self.moving.import_delay);
         let frozen = Frozen::from_transfer(state).map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel();
         if !self.handle.send(Cmd::Import(frozen, tx)) {
@@ -152,6 +168,10 @@ impl Service for RefBroker {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(_) => Err(format!("the import took over {} s", MOVE_WAIT.as_secs())),
         }
+    }
+
+    fn discard(&self) {
+        self.handle.send(Cmd::Discard);
     }
 
     fn close_all(&self) {

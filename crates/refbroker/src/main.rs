@@ -4,7 +4,8 @@
 //! listeners come from `EMQX_LISTENERS` (`name=ip:port,...`) or are
 //! inherited; `<tree>/etc/refbroker.toml` can make a release misbehave for
 //! tests (`fail = "exit-at-once" | "never-ready" | "crash-after-ready"`,
-//! `ready_delay_ms = N`). Exit codes: 0 after a drain, 1 on a failure to
+//! `ready_delay_ms = N`, `imports = [...]`, `import_max_conns = N`,
+//! `import_delay_ms = N`). Exit codes: 0 after a drain, 1 on a failure to
 //! run, 2 on bad arguments or settings, 3 for `exit-at-once`.
 
 use std::process::ExitCode;
@@ -15,8 +16,14 @@ fn main() -> ExitCode {
     use std::time::Duration;
 
     use emqx_handoff::broker::{self, Options};
+    use emqx_handoff::transfer::Bounds;
     use emqx_refbroker::settings::{Fail, Settings};
-    use emqx_refbroker::RefBroker;
+    use emqx_refbroker::{Moving, RefBroker};
+
+    /// Fds kept for everything but imported connections.
+    const FD_MARGIN: u64 = 256;
+    /// The most bytes of state imported.
+    const MAX_IMPORT_BYTES: u64 = 2 << 30;
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !(args.is_empty() || args == ["foreground"]) {
@@ -62,12 +69,36 @@ fn main() -> ExitCode {
             }
         }
     }
+    // One fd per connection: allow as many as the hard limit does (the
+    // soft limit is often 1,024), and import no more than that leaves.
+    let mut fds = 1024;
+    if let Ok((soft, hard)) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+    {
+        fds = soft;
+        if soft < hard
+            && nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                hard,
+                hard,
+            )
+            .is_ok()
+        {
+            fds = hard;
+        }
+    }
+    let fd_room = usize::try_from(fds.saturating_sub(FD_MARGIN)).unwrap_or(usize::MAX);
     let options = Options {
         version: version.clone(),
         listeners: settings.listeners,
         handoff_path: Options::handoff_path_from_env(),
         drain: settings.drain,
         ready_delay,
+        move_bound: broker::DEFAULT_MOVE_BOUND,
+        import: Bounds {
+            max_conns: settings.behaviour.import_max_conns.unwrap_or(fd_room),
+            max_bytes: MAX_IMPORT_BYTES,
+        },
     };
     let names: Vec<String> = options
         .listeners
@@ -81,20 +112,11 @@ fn main() -> ExitCode {
         options.handoff_path.display(),
         options.drain
     ));
-    // One fd per connection: allow as many as the hard limit does (the
-    // soft limit is often 1,024).
-    if let Ok((soft, hard)) =
-        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-    {
-        if soft < hard {
-            let _ = nix::sys::resource::setrlimit(
-                nix::sys::resource::Resource::RLIMIT_NOFILE,
-                hard,
-                hard,
-            );
-        }
-    }
-    let service = match RefBroker::start(&version, settings.max_queued) {
+    let moving = Moving {
+        imports: settings.behaviour.imports.clone(),
+        import_delay: Duration::from_millis(settings.behaviour.import_delay_ms),
+    };
+    let service = match RefBroker::start(&version, settings.max_queued, moving) {
         Ok(s) => Arc::new(s),
         Err(e) => {
             log(&format!("ERROR: starting the event loop: {e}"));
@@ -103,6 +125,13 @@ fn main() -> ExitCode {
     };
     match broker::run(options, service) {
         Ok(d) => {
+            if let Some(m) = d.moved {
+                log(&format!(
+                    "switched away: {} connections moved to the new broker in {} us",
+                    m.moved,
+                    m.pause.as_micros()
+                ));
+            }
             log(&format!(
                 "switched away: {} connections at commit, {} closed at the drain bound; exiting",
                 d.at_commit, d.closed

@@ -37,6 +37,17 @@ pub struct Behaviour {
     /// A pause before reporting ready, in milliseconds.
     #[serde(default)]
     pub ready_delay_ms: u64,
+    /// The session schemas it says it imports, instead of its own
+    /// (`[]`: it cannot take sessions, so they drain).
+    #[serde(default)]
+    pub imports: Option<Vec<String>>,
+    /// The most connections it imports (default: what its fd limit allows).
+    #[serde(default)]
+    pub import_max_conns: Option<usize>,
+    /// A pause inside each import, in milliseconds (a slow import, for
+    /// tests that kill the new broker in the middle of one).
+    #[serde(default)]
+    pub import_delay_ms: u64,
 }
 
 /// Everything the binary needs.

@@ -239,8 +239,8 @@ fn the_service_api_moves_connections_and_defaults_to_none() {
     use emqx_refbroker::RefBroker;
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let (old, new) = (
-        RefBroker::start("5.0.0", 100).unwrap(),
-        RefBroker::start("5.0.1", 100).unwrap(),
+        RefBroker::start("5.0.0", 100, Default::default()).unwrap(),
+        RefBroker::start("5.0.1", 100, Default::default()).unwrap(),
     );
     assert_eq!(old.schemas().exports, vec!["refbroker/1".to_string()]);
     let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();

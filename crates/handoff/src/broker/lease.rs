@@ -11,10 +11,11 @@ use crate::{alive, Notifier};
 
 /// Takes the lease fd named by the environment (and clears the variable);
 /// a thread watches it and exits the process if the helper goes away
-/// without confirming. No variable: nothing to watch.
-pub fn watch_from_env() -> std::io::Result<()> {
+/// without confirming. No variable: nothing to watch. Returns the pid of
+/// the broker the switch replaces, as the helper named it.
+pub fn watch_from_env() -> std::io::Result<Option<u32>> {
     let Some(value) = std::env::var_os(LEASE_ENV) else {
-        return Ok(());
+        return Ok(None);
     };
     std::env::remove_var(LEASE_ENV);
     let raw: RawFd = value
@@ -41,7 +42,6 @@ pub fn watch_from_env() -> std::io::Result<()> {
     )?;
     let old_pid: Option<u32> = std::env::var(OLD_PID_ENV).ok().and_then(|s| s.parse().ok());
     std::env::remove_var(OLD_PID_ENV);
-    let systemd = systemd_notify_addr();
     std::thread::spawn(move || {
         let mut pipe = std::fs::File::from(fd);
         let mut byte = [0u8; 1];
@@ -54,21 +54,25 @@ pub fn watch_from_env() -> std::io::Result<()> {
         };
         if !confirmed {
             eprintln!("the switch helper went away before confirming this broker; exiting");
-            // systemd may already track this broker as the main process:
-            // hand that back to the old one, still serving, before exiting,
-            // or Restart= would stop the whole unit.
-            if let (Some(addr), Some(pid)) = (&systemd, old_pid) {
-                if alive(pid) {
-                    if let Ok(n) = Notifier::at(addr) {
-                        let _ = n.main_pid(pid);
-                        let _ = n.barrier(std::time::Duration::from_secs(5));
-                    }
-                }
-            }
+            hand_back(old_pid);
             std::process::exit(1);
         }
     });
-    Ok(())
+    Ok(old_pid)
+}
+
+/// Before a broker a switch started exits without serving: systemd may
+/// already track it as the main process, so that goes back to the old
+/// broker (`old_pid`), still serving, or Restart= would stop the unit.
+pub fn hand_back(old_pid: Option<u32>) {
+    if let (Some(addr), Some(pid)) = (systemd_notify_addr(), old_pid) {
+        if alive(pid) {
+            if let Ok(n) = Notifier::at(&addr) {
+                let _ = n.main_pid(pid);
+                let _ = n.barrier(std::time::Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 /// systemd's notify socket for messages about the unit (`MAINPID=`,

@@ -1,5 +1,6 @@
-//! The handoff socket: hands the listeners to a privileged helper and
-//! reports its commit. Each session runs on its own thread, so a peer that
+//! The handoff socket: hands the listeners to a privileged helper, says
+//! which state schemas the broker moves (protocol 2), and reports its
+//! commit or the outcome of its move. Each session runs on its own thread, so a peer that
 //! hangs or misbehaves never stops the broker; each bad session logs one line.
 
 use std::net::TcpListener;
@@ -16,7 +17,11 @@ use nix::sys::socket::{
     accept4, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
 
+use nix::sys::socket::{getsockname, getsockopt, sockopt, SockaddrLike, SockaddrStorage};
+
+use super::mover::{MoveFailed, Moved};
 use super::stop::{Stop, Wake};
+use super::Schemas;
 use crate::{negotiate, Channel, ChannelError, Message, MIN_PROTOCOL, PROTOCOL};
 
 /// How long a peer has to say hello.
@@ -26,16 +31,38 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
 pub const SESSION_IDLE: Duration = Duration::from_secs(600);
 
 /// What the server tells the broker.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum ServerEvent {
     /// A helper committed a switch: stop accepting, then say so on the
     /// sender (the helper is answered only then), drain, exit.
     Committed(Sender<()>),
+    /// A helper committed a switch that moves the connections (protocol
+    /// 2) to the broker at the other end of `channel`, in `schema`: stop
+    /// accepting, move, and answer on `outcome`.
+    Move {
+        channel: Channel,
+        schema: String,
+        outcome: Sender<Result<Moved, MoveFailed>>,
+    },
 }
+
+/// How long the server waits for the outcome of a move on top of its bound.
+const MOVE_SLACK: Duration = Duration::from_secs(5);
 
 /// How long the server waits for the broker to stop accepting before it
 /// answers a commit anyway.
 const STOP_ACCEPTING_WAIT: Duration = Duration::from_secs(2);
+
+/// What the server says of its broker.
+#[derive(Debug, Clone)]
+pub struct About {
+    /// The release version (in the hello).
+    pub version: String,
+    /// The state schemas it exports and imports (protocol 2).
+    pub schemas: Schemas,
+    /// How long a move may take, freeze to go.
+    pub move_bound: Duration,
+}
 
 /// The running handoff server.
 pub struct HandoffServer {
@@ -45,6 +72,8 @@ pub struct HandoffServer {
 
 struct Shared {
     version: String,
+    schemas: Schemas,
+    move_bound: Duration,
     listeners: Vec<(String, TcpListener)>,
     connections: Arc<dyn Fn() -> usize + Send + Sync>,
     events: Sender<ServerEvent>,
@@ -56,7 +85,7 @@ impl HandoffServer {
     /// replaced, a live one is an error) and serves it.
     pub fn start(
         path: &Path,
-        version: String,
+        about: About,
         listeners: Vec<(String, TcpListener)>,
         connections: Arc<dyn Fn() -> usize + Send + Sync>,
         events: Sender<ServerEvent>,
@@ -82,7 +111,9 @@ impl HandoffServer {
         let stop = Arc::new(Stop::new()?);
         let waiter = Arc::clone(&stop);
         let shared = Arc::new(Shared {
-            version,
+            version: about.version,
+            schemas: about.schemas,
+            move_bound: about.move_bound,
             listeners,
             connections,
             events,
@@ -150,7 +181,7 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
     let failed = |e: ChannelError| fail(e.to_string());
     ch.set_timeout(HELLO_TIMEOUT)
         .map_err(|e| format!("{who}: {e}"))?;
-    match ch.recv().map_err(failed)? {
+    let spoken = match ch.recv().map_err(failed)? {
         (
             Message::Hello {
                 protocol,
@@ -159,20 +190,23 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
             },
             _,
         ) => {
-            if negotiate(min_protocol, protocol).is_none() {
-                return Err(fail(format!(
-                    "protocol {min_protocol}..{protocol} not spoken here ({MIN_PROTOCOL}..{PROTOCOL})"
-                )));
+            match negotiate(min_protocol, protocol) {
+                Some(v) => v,
+                None => {
+                    return Err(fail(format!(
+                        "protocol {min_protocol}..{protocol} not spoken here ({MIN_PROTOCOL}..{PROTOCOL})"
+                    )))
+                }
             }
         }
         (other, _) => return Err(fail(format!("expected hello, got {other:?}"))),
-    }
+    };
     ch.send(&Message::hello(&shared.version), &[])
         .map_err(failed)?;
     ch.set_timeout(SESSION_IDLE)
         .map_err(|e| format!("{who}: {e}"))?;
     loop {
-        let (message, _) = match ch.recv() {
+        let (message, mut fds) = match ch.recv() {
             Ok(m) => m,
             Err(ChannelError::Closed) => return Ok(()),
             Err(e) => return Err(failed(e)),
@@ -183,6 +217,21 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
                 let fds: Vec<_> = shared.listeners.iter().map(|(_, l)| l.as_fd()).collect();
                 ch.send(&Message::Listeners { names }, &fds)
                     .map_err(failed)?;
+            }
+            Message::GetSchemas if spoken >= 2 => {
+                let Schemas { exports, imports } = shared.schemas.clone();
+                ch.send(&Message::Schemas { exports, imports }, &[])
+                    .map_err(failed)?;
+            }
+            Message::CommitMove { schema } if spoken >= 2 => {
+                let channel = match (fds.pop(), fds.is_empty()) {
+                    (Some(fd), true) => brokers_channel(fd).map_err(|why| fail(why.into()))?,
+                    _ => return Err(fail("commit_move needs exactly one fd".into())),
+                };
+                if !shared.schemas.exports.contains(&schema) {
+                    return Err(fail(format!("this broker does not export {schema}")));
+                }
+                return move_away(ch, shared, channel, schema).map_err(fail);
             }
             Message::Commit => {
                 if shared.committed.swap(true, Ordering::SeqCst) {
@@ -202,6 +251,56 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
             other => return Err(fail(format!("unexpected {other:?}"))),
         }
     }
+}
+
+/// Runs a move for the helper and answers it: `moved`, `committed` (this
+/// broker drains instead) or the error that left it serving.
+fn move_away(ch: &Channel, shared: &Shared, channel: Channel, schema: String) -> Result<(), String> {
+    if shared.committed.swap(true, Ordering::SeqCst) {
+        return Err("already committed to another switch".into());
+    }
+    let (outcome, answer) = std::sync::mpsc::channel();
+    let _ = shared.events.send(ServerEvent::Move {
+        channel,
+        schema,
+        outcome,
+    });
+    match answer.recv_timeout(shared.move_bound + MOVE_SLACK) {
+        Ok(Ok(m)) => {
+            let answer = Message::Moved {
+                moved: m.moved as u64,
+                drained: m.left as u64,
+                pause_us: u64::try_from(m.pause.as_micros()).unwrap_or(u64::MAX),
+            };
+            let _ = ch.send(&answer, &[]);
+            Ok(())
+        }
+        Ok(Err(MoveFailed::NoExport)) => {
+            let connections = (shared.connections)() as u64;
+            let _ = ch.send(&Message::Committed { connections }, &[]);
+            Ok(())
+        }
+        Ok(Err(MoveFailed::Thawed(why))) => {
+            shared.committed.store(false, Ordering::SeqCst);
+            Err(format!("the move failed, this broker serves on: {why}"))
+        }
+        // No word from the broker: the helper reads the silence as a
+        // commit in doubt.
+        Err(_) => Err("the move did not end in time".into()),
+    }
+}
+
+/// The brokers' channel a helper attached: a unix SOCK_SEQPACKET socket.
+fn brokers_channel(fd: OwnedFd) -> Result<Channel, &'static str> {
+    let kind = getsockopt(&fd, sockopt::SockType).map_err(|_| "the attached fd is no socket")?;
+    let unix = getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .ok()
+        .and_then(|a| a.family())
+        == Some(nix::sys::socket::AddressFamily::Unix);
+    if kind != nix::sys::socket::SockType::SeqPacket || !unix {
+        return Err("the attached fd is no unix SOCK_SEQPACKET socket");
+    }
+    Ok(Channel::new(fd))
 }
 
 /// Tells the peer why, then reads what it still sends until it closes (at

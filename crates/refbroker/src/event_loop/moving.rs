@@ -176,6 +176,7 @@ impl Loop {
         let Some((_, since)) = self.frozen.take() else {
             return;
         };
+        self.imported.clear();
         let paused = since.elapsed();
         for c in self.conns.map.values_mut() {
             c.opened += paused;
@@ -239,7 +240,16 @@ impl Loop {
         if self.frozen.is_none() {
             self.frozen = Some((Vec::new(), now));
         }
+        self.imported.extend(&added);
         Ok(added)
+    }
+
+    /// Drops every connection imported (our descriptors only: the
+    /// exporter, thawed, serves them) and carries on.
+    pub(super) fn discard(&mut self) {
+        let imported = std::mem::take(&mut self.imported);
+        self.unadopt(&imported);
+        self.thaw();
     }
 
     /// Drops imported connections again (our descriptors only).

@@ -1,0 +1,218 @@
+//! A broker's whole life under the helper: take the listeners, serve the
+//! handoff socket, say ready, take the old broker's connections when a
+//! switch brought them (protocol 2), accept; on a commit move the
+//! connections away or drain them, and return.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{getsockopt, sockopt, SockType};
+
+use super::mover::{self, Imported, MoveFailed, Moved};
+use super::server::{About, HandoffServer, ServerEvent};
+use super::{accept, lease, store_listeners, take_listeners, Listener, Service};
+use crate::env::MOVE_FD_ENV;
+use crate::transfer::Bounds;
+use crate::Channel;
+
+/// How a broker runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The release version, told to the helper in the hello.
+    pub version: String,
+    /// Listeners to bind when none is inherited under that name.
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// The handoff socket to serve.
+    pub handoff_path: PathBuf,
+    /// How long connections may drain after a commit.
+    pub drain: Duration,
+    /// A pause before reporting ready (a slow start, for tests and demos).
+    pub ready_delay: Duration,
+    /// How long a move may take, freeze to go (export and import), before
+    /// the old broker thaws and the switch fails.
+    pub move_bound: Duration,
+    /// What this broker imports at most.
+    pub import: Bounds,
+}
+
+/// [`Options::move_bound`] unless configured.
+pub const DEFAULT_MOVE_BOUND: Duration = Duration::from_secs(10);
+
+impl Options {
+    /// The handoff socket path from the environment: `EMQX_HANDOFF_SOCKET`
+    /// (set by the helper during a switch), else `handoff.sock` in
+    /// `EMQX_RUNTIME_DIR` (default `/run/emqx`).
+    pub fn handoff_path_from_env() -> PathBuf {
+        crate::env::handoff_path()
+    }
+}
+
+/// What ended [`run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections live at commit (after a move: those not moved).
+    pub at_commit: usize,
+    /// Connections still open when the drain bound passed (then closed).
+    pub closed: usize,
+    /// The move, when the connections went to the new broker.
+    pub moved: Option<Moved>,
+}
+
+/// Runs a broker until a helper commits a switch away from it: takes the
+/// listeners, serves the handoff socket, notifies `READY=1`, imports the
+/// old broker's connections when the helper passed a channel to it, and
+/// accepts; on commit stops accepting, then moves its connections or
+/// drains them for at most `options.drain`.
+/// Call it before starting other threads (it reads and clears `LISTEN_*`).
+pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drained> {
+    let old_pid = lease::watch_from_env()?;
+    let incoming = take_channel()?;
+    let listeners = take_listeners(&options.listeners)?;
+    // Not fatal: without the store a crash refuses connections until the
+    // restart, as any broker's would.
+    if let Err(e) = store_listeners(&listeners) {
+        eprintln!("listeners not stored with systemd (FDSTORE=1): {e}");
+    }
+    let (events, commits) = mpsc::channel();
+    let handoff_fds = listeners
+        .iter()
+        .map(|l| Ok((l.name.clone(), l.socket.try_clone()?)))
+        .collect::<std::io::Result<Vec<(String, TcpListener)>>>()?;
+    let counter = {
+        let service = Arc::clone(&service);
+        Arc::new(move || service.connections()) as Arc<dyn Fn() -> usize + Send + Sync>
+    };
+    let about = About {
+        version: options.version.clone(),
+        schemas: service.schemas(),
+        move_bound: options.move_bound,
+    };
+    let server = HandoffServer::start(&options.handoff_path, about, handoff_fds, counter, events)?;
+    // Ready first, then accept: a new broker that is killed for not becoming
+    // ready in time never held a client connection.
+    std::thread::sleep(options.ready_delay);
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(ch) = incoming {
+        // Accepting waits until the old broker's connections are ours:
+        // meanwhile attempts wait in the backlog.
+        match mover::import(&ch, &*service, &options.import) {
+            Imported::Nothing => {}
+            Imported::OldGone => {
+                eprintln!("handoff: the old broker died in the middle of its state; accepting")
+            }
+            Imported::Serving { connections, go } => eprintln!(
+                "handoff: serving {connections} connections moved from the old broker{}",
+                if go { "" } else { " (it died before saying go)" }
+            ),
+            Imported::Refused(why) => {
+                lease::hand_back(old_pid);
+                server.stop();
+                return Err(std::io::Error::other(format!(
+                    "taking over the old broker's connections: {why}"
+                )));
+            }
+        }
+    }
+    let mut acceptors = accept::Acceptors::start(copies(&listeners)?, Arc::clone(&service))?;
+    // Serve until a commit; a move that fails serves on.
+    let moved = loop {
+        match commits.recv() {
+            Ok(ServerEvent::Committed(stopped)) => {
+                acceptors.stop();
+                let _ = stopped.send(());
+                break None;
+            }
+            Ok(ServerEvent::Move {
+                channel, outcome, ..
+            }) => {
+                acceptors.stop();
+                let result = mover::export(&channel, &*service, options.move_bound);
+                drop(channel);
+                match result {
+                    Ok(m) => {
+                        let _ = outcome.send(Ok(m));
+                        break Some(m);
+                    }
+                    Err(MoveFailed::NoExport) => {
+                        let _ = outcome.send(Err(MoveFailed::NoExport));
+                        break None;
+                    }
+                    Err(failed) => {
+                        acceptors =
+                            accept::Acceptors::start(copies(&listeners)?, Arc::clone(&service))?;
+                        let _ = outcome.send(Err(failed));
+                    }
+                }
+            }
+            Err(_) => return Err(std::io::Error::other("the handoff server stopped")),
+        }
+    };
+    let at_commit = service.connections();
+    let deadline = Instant::now() + options.drain;
+    while service.connections() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let closed = service.connections();
+    service.close_all();
+    let wait_close = Instant::now() + Duration::from_secs(2);
+    while service.connections() > 0 && Instant::now() < wait_close {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.stop();
+    Ok(Drained {
+        at_commit,
+        closed,
+        moved,
+    })
+}
+
+/// The listeners again, for another round of accepting.
+fn copies(listeners: &[Listener]) -> std::io::Result<Vec<Listener>> {
+    listeners
+        .iter()
+        .map(|l| {
+            Ok(Listener {
+                name: l.name.clone(),
+                socket: l.socket.try_clone()?,
+                inherited: l.inherited,
+            })
+        })
+        .collect()
+}
+
+/// Takes the brokers' channel named by [`MOVE_FD_ENV`] (and clears the
+/// variable): only a SOCK_SEQPACKET socket is one; anything else is an
+/// error, and the fd is left alone.
+fn take_channel() -> std::io::Result<Option<Channel>> {
+    let Some(value) = std::env::var_os(MOVE_FD_ENV) else {
+        return Ok(None);
+    };
+    std::env::remove_var(MOVE_FD_ENV);
+    let raw: RawFd = value
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n >= 3)
+        .ok_or_else(|| std::io::Error::other(format!("{MOVE_FD_ENV}={value:?} is not an fd")))?;
+    // SAFETY: getsockopt on a raw number reads the socket type only; an
+    // fd that is not open fails with EBADF, one that is no socket with
+    // ENOTSOCK.
+    let kind = getsockopt(&unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }, sockopt::SockType)
+        .map_err(|e| std::io::Error::other(format!("{MOVE_FD_ENV}={raw}: {e}")))?;
+    if kind != SockType::SeqPacket {
+        return Err(std::io::Error::other(format!(
+            "{MOVE_FD_ENV}={raw} is not a SOCK_SEQPACKET socket"
+        )));
+    }
+    // SAFETY: the helper placed this socket at `raw` for this process
+    // alone (as LISTEN_FDS does for listeners); nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    nix::fcntl::fcntl(
+        fd.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    Ok(Some(Channel::new(fd)))
+}
