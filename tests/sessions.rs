@@ -143,7 +143,17 @@ fn mosquitto_sub_stays_connected_through_ten_switches() {
     // -d prints every packet: one CONNECT means it never reconnected.
     // Line-buffered, as into a terminal.
     let mut sub = Command::new("stdbuf")
-        .args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &port, "-c", "-i", "moved-sub"])
+        .args([
+            "-oL",
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-c",
+            "-i",
+            "moved-sub",
+        ])
         .args(["-q", "1", "-t", topic, "-d"])
         .stdout(Stdio::piped())
         .spawn()

@@ -19,11 +19,11 @@ use super::commit::{decide, Decision};
 use super::moving::{self, Plan, Side};
 use super::{child, generations, intent, open_session, pidfile, process};
 use super::{Moved, Pending, RunningBroker, SwitchReport, Switcher};
-use emqx_handoff::client::{Committed, Session};
-use emqx_handoff::Channel;
 use crate::config::Config;
 use crate::privs::{self, ServiceUser};
 use crate::{Error, Serving};
+use emqx_handoff::client::{Committed, Session};
+use emqx_handoff::Channel;
 
 /// Margin on top of the configured waits for systemd's job timeout.
 const SLACK: Duration = Duration::from_secs(15);
@@ -95,11 +95,8 @@ impl Switcher for Handoff {
     ) -> Result<SwitchReport, Error> {
         let config = &self.config;
         // The longest a switch may take, for systemd's job timeout.
-        let bound = config.drain_wait()
-            + config.ready_timeout()
-            + config.settle()
-            + MOVE_ANSWER
-            + SLACK;
+        let bound =
+            config.drain_wait() + config.ready_timeout() + config.settle() + MOVE_ANSWER + SLACK;
         self.announce.begin(&version.to_string(), bound);
         let run = Run {
             handoff: self,

@@ -102,6 +102,13 @@ impl Channel {
         Ok(channel)
     }
 
+    /// Another handle on the same socket (sharing its timeouts).
+    pub fn try_clone(&self) -> std::io::Result<Channel> {
+        Ok(Channel {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     /// Bounds every later send and receive.
     pub fn set_timeout(&self, timeout: Duration) -> nix::Result<()> {
         let tv = TimeVal::new(timeout.as_secs() as _, timeout.subsec_micros() as _);

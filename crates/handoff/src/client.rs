@@ -156,7 +156,10 @@ impl Session {
                 Ok(crate::broker::Schemas { exports, imports })
             }
             (Message::Error { reason }, _) => Err(format!("the broker refused: {reason}")),
-            (other, _) => Err(format!("the broker answered {} to get_schemas", other.kind())),
+            (other, _) => Err(format!(
+                "the broker answered {} to get_schemas",
+                other.kind()
+            )),
         }
     }
 

@@ -61,6 +61,8 @@ pub enum TransferError {
     Bound(&'static str, u64, u64),
     /// Bytes out of the protocol.
     Protocol(String),
+    /// The receiving broker refuses what came (its schema, its contents).
+    Refused(String),
 }
 
 impl fmt::Display for TransferError {
@@ -70,6 +72,7 @@ impl fmt::Display for TransferError {
             TransferError::Cut => f.write_str("the sender closed in the middle of the state"),
             TransferError::Bound(what, n, max) => write!(f, "{n} {what}, more than {max}"),
             TransferError::Protocol(m) => write!(f, "protocol error: {m}"),
+            TransferError::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -102,37 +105,88 @@ fn send_data(ch: &Channel, bytes: &[u8]) -> Result<(), ChannelError> {
     Ok(())
 }
 
-/// Sends a whole state. The channel's timeout bounds each packet.
+/// A state on its way out, batch by batch: the sender encodes each batch
+/// while the receiver takes in the last. The channel's timeout bounds
+/// each packet.
+pub struct Sender<'a> {
+    ch: &'a Channel,
+    /// Connections announced and not sent yet.
+    owed: u64,
+}
+
+impl<'a> Sender<'a> {
+    /// Sends the header (schema, broker-wide bytes, connection count).
+    pub fn begin(
+        ch: &'a Channel,
+        schema: &str,
+        shared: &[u8],
+        count: usize,
+    ) -> Result<Sender<'a>, ChannelError> {
+        let name = schema.as_bytes();
+        if name.len() > MAX_SCHEMA {
+            return Err(ChannelError::Send {
+                kind: "state header (schema name too long)",
+                errno: nix::errno::Errno::ENAMETOOLONG,
+            });
+        }
+        let mut head = vec![HEADER, name.len() as u8];
+        head.extend_from_slice(name);
+        head.extend_from_slice(&(shared.len() as u64).to_le_bytes());
+        head.extend_from_slice(&(count as u64).to_le_bytes());
+        sent(ch, "state header", &head, &[])?;
+        send_data(ch, shared)?;
+        Ok(Sender {
+            ch,
+            owed: count as u64,
+        })
+    }
+
+    /// Sends connections (their sockets and states), in packets of at
+    /// most [`MAX_BATCH_FDS`] fds.
+    pub fn batch(&mut self, conns: &[(BorrowedFd<'_>, &[u8])]) -> Result<(), ChannelError> {
+        if conns.len() as u64 > self.owed {
+            return Err(ChannelError::Send {
+                kind: "state batch (more connections than announced)",
+                errno: nix::errno::Errno::EINVAL,
+            });
+        }
+        for batch in conns.chunks(MAX_BATCH_FDS) {
+            let mut frame = Vec::with_capacity(1 + 8 * batch.len());
+            frame.push(BATCH);
+            for (_, bytes) in batch {
+                frame.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            }
+            let fds: Vec<BorrowedFd<'_>> = batch.iter().map(|(fd, _)| *fd).collect();
+            sent(self.ch, "state batch", &frame, &fds)?;
+            let all: Vec<u8> = batch.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+            send_data(self.ch, &all)?;
+            self.owed -= batch.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Ends the state; every connection announced must have been sent.
+    pub fn end(self) -> Result<(), ChannelError> {
+        if self.owed != 0 {
+            return Err(ChannelError::Send {
+                kind: "state end (connections announced and not sent)",
+                errno: nix::errno::Errno::EINVAL,
+            });
+        }
+        sent(self.ch, "state end", &[END], &[])
+    }
+}
+
+/// Sends a whole state at once.
 pub fn send(
     ch: &Channel,
     schema: &str,
     shared: &[u8],
     conns: &[(BorrowedFd<'_>, &[u8])],
 ) -> Result<(), ChannelError> {
-    let name = schema.as_bytes();
-    if name.len() > MAX_SCHEMA {
-        return Err(ChannelError::Send {
-            kind: "state header (schema name too long)",
-            errno: nix::errno::Errno::ENAMETOOLONG,
-        });
-    }
-    let mut head = vec![HEADER, name.len() as u8];
-    head.extend_from_slice(name);
-    head.extend_from_slice(&(shared.len() as u64).to_le_bytes());
-    head.extend_from_slice(&(conns.len() as u64).to_le_bytes());
-    sent(ch, "state header", &head, &[])?;
-    send_data(ch, shared)?;
-    for batch in conns.chunks(MAX_BATCH_FDS) {
-        let mut frame = vec![BATCH];
-        for (_, bytes) in batch {
-            frame.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        }
-        let fds: Vec<BorrowedFd<'_>> = batch.iter().map(|(fd, _)| *fd).collect();
-        sent(ch, "state batch", &frame, &fds)?;
-        let all: Vec<u8> = batch.iter().flat_map(|(_, b)| b.iter().copied()).collect();
-        send_data(ch, &all)?;
-    }
-    sent(ch, "state end", &[END], &[])
+    let mut sender = Sender::begin(ch, schema, shared, conns.len())?;
+    sender.batch(conns)?;
+    sender.end()
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
@@ -160,47 +214,99 @@ fn recv_data(ch: &Channel, len: u64) -> Result<Vec<u8>, TransferError> {
     Ok(out)
 }
 
-/// Receives a whole state within `bounds`.
-pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Transfer, TransferError> {
-    let (head, _) = ch.recv_frame(2 + MAX_SCHEMA + 16, 0)?;
-    recv_after(ch, bounds, &head).map_err(|e| match e {
-        TransferError::Channel(ChannelError::Closed) => TransferError::Cut,
-        e => e,
-    })
+/// One received connection: its socket and its state.
+pub type Conn = (OwnedFd, Vec<u8>);
+
+/// A state coming in, batch by batch, each checked against the bounds
+/// before anything is allocated for it; the broker imports a batch while
+/// the next one comes.
+pub struct Receiver<'a> {
+    ch: &'a Channel,
+    bounds: Bounds,
+    /// The schema of the state.
+    pub schema: String,
+    /// The broker-wide bytes.
+    pub shared: Vec<u8>,
+    count: u64,
+    got: u64,
+    total: u64,
+    ended: bool,
 }
 
-fn recv_after(ch: &Channel, bounds: &Bounds, head: &[u8]) -> Result<Transfer, TransferError> {
-    let (Some(&HEADER), Some(&n)) = (head.first(), head.get(1)) else {
-        return Err(TransferError::Protocol("expected a state header".into()));
-    };
-    let n = usize::from(n);
-    let schema = head
-        .get(2..2 + n)
-        .and_then(|s| std::str::from_utf8(s).ok())
-        .ok_or_else(|| TransferError::Protocol("bad schema name".into()))?
-        .to_string();
-    let (Some(shared_len), Some(count)) = (u64_at(head, 2 + n), u64_at(head, 10 + n)) else {
-        return Err(TransferError::Protocol("short state header".into()));
-    };
-    if count > bounds.max_conns as u64 {
-        return Err(TransferError::Bound(
-            "connections",
+fn cut(e: TransferError) -> TransferError {
+    match e {
+        TransferError::Channel(ChannelError::Closed) => TransferError::Cut,
+        e => e,
+    }
+}
+
+impl<'a> Receiver<'a> {
+    /// Receives the header and the broker-wide bytes.
+    pub fn begin(ch: &'a Channel, bounds: &Bounds) -> Result<Receiver<'a>, TransferError> {
+        let (head, _) = ch.recv_frame(2 + MAX_SCHEMA + 16, 0)?;
+        let (Some(&HEADER), Some(&n)) = (head.first(), head.get(1)) else {
+            return Err(TransferError::Protocol("expected a state header".into()));
+        };
+        let n = usize::from(n);
+        let schema = head
+            .get(2..2 + n)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .ok_or_else(|| TransferError::Protocol("bad schema name".into()))?
+            .to_string();
+        let (Some(shared_len), Some(count)) = (u64_at(&head, 2 + n), u64_at(&head, 10 + n)) else {
+            return Err(TransferError::Protocol("short state header".into()));
+        };
+        if count > bounds.max_conns as u64 {
+            return Err(TransferError::Bound(
+                "connections",
+                count,
+                bounds.max_conns as u64,
+            ));
+        }
+        if shared_len > bounds.max_bytes {
+            return Err(TransferError::Bound(
+                "bytes of state",
+                shared_len,
+                bounds.max_bytes,
+            ));
+        }
+        let shared = recv_data(ch, shared_len).map_err(cut)?;
+        Ok(Receiver {
+            ch,
+            bounds: *bounds,
+            schema,
+            shared,
             count,
-            bounds.max_conns as u64,
-        ));
+            got: 0,
+            total: shared_len,
+            ended: false,
+        })
     }
-    let mut total = shared_len;
-    if total > bounds.max_bytes {
-        return Err(TransferError::Bound(
-            "bytes of state",
-            total,
-            bounds.max_bytes,
-        ));
+
+    /// Connections announced in the header.
+    pub fn count(&self) -> u64 {
+        self.count
     }
-    let shared = recv_data(ch, shared_len)?;
-    let mut conns: Vec<(OwnedFd, Vec<u8>)> = Vec::new();
-    while (conns.len() as u64) < count {
-        let (frame, fds) = ch.recv_frame(1 + 8 * MAX_BATCH_FDS, MAX_BATCH_FDS)?;
+
+    /// The next batch of connections; `None` once the end came.
+    pub fn next_batch(&mut self) -> Result<Option<Vec<Conn>>, TransferError> {
+        if self.ended {
+            return Ok(None);
+        }
+        self.next().map_err(cut)
+    }
+
+    fn next(&mut self) -> Result<Option<Vec<Conn>>, TransferError> {
+        if self.got == self.count {
+            return match self.ch.recv_frame(1, 0)?.0.as_slice() {
+                [END] => {
+                    self.ended = true;
+                    Ok(None)
+                }
+                _ => Err(TransferError::Protocol("expected the end".into())),
+            };
+        }
+        let (frame, fds) = self.ch.recv_frame(1 + 8 * MAX_BATCH_FDS, MAX_BATCH_FDS)?;
         let lens: Vec<u64> = match frame.split_first() {
             Some((&BATCH, rest)) if rest.len() % 8 == 0 => {
                 rest.chunks(8).filter_map(|c| u64_at(c, 0)).collect()
@@ -214,7 +320,7 @@ fn recv_after(ch: &Channel, bounds: &Bounds, head: &[u8]) -> Result<Transfer, Tr
                 fds.len()
             )));
         }
-        if conns.len() as u64 + lens.len() as u64 > count {
+        if self.got + lens.len() as u64 > self.count {
             return Err(TransferError::Protocol(
                 "more connections than announced".into(),
             ));
@@ -223,31 +329,40 @@ fn recv_after(ch: &Channel, bounds: &Bounds, head: &[u8]) -> Result<Transfer, Tr
             .iter()
             .try_fold(0u64, |a, l| a.checked_add(*l))
             .unwrap_or(u64::MAX);
-        total = total.saturating_add(batch);
-        if total > bounds.max_bytes {
+        self.total = self.total.saturating_add(batch);
+        if self.total > self.bounds.max_bytes {
             return Err(TransferError::Bound(
                 "bytes of state",
-                total,
-                bounds.max_bytes,
+                self.total,
+                self.bounds.max_bytes,
             ));
         }
-        let data = recv_data(ch, batch)?;
+        let data = recv_data(self.ch, batch)?;
         let mut at = 0usize;
+        let mut conns = Vec::with_capacity(lens.len());
         for (fd, len) in fds.into_iter().zip(&lens) {
             // The lengths sum to the data received: each slice is in it.
             let end = at + *len as usize;
             conns.push((fd, data.get(at..end).unwrap_or_default().to_vec()));
             at = end;
         }
+        self.got += conns.len() as u64;
+        Ok(Some(conns))
     }
-    match ch.recv_frame(1, 0)?.0.as_slice() {
-        [END] => Ok(Transfer {
-            schema,
-            shared,
-            conns,
-        }),
-        _ => Err(TransferError::Protocol("expected the end".into())),
+}
+
+/// Receives a whole state within `bounds`.
+pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Transfer, TransferError> {
+    let mut rx = Receiver::begin(ch, bounds)?;
+    let mut conns = Vec::new();
+    while let Some(batch) = rx.next_batch()? {
+        conns.extend(batch);
     }
+    Ok(Transfer {
+        schema: std::mem::take(&mut rx.schema),
+        shared: std::mem::take(&mut rx.shared),
+        conns,
+    })
 }
 
 #[cfg(test)]

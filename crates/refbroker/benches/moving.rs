@@ -1,27 +1,25 @@
 //! What moving established connections costs on the broker side (issue
 //! #12), measured in one process: `emqx-load --idle N` holds N MQTT
-//! connections to event loop A; then freeze A, send its state through a
-//! SOCK_SEQPACKET pair (`emqx_handoff::transfer`), import it into loop B,
-//! go. Printed: the pause (freeze to go) and its parts, per session, and
+//! connections to broker A; then A freezes and sends its state through a
+//! SOCK_SEQPACKET pair (`emqx_handoff::transfer`) while broker B imports
+//! it, then go. Printed: the pause (freeze until B has imported: when the
+//! old broker says go), when each side finished, the go, per session, and
 //! whether every connection lived on (the harness saw no close). N is at
-//! most 6,000 here: this process holds each server socket, its duplicate
-//! in transit and the received one (3N fds of the 20,000 it may hold).
+//! most 9,000 here: this process holds each server socket and the one
+//! received (2N fds of the 20,000 it may hold).
 //! BENCH_MOVE=1000,5000 picks the sizes.
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use emqx_handoff::transfer::Bounds;
+use emqx_handoff::broker::Service;
+use emqx_handoff::transfer::{Bounds, Receiver};
 use emqx_handoff::Channel;
-use emqx_refbroker::broker::Broker;
-use emqx_refbroker::event_loop::{self, Cmd, Frozen, Handle};
+use emqx_refbroker::RefBroker;
 
-fn broker(v: &str) -> Handle {
-    let v = v.to_string();
-    event_loop::start(move || Broker::new(&v, "$SYS/broker/version", 1000)).unwrap()
+fn broker(v: &str) -> RefBroker {
+    RefBroker::start(v, 1000, Default::default()).unwrap()
 }
 
 fn run(n: usize) {
@@ -44,46 +42,42 @@ fn run(n: usize) {
         .unwrap();
     for _ in 0..n {
         let (stream, _) = l.accept().unwrap();
-        a.send(Cmd::Serve {
-            listener: "mqtt".into(),
-            stream,
-        });
+        a.serve("mqtt", stream);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while a.live.load(Ordering::SeqCst) < n && Instant::now() < deadline {
+    while a.connections() < n && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
     let b = broker("5.0.1");
     let (pa, pb) = Channel::pair().unwrap();
     pb.set_timeout(Duration::from_secs(10)).unwrap();
-    let t0 = Instant::now();
-    let (tx, rx) = mpsc::channel();
-    a.send(Cmd::Freeze(tx));
-    let frozen = rx.recv().unwrap();
-    let t_freeze = t0.elapsed();
-    let moving = frozen.conns.len();
     let bounds = Bounds {
         max_conns: 20_000,
         max_bytes: 1 << 30,
     };
-    let received = std::thread::scope(|s| {
-        s.spawn(move || frozen.send(&pa).unwrap());
-        Frozen::recv(&pb, &bounds).unwrap()
+    let t0 = Instant::now();
+    // The two sides run at once, as in two processes: the importer takes
+    // in a batch while the exporter encodes the next.
+    let (exported, imported, t_export, t_import) = std::thread::scope(|s| {
+        let exporting = s.spawn(|| {
+            let e = a.export(&pa).unwrap();
+            (e, t0.elapsed())
+        });
+        let mut rx = Receiver::begin(&pb, &bounds).unwrap();
+        let imported = b.import(&mut rx).unwrap();
+        let t_import = t0.elapsed();
+        let (e, t_export) = exporting.join().unwrap();
+        (e, imported, t_export, t_import)
     });
-    let t_sent = t0.elapsed();
-    let (tx, rx) = mpsc::channel();
-    b.send(Cmd::Import(received, tx));
-    let imported = rx.recv().unwrap().unwrap();
-    let t_import = t0.elapsed();
-    let (tx, rx) = mpsc::channel();
-    a.send(Cmd::Go(tx));
-    let gone = rx.recv().unwrap();
-    b.send(Cmd::Thaw);
+    // What the old broker does once `imported` comes: say go, then close.
     let pause = t0.elapsed();
+    let gone = a.go();
+    let t_go = t0.elapsed();
+    b.thaw();
     std::thread::sleep(Duration::from_millis(500));
-    let on_new = b.live.load(Ordering::SeqCst);
-    let on_old = a.live.load(Ordering::SeqCst);
+    let on_new = b.connections();
+    let on_old = a.connections();
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(load.id() as i32),
         nix::sys::signal::Signal::SIGINT,
@@ -92,11 +86,12 @@ fn run(n: usize) {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "{n:>6} {moving:>7} {imported:>8} {gone:>5} {:>9.1} {:>8.1} {:>9.1} {:>7.1} {:>10.1} {:>8} {:>9}",
+        "{n:>6} {:>7} {imported:>8} {gone:>5} {:>9.1} {:>8.1} {:>7.1} {:>6.1} {:>10.2} {:>8} {:>9}",
+        exported.conns,
         ms(pause),
-        ms(t_freeze),
-        ms(t_sent - t_freeze),
-        ms(t_import - t_sent),
+        ms(t_export),
+        ms(t_import),
+        ms(t_go - pause),
         pause.as_secs_f64() * 1e6 / n as f64,
         report["closed_by_broker"],
         format!("{on_new}/{on_old}"),
@@ -115,15 +110,15 @@ fn main() {
         .collect();
     println!("moving established connections between two event loops of one process");
     println!(
-        "{:>6} {:>7} {:>8} {:>5} {:>9} {:>8} {:>9} {:>7} {:>10} {:>8} {:>9}",
+        "{:>6} {:>7} {:>8} {:>5} {:>9} {:>8} {:>7} {:>6} {:>10} {:>8} {:>9}",
         "conns",
-        "frozen",
+        "sent",
         "imported",
         "go",
         "pause ms",
-        "freeze",
-        "transfer",
-        "import",
+        "exported",
+        "imported",
+        "go ms",
         "us/session",
         "closed",
         "new/old"

@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 mod moving;
 mod timers;
 
-pub use moving::{ConnState, Frozen, MovedConn, ReceiveError};
+pub use moving::{decode_shared, ConnState, MovedConn};
 
 use crate::broker::{Broker, End, Step};
 use crate::conns::{Conn, Conns};
@@ -47,16 +47,23 @@ pub enum Cmd {
     /// Close every connection gracefully; answer when done.
     CloseAll(mpsc::Sender<()>),
     /// Stop reading, writing and timing every connection at a packet
-    /// boundary and answer with the whole state (protocol 2, issue #12).
-    Freeze(mpsc::Sender<Frozen>),
+    /// boundary, send the whole state over the channel (protocol 2) and
+    /// answer what went.
+    Export(
+        emqx_handoff::Channel,
+        mpsc::Sender<Result<emqx_handoff::broker::Exported, emqx_handoff::broker::ExportError>>,
+    ),
     /// Carry on as before the freeze.
     Thaw,
     /// The state moved: close our copies of the moved connections (no
     /// will, no FIN) and answer how many.
     Go(mpsc::Sender<usize>),
-    /// Take over another broker's frozen state; answer how many
-    /// connections now run here.
-    Import(Frozen, mpsc::Sender<Result<usize, ImportError>>),
+    /// Begin taking over another broker's state: its broker-wide part.
+    ImportShared(crate::snapshot::SharedState),
+    /// A batch of its connections.
+    ImportBatch(Vec<MovedConn>),
+    /// The import is whole: answer how many connections now run here.
+    ImportEnd(mpsc::Sender<Result<usize, ImportError>>),
     /// Drop what was imported (the exporter thawed) and carry on.
     Discard,
 }
@@ -99,6 +106,7 @@ pub fn start(make: impl FnOnce() -> Broker + Send + 'static) -> io::Result<Handl
                 scratch: vec![0; 64 * 1024],
                 frozen: None,
                 imported: Vec::new(),
+                import_error: None,
                 held: Vec::new(),
                 deferred: Vec::new(),
             }
@@ -122,6 +130,8 @@ struct Loop {
     frozen: Option<(Vec<usize>, Instant)>,
     /// While frozen after an import: the connections imported.
     imported: Vec<usize>,
+    /// The first error of an import in progress.
+    import_error: Option<ImportError>,
     /// Connections accepted while frozen, served at the thaw.
     held: Vec<(String, std::net::TcpStream)>,
     /// Close-alls asked while frozen, done at the thaw.
@@ -194,9 +204,10 @@ impl Loop {
                     self.held.push((listener, stream))
                 }
                 Cmd::Serve { listener, stream } => self.serve(&listener, stream),
-                Cmd::Freeze(reply) => {
-                    // Nobody took the state (the asker gave up): carry on.
-                    if reply.send(self.freeze()).is_err() {
+                Cmd::Export(ch, reply) => {
+                    let exported = self.export(&ch);
+                    // Nobody takes the answer (the asker gave up): carry on.
+                    if reply.send(exported).is_err() {
                         self.thaw();
                     }
                 }
@@ -204,15 +215,14 @@ impl Loop {
                 Cmd::Go(reply) => {
                     let _ = reply.send(self.go());
                 }
-                Cmd::Import(frozen, reply) => {
-                    let imported = self.import(frozen);
-                    let n = imported.as_ref().map(|t| t.len()).map_err(Clone::clone);
+                Cmd::ImportShared(shared) => self.import_shared(shared),
+                Cmd::ImportBatch(conns) => self.import_batch(conns),
+                Cmd::ImportEnd(reply) => {
+                    let imported = self.import_end();
                     // The asker gave up waiting: the exporter will thaw, so
                     // the connections must not live here too.
-                    if reply.send(n).is_err() {
-                        if let Ok(tokens) = imported {
-                            self.unadopt(&tokens);
-                        }
+                    if reply.send(imported).is_err() {
+                        self.discard();
                     }
                 }
                 Cmd::Discard => self.discard(),

@@ -30,10 +30,11 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use emqx_handoff::broker::{Export, Schemas, Service};
-use emqx_handoff::transfer::Transfer;
+use emqx_handoff::broker::{ExportError, Exported, Schemas, Service};
+use emqx_handoff::transfer::{Receiver, TransferError};
+use emqx_handoff::Channel;
 
-use event_loop::{Cmd, Frozen, Handle};
+use event_loop::{Cmd, Handle, MovedConn};
 
 /// The topic that carries the release version.
 pub const VERSION_TOPIC: &str = "$SYS/broker/version";
@@ -119,24 +120,22 @@ impl Service for RefBroker {
         }
     }
 
-    fn freeze(&self) -> Option<Export> {
+    fn export(&self, ch: &Channel) -> Result<Exported, ExportError> {
+        let ch = ch
+            .try_clone()
+            .map_err(|e| ExportError::Failed(format!("a copy of the channel: {e}")))?;
         let (tx, rx) = mpsc::channel();
-        if !self.handle.send(Cmd::Freeze(tx)) {
-            return None;
+        if !self.handle.send(Cmd::Export(ch, tx)) {
+            return Err(ExportError::Cannot);
         }
-        let Ok(frozen) = rx.recv_timeout(MOVE_WAIT) else {
+        // The channel's timeouts bound each packet; this bounds the rest.
+        rx.recv_timeout(MOVE_WAIT).unwrap_or_else(|_| {
             // The loop, when it gets to it, finds nobody waiting and thaws.
-            self.log(format_args!("no freeze within {} s", MOVE_WAIT.as_secs()));
-            return None;
-        };
-        match frozen.into_export() {
-            Ok(e) => Some(e),
-            Err(e) => {
-                self.log(format_args!("cannot export the state: {e}"));
-                self.thaw();
-                None
-            }
-        }
+            Err(ExportError::Failed(format!(
+                "no export within {} s",
+                MOVE_WAIT.as_secs()
+            )))
+        })
     }
 
     fn thaw(&self) {
@@ -157,16 +156,63 @@ impl Service for RefBroker {
         })
     }
 
-    fn import(&self, state: Transfer) -> Result<usize, String> {
+    fn import(&self, state: &mut Receiver<'_>) -> Result<usize, TransferError> {
         std::thread::sleep(self.moving.import_delay);
-        let frozen = Frozen::from_transfer(state).map_err(|e| e.to_string())?;
-        let (tx, rx) = mpsc::channel();
-        if !self.handle.send(Cmd::Import(frozen, tx)) {
-            return Err("the event loop is gone".into());
+        if state.schema != snapshot::SCHEMA {
+            return Err(TransferError::Refused(format!(
+                "cannot import {} (this broker imports {})",
+                state.schema,
+                snapshot::SCHEMA
+            )));
         }
-        match rx.recv_timeout(MOVE_WAIT) {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("the import took over {} s", MOVE_WAIT.as_secs())),
+        let refused = |e: snapshot::ImportError| TransferError::Refused(e.to_string());
+        let gone = || TransferError::Refused("the event loop is gone".into());
+        let shared = event_loop::decode_shared(&state.shared).map_err(refused)?;
+        if !self.handle.send(Cmd::ImportShared(shared)) {
+            return Err(gone());
+        }
+        // Each batch is decoded here while the loop adopts the last one.
+        let mut outcome = Ok(());
+        loop {
+            match state.next_batch() {
+                Ok(Some(batch)) => {
+                    let conns = batch
+                        .into_iter()
+                        .map(|(fd, bytes)| MovedConn::decode(fd, &bytes))
+                        .collect::<Result<Vec<_>, _>>();
+                    match conns {
+                        Ok(conns) => {
+                            if !self.handle.send(Cmd::ImportBatch(conns)) {
+                                break outcome = Err(gone());
+                            }
+                        }
+                        Err(e) => break outcome = Err(refused(e)),
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => break outcome = Err(e),
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        if !self.handle.send(Cmd::ImportEnd(tx)) {
+            return Err(gone());
+        }
+        let imported = match rx.recv_timeout(MOVE_WAIT) {
+            Ok(r) => r.map_err(refused),
+            Err(_) => Err(TransferError::Refused(format!(
+                "the import took over {} s",
+                MOVE_WAIT.as_secs()
+            ))),
+        };
+        // A failed stream drops what the loop took of it.
+        match outcome {
+            Ok(()) => imported,
+            Err(e) => {
+                if imported.is_ok() {
+                    self.discard();
+                }
+                Err(e)
+            }
         }
     }
 

@@ -273,7 +273,8 @@ mod tests {
             read_behaviour(t.path()).unwrap(),
             Behaviour {
                 fail: Some(Fail::CrashAfterReady),
-                ready_delay_ms: 250
+                ready_delay_ms: 250,
+                ..Behaviour::default()
             }
         );
         for (text, want) in [

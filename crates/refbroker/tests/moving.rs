@@ -8,47 +8,37 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
-use emqx_handoff::transfer::Bounds;
+use emqx_handoff::broker::{Exported, Service};
+use emqx_handoff::transfer::{self, Bounds, Receiver, Transfer, TransferError};
 use emqx_handoff::Channel;
 use emqx_mqtt::{read_packet, Packet, Will};
-use emqx_refbroker::broker::Broker;
-use emqx_refbroker::event_loop::{self, Cmd, Frozen, Handle, ReceiveError};
-
-/// `frozen` through a SOCK_SEQPACKET socketpair, as between two brokers.
-fn through_a_socketpair(frozen: Frozen, bounds: Bounds) -> Result<Frozen, ReceiveError> {
-    let (a, b) = Channel::pair().unwrap();
-    b.set_timeout(Duration::from_secs(5)).unwrap();
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            let _ = frozen.send(&a);
-            // Our copies of the sockets close here; the receiver has its own.
-        });
-        Frozen::recv(&b, &bounds)
-    })
-}
+use emqx_refbroker::event_loop::ConnState;
+use emqx_refbroker::RefBroker;
 
 const BOUNDS: Bounds = Bounds {
     max_conns: 100,
-    max_bytes: 1 << 20,
+    max_bytes: 64 << 20,
 };
 
-fn broker(version: &str) -> Handle {
-    let v = version.to_string();
-    event_loop::start(move || Broker::new(&v, "$SYS/broker/version", 100)).unwrap()
+fn broker(version: &str) -> RefBroker {
+    RefBroker::start(version, 100, Default::default()).unwrap()
+}
+
+fn pair() -> (Channel, Channel) {
+    let (a, b) = Channel::pair().unwrap();
+    b.set_timeout(Duration::from_secs(5)).unwrap();
+    (a, b)
 }
 
 /// A client connected to `h` through a real socket pair.
-fn client(h: &Handle, l: &TcpListener, id: &str, clean: bool, will: Option<Will>) -> TcpStream {
+fn client(h: &RefBroker, l: &TcpListener, id: &str, clean: bool, will: Option<Will>) -> TcpStream {
     let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let (stream, _) = l.accept().unwrap();
-    assert!(h.send(Cmd::Serve {
-        listener: "mqtt".into(),
-        stream
-    }));
+    h.serve("mqtt", stream);
     let connect = Packet::Connect {
         client_id: id.into(),
         keep_alive: 60,
@@ -92,22 +82,46 @@ fn subscribe(c: &mut TcpStream, filter: &str, qos: u8) {
     assert!(matches!(next(c), Packet::SubAck { .. }));
 }
 
-fn freeze(h: &Handle) -> Frozen {
-    let (tx, rx) = mpsc::channel();
-    assert!(h.send(Cmd::Freeze(tx)));
-    rx.recv_timeout(Duration::from_secs(5)).unwrap()
+/// Freezes `old` and takes its whole state off the channel, as the new
+/// broker would receive it, for the test to look into.
+fn freeze(old: &RefBroker) -> (Exported, Transfer) {
+    let (a, b) = pair();
+    std::thread::scope(|s| {
+        let exporting = s.spawn(|| old.export(&a));
+        let state = transfer::recv(&b, &BOUNDS).unwrap();
+        (exporting.join().unwrap().unwrap(), state)
+    })
 }
 
-/// A new loop imports `frozen` (`n` connections), then `old` says go; the
-/// new loop stays frozen until its thaw.
-fn import_then_go(old: &Handle, frozen: Frozen, n: usize) -> Handle {
+/// Each connection's state in `t`.
+fn states(t: &Transfer) -> Vec<ConnState> {
+    t.conns
+        .iter()
+        .map(|(_, b)| serde_json::from_slice(b).unwrap())
+        .collect()
+}
+
+/// `new` imports `t` through a socketpair, within `bounds`.
+fn import(new: &RefBroker, t: &Transfer, bounds: Bounds) -> Result<usize, TransferError> {
+    let (a, b) = pair();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let conns: Vec<_> = t.conns.iter().map(|(fd, b)| (fd.as_fd(), &b[..])).collect();
+            let _ = transfer::send(&a, &t.schema, &t.shared, &conns);
+        });
+        let mut rx = Receiver::begin(&b, &bounds)?;
+        new.import(&mut rx)
+    })
+}
+
+/// A new broker imports `t` (`n` connections), then `old` says go; the
+/// new one stays frozen until its thaw.
+fn import_then_go(old: &RefBroker, t: Transfer, n: usize) -> RefBroker {
     let new = broker("5.0.1");
-    let (tx, rx) = mpsc::channel();
-    assert!(new.send(Cmd::Import(frozen, tx)));
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Ok(n));
-    let (tx, rx) = mpsc::channel();
-    assert!(old.send(Cmd::Go(tx)));
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), n);
+    assert_eq!(import(&new, &t, BOUNDS).unwrap(), n);
+    // The test's copies of the sockets go; the importer has its own.
+    drop(t);
+    assert_eq!(old.go(), n);
     new
 }
 
@@ -150,20 +164,22 @@ fn connections_and_sessions_move_without_a_reconnect() {
     s.write_all(&[0xC0]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
 
-    let frozen = freeze(&old);
-    assert_eq!((frozen.conns.len(), frozen.left), (2, 0), "{frozen:?}");
-    let state = frozen.conns.iter().find(|m| m.state.inbuf == [0xC0]);
-    assert!(state.is_some(), "the partial packet is carried: {frozen:?}");
+    let (exported, frozen) = freeze(&old);
+    assert_eq!(exported, Exported { conns: 2, left: 0 });
+    let carried = states(&frozen);
+    assert!(
+        carried.iter().any(|c| c.inbuf == [0xC0]),
+        "the partial packet is carried: {carried:?}"
+    );
     // Frozen: the old broker answers nothing.
     send(&mut p, Packet::PingReq);
     quiet(&mut p);
 
-    let frozen = through_a_socketpair(frozen, BOUNDS).unwrap();
     let new = import_then_go(&old, frozen, 2);
     // The importer serves them only from its thaw, after the exporter's
     // go: until then p's PINGREQ stays unanswered.
     quiet(&mut p);
-    assert!(new.send(Cmd::Thaw));
+    new.thaw();
 
     // The new broker answers the PINGREQ sent while frozen, completes
     // the half one, takes the late PUBACK and goes on with the next id.
@@ -195,11 +211,7 @@ fn connections_and_sessions_move_without_a_reconnect() {
         other => panic!("{other:?}"),
     }
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        old.live.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "the old broker holds nothing"
-    );
+    assert_eq!(old.connections(), 0, "the old broker holds nothing");
 }
 
 #[test]
@@ -208,8 +220,8 @@ fn a_thaw_leaves_the_old_broker_serving_as_before() {
     let old = broker("5.0.0");
     let mut s = client(&old, &l, "s", false, None);
     subscribe(&mut s, "t", 1);
-    let frozen = freeze(&old);
-    assert_eq!(frozen.conns.len(), 1);
+    let (exported, frozen) = freeze(&old);
+    assert_eq!(exported.conns, 1);
     send(&mut s, publish("t", 1, Some(5), b"x"));
     quiet(&mut s);
     // The importer refuses (a bound passes); the exporter thaws.
@@ -217,12 +229,12 @@ fn a_thaw_leaves_the_old_broker_serving_as_before() {
         max_conns: 0,
         max_bytes: 1 << 20,
     };
-    let refused = through_a_socketpair(frozen, tight);
+    let refused = import(&broker("5.0.1"), &frozen, tight);
     assert!(
-        matches!(refused, Err(ReceiveError::Transfer(_))),
+        matches!(refused, Err(TransferError::Bound(..))),
         "{refused:?}"
     );
-    assert!(old.send(Cmd::Thaw));
+    old.thaw();
     let got = [next(&mut s), next(&mut s)];
     assert!(got.contains(&Packet::PubAck { packet_id: 5 }), "{got:?}");
     assert!(
@@ -231,44 +243,10 @@ fn a_thaw_leaves_the_old_broker_serving_as_before() {
     );
 }
 
-/// The same move through the library's `Service` API, as the handoff
-/// server will drive it; a broker that implements none of it cannot move.
+/// A broker that implements none of protocol 2 cannot move: it says it
+/// exports and imports nothing, and refuses both.
 #[test]
-fn the_service_api_moves_connections_and_defaults_to_none() {
-    use emqx_handoff::broker::Service;
-    use emqx_refbroker::RefBroker;
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (old, new) = (
-        RefBroker::start("5.0.0", 100, Default::default()).unwrap(),
-        RefBroker::start("5.0.1", 100, Default::default()).unwrap(),
-    );
-    assert_eq!(old.schemas().exports, vec!["refbroker/1".to_string()]);
-    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    old.serve("mqtt", l.accept().unwrap().0);
-    send(&mut c, Packet::connect("svc", false, 30));
-    assert!(matches!(next(&mut c), Packet::ConnAck { code: 0, .. }));
-    subscribe(&mut c, "t", 2);
-    let export = old.freeze().unwrap();
-    assert_eq!(
-        (export.schema.as_str(), export.conns.len()),
-        ("refbroker/1", 1)
-    );
-    let (a, b) = Channel::pair().unwrap();
-    b.set_timeout(Duration::from_secs(5)).unwrap();
-    let state = std::thread::scope(|s| {
-        s.spawn(move || export.send(&a).unwrap());
-        emqx_handoff::transfer::recv(&b, &BOUNDS).unwrap()
-    });
-    assert_eq!(new.import(state), Ok(1));
-    assert_eq!(old.go(), 1);
-    new.thaw();
-    send(&mut c, publish("t", 2, Some(3), b"q2"));
-    let got = [next(&mut c), next(&mut c)];
-    assert!(got.contains(&Packet::PubRec { packet_id: 3 }), "{got:?}");
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!((old.connections(), new.connections()), (0, 1));
-
+fn a_broker_that_implements_nothing_cannot_move() {
     struct Drains;
     impl Service for Drains {
         fn serve(&self, _: &str, _: TcpStream) {}
@@ -277,13 +255,26 @@ fn the_service_api_moves_connections_and_defaults_to_none() {
         }
         fn close_all(&self) {}
     }
-    assert!(Drains.freeze().is_none() && Drains.schemas().imports.is_empty());
-    let empty = emqx_handoff::transfer::Transfer {
-        schema: "x/1".into(),
-        shared: vec![],
-        conns: vec![],
-    };
-    assert!(Drains.import(empty).is_err());
+    assert!(Drains.schemas().imports.is_empty() && Drains.schemas().exports.is_empty());
+    let (a, b) = pair();
+    assert_eq!(
+        Drains.export(&a),
+        Err(emqx_handoff::broker::ExportError::Cannot)
+    );
+    transfer::send(&a, "x/1", b"", &[]).unwrap();
+    let mut rx = Receiver::begin(&b, &BOUNDS).unwrap();
+    assert!(matches!(
+        Drains.import(&mut rx),
+        Err(TransferError::Refused(_))
+    ));
+    // The reference broker refuses another schema.
+    let (a, b) = pair();
+    transfer::send(&a, "x/1", b"", &[]).unwrap();
+    let mut rx = Receiver::begin(&b, &BOUNDS).unwrap();
+    assert!(matches!(
+        broker("5.0.1").import(&mut rx),
+        Err(TransferError::Refused(_))
+    ));
 }
 
 /// Bytes the exporter had queued and not yet written (its client reads
@@ -302,22 +293,14 @@ fn unsent_output_is_written_by_the_importer() {
     }
     // s has read nothing: the kernel buffers are full, the rest queued.
     std::thread::sleep(Duration::from_millis(300));
-    let frozen = freeze(&old);
-    let queued: usize = frozen.conns.iter().map(|m| m.state.out.len()).sum();
+    let (_, frozen) = freeze(&old);
+    let queued: usize = states(&frozen).iter().map(|c| c.out.len()).sum();
     assert!(
         queued > 0,
         "nothing was left unsent: the test proves nothing"
     );
-    let frozen = through_a_socketpair(
-        frozen,
-        Bounds {
-            max_conns: 100,
-            max_bytes: 64 << 20,
-        },
-    )
-    .unwrap();
     let new = import_then_go(&old, frozen, 2);
-    assert!(new.send(Cmd::Thaw));
+    new.thaw();
     // Every delivery arrives once; the in-flight window (64) holds them all.
     let mut ids = Vec::new();
     for _ in 0..60 {

@@ -21,6 +21,8 @@ mod stop;
 
 use std::net::TcpStream;
 
+use crate::transfer::TransferError;
+
 pub use listeners::{store_listeners, take_listeners, Listener};
 pub use run::{run, Drained, Options, DEFAULT_MOVE_BOUND};
 pub use server::{About, HandoffServer, ServerEvent};
@@ -42,10 +44,15 @@ pub trait Service: Send + Sync + 'static {
     fn schemas(&self) -> Schemas {
         Schemas::default()
     }
-    /// Stops every connection at a packet boundary and exports the whole
-    /// state, every byte and fd left as it was; `None` when it cannot.
-    fn freeze(&self) -> Option<Export> {
-        None
+    /// Stops every connection at a packet boundary and sends the whole
+    /// state over `ch` with a [`crate::transfer::Sender`]: broker-wide
+    /// state first, then each connection's socket (its own fd: the kernel
+    /// gives the receiver a copy) with its state; every byte and fd stays
+    /// as it was. On [`ExportError::Failed`] it stays frozen until
+    /// [`Service::thaw`].
+    fn export(&self, ch: &crate::Channel) -> Result<Exported, ExportError> {
+        let _ = ch;
+        Err(ExportError::Cannot)
     }
     /// Resumes after a freeze as if nothing happened (the move failed).
     fn thaw(&self) {}
@@ -55,15 +62,37 @@ pub trait Service: Send + Sync + 'static {
         0
     }
     /// Takes over another broker's state (a schema of `schemas().imports`)
-    /// without sending a byte; how many connections it took. They stay
-    /// frozen until [`Service::thaw`], which the caller sends only after
-    /// the exporter's go: one socket never has two brokers serving it.
-    fn import(&self, state: crate::transfer::Transfer) -> Result<usize, String> {
-        Err(format!("this broker imports no state ({})", state.schema))
+    /// as it comes, batch by batch, without sending a byte; how many
+    /// connections it took. They stay frozen until [`Service::thaw`],
+    /// which the caller sends only after the exporter's go: one socket
+    /// never has two brokers serving it. On an error nothing is kept.
+    fn import(&self, state: &mut crate::transfer::Receiver<'_>) -> Result<usize, TransferError> {
+        Err(TransferError::Refused(format!(
+            "this broker imports no state ({})",
+            state.schema
+        )))
     }
     /// Drops an import that will not go (the exporter thawed): closes our
     /// copies with close(), keeps nothing of it, fires no will.
     fn discard(&self) {}
+}
+
+/// What [`Service::export`] sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exported {
+    /// Connections sent.
+    pub conns: usize,
+    /// Connections not exported (closing ones): they drain here.
+    pub left: usize,
+}
+
+/// Why [`Service::export`] sent no whole state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportError {
+    /// The broker cannot freeze or export; nothing was sent, nothing frozen.
+    Cannot,
+    /// Frozen, and the state did not go out whole (why).
+    Failed(String),
 }
 
 /// The state schemas a broker can export and import (e.g. `refbroker/1`).
@@ -72,30 +101,3 @@ pub struct Schemas {
     pub exports: Vec<String>,
     pub imports: Vec<String>,
 }
-
-/// A frozen broker's state in its own schema, ready for
-/// [`crate::transfer::send`].
-#[derive(Debug, Default)]
-pub struct Export {
-    pub schema: String,
-    /// Broker-wide state.
-    pub shared: Vec<u8>,
-    /// Each connection's socket (a duplicate) and state.
-    pub conns: Vec<(std::os::fd::OwnedFd, Vec<u8>)>,
-    /// Connections not exported (they drain as before).
-    pub left: usize,
-}
-
-impl Export {
-    /// Sends it over the brokers' direct channel.
-    pub fn send(&self, ch: &crate::Channel) -> Result<(), crate::ChannelError> {
-        use std::os::fd::AsFd;
-        let conns: Vec<(std::os::fd::BorrowedFd<'_>, &[u8])> = self
-            .conns
-            .iter()
-            .map(|(fd, s)| (fd.as_fd(), &s[..]))
-            .collect();
-        crate::transfer::send(ch, &self.schema, &self.shared, &conns)
-    }
-}
-

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::Service;
-use crate::transfer::{self, Bounds, TransferError};
+use super::{ExportError, Exported, Service};
+use crate::transfer::{Bounds, Receiver, TransferError};
 use crate::{Channel, ChannelError, Message};
 
 /// How long a new broker waits for the old one's state before it gives
@@ -58,9 +58,6 @@ pub enum MoveFailed {
 pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Moved, MoveFailed> {
     let began = Instant::now();
     let deadline = began + bound;
-    let Some(state) = service.freeze() else {
-        return Err(MoveFailed::NoExport);
-    };
     let fail = |why: String| {
         let _ = ch.set_timeout(Duration::from_millis(200));
         let _ = ch.send(
@@ -73,18 +70,21 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
         Err(MoveFailed::Thawed(why))
     };
     let _ = ch.set_timeout(bound);
-    if let Err(e) = state.send(ch) {
-        // The importer may have said why it stopped reading.
-        let _ = ch.set_timeout(Duration::from_millis(200));
-        return fail(match ch.recv() {
-            Ok((Message::Error { reason }, _)) => format!("the new broker refused: {reason}"),
-            _ => format!("sending the state: {e}"),
-        });
-    }
-    let expected = state.conns.len();
-    // Our duplicates of the sockets: the importer holds its own now.
-    let left = state.left;
-    drop(state);
+    let Exported {
+        conns: expected,
+        left,
+    } = match service.export(ch) {
+        Ok(e) => e,
+        Err(ExportError::Cannot) => return Err(MoveFailed::NoExport),
+        Err(ExportError::Failed(e)) => {
+            // The importer may have said why it stopped reading.
+            let _ = ch.set_timeout(Duration::from_millis(200));
+            return fail(match ch.recv() {
+                Ok((Message::Error { reason }, _)) => format!("the new broker refused: {reason}"),
+                _ => format!("sending the state: {e}"),
+            });
+        }
+    };
     let rest = deadline.saturating_duration_since(Instant::now());
     if rest.is_zero() || ch.set_timeout(rest).is_err() {
         return fail(format!("no import within {:.0} s", bound.as_secs_f64()));
@@ -144,10 +144,7 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
     match wait_readable(ch, OFFER_WAIT) {
         Ok(true) => {}
         Ok(false) => {
-            return Imported::Refused(format!(
-                "no state came within {} s",
-                OFFER_WAIT.as_secs()
-            ))
+            return Imported::Refused(format!("no state came within {} s", OFFER_WAIT.as_secs()))
         }
         Err(e) => return Imported::Refused(format!("waiting for the state: {e}")),
     }
@@ -161,7 +158,7 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
         );
         Imported::Refused(why)
     };
-    let state = match transfer::recv(ch, bounds) {
+    let mut state = match Receiver::begin(ch, bounds) {
         Ok(s) => s,
         // Closed before a header: the helper chose to drain, or the old
         // broker could not export.
@@ -170,8 +167,9 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
         Err(TransferError::Cut) => return Imported::OldGone,
         Err(e) => return refuse(format!("receiving the state: {e}")),
     };
-    let connections = match service.import(state) {
+    let connections = match service.import(&mut state) {
         Ok(n) => n,
+        Err(TransferError::Cut) => return Imported::OldGone,
         Err(e) => return refuse(format!("importing: {e}")),
     };
     if let Err(e) = ch.send(
@@ -206,7 +204,10 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
         }
         Ok((other, _)) => {
             service.discard();
-            Imported::Refused(format!("the old broker said {} instead of go", other.kind()))
+            Imported::Refused(format!(
+                "the old broker said {} instead of go",
+                other.kind()
+            ))
         }
         Err(e) => {
             service.discard();

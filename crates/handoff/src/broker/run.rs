@@ -106,7 +106,11 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
             }
             Imported::Serving { connections, go } => eprintln!(
                 "handoff: serving {connections} connections moved from the old broker{}",
-                if go { "" } else { " (it died before saying go)" }
+                if go {
+                    ""
+                } else {
+                    " (it died before saying go)"
+                }
             ),
             Imported::Refused(why) => {
                 lease::hand_back(old_pid);
@@ -200,8 +204,11 @@ fn take_channel() -> std::io::Result<Option<Channel>> {
     // SAFETY: getsockopt on a raw number reads the socket type only; an
     // fd that is not open fails with EBADF, one that is no socket with
     // ENOTSOCK.
-    let kind = getsockopt(&unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) }, sockopt::SockType)
-        .map_err(|e| std::io::Error::other(format!("{MOVE_FD_ENV}={raw}: {e}")))?;
+    let kind = getsockopt(
+        &unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) },
+        sockopt::SockType,
+    )
+    .map_err(|e| std::io::Error::other(format!("{MOVE_FD_ENV}={raw}: {e}")))?;
     if kind != SockType::SeqPacket {
         return Err(std::io::Error::other(format!(
             "{MOVE_FD_ENV}={raw} is not a SOCK_SEQPACKET socket"

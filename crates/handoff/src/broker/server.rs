@@ -189,16 +189,12 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
                 ..
             },
             _,
-        ) => {
-            match negotiate(min_protocol, protocol) {
-                Some(v) => v,
-                None => {
-                    return Err(fail(format!(
-                        "protocol {min_protocol}..{protocol} not spoken here ({MIN_PROTOCOL}..{PROTOCOL})"
-                    )))
-                }
-            }
-        }
+        ) => match negotiate(min_protocol, protocol) {
+            Some(v) => v,
+            None => return Err(fail(format!(
+                "protocol {min_protocol}..{protocol} not spoken here ({MIN_PROTOCOL}..{PROTOCOL})"
+            ))),
+        },
         (other, _) => return Err(fail(format!("expected hello, got {other:?}"))),
     };
     ch.send(&Message::hello(&shared.version), &[])
@@ -255,7 +251,12 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
 
 /// Runs a move for the helper and answers it: `moved`, `committed` (this
 /// broker drains instead) or the error that left it serving.
-fn move_away(ch: &Channel, shared: &Shared, channel: Channel, schema: String) -> Result<(), String> {
+fn move_away(
+    ch: &Channel,
+    shared: &Shared,
+    channel: Channel,
+    schema: String,
+) -> Result<(), String> {
     if shared.committed.swap(true, Ordering::SeqCst) {
         return Err("already committed to another switch".into());
     }

@@ -7,12 +7,12 @@
 //! in the importer). Thaw resumes as if nothing happened.
 
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use emqx_handoff::broker::Export;
-use emqx_handoff::transfer::{self, Bounds, Transfer, TransferError};
-use emqx_handoff::{Channel, ChannelError};
+use emqx_handoff::broker::{ExportError, Exported};
+use emqx_handoff::transfer::{Sender, MAX_BATCH_FDS};
+use emqx_handoff::Channel;
 use mio::{Interest, Token};
 use serde::{Deserialize, Serialize};
 
@@ -35,138 +35,100 @@ pub struct ConnState {
     pub idle_ms: u64,
 }
 
-/// A connection on its way: the socket and its state.
+/// What [`ConnState`] serializes from, borrowed from the live connection
+/// (no copy of its buffers before it is encoded).
+#[derive(Serialize)]
+struct ConnStateRef<'a> {
+    client: &'a ClientState,
+    inbuf: &'a [u8],
+    out: &'a [u8],
+    connected: bool,
+    keep_alive: u16,
+    idle_ms: u64,
+}
+
+/// A connection on its way in: the socket and its state.
 #[derive(Debug)]
 pub struct MovedConn {
     pub fd: OwnedFd,
     pub state: ConnState,
 }
 
-/// A frozen broker's whole state.
-#[derive(Debug, Default)]
-pub struct Frozen {
-    pub shared: SharedState,
-    pub conns: Vec<MovedConn>,
-    /// Connections not exported (closing, or their socket could not be
-    /// duplicated): they stay with this broker and finish closing.
-    pub left: usize,
-}
-
-/// Why a frozen state did not arrive.
-#[derive(Debug)]
-pub enum ReceiveError {
-    Transfer(TransferError),
-    /// Another broker's schema: this one cannot import it.
-    Schema(String),
-    /// The bytes are not a state of [`SCHEMA`].
-    Decode(String),
-}
-
-impl fmt::Display for ReceiveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReceiveError::Transfer(e) => write!(f, "{e}"),
-            ReceiveError::Schema(s) => {
-                write!(f, "cannot import {s} (this broker imports {SCHEMA})")
-            }
-            ReceiveError::Decode(e) => write!(f, "undecodable {SCHEMA} state: {e}"),
-        }
+impl MovedConn {
+    /// Decodes one received connection of [`SCHEMA`].
+    pub fn decode(fd: OwnedFd, bytes: &[u8]) -> Result<MovedConn, ImportError> {
+        let state = serde_json::from_slice(bytes)
+            .map_err(|e| ImportError::Invalid(format!("undecodable {SCHEMA} connection: {e}")))?;
+        Ok(MovedConn { fd, state })
     }
 }
 
-impl std::error::Error for ReceiveError {}
+/// Decodes the broker-wide state of [`SCHEMA`].
+pub fn decode_shared(bytes: &[u8]) -> Result<SharedState, ImportError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ImportError::Invalid(format!("undecodable {SCHEMA} state: {e}")))
+}
 
-impl Frozen {
-    /// In the library's form: JSON per part, schema [`SCHEMA`].
-    pub fn into_export(self) -> Result<Export, serde_json::Error> {
-        let shared = serde_json::to_vec(&self.shared)?;
-        let conns = self
-            .conns
-            .into_iter()
-            .map(|m| Ok((m.fd, serde_json::to_vec(&m.state)?)))
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        Ok(Export {
-            schema: SCHEMA.to_string(),
-            shared,
-            conns,
-            left: self.left,
-        })
-    }
-
-    /// Back from a received state of [`SCHEMA`].
-    pub fn from_transfer(t: Transfer) -> Result<Frozen, ReceiveError> {
-        if t.schema != SCHEMA {
-            return Err(ReceiveError::Schema(t.schema));
-        }
-        let decode = |e: serde_json::Error| ReceiveError::Decode(e.to_string());
-        let shared = serde_json::from_slice(&t.shared).map_err(decode)?;
-        let conns = t
-            .conns
-            .into_iter()
-            .map(|(fd, bytes)| {
-                let state = serde_json::from_slice(&bytes).map_err(decode)?;
-                Ok(MovedConn { fd, state })
-            })
-            .collect::<Result<Vec<_>, ReceiveError>>()?;
-        Ok(Frozen {
-            shared,
-            conns,
-            left: 0,
-        })
-    }
-
-    /// Sends the whole state over `ch` (see `emqx_handoff::transfer`).
-    pub fn send(self, ch: &Channel) -> Result<(), ChannelError> {
-        let export = self
-            .into_export()
-            .map_err(|e| ChannelError::Undecodable(format!("encoding: {e}")))?;
-        export.send(ch)
-    }
-
-    /// Receives a state sent by [`Frozen::send`], within `bounds`.
-    pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Frozen, ReceiveError> {
-        let t = transfer::recv(ch, bounds).map_err(ReceiveError::Transfer)?;
-        Frozen::from_transfer(t)
-    }
+fn failed(e: impl fmt::Display) -> ExportError {
+    ExportError::Failed(e.to_string())
 }
 
 impl Loop {
-    /// Freezes the loop (again: the same answer) and exports everything.
-    pub(super) fn freeze(&mut self) -> Frozen {
+    /// Freezes the loop and sends everything over `ch`: the broker-wide
+    /// state, then each live connection's own socket (the receiver gets
+    /// a copy: no duplicate is held here) with its state, encoded a
+    /// batch at a time. Stays frozen, whatever happens, until the thaw
+    /// or the go.
+    pub(super) fn export(&mut self, ch: &Channel) -> Result<Exported, ExportError> {
+        if self.frozen.is_some() {
+            return Err(ExportError::Failed("already frozen".into()));
+        }
         let now = Instant::now();
-        let mut frozen = Frozen {
-            shared: self.broker.export_shared(),
-            ..Frozen::default()
-        };
-        let mut moved = Vec::new();
         let mut tokens: Vec<usize> = self.conns.map.keys().copied().collect();
         tokens.sort_unstable();
+        let mut moving = Vec::with_capacity(tokens.len());
+        let mut left = 0;
         for t in tokens {
-            let Some(c) = self.conns.map.get(&t) else {
-                continue;
-            };
-            let client = self.broker.export_client(t);
-            let fd = c.stream.as_fd().try_clone_to_owned();
-            match (c.ended || c.closing_since.is_some(), client, fd) {
-                (false, Some(client), Ok(fd)) => {
-                    frozen.conns.push(MovedConn {
-                        fd,
-                        state: ConnState {
-                            client,
-                            inbuf: c.inbuf.clone(),
-                            out: c.out[c.out_at..].to_vec(),
-                            connected: c.connected,
-                            keep_alive: c.keep_alive,
-                            idle_ms: now.duration_since(c.last_read).as_millis() as u64,
-                        },
-                    });
-                    moved.push(t);
-                }
-                _ => frozen.left += 1,
+            let live = self
+                .conns
+                .map
+                .get(&t)
+                .is_some_and(|c| !c.ended && c.closing_since.is_none());
+            match (live, self.broker.export_client(t)) {
+                (true, Some(client)) => moving.push((t, client)),
+                _ => left += 1,
             }
         }
-        self.frozen = Some((moved, now));
-        frozen
+        self.frozen = Some((moving.iter().map(|(t, _)| *t).collect(), now));
+        let shared = serde_json::to_vec(&self.broker.export_shared()).map_err(failed)?;
+        let mut tx = Sender::begin(ch, SCHEMA, &shared, moving.len()).map_err(failed)?;
+        for chunk in moving.chunks(MAX_BATCH_FDS) {
+            let mut states = Vec::with_capacity(chunk.len());
+            let mut fds = Vec::with_capacity(chunk.len());
+            for (t, client) in chunk {
+                let Some(c) = self.conns.map.get(t) else {
+                    return Err(failed("a frozen connection went away"));
+                };
+                let state = ConnStateRef {
+                    client,
+                    inbuf: &c.inbuf,
+                    out: &c.out[c.out_at..],
+                    connected: c.connected,
+                    keep_alive: c.keep_alive,
+                    idle_ms: now.duration_since(c.last_read).as_millis() as u64,
+                };
+                states.push(serde_json::to_vec(&state).map_err(failed)?);
+                fds.push(c.stream.as_fd());
+            }
+            let items: Vec<(BorrowedFd<'_>, &[u8])> =
+                fds.into_iter().zip(states.iter().map(|s| &s[..])).collect();
+            tx.batch(&items).map_err(failed)?;
+        }
+        tx.end().map_err(failed)?;
+        Ok(Exported {
+            conns: moving.len(),
+            left,
+        })
     }
 
     /// Carries on: every connection is read and flushed again, held
@@ -177,6 +139,7 @@ impl Loop {
             return;
         };
         self.imported.clear();
+        self.import_error = None;
         let paused = since.elapsed();
         for c in self.conns.map.values_mut() {
             c.opened += paused;
@@ -217,31 +180,46 @@ impl Loop {
         moved.len()
     }
 
-    /// Takes over `frozen`: shared state first, then each connection on a
-    /// new token, nothing sent, and the loop stays frozen: the imported
-    /// connections are served from the thaw, which comes after the
-    /// exporter's go (two brokers never serve one socket). On an error the
-    /// connections imported are dropped (closing only our descriptors; the
-    /// exporter still has its own) and the error returned; the shared
-    /// state stays, as an importer that failed is not used.
-    pub(super) fn import(&mut self, frozen: Frozen) -> Result<Vec<usize>, ImportError> {
-        self.broker.import_shared(&frozen.shared)?;
+    /// Begins taking over another broker's state: the broker-wide part
+    /// first; the loop stays frozen (the imported connections are served
+    /// from the thaw, which comes after the exporter's go: two brokers
+    /// never serve one socket).
+    pub(super) fn import_shared(&mut self, shared: SharedState) {
+        if self.frozen.is_none() {
+            self.frozen = Some((Vec::new(), Instant::now()));
+        }
+        if self.import_error.is_none() {
+            self.import_error = self.broker.import_shared(&shared).err();
+        }
+    }
+
+    /// Takes over a batch of connections, each on a new token, nothing
+    /// sent; after an error the rest are dropped (our descriptors only).
+    pub(super) fn import_batch(&mut self, conns: Vec<MovedConn>) {
         let now = Instant::now();
-        let mut added = Vec::new();
-        for m in frozen.conns {
+        for m in conns {
+            if self.import_error.is_some() {
+                return;
+            }
             match self.adopt(m, now) {
-                Ok(t) => added.push(t),
-                Err(e) => {
-                    self.unadopt(&added);
-                    return Err(e);
-                }
+                Ok(t) => self.imported.push(t),
+                Err(e) => self.import_error = Some(e),
             }
         }
-        if self.frozen.is_none() {
-            self.frozen = Some((Vec::new(), now));
+    }
+
+    /// The import is whole: how many connections it took, or its first
+    /// error, after which every connection imported is dropped again
+    /// (the exporter still has its own) and the loop carries on; the
+    /// shared state stays, as an importer that failed is not used.
+    pub(super) fn import_end(&mut self) -> Result<usize, ImportError> {
+        match self.import_error.take() {
+            Some(e) => {
+                self.discard();
+                Err(e)
+            }
+            None => Ok(self.imported.len()),
         }
-        self.imported.extend(&added);
-        Ok(added)
     }
 
     /// Drops every connection imported (our descriptors only: the
