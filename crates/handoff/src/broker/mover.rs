@@ -79,8 +79,8 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
         Err(ExportError::Failed(e)) => {
             // The importer may have said why it stopped reading.
             let _ = ch.set_timeout(Duration::from_millis(200));
-            return fail(match ch.recv() {
-                Ok((Message::Error { reason }, _)) => format!("the new broker refused: {reason}"),
+            return fail(match recv_past_reset(ch) {
+                Ok(Message::Error { reason }) => format!("the new broker refused: {reason}"),
                 _ => format!("sending the state: {e}"),
             });
         }
@@ -89,17 +89,15 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
     if rest.is_zero() || ch.set_timeout(rest).is_err() {
         return fail(format!("no import within {:.0} s", bound.as_secs_f64()));
     }
-    match ch.recv() {
-        Ok((Message::Imported { connections }, _)) if connections == expected as u64 => {}
-        Ok((Message::Imported { connections }, _)) => {
+    match recv_past_reset(ch) {
+        Ok(Message::Imported { connections }) if connections == expected as u64 => {}
+        Ok(Message::Imported { connections }) => {
             return fail(format!(
                 "the new broker imported {connections} of {expected} connections"
             ))
         }
-        Ok((Message::Error { reason }, _)) => {
-            return fail(format!("the new broker refused: {reason}"))
-        }
-        Ok((other, _)) => return fail(format!("the new broker answered {}", other.kind())),
+        Ok(Message::Error { reason }) => return fail(format!("the new broker refused: {reason}")),
+        Ok(other) => return fail(format!("the new broker answered {}", other.kind())),
         Err(ChannelError::TimedOut) => {
             return fail(format!("no import within {:.0} s", bound.as_secs_f64()))
         }
@@ -156,6 +154,7 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
             },
             &[],
         );
+        drain(ch);
         Imported::Refused(why)
     };
     let mut state = match Receiver::begin(ch, bounds) {
@@ -213,6 +212,24 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
             service.discard();
             Imported::Refused(format!("waiting for go: {e}"))
         }
+    }
+}
+
+/// Reads what the old broker still sends until it closes (a few seconds
+/// at most): closing on unread data would reset the channel, and the old
+/// broker would read the reset instead of our reason.
+fn drain(ch: &Channel) {
+    let _ = ch.set_timeout(Duration::from_secs(1));
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until && ch.recv_frame(crate::transfer::CHUNK + 1, 253).is_ok() {}
+}
+
+/// The next message, read again once after a reset: a peer that closed
+/// on unread data resets the channel, yet what it sent before is queued.
+fn recv_past_reset(ch: &Channel) -> Result<Message, ChannelError> {
+    match ch.recv() {
+        Err(ChannelError::Recv(nix::errno::Errno::ECONNRESET)) => ch.recv().map(|(m, _)| m),
+        other => other.map(|(m, _)| m),
     }
 }
 

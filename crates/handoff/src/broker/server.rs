@@ -191,9 +191,11 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
             _,
         ) => match negotiate(min_protocol, protocol) {
             Some(v) => v,
-            None => return Err(fail(format!(
+            None => {
+                return Err(fail(format!(
                 "protocol {min_protocol}..{protocol} not spoken here ({MIN_PROTOCOL}..{PROTOCOL})"
-            ))),
+            )))
+            }
         },
         (other, _) => return Err(fail(format!("expected hello, got {other:?}"))),
     };
