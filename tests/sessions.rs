@@ -206,3 +206,71 @@ fn mosquitto_sub_stays_connected_through_ten_switches() {
     let expected: Vec<String> = (0..=10).map(|i| format!("m{i}")).collect();
     assert_eq!(messages, expected, "every message once, in order:\n{all}");
 }
+
+/// 10,000 persistent sessions (the most one test process holds here with
+/// the broker's 10,000 fds beside) moved in one switch: every client is
+/// still connected afterwards and receives on the subscription it made
+/// before.
+#[test]
+fn ten_thousand_persistent_sessions_move_in_one_switch() {
+    use emqx_mqtt::{read_packet, Packet};
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    use std::net::TcpStream;
+    const N: usize = 10_000;
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let b = BrokerHost::running("");
+    let addr = b.addrs()[0];
+    let mut clients = Vec::with_capacity(N);
+    for i in 0..N {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut hello = Packet::connect(&format!("scale-{i}"), false, 600).encode();
+        hello.extend(
+            Packet::Subscribe {
+                packet_id: 1,
+                filters: vec![("scale/all".into(), 1)],
+            }
+            .encode(),
+        );
+        c.write_all(&hello).unwrap();
+        clients.push(c);
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let acks = [read_packet(c, 1024), read_packet(c, 1024)];
+        assert!(
+            matches!(acks[0], Ok(Some(Packet::ConnAck { code: 0, .. })))
+                && matches!(acks[1], Ok(Some(Packet::SubAck { .. }))),
+            "client {i}: {acks:?}"
+        );
+    }
+    let (_, err, code) = b.emqx(&["upgrade", "5.0.1"]);
+    assert_eq!(code, Some(0), "{err}");
+    println!("{}", err.trim());
+    assert!(
+        err.contains(&format!(" {N} connections moved with their sessions")),
+        "{err}"
+    );
+    let sent = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &b.ports[0].to_string()])
+        .args(["-q", "1", "-t", "scale/all", "-m", "after"])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    for (i, c) in clients.iter_mut().enumerate() {
+        match read_packet(c, 1024) {
+            Ok(Some(Packet::Publish {
+                topic,
+                payload,
+                packet_id: Some(id),
+                ..
+            })) => {
+                assert_eq!((topic.as_str(), &payload[..]), ("scale/all", &b"after"[..]));
+                c.write_all(&Packet::PubAck { packet_id: id }.encode())
+                    .unwrap();
+            }
+            other => panic!("client {i} after the move: {other:?}"),
+        }
+    }
+    assert_eq!(b.version_seen(0), "5.0.1");
+}
