@@ -67,6 +67,14 @@ fn assert_clean(report: &serde_json::Value) {
     }
 }
 
+/// Every established connection moved at every switch: none closed by a
+/// broker, no session lost.
+fn assert_moved(report: &serde_json::Value) {
+    assert_eq!(report["closed_by_broker"], 0, "{report:#}");
+    assert_eq!(report["sessions"]["lost"], 0, "{report:#}");
+    assert!(report["sessions"]["resumed"].as_u64().unwrap() > 0, "{report:#}");
+}
+
 /// Installs the load harness into the sandbox (the packages do not ship it).
 fn with_load_harness(sb: &Sandbox) {
     sb.ok(&format!(
@@ -174,7 +182,10 @@ fn dpkg_and_apt_install_of_releases_switch_the_running_broker() {
     assert_eq!(sb.main_pid(), pid2);
     assert_eq!(sb.active_state(), "active");
     sb.ok("grep -q 'settle_secs = 0.3 # ours' /etc/emqx/relup.toml");
-    assert_clean(&sb.stop_load(load));
+    let report = sb.stop_load(load);
+    assert_clean(&report);
+    // dpkg -i and apt-get install switched with the clients connected.
+    assert_moved(&report);
 
     // Everything goes: stop, remove the releases, purge the helper.
     sb.ok("systemctl stop emqx");

@@ -13,18 +13,25 @@ fn pair(v: &str, s: &str) -> (String, String) {
 
 /// A sandbox whose emqx.service runs 5.0.0 (permanent), with 5.0.1 dropped.
 fn running(tag: &str, relup_toml: &str, drain_secs: f64) -> (Sandbox, u32) {
-    running_with(tag, relup_toml, drain_secs, "")
+    running_with(tag, relup_toml, drain_secs, "", "")
 }
 
-/// As [`running`], with `service` added to emqx.service as a drop-in.
-fn running_with(tag: &str, relup_toml: &str, drain_secs: f64, service: &str) -> (Sandbox, u32) {
+/// As [`running`], with `service` added to emqx.service as a drop-in, and
+/// `refbroker_toml` in release 5.0.0.
+fn running_with(
+    tag: &str,
+    relup_toml: &str,
+    drain_secs: f64,
+    service: &str,
+    refbroker_toml: &str,
+) -> (Sandbox, u32) {
     let sb = Sandbox::with_emqx(tag, relup_toml, drain_secs);
     if !service.is_empty() {
         sb.ok(&format!(
             "printf '[Service]\\n{service}\\n' > /etc/systemd/system/emqx.service.d/extra.conf && systemctl daemon-reload"
         ));
     }
-    sb.add_release("5.0.0", true, "");
+    sb.add_release("5.0.0", true, refbroker_toml);
     sb.add_release("5.0.1", false, "");
     let out = sb.ok("emqx-relup install 5.0.0");
     assert!(
@@ -42,6 +49,17 @@ fn assert_clean(report: &serde_json::Value) {
         assert_eq!(report[key], 0, "{key} in {report:#}");
     }
     assert!(report["attempts"].as_u64().unwrap() > 100, "{report:#}");
+}
+
+/// Every established connection moved at every switch: none closed by a
+/// broker, no session and no session message lost.
+fn assert_moved(report: &serde_json::Value) {
+    assert_eq!(report["closed_by_broker"], 0, "{report:#}");
+    assert_eq!(report["sessions"]["lost"], 0, "{report:#}");
+    assert!(report["sessions"]["resumed"].as_u64().unwrap() > 0, "{report:#}");
+    for class in ["session-qos1", "session-qos2"] {
+        assert_eq!(report["messages"][class]["lost"], 0, "{class}: {report:#}");
+    }
 }
 
 #[test]
@@ -92,6 +110,7 @@ fn upgrade_through_dbus_and_systemctl_reload_refuse_nothing() {
 
     let report = sb.stop_load(load);
     assert_clean(&report);
+    assert_moved(&report);
     assert!(
         report["versions_seen"]["5.0.0"].as_u64().unwrap() > 0,
         "{report:#}"
@@ -137,6 +156,7 @@ echo "$fails $unmoved $outside $inactive"
         sb.journal()
     );
     assert_clean(&report);
+    assert_moved(&report);
     assert_eq!(sb.versions(), [pair("5.0.0", "permanent")]);
     // One broker left: the main process (the others drained and exited).
     let pid = sb.main_pid();
@@ -302,9 +322,10 @@ systemctl start emqx.socket"#,
 #[test]
 fn a_reload_waiting_for_a_long_drain_extends_systemds_timeout() {
     // The old broker of the first reload drains its 10 persistent clients
-    // for 5 s; the second reload waits for that, longer than the unit's 2 s
+    // for 5 s (the release imports no session state, so nothing moves);
+    // the second reload waits for that, longer than the unit's 2 s
     // TimeoutStartSec, and must not be killed for it.
-    let (sb, _) = running_with("extend", "", 5.0, "TimeoutStartSec=2");
+    let (sb, _) = running_with("extend", "", 5.0, "TimeoutStartSec=2", "imports = []");
     let load = sb.start_load();
     sb.ok("systemctl reload emqx");
     let began = std::time::Instant::now();
