@@ -296,3 +296,27 @@ fn a_moved_will_fires_once_from_the_new_broker_when_its_connection_dies() {
     let _ = witness.wait();
     assert_eq!(b.version_seen(0), "5.0.1");
 }
+
+/// A release of protocol 1 (from before session moves), either side of a
+/// switch: the connections drain, as they did then, the report says why,
+/// and nothing is refused; a rollback to it works.
+#[test]
+fn a_protocol_1_release_on_either_side_drains_and_says_why() {
+    let b = host_with("handoff_protocol = 1\n");
+    let load = load(&b);
+    std::thread::sleep(Duration::from_millis(300));
+    let reason = "(5.0.2 speaks handoff protocol 1 (sessions move from protocol 2))";
+    for (args, now) in [
+        (["upgrade", "5.0.2"], "5.0.2"),
+        (["downgrade", "5.0.0"], "5.0.0"),
+    ] {
+        let (out, err, code) = b.emqx(&args);
+        assert_eq!(code, Some(0), "{args:?}: {out}{err}");
+        assert!(!err.contains("moved"), "{args:?}: {err}");
+        // The load's clients are connected: some drain, and why is said.
+        assert!(err.contains(reason), "{args:?}: {err}");
+        assert_eq!(b.version_seen(0), now);
+    }
+    let report = load.stop();
+    assert!(report.connections_clean(), "{}", report.table());
+}

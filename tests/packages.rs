@@ -72,7 +72,10 @@ fn assert_clean(report: &serde_json::Value) {
 fn assert_moved(report: &serde_json::Value) {
     assert_eq!(report["closed_by_broker"], 0, "{report:#}");
     assert_eq!(report["sessions"]["lost"], 0, "{report:#}");
-    assert!(report["sessions"]["resumed"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(
+        report["sessions"]["resumed"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
 }
 
 /// Installs the load harness into the sandbox (the packages do not ship it).

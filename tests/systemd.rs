@@ -56,7 +56,10 @@ fn assert_clean(report: &serde_json::Value) {
 fn assert_moved(report: &serde_json::Value) {
     assert_eq!(report["closed_by_broker"], 0, "{report:#}");
     assert_eq!(report["sessions"]["lost"], 0, "{report:#}");
-    assert!(report["sessions"]["resumed"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(
+        report["sessions"]["resumed"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
     for class in ["session-qos1", "session-qos2"] {
         assert_eq!(report["messages"][class]["lost"], 0, "{class}: {report:#}");
     }

@@ -85,8 +85,13 @@ pub enum Message {
 impl Message {
     /// The hello of this process.
     pub fn hello(version: &str) -> Message {
+        Message::hello_upto(version, PROTOCOL)
+    }
+
+    /// The hello of a process that speaks at most `protocol`.
+    pub fn hello_upto(version: &str, protocol: u32) -> Message {
         Message::Hello {
-            protocol: PROTOCOL,
+            protocol: protocol.clamp(MIN_PROTOCOL, PROTOCOL),
             min_protocol: MIN_PROTOCOL,
             version: version.to_string(),
             pid: std::process::id(),
@@ -124,7 +129,12 @@ impl Message {
 
 /// The protocol both sides speak: the newest version in both ranges.
 pub fn negotiate(peer_min: u32, peer_max: u32) -> Option<u32> {
-    let version = PROTOCOL.min(peer_max);
+    negotiate_upto(PROTOCOL, peer_min, peer_max)
+}
+
+/// As [`negotiate`], for a side that speaks at most `ours`.
+pub fn negotiate_upto(ours: u32, peer_min: u32, peer_max: u32) -> Option<u32> {
+    let version = PROTOCOL.min(ours).min(peer_max);
     (version >= MIN_PROTOCOL && version >= peer_min).then_some(version)
 }
 

@@ -5,7 +5,7 @@
 //! inherited; `<tree>/etc/refbroker.toml` can make a release misbehave for
 //! tests (`fail = "exit-at-once" | "never-ready" | "crash-after-ready"`,
 //! `ready_delay_ms = N`, `imports = [...]`, `import_max_conns = N`,
-//! `import_delay_ms = N`). Exit codes: 0 after a drain, 1 on a failure to
+//! `import_delay_ms = N`, `handoff_protocol = 1`). Exit codes: 0 after a drain, 1 on a failure to
 //! run, 2 on bad arguments or settings, 3 for `exit-at-once`.
 
 use std::process::ExitCode;
@@ -99,6 +99,10 @@ fn main() -> ExitCode {
             max_conns: settings.behaviour.import_max_conns.unwrap_or(fd_room),
             max_bytes: MAX_IMPORT_BYTES,
         },
+        protocol: settings
+            .behaviour
+            .handoff_protocol
+            .unwrap_or(emqx_handoff::PROTOCOL),
     };
     let names: Vec<String> = options
         .listeners

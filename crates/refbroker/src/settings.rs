@@ -48,6 +48,10 @@ pub struct Behaviour {
     /// tests that kill the new broker in the middle of one).
     #[serde(default)]
     pub import_delay_ms: u64,
+    /// The newest handoff protocol it speaks (1: as a release from before
+    /// session moves).
+    #[serde(default)]
+    pub handoff_protocol: Option<u32>,
 }
 
 /// Everything the binary needs.

@@ -37,6 +37,10 @@ pub struct Options {
     pub move_bound: Duration,
     /// What this broker imports at most.
     pub import: Bounds,
+    /// The newest handoff protocol it speaks (normally [`crate::PROTOCOL`]; 1
+    /// behaves as a broker from before session moves: it neither takes
+    /// nor gives connections).
+    pub protocol: u32,
 }
 
 /// [`Options::move_bound`] unless configured.
@@ -70,7 +74,13 @@ pub struct Drained {
 /// Call it before starting other threads (it reads and clears `LISTEN_*`).
 pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drained> {
     let old_pid = lease::watch_from_env()?;
-    let incoming = take_channel()?;
+    // A broker of protocol 1 knows nothing of the brokers' channel: the
+    // fd stays where the helper put it, unused, as in an older release.
+    let incoming = if options.protocol >= 2 {
+        take_channel()?
+    } else {
+        None
+    };
     let listeners = take_listeners(&options.listeners)?;
     // Not fatal: without the store a crash refuses connections until the
     // restart, as any broker's would.
@@ -90,6 +100,7 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
         version: options.version.clone(),
         schemas: service.schemas(),
         move_bound: options.move_bound,
+        protocol: options.protocol,
     };
     let server = HandoffServer::start(&options.handoff_path, about, handoff_fds, counter, events)?;
     // Ready first, then accept: a new broker that is killed for not becoming

@@ -22,7 +22,8 @@ use nix::sys::socket::{getsockname, getsockopt, sockopt, SockaddrLike, SockaddrS
 use super::mover::{MoveFailed, Moved};
 use super::stop::{Stop, Wake};
 use super::Schemas;
-use crate::{negotiate, Channel, ChannelError, Message, MIN_PROTOCOL, PROTOCOL};
+use crate::message::negotiate_upto;
+use crate::{Channel, ChannelError, Message, MIN_PROTOCOL, PROTOCOL};
 
 /// How long a peer has to say hello.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -62,6 +63,9 @@ pub struct About {
     pub schemas: Schemas,
     /// How long a move may take, freeze to go.
     pub move_bound: Duration,
+    /// The newest protocol it speaks (below [`PROTOCOL`]: an older
+    /// broker's behaviour, for tests of rollbacks).
+    pub protocol: u32,
 }
 
 /// The running handoff server.
@@ -72,6 +76,7 @@ pub struct HandoffServer {
 
 struct Shared {
     version: String,
+    protocol: u32,
     schemas: Schemas,
     move_bound: Duration,
     listeners: Vec<(String, TcpListener)>,
@@ -112,6 +117,7 @@ impl HandoffServer {
         let waiter = Arc::clone(&stop);
         let shared = Arc::new(Shared {
             version: about.version,
+            protocol: about.protocol,
             schemas: about.schemas,
             move_bound: about.move_bound,
             listeners,
@@ -189,7 +195,7 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
                 ..
             },
             _,
-        ) => match negotiate(min_protocol, protocol) {
+        ) => match negotiate_upto(shared.protocol, min_protocol, protocol) {
             Some(v) => v,
             None => {
                 return Err(fail(format!(
@@ -199,7 +205,7 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
         },
         (other, _) => return Err(fail(format!("expected hello, got {other:?}"))),
     };
-    ch.send(&Message::hello(&shared.version), &[])
+    ch.send(&Message::hello_upto(&shared.version, shared.protocol), &[])
         .map_err(failed)?;
     ch.set_timeout(SESSION_IDLE)
         .map_err(|e| format!("{who}: {e}"))?;
