@@ -225,7 +225,7 @@ fn ten_thousand_persistent_sessions_move_in_one_switch() {
     for i in 0..N {
         let mut c = TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut hello = Packet::connect(&format!("scale-{i}"), false, 600).encode();
+        let mut hello = Packet::connect(format!("scale-{i}"), false, 600).encode();
         hello.extend(
             Packet::Subscribe {
                 packet_id: 1,

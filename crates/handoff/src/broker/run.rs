@@ -81,6 +81,9 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     } else {
         None
     };
+    if let Some(ch) = &incoming {
+        mover::make_room(ch, options.import.max_conns);
+    }
     let listeners = take_listeners(&options.listeners)?;
     // Not fatal: without the store a crash refuses connections until the
     // restart, as any broker's would.
