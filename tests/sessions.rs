@@ -175,9 +175,9 @@ fn mosquitto_sub_stays_connected_through_ten_switches() {
         publish(&format!("m{i}"));
         lines.until(|l| l == format!("m{i}"));
         let args = if i % 2 == 0 {
-            ["upgrade", "5.0.1"]
+            ["-v", "upgrade", "5.0.1"]
         } else {
-            ["downgrade", "5.0.0"]
+            ["-v", "downgrade", "5.0.0"]
         };
         let (out, err, code) = b.emqx(&args);
         assert_eq!(code, Some(0), "switch {i}: {out}{err}");
@@ -185,6 +185,16 @@ fn mosquitto_sub_stays_connected_through_ten_switches() {
             err.contains(" 1 connections moved with their sessions"),
             "switch {i}: {err}"
         );
+        // -v: the same figures as JSON.
+        let json = err
+            .lines()
+            .find_map(|l| l.strip_prefix("note: switch: "))
+            .unwrap_or_else(|| panic!("no switch line with -v: {err}"));
+        let figures: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(figures["moved"], 1, "{figures}");
+        assert_eq!(figures["draining"], 0, "{figures}");
+        assert!(figures["pause_ms"].as_f64().unwrap() > 0.0, "{figures}");
+        assert_eq!(figures["to"], args[2], "{figures}");
     }
     publish("m10");
     lines.until(|l| l == "m10");

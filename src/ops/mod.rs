@@ -456,6 +456,24 @@ fn report_switch(
             connections(r)
         )),
     }
+    // With -v, the same figures for a machine.
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    out.detail(&format!(
+        "switch: {}",
+        serde_json::json!({
+            "from": broker.version,
+            "to": to.to_string(),
+            "old_pid": r.old_pid,
+            "new_pid": r.new_pid,
+            "via_unit": r.via_unit,
+            "ready_ms": ms(r.start),
+            "helper_ms": ms(r.helper),
+            "moved": r.moved.map(|m| m.moved),
+            "pause_ms": r.moved.map(|m| ms(m.pause)),
+            "draining": r.draining,
+            "drain_reason": r.drain_reason,
+        })
+    ));
     if let Some(w) = &r.warning {
         out.warn(w);
     }
