@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use emqx_testkit::sandbox::assert_moved;
 use emqx_testkit::Sandbox;
 
 /// The helper's packages, built by `scripts/build-packages`.
@@ -65,17 +66,6 @@ fn assert_clean(report: &serde_json::Value) {
     for key in ["refused", "reset", "timed_out", "other_error"] {
         assert_eq!(report[key], 0, "{key} in {report:#}");
     }
-}
-
-/// Every established connection moved at every switch: none closed by a
-/// broker, no session lost.
-fn assert_moved(report: &serde_json::Value) {
-    assert_eq!(report["closed_by_broker"], 0, "{report:#}");
-    assert_eq!(report["sessions"]["lost"], 0, "{report:#}");
-    assert!(
-        report["sessions"]["resumed"].as_u64().unwrap() > 0,
-        "{report:#}"
-    );
 }
 
 /// Installs the load harness into the sandbox (the packages do not ship it).

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use emqx_testkit::sandbox::assert_moved;
 use emqx_testkit::Sandbox;
 
 fn pair(v: &str, s: &str) -> (String, String) {
@@ -49,20 +50,6 @@ fn assert_clean(report: &serde_json::Value) {
         assert_eq!(report[key], 0, "{key} in {report:#}");
     }
     assert!(report["attempts"].as_u64().unwrap() > 100, "{report:#}");
-}
-
-/// Every established connection moved at every switch: none closed by a
-/// broker, no session and no session message lost.
-fn assert_moved(report: &serde_json::Value) {
-    assert_eq!(report["closed_by_broker"], 0, "{report:#}");
-    assert_eq!(report["sessions"]["lost"], 0, "{report:#}");
-    assert!(
-        report["sessions"]["resumed"].as_u64().unwrap() > 0,
-        "{report:#}"
-    );
-    for class in ["session-qos1", "session-qos2"] {
-        assert_eq!(report["messages"][class]["lost"], 0, "{class}: {report:#}");
-    }
 }
 
 #[test]

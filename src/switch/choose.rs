@@ -56,10 +56,7 @@ pub fn admin_switcher(config: &Config) -> (Box<dyn Switcher>, String) {
 /// inside it may take (it extends the unit's timeout that far), so that an
 /// unanswered wait means systemd is stuck, not that the switch is slow.
 fn job_wait(config: &Config) -> std::time::Duration {
-    let bound = config.drain_wait()
-        + config.ready_timeout()
-        + config.settle()
-        + std::time::Duration::from_secs(45);
+    let bound = super::handoff::bound(config) + std::time::Duration::from_secs(30);
     config.job_timeout().max(bound)
 }
 

@@ -27,9 +27,17 @@ use emqx_handoff::Channel;
 
 /// Margin on top of the configured waits for systemd's job timeout.
 const SLACK: Duration = Duration::from_secs(15);
-/// How long the old broker has to answer a move: its bound (10 s by
-/// default) and a margin.
-const MOVE_ANSWER: Duration = Duration::from_secs(20);
+/// How long the old broker has to answer a move on top of the bound it
+/// states (10 s by default); its own wait is the bound and 5 s.
+const MOVE_SLACK: Duration = Duration::from_secs(10);
+/// The longest bound a broker may state, for systemd's job timeout.
+const MOVE_MAX: Duration = Duration::from_secs(60);
+
+/// The longest a direct switch may take: a drain to wait for, a start, a
+/// settle time, a move (at most [`MOVE_MAX`] and its slack), a margin.
+pub(super) fn bound(config: &Config) -> Duration {
+    config.drain_wait() + config.ready_timeout() + config.settle() + MOVE_MAX + MOVE_SLACK + SLACK
+}
 
 /// The handoff-socket switcher.
 pub struct Handoff {
@@ -95,8 +103,7 @@ impl Switcher for Handoff {
     ) -> Result<SwitchReport, Error> {
         let config = &self.config;
         // The longest a switch may take, for systemd's job timeout.
-        let bound =
-            config.drain_wait() + config.ready_timeout() + config.settle() + MOVE_ANSWER + SLACK;
+        let bound = bound(config);
         self.announce.begin(&version.to_string(), bound);
         let run = Run {
             handoff: self,
@@ -127,14 +134,13 @@ fn commit(
     session: &Session,
     ours: Option<Channel>,
     plan: Plan,
+    wait: Duration,
 ) -> (
     Result<Committed, emqx_handoff::client::CommitError>,
     Option<String>,
 ) {
     match (plan, ours) {
-        (Plan::Move { schema }, Some(ours)) => {
-            (session.commit_move(ours, &schema, MOVE_ANSWER), None)
-        }
+        (Plan::Move { schema }, Some(ours)) => (session.commit_move(ours, &schema, wait), None),
         (Plan::Move { .. }, None) => (session.commit(), Some("no brokers' channel".into())),
         (Plan::Drain { reason }, ours) => {
             drop(ours);
@@ -168,12 +174,13 @@ impl Run<'_> {
                 ))
             })?;
         let listeners = session.take_listeners().map_err(&fail)?;
-        let old = self.old_side(&session);
+        let (old, move_bound) = self.old_side(&session);
         // A channel between the brokers only when the old one can move its
         // connections: the new one waits on it before accepting.
-        let (mut pair, cannot) = match moving::cannot_export(&old) {
-            Some(reason) => (None, Some(reason)),
-            None => match Channel::pair() {
+        let (mut pair, cannot) = match old.as_ref().map(moving::cannot_export) {
+            Err(why) => (None, Some(why.clone())),
+            Ok(Some(reason)) => (None, Some(reason)),
+            Ok(None) => match Channel::pair() {
                 Ok(p) => (Some(p), None),
                 Err(e) => (None, Some(format!("making the brokers' channel: {e}"))),
             },
@@ -197,9 +204,10 @@ impl Run<'_> {
         } = launched.map_err(|why| self.not_ready(why))?;
         let helper_before = spawned_at - began;
         let committing = Instant::now();
-        let plan = match cannot {
-            Some(reason) => Plan::Drain { reason },
-            None => moving::plan(&old, &self.new_side(new.id(), &user)),
+        let plan = match (cannot, old, self.new_side(new.id(), &user)) {
+            (Some(reason), _, _) | (None, _, Err(reason)) => Plan::Drain { reason },
+            (None, Ok(old), Ok(new)) => moving::plan(&old, &new),
+            (None, Err(reason), _) => Plan::Drain { reason },
         };
         let announce = &self.handoff.announce;
         // Under systemd: the new broker becomes the main process, and
@@ -223,7 +231,7 @@ impl Run<'_> {
         }
         crate::kill_point!("switch::confirmed");
         let old = self.broker.pid;
-        let (result, drain_reason) = commit(&session, ours, plan);
+        let (result, drain_reason) = commit(&session, ours, plan, move_bound + MOVE_SLACK);
         let (outcome, mut warning) = match decide(result, old, || generations::alive(old)) {
             Decision::Committed { outcome } => (outcome, None),
             Decision::Keep { warning } => (Committed::Draining(0), Some(warning)),
@@ -264,32 +272,47 @@ impl Run<'_> {
         })
     }
 
-    /// What the old broker says of itself; a protocol 2 broker that does
-    /// not say is one whose connections drain.
-    fn old_side(&self, session: &Session) -> Side {
-        Side {
-            version: self.broker.version.clone(),
-            protocol: session.protocol,
-            schemas: session.schemas().unwrap_or_default(),
+    /// What the old broker says of itself, and its bound on a move; why
+    /// not, when a protocol 2 broker does not say (its connections drain).
+    fn old_side(&self, session: &Session) -> (Result<Side, String>, Duration) {
+        let version = self.broker.version.clone();
+        match session.schemas() {
+            Ok((schemas, bound)) => (
+                Ok(Side {
+                    version,
+                    protocol: session.protocol,
+                    schemas,
+                }),
+                bound.min(MOVE_MAX),
+            ),
+            Err(e) => (
+                Err(format!("asking {version} for its schemas: {e}")),
+                Duration::ZERO,
+            ),
         }
     }
 
     /// What the new broker, ready, says of itself on its handoff socket
-    /// (it must be the process this switch started); one that does not
-    /// answer is taken for protocol 1, so its connections drain.
-    fn new_side(&self, pid: u32, user: &ServiceUser) -> Side {
-        let mut side = Side {
-            version: self.version.to_string(),
-            protocol: 1,
-            schemas: Default::default(),
-        };
-        if let Ok(Some(s)) = open_session(&self.new_socket, Some(user.uid)) {
-            if s.pid == pid {
-                side.protocol = s.protocol;
-                side.schemas = s.schemas().unwrap_or_default();
-            }
+    /// (it must be the process this switch started); why not, when it
+    /// does not say (its connections drain).
+    fn new_side(&self, pid: u32, user: &ServiceUser) -> Result<Side, String> {
+        let version = self.version.to_string();
+        let asking = format!("asking {version} for its schemas");
+        let s = open_session(&self.new_socket, Some(user.uid))
+            .map_err(|e| format!("{asking}: {e}"))?
+            .ok_or_else(|| format!("{asking}: no handoff socket"))?;
+        if s.pid != pid {
+            return Err(format!(
+                "{asking}: pid {} answers on its socket, not {pid}",
+                s.pid
+            ));
         }
-        side
+        let (schemas, _) = s.schemas().map_err(|e| format!("{asking}: {e}"))?;
+        Ok(Side {
+            version,
+            protocol: s.protocol,
+            schemas,
+        })
     }
 
     /// Waits until the broker a previous switch left draining is gone.

@@ -142,19 +142,28 @@ impl Session {
         }
     }
 
-    /// The state schemas the broker exports and imports: none below
-    /// protocol 2.
-    pub fn schemas(&self) -> Result<crate::broker::Schemas, String> {
+    /// The state schemas the broker exports and imports (none below
+    /// protocol 2), and how long a move away from it may take.
+    pub fn schemas(&self) -> Result<(crate::broker::Schemas, Duration), String> {
         if self.protocol < 2 {
-            return Ok(crate::broker::Schemas::default());
+            return Ok((crate::broker::Schemas::default(), Duration::ZERO));
         }
         self.channel
             .send(&Message::GetSchemas, &[])
             .map_err(|e| e.to_string())?;
         match self.channel.recv().map_err(|e| e.to_string())? {
-            (Message::Schemas { exports, imports }, _) => {
-                Ok(crate::broker::Schemas { exports, imports })
-            }
+            (
+                Message::Schemas {
+                    exports,
+                    imports,
+                    move_bound_ms,
+                },
+                _,
+            ) => Ok((
+                crate::broker::Schemas { exports, imports },
+                // A day at most: a bound past that is a broken broker.
+                Duration::from_millis(move_bound_ms.min(86_400_000)),
+            )),
             (Message::Error { reason }, _) => Err(format!("the broker refused: {reason}")),
             (other, _) => Err(format!(
                 "the broker answered {} to get_schemas",

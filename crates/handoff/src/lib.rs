@@ -8,6 +8,14 @@
 //! broker answers `committed`, stops accepting, drains and exits. A helper
 //! that closes the connection without `commit` leaves the broker serving.
 //!
+//! Protocol 2 moves the established connections instead: after the hello
+//! the helper asks both brokers `get_schemas`; when the old one exports a
+//! schema the new one imports, the helper gives each an end of a
+//! socketpair (the new one at spawn, the old one with `commit_move`), the
+//! old broker streams its state and sockets over it ([`transfer`]), the
+//! new one answers `imported`, the old one says `go`, answers the helper
+//! `moved` and exits ([`broker::mover`] has both sides and their rules).
+//!
 //! Modules:
 //! - [`message`]: the messages and version negotiation;
 //! - [`channel`]: one end of a connection, whole messages with fds, and
@@ -15,8 +23,8 @@
 //! - [`env`]: every environment variable and the fd placement rule;
 //! - [`client`]: the helper's side of a session;
 //! - [`broker`]: the broker's side (listeners, handoff server, readiness,
-//!   the helper's lease, drain): implement [`broker::Service`], call
-//!   [`broker::run`];
+//!   the helper's lease, the move, drain): implement [`broker::Service`],
+//!   call [`broker::run`];
 //! - [`notify`]: messages to systemd's notify socket (`MAINPID=`,
 //!   `FDSTORE=1`, `BARRIER=1`), for brokers and the helper alike;
 //! - `process`: [`alive`], whether a pid still runs;

@@ -45,10 +45,12 @@ pub enum Message {
     /// export and import? (Not in the hello: a protocol 1 peer refuses
     /// fields it does not know.)
     GetSchemas,
-    /// Broker, protocol 2: the state schemas it exports and imports.
+    /// Broker, protocol 2: the state schemas it exports and imports, and
+    /// how long a move away from it may take (its freeze-to-go bound).
     Schemas {
         exports: Vec<String>,
         imports: Vec<String>,
+        move_bound_ms: u64,
     },
     /// Helper, protocol 2: the new broker is ready and imports `schema`;
     /// stop accepting, move every connection to it over the attached

@@ -61,7 +61,9 @@ fn run(n: usize) {
     // in a batch while the exporter encodes the next.
     let (exported, imported, t_export, t_import) = std::thread::scope(|s| {
         let exporting = s.spawn(|| {
-            let e = a.export(&pa).unwrap();
+            let e = a
+                .export(&pa, Instant::now() + Duration::from_secs(10))
+                .unwrap();
             (e, t0.elapsed())
         });
         let mut rx = Receiver::begin(&pb, &bounds).unwrap();

@@ -51,6 +51,7 @@ pub enum Cmd {
     /// answer what went.
     Export(
         emqx_handoff::Channel,
+        Instant,
         mpsc::Sender<Result<emqx_handoff::broker::Exported, emqx_handoff::broker::ExportError>>,
     ),
     /// Carry on as before the freeze.
@@ -204,8 +205,8 @@ impl Loop {
                     self.held.push((listener, stream))
                 }
                 Cmd::Serve { listener, stream } => self.serve(&listener, stream),
-                Cmd::Export(ch, reply) => {
-                    let exported = self.export(&ch);
+                Cmd::Export(ch, deadline, reply) => {
+                    let exported = self.export(&ch, deadline);
                     // Nobody takes the answer (the asker gave up): carry on.
                     if reply.send(exported).is_err() {
                         self.thaw();

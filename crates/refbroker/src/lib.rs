@@ -28,7 +28,7 @@ pub mod wire;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use emqx_handoff::broker::{ExportError, Exported, Schemas, Service};
 use emqx_handoff::transfer::{Receiver, TransferError};
@@ -120,21 +120,23 @@ impl Service for RefBroker {
         }
     }
 
-    fn export(&self, ch: &Channel) -> Result<Exported, ExportError> {
+    fn export(&self, ch: &Channel, deadline: Instant) -> Result<Exported, ExportError> {
         let ch = ch
             .try_clone()
             .map_err(|e| ExportError::Failed(format!("a copy of the channel: {e}")))?;
         let (tx, rx) = mpsc::channel();
-        if !self.handle.send(Cmd::Export(ch, tx)) {
+        if !self.handle.send(Cmd::Export(ch, deadline, tx)) {
             return Err(ExportError::Cannot);
         }
-        // The channel's timeouts bound each packet; this bounds the rest.
-        rx.recv_timeout(MOVE_WAIT).unwrap_or_else(|_| {
+        // The loop keeps to the deadline (each packet's timeout is what is
+        // left of it); this wait, a little longer, is for a loop stuck
+        // elsewhere.
+        let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+        rx.recv_timeout(wait).unwrap_or_else(|_| {
             // The loop, when it gets to it, finds nobody waiting and thaws.
-            Err(ExportError::Failed(format!(
-                "no export within {} s",
-                MOVE_WAIT.as_secs()
-            )))
+            Err(ExportError::Failed(
+                "the event loop did not export in time".into(),
+            ))
         })
     }
 

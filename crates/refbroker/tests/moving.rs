@@ -87,7 +87,8 @@ fn subscribe(c: &mut TcpStream, filter: &str, qos: u8) {
 fn freeze(old: &RefBroker) -> (Exported, Transfer) {
     let (a, b) = pair();
     std::thread::scope(|s| {
-        let exporting = s.spawn(|| old.export(&a));
+        let exporting =
+            s.spawn(|| old.export(&a, std::time::Instant::now() + Duration::from_secs(10)));
         let state = transfer::recv(&b, &BOUNDS).unwrap();
         (exporting.join().unwrap().unwrap(), state)
     })
@@ -258,7 +259,7 @@ fn a_broker_that_implements_nothing_cannot_move() {
     assert!(Drains.schemas().imports.is_empty() && Drains.schemas().exports.is_empty());
     let (a, b) = pair();
     assert_eq!(
-        Drains.export(&a),
+        Drains.export(&a, std::time::Instant::now()),
         Err(emqx_handoff::broker::ExportError::Cannot)
     );
     transfer::send(&a, "x/1", b"", &[]).unwrap();

@@ -285,6 +285,21 @@ systemctl daemon-reload
     }
 }
 
+/// Asserts that a load report (of [`Sandbox::stop_load`]) saw every
+/// established connection moved at every switch: none closed by a broker,
+/// no session and no session message lost.
+pub fn assert_moved(report: &serde_json::Value) {
+    assert_eq!(report["closed_by_broker"], 0, "{report:#}");
+    assert_eq!(report["sessions"]["lost"], 0, "{report:#}");
+    assert!(
+        report["sessions"]["resumed"].as_u64().unwrap_or(0) > 0,
+        "{report:#}"
+    );
+    for class in ["session-qos1", "session-qos2"] {
+        assert_eq!(report["messages"][class]["lost"], 0, "{class}: {report:#}");
+    }
+}
+
 /// The tests' relup.toml: quick settings, each overridden by a key of `extra`.
 fn with_defaults(extra: &str) -> String {
     let key = |line: &str| line.split('=').next().unwrap_or("").trim().to_string();

@@ -4,7 +4,7 @@
 //! on the listeners.
 
 use std::io::Read;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::env::{LEASE_ENV, NOTIFY_SOCKET, OLD_PID_ENV, SYSTEMD_NOTIFY_ENV};
 use crate::{alive, Notifier};
@@ -14,32 +14,13 @@ use crate::{alive, Notifier};
 /// without confirming. No variable: nothing to watch. Returns the pid of
 /// the broker the switch replaces, as the helper named it.
 pub fn watch_from_env() -> std::io::Result<Option<u32>> {
-    let Some(value) = std::env::var_os(LEASE_ENV) else {
+    // Only a pipe is a lease: anything else is a wrong number, left alone.
+    let fd = take_fd(LEASE_ENV, "a pipe", |fd| {
+        nix::sys::stat::fstat(fd).map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFIFO)
+    })?;
+    let Some(fd) = fd else {
         return Ok(None);
     };
-    std::env::remove_var(LEASE_ENV);
-    let raw: RawFd = value
-        .to_str()
-        .and_then(|s| s.parse().ok())
-        .filter(|n| *n >= 3)
-        .ok_or_else(|| std::io::Error::other(format!("{LEASE_ENV}={value:?} is not an fd")))?;
-    // Only a pipe is a lease: anything else is a wrong number, left alone.
-    // SAFETY: fstat on a raw number reads metadata only; an fd that is not
-    // open fails with EBADF.
-    let st = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) })
-        .map_err(|e| std::io::Error::other(format!("{LEASE_ENV}={raw}: {e}")))?;
-    if st.st_mode & nix::libc::S_IFMT != nix::libc::S_IFIFO {
-        return Err(std::io::Error::other(format!(
-            "{LEASE_ENV}={raw} is not a pipe"
-        )));
-    }
-    // SAFETY: the helper placed this pipe end at `raw` for this process
-    // alone (as LISTEN_FDS does for listeners); nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    nix::fcntl::fcntl(
-        fd.as_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )?;
     let old_pid: Option<u32> = std::env::var(OLD_PID_ENV).ok().and_then(|s| s.parse().ok());
     std::env::remove_var(OLD_PID_ENV);
     std::thread::spawn(move || {
@@ -59,6 +40,42 @@ pub fn watch_from_env() -> std::io::Result<Option<u32>> {
         }
     });
     Ok(old_pid)
+}
+
+/// Takes the fd the helper placed for this process at the number in
+/// `name` (and clears the variable), close-on-exec from now on; `is`
+/// says whether it is `what` it must be. A wrong number or kind is an
+/// error, and that fd is left alone. No variable: `None`.
+pub(super) fn take_fd(
+    name: &str,
+    what: &str,
+    is: impl Fn(BorrowedFd<'_>) -> nix::Result<bool>,
+) -> std::io::Result<Option<OwnedFd>> {
+    let Some(value) = std::env::var_os(name) else {
+        return Ok(None);
+    };
+    std::env::remove_var(name);
+    let raw: RawFd = value
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n >= 3)
+        .ok_or_else(|| std::io::Error::other(format!("{name}={value:?} is not an fd")))?;
+    // SAFETY: `is` only reads metadata of the raw number (fstat,
+    // getsockopt); an fd that is not open fails with EBADF.
+    let kind = is(unsafe { BorrowedFd::borrow_raw(raw) });
+    match kind {
+        Ok(true) => {}
+        Ok(false) => return Err(std::io::Error::other(format!("{name}={raw} is not {what}"))),
+        Err(e) => return Err(std::io::Error::other(format!("{name}={raw}: {e}"))),
+    }
+    // SAFETY: the helper placed this fd at `raw` for this process alone
+    // (as LISTEN_FDS does for listeners); nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    nix::fcntl::fcntl(
+        fd.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )?;
+    Ok(Some(fd))
 }
 
 /// Before a broker a switch started exits without serving: systemd may

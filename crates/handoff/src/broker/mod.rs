@@ -48,10 +48,14 @@ pub trait Service: Send + Sync + 'static {
     /// state over `ch` with a [`crate::transfer::Sender`]: broker-wide
     /// state first, then each connection's socket (its own fd: the kernel
     /// gives the receiver a copy) with its state; every byte and fd stays
-    /// as it was. On [`ExportError::Failed`] it stays frozen until
-    /// [`Service::thaw`].
-    fn export(&self, ch: &crate::Channel) -> Result<Exported, ExportError> {
-        let _ = ch;
+    /// as it was; all of it before `deadline`, or it fails. On
+    /// [`ExportError::Failed`] it stays frozen until [`Service::thaw`].
+    fn export(
+        &self,
+        ch: &crate::Channel,
+        deadline: std::time::Instant,
+    ) -> Result<Exported, ExportError> {
+        let _ = (ch, deadline);
         Err(ExportError::Cannot)
     }
     /// Resumes after a freeze as if nothing happened (the move failed).

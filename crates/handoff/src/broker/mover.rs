@@ -6,15 +6,16 @@
 //!
 //! The new broker's rules, from what reaches it on the channel:
 //! - it closes with nothing on it: the switch drains instead; accept;
-//! - it closes in the middle of a state: the old broker died, and its
-//!   connections with it; accept;
 //! - a state it cannot take (a bound, a schema, a broken stream): say
 //!   why, then fail ([`Imported::Refused`]): the old broker thaws, and an
 //!   importer that failed is not used;
 //! - `go`: serve what was imported;
-//! - `error` after `imported`: the old broker thawed; fail as above;
-//! - it closes after `imported` without a word: the old broker died (its
-//!   copies of the sockets are gone with it), so serve what was imported.
+//! - `error` after `imported`, or no `go` within [`GO_WAIT`] (the channel
+//!   is then shut, so none can come late): the old broker thaws; fail;
+//! - it closes after `imported` without a word, or in the middle of the
+//!   state: when the old broker is dead (its copies of the sockets are
+//!   gone with it), serve what was imported (or accept afresh); when it
+//!   still runs, fail.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -74,7 +75,7 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
     let Exported {
         conns: expected,
         left,
-    } = match service.export(ch) {
+    } = match service.export(ch, deadline) {
         Ok(e) => e,
         Err(ExportError::Cannot) => return Err(MoveFailed::NoExport),
         Err(ExportError::Failed(e)) => {
@@ -107,14 +108,13 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
     // The importer may serve from now on; this broker, frozen, never
     // touches those sockets again: it only closes its copies.
     let _ = ch.set_timeout(Duration::from_secs(1));
-    let told = ch.send(&Message::Go, &[]);
+    if let Err(e) = ch.send(&Message::Go, &[]) {
+        // Not delivered (a seqpacket send is whole or nothing): the new
+        // broker never serves them, ours are the only copies left.
+        return fail(format!("telling the new broker go: {e}"));
+    }
     let pause = began.elapsed();
     let moved = service.go();
-    if let Err(e) = told {
-        // The importer died after importing: those connections are gone
-        // with it, as in any crash of the new broker.
-        eprintln!("handoff: telling the new broker go: {e}");
-    }
     Ok(Moved {
         moved: moved.max(expected),
         left,
@@ -138,8 +138,14 @@ pub enum Imported {
 }
 
 /// The new broker's side: waits for the old one's state, imports it
-/// within `bounds`, and serves it once the old broker says go.
-pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported {
+/// within `bounds`, and serves it once the old broker (`old_pid`, as the
+/// helper named it) says go.
+pub fn import(
+    ch: &Channel,
+    service: &dyn Service,
+    bounds: &Bounds,
+    old_pid: Option<u32>,
+) -> Imported {
     match wait_readable(ch, OFFER_WAIT) {
         Ok(true) => {}
         Ok(false) => {
@@ -164,12 +170,12 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
         // broker could not export.
         Err(TransferError::Channel(ChannelError::Closed)) => return Imported::Nothing,
         // The old broker died in the middle: its sockets died with it.
-        Err(TransferError::Cut) => return Imported::OldGone,
+        Err(TransferError::Cut) if gone(old_pid) => return Imported::OldGone,
         Err(e) => return refuse(format!("receiving the state: {e}")),
     };
     let connections = match service.import(&mut state) {
         Ok(n) => n,
-        Err(TransferError::Cut) => return Imported::OldGone,
+        Err(TransferError::Cut) if gone(old_pid) => return Imported::OldGone,
         Err(e) => return refuse(format!("importing: {e}")),
     };
     if let Err(e) = ch.send(
@@ -182,8 +188,24 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
         return Imported::Refused(format!("answering the old broker: {e}"));
     }
     let _ = ch.set_timeout(GO_WAIT);
-    match ch.recv() {
-        Ok((Message::Go, _)) => {
+    let answer = match recv_retrying(ch) {
+        // No go in time: shut the channel, so that no go can come any
+        // more, then take what came before that.
+        Err(ChannelError::TimedOut) => {
+            let _ = nix::sys::socket::shutdown(
+                ch.as_fd().as_raw_fd(),
+                nix::sys::socket::Shutdown::Both,
+            );
+            let _ = ch.set_timeout(Duration::from_millis(100));
+            match recv_retrying(ch) {
+                Ok(m) => Ok(m),
+                Err(_) => Err(ChannelError::TimedOut),
+            }
+        }
+        other => other,
+    };
+    match answer {
+        Ok(Message::Go) => {
             service.thaw();
             Imported::Serving {
                 connections,
@@ -191,18 +213,22 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
             }
         }
         // The old broker is gone, and its copies with it.
-        Err(ChannelError::Closed) => {
+        Err(ChannelError::Closed) if gone(old_pid) => {
             service.thaw();
             Imported::Serving {
                 connections,
                 go: false,
             }
         }
-        Ok((Message::Error { reason }, _)) => {
+        Err(ChannelError::Closed) => {
+            service.discard();
+            Imported::Refused("the old broker closed our channel without go and still runs".into())
+        }
+        Ok(Message::Error { reason }) => {
             service.discard();
             Imported::Refused(format!("the old broker gave up: {reason}"))
         }
-        Ok((other, _)) => {
+        Ok(other) => {
             service.discard();
             Imported::Refused(format!(
                 "the old broker said {} instead of go",
@@ -216,6 +242,37 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
     }
 }
 
+/// How long a new broker waits for an old broker that closed their
+/// channel to be gone, before it takes it for alive.
+const DEATH_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether the old broker is gone (so are its copies of the sockets):
+/// waits at most [`DEATH_WAIT`] for it to finish dying. No pid (not
+/// started by a helper): taken for gone, as its closing said.
+fn gone(old_pid: Option<u32>) -> bool {
+    let Some(pid) = old_pid else {
+        return true;
+    };
+    let until = Instant::now() + DEATH_WAIT;
+    while crate::alive(pid) {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// The next message, again after an interrupted wait.
+fn recv_retrying(ch: &Channel) -> Result<Message, ChannelError> {
+    loop {
+        match ch.recv() {
+            Err(ChannelError::Recv(nix::errno::Errno::EINTR)) => continue,
+            other => return other.map(|(m, _)| m),
+        }
+    }
+}
+
 /// Grows this process's fd table at once to hold `count` more fds (a new
 /// broker calls it at its start, with its import bound, outside the
 /// pause). Grown
@@ -224,7 +281,9 @@ pub fn import(ch: &Channel, service: &dyn Service, bounds: &Bounds) -> Imported 
 /// was most of a 5,000-session move (63 of 73 ms). Best effort: past the
 /// fd limit it leaves the table as it is.
 pub fn make_room(ch: &Channel, count: usize) {
-    let Ok(count) = RawFd::try_from(count) else {
+    // Never a table of more than a million entries (8 MiB), whatever the
+    // limit says.
+    let Ok(count) = RawFd::try_from(count.min(1 << 20)) else {
         return;
     };
     let at = count
@@ -249,9 +308,9 @@ fn drain(ch: &Channel) {
 /// The next message, read again once after a reset: a peer that closed
 /// on unread data resets the channel, yet what it sent before is queued.
 fn recv_past_reset(ch: &Channel) -> Result<Message, ChannelError> {
-    match ch.recv() {
-        Err(ChannelError::Recv(nix::errno::Errno::ECONNRESET)) => ch.recv().map(|(m, _)| m),
-        other => other.map(|(m, _)| m),
+    match recv_retrying(ch) {
+        Err(ChannelError::Recv(nix::errno::Errno::ECONNRESET)) => recv_retrying(ch),
+        other => other,
     }
 }
 
@@ -271,3 +330,7 @@ fn wait_readable(ch: &Channel, timeout: Duration) -> nix::Result<bool> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "mover_tests.rs"]
+mod tests;

@@ -4,7 +4,6 @@
 //! connections away or drain them, and return.
 
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -74,13 +73,8 @@ pub struct Drained {
 /// Call it before starting other threads (it reads and clears `LISTEN_*`).
 pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drained> {
     let old_pid = lease::watch_from_env()?;
-    // A broker of protocol 1 knows nothing of the brokers' channel: the
-    // fd stays where the helper put it, unused, as in an older release.
-    let incoming = if options.protocol >= 2 {
-        take_channel()?
-    } else {
-        None
-    };
+    // A broker of protocol 1 takes no connections: its end closes here.
+    let incoming = take_channel()?.filter(|_| options.protocol >= 2);
     if let Some(ch) = &incoming {
         mover::make_room(ch, options.import.max_conns);
     }
@@ -113,7 +107,7 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     if let Some(ch) = incoming {
         // Accepting waits until the old broker's connections are ours:
         // meanwhile attempts wait in the backlog.
-        match mover::import(&ch, &*service, &options.import) {
+        match mover::import(&ch, &*service, &options.import, old_pid) {
             Imported::Nothing => {}
             Imported::OldGone => {
                 eprintln!("handoff: the old broker died in the middle of its state; accepting")
@@ -160,9 +154,10 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
                         break None;
                     }
                     Err(failed) => {
-                        acceptors =
-                            accept::Acceptors::start(copies(&listeners)?, Arc::clone(&service))?;
+                        // Told first: the helper must not wait on our
+                        // accept loops to learn that we serve on.
                         let _ = outcome.send(Err(failed));
+                        acceptors = accept_again(&listeners, &service)?;
                     }
                 }
             }
@@ -188,6 +183,26 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     })
 }
 
+/// Accepting again after a move that failed: retried for a few seconds
+/// (a full fd table frees up as connections close), since a broker that
+/// gives up here exits with every connection it just kept.
+fn accept_again(
+    listeners: &[Listener],
+    service: &Arc<dyn Service>,
+) -> std::io::Result<accept::Acceptors> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        match copies(listeners).and_then(|l| accept::Acceptors::start(l, Arc::clone(service))) {
+            Ok(a) => return Ok(a),
+            Err(e) if Instant::now() < until => {
+                eprintln!("handoff: accepting again after the failed move: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The listeners again, for another round of accepting.
 fn copies(listeners: &[Listener]) -> std::io::Result<Vec<Listener>> {
     listeners
@@ -203,37 +218,10 @@ fn copies(listeners: &[Listener]) -> std::io::Result<Vec<Listener>> {
 }
 
 /// Takes the brokers' channel named by [`MOVE_FD_ENV`] (and clears the
-/// variable): only a SOCK_SEQPACKET socket is one; anything else is an
-/// error, and the fd is left alone.
+/// variable): only a SOCK_SEQPACKET socket is one.
 fn take_channel() -> std::io::Result<Option<Channel>> {
-    let Some(value) = std::env::var_os(MOVE_FD_ENV) else {
-        return Ok(None);
-    };
-    std::env::remove_var(MOVE_FD_ENV);
-    let raw: RawFd = value
-        .to_str()
-        .and_then(|s| s.parse().ok())
-        .filter(|n| *n >= 3)
-        .ok_or_else(|| std::io::Error::other(format!("{MOVE_FD_ENV}={value:?} is not an fd")))?;
-    // SAFETY: getsockopt on a raw number reads the socket type only; an
-    // fd that is not open fails with EBADF, one that is no socket with
-    // ENOTSOCK.
-    let kind = getsockopt(
-        &unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) },
-        sockopt::SockType,
-    )
-    .map_err(|e| std::io::Error::other(format!("{MOVE_FD_ENV}={raw}: {e}")))?;
-    if kind != SockType::SeqPacket {
-        return Err(std::io::Error::other(format!(
-            "{MOVE_FD_ENV}={raw} is not a SOCK_SEQPACKET socket"
-        )));
-    }
-    // SAFETY: the helper placed this socket at `raw` for this process
-    // alone (as LISTEN_FDS does for listeners); nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    nix::fcntl::fcntl(
-        fd.as_fd(),
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    )?;
-    Ok(Some(Channel::new(fd)))
+    let fd = lease::take_fd(MOVE_FD_ENV, "a SOCK_SEQPACKET socket", |fd| {
+        getsockopt(&fd, sockopt::SockType).map(|kind| kind == SockType::SeqPacket)
+    })?;
+    Ok(fd.map(Channel::new))
 }

@@ -49,6 +49,8 @@ pub enum ServerEvent {
 
 /// How long the server waits for the outcome of a move on top of its bound.
 const MOVE_SLACK: Duration = Duration::from_secs(5);
+/// How much longer it waits for a late outcome, answering nobody.
+const LATE_OUTCOME: Duration = Duration::from_secs(60);
 
 /// How long the server waits for the broker to stop accepting before it
 /// answers a commit anyway.
@@ -224,8 +226,14 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
             }
             Message::GetSchemas if spoken >= 2 => {
                 let Schemas { exports, imports } = shared.schemas.clone();
-                ch.send(&Message::Schemas { exports, imports }, &[])
-                    .map_err(failed)?;
+                let move_bound_ms =
+                    u64::try_from(shared.move_bound.as_millis()).unwrap_or(u64::MAX);
+                let answer = Message::Schemas {
+                    exports,
+                    imports,
+                    move_bound_ms,
+                };
+                ch.send(&answer, &[]).map_err(failed)?;
             }
             Message::CommitMove { schema } if spoken >= 2 => {
                 let channel = match (fds.pop(), fds.is_empty()) {
@@ -235,7 +243,10 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
                 if !shared.schemas.exports.contains(&schema) {
                     return Err(fail(format!("this broker does not export {schema}")));
                 }
-                return move_away(ch, shared, channel, schema).map_err(fail);
+                return move_away(ch, shared, channel, schema).map_err(|e| match e {
+                    Unmoved::Refused(why) => fail(why),
+                    Unmoved::Silent(why) => format!("session with {who}: {why}"),
+                });
             }
             Message::Commit => {
                 if shared.committed.swap(true, Ordering::SeqCst) {
@@ -257,6 +268,15 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
     }
 }
 
+/// Why [`move_away`] did not answer `moved` or `committed`.
+enum Unmoved {
+    /// Told to the helper: the broker serves on as before.
+    Refused(String),
+    /// Not told: the outcome is unknown (the helper reads the silence as
+    /// a commit in doubt).
+    Silent(String),
+}
+
 /// Runs a move for the helper and answers it: `moved`, `committed` (this
 /// broker drains instead) or the error that left it serving.
 fn move_away(
@@ -264,9 +284,11 @@ fn move_away(
     shared: &Shared,
     channel: Channel,
     schema: String,
-) -> Result<(), String> {
+) -> Result<(), Unmoved> {
     if shared.committed.swap(true, Ordering::SeqCst) {
-        return Err("already committed to another switch".into());
+        return Err(Unmoved::Refused(
+            "already committed to another switch".into(),
+        ));
     }
     let (outcome, answer) = std::sync::mpsc::channel();
     let _ = shared.events.send(ServerEvent::Move {
@@ -274,8 +296,20 @@ fn move_away(
         schema,
         outcome,
     });
-    match answer.recv_timeout(shared.move_bound + MOVE_SLACK) {
-        Ok(Ok(m)) => {
+    let result = match answer.recv_timeout(shared.move_bound + MOVE_SLACK) {
+        Ok(r) => r,
+        Err(_) => {
+            // Still waiting for the broker, so that a move that failed
+            // late leaves it ready for the next switch; the helper has
+            // its answer: none.
+            if let Ok(Err(MoveFailed::Thawed(_))) = answer.recv_timeout(LATE_OUTCOME) {
+                shared.committed.store(false, Ordering::SeqCst);
+            }
+            return Err(Unmoved::Silent("the move did not end in time".into()));
+        }
+    };
+    match result {
+        Ok(m) => {
             let answer = Message::Moved {
                 moved: m.moved as u64,
                 drained: m.left as u64,
@@ -284,18 +318,17 @@ fn move_away(
             let _ = ch.send(&answer, &[]);
             Ok(())
         }
-        Ok(Err(MoveFailed::NoExport)) => {
+        Err(MoveFailed::NoExport) => {
             let connections = (shared.connections)() as u64;
             let _ = ch.send(&Message::Committed { connections }, &[]);
             Ok(())
         }
-        Ok(Err(MoveFailed::Thawed(why))) => {
+        Err(MoveFailed::Thawed(why)) => {
             shared.committed.store(false, Ordering::SeqCst);
-            Err(format!("the move failed, this broker serves on: {why}"))
+            Err(Unmoved::Refused(format!(
+                "the move failed, this broker serves on: {why}"
+            )))
         }
-        // No word from the broker: the helper reads the silence as a
-        // commit in doubt.
-        Err(_) => Err("the move did not end in time".into()),
     }
 }
 

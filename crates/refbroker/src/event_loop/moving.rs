@@ -1,10 +1,11 @@
-//! Freeze, export, import, go and thaw on the event loop: the connection
-//! side of moving established sessions (protocol 2, issue #12). A frozen
+//! Freeze, export, import, go, discard and thaw on the event loop: the
+//! connection side of moving established sessions (protocol 2). A frozen
 //! loop reads, writes and times nothing, so each connection stops at a
 //! packet boundary with its unparsed input and unsent output in hand; the
-//! export carries a duplicate of each socket with that state. Go closes
-//! our copies with close() only (never shutdown(): the connection lives on
-//! in the importer). Thaw resumes as if nothing happened.
+//! export sends each connection's own socket with that state, a batch at
+//! a time. Go closes our copies with close() only (never shutdown(): the
+//! connection lives on in the importer). Thaw resumes as if nothing
+//! happened; discard drops an import that will not go.
 
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -77,9 +78,13 @@ impl Loop {
     /// Freezes the loop and sends everything over `ch`: the broker-wide
     /// state, then each live connection's own socket (the receiver gets
     /// a copy: no duplicate is held here) with its state, encoded a
-    /// batch at a time. Stays frozen, whatever happens, until the thaw
-    /// or the go.
-    pub(super) fn export(&mut self, ch: &Channel) -> Result<Exported, ExportError> {
+    /// batch at a time, all before `deadline`. Stays frozen, whatever
+    /// happens, until the thaw or the go.
+    pub(super) fn export(
+        &mut self,
+        ch: &Channel,
+        deadline: Instant,
+    ) -> Result<Exported, ExportError> {
         if self.frozen.is_some() {
             return Err(ExportError::Failed("already frozen".into()));
         }
@@ -103,6 +108,11 @@ impl Loop {
         let shared = serde_json::to_vec(&self.broker.export_shared()).map_err(failed)?;
         let mut tx = Sender::begin(ch, SCHEMA, &shared, moving.len()).map_err(failed)?;
         for chunk in moving.chunks(MAX_BATCH_FDS) {
+            // Each packet may wait only for what is left of the deadline.
+            let rest = deadline.saturating_duration_since(Instant::now());
+            if rest.is_zero() || ch.set_timeout(rest).is_err() {
+                return Err(failed("the deadline passed"));
+            }
             let mut states = Vec::with_capacity(chunk.len());
             let mut fds = Vec::with_capacity(chunk.len());
             for (t, client) in chunk {
