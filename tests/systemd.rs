@@ -159,12 +159,16 @@ fn a_release_that_fails_to_start_leaves_the_unit_on_the_old_broker() {
     let (sb, pid0) = running("fails", "ready_timeout_secs = 2", 1.0);
     sb.add_release("5.0.2", true, "fail = \"never-ready\"");
     sb.add_release("5.0.3", true, "fail = \"exit-at-once\"");
-    sb.ok("emqx-relup unpack 5.0.2 && emqx-relup unpack 5.0.3");
+    // Ready, but its import of the sessions passes its bound: the move
+    // fails before go, the old broker thaws and is the main process again.
+    sb.add_release("5.0.4", true, "import_max_conns = 1");
+    sb.ok("emqx-relup unpack 5.0.2 && emqx-relup unpack 5.0.3 && emqx-relup unpack 5.0.4");
     let before = sb.state_bytes();
     let load = sb.start_load();
     for (version, why) in [
         ("5.0.2", "not ready within 2.0 s"),
         ("5.0.3", "exited with code 3"),
+        ("5.0.4", "connections, more than 1"),
     ] {
         let out = sb.sh(&format!("emqx-relup upgrade {version}"));
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -182,7 +186,10 @@ fn a_release_that_fails_to_start_leaves_the_unit_on_the_old_broker() {
         assert_eq!(sb.active_state(), "active");
         assert_eq!(sb.state_bytes(), before);
     }
-    assert_clean(&sb.stop_load(load));
+    let report = sb.stop_load(load);
+    assert_clean(&report);
+    // No failure touched an established connection.
+    assert_moved(&report);
 }
 
 #[test]

@@ -106,14 +106,15 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     if let Some(ch) = incoming {
         // Accepting waits until the old broker's connections are ours:
-        // meanwhile attempts wait in the backlog.
+        // meanwhile attempts wait in the backlog. (Its lines start with
+        // "move:"; "handoff:" lines are a handoff session's errors.)
         match mover::import(&ch, &*service, &options.import, old_pid) {
             Imported::Nothing => {}
             Imported::OldGone => {
-                eprintln!("handoff: the old broker died in the middle of its state; accepting")
+                eprintln!("move: the old broker died in the middle of its state; accepting")
             }
             Imported::Serving { connections, go } => eprintln!(
-                "handoff: serving {connections} connections moved from the old broker{}",
+                "move: serving {connections} connections moved from the old broker{}",
                 if go {
                     ""
                 } else {
@@ -195,7 +196,7 @@ fn accept_again(
         match copies(listeners).and_then(|l| accept::Acceptors::start(l, Arc::clone(service))) {
             Ok(a) => return Ok(a),
             Err(e) if Instant::now() < until => {
-                eprintln!("handoff: accepting again after the failed move: {e}; retrying");
+                eprintln!("move: accepting again after the failed move: {e}; retrying");
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => return Err(e),
