@@ -74,6 +74,7 @@ pub struct About {
 pub struct HandoffServer {
     stop: Arc<Stop>,
     thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
 }
 
 struct Shared {
@@ -85,7 +86,26 @@ struct Shared {
     connections: Arc<dyn Fn() -> usize + Send + Sync>,
     events: Sender<ServerEvent>,
     committed: AtomicBool,
+    /// The helper has the answer to its commit: the process may exit.
+    answered: (std::sync::Mutex<bool>, std::sync::Condvar),
 }
+
+impl Shared {
+    /// Sends the answer to a commit, then lets [`HandoffServer::stop`]
+    /// return: a broker that exits before this would leave the helper
+    /// with no answer (a commit in doubt).
+    fn answer(&self, ch: &Channel, message: &Message) {
+        let _ = ch.send(message, &[]);
+        let (done, cv) = &self.answered;
+        if let Ok(mut d) = done.lock() {
+            *d = true;
+            cv.notify_all();
+        }
+    }
+}
+
+/// How long stopping waits for the answer to a commit to be sent.
+const ANSWER_WAIT: Duration = Duration::from_secs(2);
 
 impl HandoffServer {
     /// Binds `path` (mode 0600; a stale socket nobody answers on is
@@ -126,11 +146,14 @@ impl HandoffServer {
             connections,
             events,
             committed: AtomicBool::new(false),
+            answered: Default::default(),
         });
-        let thread = std::thread::spawn(move || serve(fd, &waiter, shared));
+        let serving = Arc::clone(&shared);
+        let thread = std::thread::spawn(move || serve(fd, &waiter, serving));
         Ok(HandoffServer {
             stop,
             thread: Some(thread),
+            shared,
         })
     }
 
@@ -139,7 +162,15 @@ impl HandoffServer {
     /// here (even after checking its inode) raced that rename and could
     /// delete the new broker's socket. A stale file refuses connections,
     /// which the helper reads as "no broker here".
+    /// After a commit, it first waits (at most [`ANSWER_WAIT`]) until the
+    /// helper has been answered.
     pub fn stop(mut self) {
+        if self.shared.committed.load(Ordering::SeqCst) {
+            let (done, cv) = &self.shared.answered;
+            if let Ok(d) = done.lock() {
+                let _ = cv.wait_timeout_while(d, ANSWER_WAIT, |d| !*d);
+            }
+        }
         self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -259,7 +290,7 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
                 let _ = shared.events.send(ServerEvent::Committed(stopped));
                 let _ = accepting_ended.recv_timeout(STOP_ACCEPTING_WAIT);
                 let connections = (shared.connections)() as u64;
-                let _ = ch.send(&Message::Committed { connections }, &[]);
+                shared.answer(ch, &Message::Committed { connections });
                 return Ok(());
             }
             Message::Error { reason } => return Err(format!("{who} gave up: {reason}")),
@@ -315,12 +346,12 @@ fn move_away(
                 drained: m.left as u64,
                 pause_us: u64::try_from(m.pause.as_micros()).unwrap_or(u64::MAX),
             };
-            let _ = ch.send(&answer, &[]);
+            shared.answer(ch, &answer);
             Ok(())
         }
         Err(MoveFailed::NoExport) => {
             let connections = (shared.connections)() as u64;
-            let _ = ch.send(&Message::Committed { connections }, &[]);
+            shared.answer(ch, &Message::Committed { connections });
             Ok(())
         }
         Err(MoveFailed::Thawed(why)) => {
