@@ -5,14 +5,16 @@
 //! sessions lost, QoS 1/2 messages lost and duplicated beyond their QoS,
 //! the pause of each move (p50 / p99 / max), and the running broker's
 //! RSS and open fds after the first switch and after the last (a leak
-//! grows them). SOAK_SWITCHES=N (default 1,000). Runs as root (brokers
-//! run as a test user). The path through `systemctl reload` is not in it
-//! yet (issue #13).
+//! grows them). Then the same number of `systemctl reload emqx` in the
+//! systemd sandbox under the harness there (each reload a fresh broker
+//! of the current release, moved to as the unit's ExecReload), with the
+//! same figures from its report and the journal. SOAK_SWITCHES=N
+//! (default 1,000). Runs as root (brokers run as a test user).
 
 use std::time::{Duration, Instant};
 
 use emqx_load::{Load, LoadOptions};
-use emqx_testkit::BrokerHost;
+use emqx_testkit::{BrokerHost, Sandbox};
 
 /// The pause in the helper's note ("... (pause 0.3 ms) ...").
 fn pause_ms(err: &str) -> Option<f64> {
@@ -42,11 +44,84 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The pauses of the moves the journal of `sb` holds, sorted.
+fn journal_pauses(sb: &Sandbox) -> Vec<f64> {
+    // The reload's notes go to the journal natively, or through its
+    // stderr stream when the native socket is busy: take both.
+    let text = sb.ok(
+        "journalctl --sync; journalctl --no-pager -o cat | grep 'connections moved with their sessions' || true",
+    );
+    let mut pauses: Vec<f64> = text.lines().filter_map(pause_ms).collect();
+    pauses.sort_by(|a, b| a.total_cmp(b));
+    pauses
+}
+
+/// `n` reloads in the systemd sandbox under its load harness.
+fn through_systemd(n: usize) {
+    let sb = Sandbox::with_emqx("soak", "settle_secs = 0.05", 0.1);
+    sb.add_release("5.0.0", true, "");
+    sb.ok("emqx-relup install 5.0.0 && systemctl start emqx");
+    sb.wait_active(Duration::from_secs(10));
+    let inside = |pid: u32| {
+        sb.ok(&format!(
+            "echo $(awk '/^VmRSS/ {{print $2}}' /proc/{pid}/status) / $(ls /proc/{pid}/fd | wc -l)"
+        ))
+        .trim()
+        .to_string()
+    };
+    let load = sb.start_load();
+    let began = Instant::now();
+    sb.ok("systemctl reload emqx");
+    let after_first = inside(sb.main_pid());
+    let out = sb.ok(&format!(
+        "fails=0; for i in $(seq {}); do systemctl reload emqx || fails=$((fails+1)); done; echo $fails",
+        n.saturating_sub(1)
+    ));
+    let secs = began.elapsed().as_secs_f64();
+    let last = inside(sb.main_pid());
+    let report = sb.stop_load(load);
+    let pauses = journal_pauses(&sb);
+    println!("\nsoak: {n} x systemctl reload in {secs:.0} s, under the sandbox's load harness");
+    println!("reloads failed                 {}", out.trim());
+    for key in [
+        "attempts",
+        "refused",
+        "reset",
+        "timed_out",
+        "closed_by_broker",
+    ] {
+        println!("{key:<30} {}", report[key]);
+    }
+    println!("{:<30} {}", "sessions lost", report["sessions"]["lost"]);
+    for class in ["session-qos1", "session-qos2", "live-qos1", "live-qos2"] {
+        let c = &report["messages"][class];
+        println!(
+            "{:<30} {} / {}",
+            format!("{class} lost / dup beyond"),
+            c["lost"],
+            c["dup_beyond_qos"]
+        );
+    }
+    println!(
+        "pause ms p50 / p99 / max       {:.2} / {:.2} / {:.2} (of the {} reloads whose note journald kept: it rate-limits the unit, whose brokers log every connection)",
+        percentile(&pauses, 0.5),
+        percentile(&pauses, 0.99),
+        pauses.last().copied().unwrap_or(0.0),
+        pauses.len()
+    );
+    println!("broker RSS KiB / fds           {after_first} after the first reload, {last} after the last");
+}
+
 fn main() {
     let n: usize = std::env::var("SOAK_SWITCHES")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1000);
+    direct(n);
+    through_systemd(n);
+}
+
+fn direct(n: usize) {
     let b = BrokerHost::running("settle_secs = 0.05\n");
     let load = Load::start(LoadOptions {
         addrs: b.addrs(),
