@@ -175,15 +175,17 @@ impl Run<'_> {
             })?;
         let listeners = session.take_listeners().map_err(&fail)?;
         let (old, move_bound) = self.old_side(&session);
-        // A channel between the brokers only when the old one can move its
-        // connections: the new one waits on it before accepting.
-        let (mut pair, cannot) = match old.as_ref().map(moving::cannot_export) {
-            Err(why) => (None, Some(why.clone())),
-            Ok(Some(reason)) => (None, Some(reason)),
-            Ok(None) => match Channel::pair() {
-                Ok(p) => (Some(p), None),
-                Err(e) => (None, Some(format!("making the brokers' channel: {e}"))),
-            },
+        // The old broker's side when it can move its connections, else why
+        // not; a channel between the brokers only then (the new one waits
+        // on it before accepting).
+        let movable = old.and_then(|side| match moving::cannot_export(&side) {
+            Some(reason) => Err(reason),
+            None => Ok(side),
+        });
+        let (mut pair, movable) = match movable.map(|side| (Channel::pair(), side)) {
+            Ok((Ok(p), side)) => (Some(p), Ok(side)),
+            Ok((Err(e), _)) => (None, Err(format!("making the brokers' channel: {e}"))),
+            Err(reason) => (None, Err(reason)),
         };
         let launched = child::launch(
             config,
@@ -204,10 +206,10 @@ impl Run<'_> {
         } = launched.map_err(|why| self.not_ready(why))?;
         let helper_before = spawned_at - began;
         let committing = Instant::now();
-        let plan = match (cannot, old, self.new_side(new.id(), &user)) {
-            (Some(reason), _, _) | (None, _, Err(reason)) => Plan::Drain { reason },
-            (None, Ok(old), Ok(new)) => moving::plan(&old, &new),
-            (None, Err(reason), _) => Plan::Drain { reason },
+        // The new broker is asked only when the old one can move.
+        let plan = match movable.and_then(|old| Ok((old, self.new_side(new.id(), &user)?))) {
+            Ok((old, new)) => moving::plan(&old, &new),
+            Err(reason) => Plan::Drain { reason },
         };
         let announce = &self.handoff.announce;
         // Under systemd: the new broker becomes the main process, and
