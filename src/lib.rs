@@ -44,18 +44,3 @@ pub mod switch;
 pub mod systemd;
 
 pub use error::{Error, ExitClass, Serving};
-
-/// A place where a fault test kills the helper as `kill -9` would: with
-/// the `failpoints` feature, `FAILPOINTS=NAME=return` aborts there (no
-/// destructor runs, no fd is closed by us). Compiled away otherwise.
-#[macro_export]
-macro_rules! kill_point {
-    ($name:literal) => {
-        #[cfg(feature = "failpoints")]
-        {
-            if fail::eval($name, |_| ()).is_some() {
-                std::process::abort();
-            }
-        }
-    };
-}

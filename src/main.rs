@@ -4,9 +4,8 @@ use std::process::ExitCode;
 
 #[cfg(target_os = "linux")]
 fn main() -> ExitCode {
-    // Fault tests only: reads FAILPOINTS (see `kill_point!`).
-    #[cfg(feature = "failpoints")]
-    let _faults = fail::FailScenario::setup();
+    // Fault tests only: reads FAILPOINTS (see `emqx_handoff::faults`).
+    let _faults = emqx_handoff::faults::setup();
     emqx_relup::cli::main()
 }
 

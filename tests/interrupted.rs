@@ -67,11 +67,11 @@ fn assert_one_broker_running(b: &BrokerHost, version: &str) {
 #[test]
 fn a_helper_killed_at_each_step_leaves_a_record_the_next_command_resolves() {
     for point in [
-        "switch::recorded",
-        "switch::confirmed",
-        "switch::committed",
-        "switch::published",
-        "ops::saved",
+        "helper::recorded",
+        "helper::confirmed",
+        "helper::answered",
+        "helper::published",
+        "helper::state_written",
     ] {
         let b = BrokerHost::running("");
         let out = b
@@ -94,7 +94,7 @@ fn a_helper_killed_at_each_step_leaves_a_record_the_next_command_resolves() {
         // own work: 5.0.1 runs, permanent.
         let (out, err, code) = b.emqx(&["install", "5.0.1"]);
         assert_eq!(code, Some(0), "{point}: {out}{err}");
-        let expected = if point == "switch::recorded" {
+        let expected = if point == "helper::recorded" {
             "dropped the switch from 5.0.0 to 5.0.1"
         } else {
             "finished the switch from 5.0.0 to 5.0.1"

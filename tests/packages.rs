@@ -353,8 +353,8 @@ fn the_packaged_helper_has_no_kill_points() {
     assert!(status.success());
     let has = |bytes: &[u8]| {
         bytes
-            .windows(b"switch::recorded".len())
-            .any(|w| w == b"switch::recorded")
+            .windows(b"helper::confirmed".len())
+            .any(|w| w == b"helper::confirmed")
     };
     let packaged = std::fs::read(dir.path().join("usr/bin/emqx-relup")).unwrap();
     assert!(!has(&packaged), "the packaged helper holds kill points");

@@ -349,7 +349,7 @@ fn a_reload_waiting_for_a_long_drain_extends_systemds_timeout() {
 fn an_admin_killed_around_reload_unit_leaves_a_record_the_next_command_resolves() {
     let (sb, pid0) = running("killed-admin", "settle_secs = 2", 1.0);
     // Killed after recording, before asking systemd: nothing switched.
-    let out = sb.sh("FAILPOINTS=ops::unit_recorded=return emqx-relup upgrade 5.0.1");
+    let out = sb.sh("FAILPOINTS=helper::unit_recorded=return emqx-relup upgrade 5.0.1");
     assert_ne!(out.status.code(), Some(0));
     let status: serde_json::Value =
         serde_json::from_str(&sb.ok("emqx-relup status --json")).unwrap();

@@ -303,7 +303,8 @@ impl<'a> Ops<'a> {
                             })?;
                             releases.install(&v);
                             self.store.save(lock, releases)?;
-                            crate::kill_point!("ops::unit_recorded");
+                            // Kill or delay only.
+                            let _ = emqx_handoff::faults::step("helper::unit_recorded");
                             let result = self.switcher.switch(broker, &v, &tree, &mut NoRecord);
                             match result {
                                 Ok(r) => {
@@ -335,9 +336,20 @@ impl<'a> Ops<'a> {
                             };
                             report_switch(out, broker, &v, &r);
                             releases.install(&v);
+                            // The switch happened: a state that cannot be
+                            // written keeps the record, and the next
+                            // command finishes what this one did not.
+                            emqx_handoff::faults::step("helper::write_state").map_err(|e| {
+                                Error::io(
+                                    format!("writing {}", self.store.state_path().display()),
+                                    e.into(),
+                                )
+                            })?;
                             self.store.save(lock, releases)?;
-                            crate::kill_point!("ops::saved");
-                            record.clear()?;
+                            let _ = emqx_handoff::faults::step("helper::state_written");
+                            if !r.unfinished {
+                                record.clear()?;
+                            }
                         }
                         None => {
                             releases.install(&v);

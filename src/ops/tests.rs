@@ -57,6 +57,7 @@ impl Switcher for FakeUnit {
             start: std::time::Duration::ZERO,
             warning: None,
             via_unit: Some("emqx.service".into()),
+            unfinished: false,
         })
     }
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::systemd::Notifier;
+use emqx_handoff::faults::step;
 
 /// How long systemd may take to answer a barrier.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,8 +50,10 @@ impl Announce {
         let Some(n) = &self.0 else { return Ok(()) };
         n.main_pid(pid)
             .map_err(|e| format!("telling systemd MAINPID={pid}: {e}"))?;
+        step("helper::main_pid").map_err(|e| format!("telling systemd MAINPID={pid}: {e}"))?;
         n.barrier(BARRIER_TIMEOUT)
-            .map_err(|e| format!("notify barrier after MAINPID={pid}: {e}"))
+            .map_err(|e| format!("notify barrier after MAINPID={pid}: {e}"))?;
+        step("helper::barrier").map_err(|e| format!("notify barrier after MAINPID={pid}: {e}"))
     }
 
     /// The switch is over, one way or the other.

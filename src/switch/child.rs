@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use emqx_handoff::env::{self, FIRST_FD};
+use emqx_handoff::faults::step;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
@@ -106,6 +107,13 @@ pub fn clean_env(cmd: &mut Command, pass_env: &[String], user: &ServiceUser, sys
         .env("HOME", &user.home)
         .env("USER", &user.name)
         .env("LOGNAME", &user.name);
+    // Fault tests: the brokers this process starts get their own steps
+    // armed, never the helper's.
+    if emqx_handoff::faults::ENABLED {
+        if let Some(points) = std::env::var_os(emqx_handoff::faults::BROKER_FAILPOINTS_ENV) {
+            cmd.env("FAILPOINTS", points);
+        }
+    }
     if std::env::var_os("PATH").is_none() {
         cmd.env("PATH", DEFAULT_PATH);
     }
@@ -320,13 +328,23 @@ pub fn launch(
     let mut child =
         spawn(launch).map_err(|e| NotReady::Io(format!("starting {}: {e}", tree.display())))?;
     drop(lease_read);
-    match wait_ready(
-        &notify,
-        &mut child,
-        old,
-        config.ready_timeout(),
-        config.settle(),
-    ) {
+    let ready = step("helper::spawned")
+        .map_err(|e| NotReady::Io(e.to_string()))
+        .and_then(|()| {
+            wait_ready(
+                &notify,
+                &mut child,
+                old,
+                config.ready_timeout(),
+                config.settle(),
+            )
+        })
+        .and_then(|start| {
+            step("helper::settled")
+                .map(|()| start)
+                .map_err(|e| NotReady::Io(e.to_string()))
+        });
+    match ready {
         Ok(start) => Ok(Launched {
             child,
             lease: Lease(lease_write),
@@ -439,6 +457,7 @@ fn wait_ready(
             if let Ok(n) = notify.socket.recv(&mut buf) {
                 let text = String::from_utf8_lossy(&buf[..n]);
                 if ready_at.is_none() && text.lines().any(|l| l == "READY=1") {
+                    step("helper::ready").map_err(|e| NotReady::Io(e.to_string()))?;
                     ready_at = Some(Instant::now());
                 }
             }

@@ -17,12 +17,14 @@ use semver::Version;
 use super::announce::Announce;
 use super::commit::{decide, Decision};
 use super::moving::{self, Plan, Side};
+use super::runtime::RuntimeDir;
 use super::{child, generations, intent, open_session, pidfile, process};
 use super::{Moved, Pending, RunningBroker, SwitchReport, Switcher};
 use crate::config::Config;
 use crate::privs::{self, ServiceUser};
 use crate::{Error, Serving};
 use emqx_handoff::client::{Committed, Session};
+use emqx_handoff::faults::step;
 use emqx_handoff::Channel;
 
 /// Margin on top of the configured waits for systemd's job timeout.
@@ -173,7 +175,9 @@ impl Run<'_> {
                     self.broker.socket.display()
                 ))
             })?;
+        step("helper::hello").map_err(|e| fail(e.to_string()))?;
         let listeners = session.take_listeners().map_err(&fail)?;
+        step("helper::listeners").map_err(|e| fail(e.to_string()))?;
         let (old, move_bound) = self.old_side(&session);
         // The old broker's side when it can move its connections, else why
         // not; a channel between the brokers only then (the new one waits
@@ -219,19 +223,23 @@ impl Run<'_> {
         }
         // From the lease confirm on, a dead helper leaves two brokers or a
         // half-done commit: say so in the store first.
-        if let Err(e) = pending.record(&self.intent(&new)) {
+        let recorded = pending
+            .record(&self.intent(&new))
+            .and_then(|()| step("helper::recorded").map_err(|e| e.to_string()));
+        if let Err(e) = recorded {
             let why = format!("recording the switch: {e}");
             return Err(self.abandon(&mut new, why, announce.is_active()));
         }
-        crate::kill_point!("switch::recorded");
         // The lease ends before the commit is sent: a helper dying from here
         // on must not take the new broker with it, since the old one may
         // get the commit and drain away.
-        if let Err(e) = lease.confirm() {
+        if let Err(e) = lease
+            .confirm()
+            .and_then(|()| Ok(step("helper::confirmed")?))
+        {
             let why = format!("confirming the new broker's lease: {e}");
             return Err(self.abandon(&mut new, why, announce.is_active()));
         }
-        crate::kill_point!("switch::confirmed");
         let old = self.broker.pid;
         let (result, drain_reason) = commit(&session, ours, plan, move_bound + MOVE_SLACK);
         let (outcome, mut warning) = match decide(result, old, || generations::alive(old)) {
@@ -249,18 +257,20 @@ impl Run<'_> {
                 pause,
             } => (drained, Some(Moved { moved, pause })),
         };
-        crate::kill_point!("switch::committed");
         // Past the commit the switch has happened: what fails now is
         // reported, never turned into an error that would leave the state
         // naming the old release.
-        if let Some(w) = self.publish(new.id()) {
+        let unpublished = self.publish(new.id());
+        let unfinished = unpublished.is_some();
+        if let Some(w) = unpublished {
             // Both matter: a commit in doubt and a socket nobody will find.
             warning = Some(match warning {
                 Some(first) => format!("{first}; {w}"),
                 None => w,
             });
         }
-        crate::kill_point!("switch::published");
+        // Errors here are the rename's own (see `publish`).
+        let _ = step("helper::published");
         Ok(SwitchReport {
             old_pid: old,
             new_pid: new.id(),
@@ -271,6 +281,7 @@ impl Run<'_> {
             start,
             warning,
             via_unit: None,
+            unfinished,
         })
     }
 
@@ -427,9 +438,18 @@ impl Run<'_> {
     fn publish(&self, new_pid: u32) -> Option<String> {
         let config = &self.handoff.config;
         let published = self.handoff.socket();
-        let warning = std::fs::rename(&self.new_socket, &published).err().map(|e| {
+        // In the service user's directory: by name, through its fd.
+        let name = self.new_socket.file_name().and_then(|n| n.to_str());
+        let renamed = step("helper::rename")
+            .map_err(std::io::Error::from)
+            .and_then(|()| RuntimeDir::open(&config.runtime_dir))
+            .and_then(|rt| match name {
+                Some(name) => rt.rename(name, HANDOFF_SOCKET),
+                None => Err(std::io::Error::other("no socket name")),
+            });
+        let warning = renamed.err().map(|e| {
             format!(
-                "the new broker runs, but its handoff socket could not be published at {} ({e}); the next switch will not find it: restart the broker",
+                "the new broker runs, but its handoff socket could not be published at {} ({e}); the next emqx-relup command finishes the switch",
                 published.display()
             )
         });

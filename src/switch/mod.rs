@@ -107,6 +107,10 @@ pub struct SwitchReport {
     /// The systemd unit that did the switch (its `ExecReload`), when it
     /// went through systemd.
     pub via_unit: Option<String>,
+    /// The switch happened but is not finished (the new broker's handoff
+    /// socket could not be published): its record stays, and the next
+    /// command that takes the lock finishes it.
+    pub unfinished: bool,
 }
 
 /// Established connections moved at a switch.

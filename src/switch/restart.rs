@@ -125,6 +125,7 @@ impl Switcher for Restart {
             start,
             warning,
             via_unit: None,
+            unfinished: false,
         })
     }
 }

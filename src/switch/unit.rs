@@ -75,7 +75,8 @@ impl Switcher for UnitSwitch {
             .reload(&self.unit, self.timeout)
             .map_err(&fail)?;
         let took = began.elapsed();
-        crate::kill_point!("unit::reloaded");
+        // Kill or delay only.
+        let _ = emqx_handoff::faults::step("helper::reloaded");
         // What runs now decides, not the job's word alone: a reload killed
         // after its commit did switch, a `done` that left the old release
         // running did not.
@@ -102,6 +103,7 @@ impl Switcher for UnitSwitch {
                 start: took,
                 warning,
                 via_unit: Some(self.unit.clone()),
+                unfinished: false,
             });
         }
         let serving = match &running {

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use emqx_handoff::faults::step;
 use futures_core::Stream;
 use zbus::{Connection, OwnedObjectPath};
 
@@ -122,12 +123,19 @@ impl SystemBus {
 
 impl ServiceManager for SystemBus {
     fn unit(&self, name: &str) -> Result<Option<UnitStatus>, String> {
-        zbus::block_on(self.status(name)).map_err(|e| format!("asking systemd about {name}: {e}"))
+        let asking = |e: &dyn std::fmt::Display| format!("asking systemd about {name}: {e}");
+        step("hook::before_unit").map_err(|e| asking(&e))?;
+        let status = zbus::block_on(self.status(name)).map_err(|e| asking(&e))?;
+        step("hook::after_unit").map_err(|e| asking(&e))?;
+        Ok(status)
     }
 
     fn reload(&self, name: &str, timeout: Duration) -> Result<JobOutcome, String> {
-        zbus::block_on(self.reload_job(name, timeout))
-            .map_err(|e| format!("asking systemd to reload {name}: {e}"))
+        let asking = |e: &dyn std::fmt::Display| format!("asking systemd to reload {name}: {e}");
+        step("hook::before_reload").map_err(|e| asking(&e))?;
+        let outcome = zbus::block_on(self.reload_job(name, timeout)).map_err(|e| asking(&e))?;
+        step("hook::after_reload").map_err(|e| asking(&e))?;
+        Ok(outcome)
     }
 }
 

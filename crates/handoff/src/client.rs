@@ -202,7 +202,13 @@ impl Session {
     }
 
     fn committed(&self, asked: &str) -> Result<Committed, CommitError> {
-        match self.channel.recv() {
+        // Injected: sent, and the answer lost (the broker may act on it).
+        crate::faults::step("helper::commit_sent")
+            .map_err(|e| CommitError::Unanswered(e.to_string()))?;
+        let answer = self.channel.recv();
+        crate::faults::step("helper::answered")
+            .map_err(|e| CommitError::Unanswered(e.to_string()))?;
+        match answer {
             Ok((Message::Committed { connections }, _)) => Ok(Committed::Draining(connections)),
             Ok((
                 Message::Moved {

@@ -13,8 +13,8 @@
 //! schema the new one imports, the helper gives each an end of a
 //! socketpair (the new one at spawn, the old one with `commit_move`), the
 //! old broker streams its state and sockets over it ([`transfer`]), the
-//! new one answers `imported`, the old one says `go`, answers the helper
-//! `moved` and exits ([`broker::mover`] has both sides and their rules).
+//! new one answers `imported`, the old one says `go`, the new one
+//! `going`, and the old one answers the helper `moved` and exits ([`broker::mover`] has both sides and their rules).
 //!
 //! Modules:
 //! - [`message`]: the messages and version negotiation;
@@ -28,6 +28,8 @@
 //! - [`notify`]: messages to systemd's notify socket (`MAINPID=`,
 //!   `FDSTORE=1`, `BARRIER=1`), for brokers and the helper alike;
 //! - `process`: [`alive`], whether a pid still runs;
+//! - [`faults`]: the steps where fault tests inject a kill, an error or a
+//!   delay (the `failpoints` feature only);
 //! - [`transfer`]: the broker-to-broker stream of protocol 2 (a state as
 //!   opaque bytes and (fd, bytes) per connection, in batches of 253 fds).
 //!
@@ -39,6 +41,7 @@ pub mod channel;
 pub mod client;
 pub mod env;
 mod error;
+pub mod faults;
 pub mod message;
 pub mod notify;
 mod process;

@@ -77,6 +77,10 @@ pub enum Message {
     },
     /// Old broker to new, on their channel: the connections are yours.
     Go,
+    /// New broker to old, on their channel, before it touches a moved
+    /// socket: it serves them (the old broker closes its copies only on
+    /// this; without it, it thaws).
+    Going,
     /// Either side: the session ends because of this.
     Error {
         /// Why.
@@ -124,6 +128,7 @@ impl Message {
             Message::Moved { .. } => "moved",
             Message::Imported { .. } => "imported",
             Message::Go => "go",
+            Message::Going => "going",
             Message::Error { .. } => "error",
         }
     }
@@ -174,6 +179,7 @@ mod tests {
         for m in [
             Message::GetSchemas,
             Message::Go,
+            Message::Going,
             Message::CommitMove {
                 schema: "refbroker/1".into(),
             },

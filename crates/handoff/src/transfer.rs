@@ -122,6 +122,8 @@ impl<'a> Sender<'a> {
         shared: &[u8],
         count: usize,
     ) -> Result<Sender<'a>, ChannelError> {
+        // The old broker is frozen: nothing sent yet.
+        injected(crate::faults::step("old::frozen"), "state header")?;
         let name = schema.as_bytes();
         if name.len() > MAX_SCHEMA {
             return Err(ChannelError::Send {
@@ -161,6 +163,7 @@ impl<'a> Sender<'a> {
             let all: Vec<u8> = batch.iter().flat_map(|(_, b)| b.iter().copied()).collect();
             send_data(self.ch, &all)?;
             self.owed -= batch.len() as u64;
+            injected(crate::faults::step("old::exported"), "state batch")?;
         }
         Ok(())
     }
@@ -293,7 +296,12 @@ impl<'a> Receiver<'a> {
         if self.ended {
             return Ok(None);
         }
-        self.next().map_err(cut)
+        let batch = self.next().map_err(cut)?;
+        if batch.is_some() {
+            crate::faults::step("new::imported_batch")
+                .map_err(|e| TransferError::Refused(e.to_string()))?;
+        }
+        Ok(batch)
     }
 
     fn next(&mut self) -> Result<Option<Vec<Conn>>, TransferError> {
@@ -365,129 +373,17 @@ pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Transfer, TransferError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use nix::sys::stat::fstat;
-    use std::os::fd::AsFd;
-    use std::time::Duration;
-
-    fn pair() -> (Channel, Channel) {
-        let (a, b) = Channel::pair().unwrap();
-        b.set_timeout(Duration::from_secs(5)).unwrap();
-        (a, b)
-    }
-
-    const ROOMY: Bounds = Bounds {
-        max_conns: 10_000,
-        max_bytes: 1 << 30,
-    };
-
-    #[test]
-    fn a_state_of_many_connections_arrives_whole_and_in_order() {
-        let (a, b) = pair();
-        let files: Vec<std::fs::File> = (0..600)
-            .map(|i| {
-                let f = tempfile::tempfile().unwrap();
-                f.set_len(i).unwrap();
-                f
-            })
-            .collect();
-        // Sizes from empty to larger than several data frames.
-        let states: Vec<Vec<u8>> = (0..600usize)
-            .map(|i| (0..(i * 517) % 150_000).map(|j| (i + j) as u8).collect())
-            .collect();
-        let shared: Vec<u8> = (0..100_000).map(|i| i as u8).collect();
-        let conns: Vec<(BorrowedFd<'_>, &[u8])> = files
-            .iter()
-            .zip(&states)
-            .map(|(f, s)| (f.as_fd(), &s[..]))
-            .collect();
-        let sender = std::thread::scope(|sc| {
-            let h = sc.spawn(|| send(&a, "refbroker/1", &shared, &conns));
-            let got = recv(&b, &ROOMY).unwrap();
-            h.join().unwrap().unwrap();
-            got
-        });
-        assert_eq!(sender.schema, "refbroker/1");
-        assert_eq!(sender.shared, shared);
-        assert_eq!(sender.conns.len(), 600);
-        for (i, (fd, bytes)) in sender.conns.iter().enumerate() {
-            assert_eq!(bytes, &states[i], "state {i}");
-            assert_eq!(
-                fstat(fd).unwrap().st_size,
-                i as i64,
-                "fd {i} is the right file"
-            );
-        }
-    }
-
-    #[test]
-    fn past_a_bound_or_off_the_protocol_is_an_error() {
-        let f = tempfile::tempfile().unwrap();
-        let big = vec![7u8; 5000];
-        let cases: [(Bounds, &str); 2] = [
-            (
-                Bounds {
-                    max_conns: 1,
-                    max_bytes: 1 << 20,
-                },
-                "connections",
-            ),
-            (
-                Bounds {
-                    max_conns: 10,
-                    max_bytes: 4000,
-                },
-                "bytes of state",
-            ),
-        ];
-        for (bounds, what) in cases {
-            let (a, b) = pair();
-            let conns = [(f.as_fd(), &big[..]), (f.as_fd(), &big[..])];
-            std::thread::scope(|sc| {
-                sc.spawn(|| {
-                    let _ = send(&a, "s/1", b"x", &conns);
-                    drop(a);
-                });
-                match recv(&b, &bounds) {
-                    Err(TransferError::Bound(w, _, _)) => assert_eq!(w, what),
-                    other => panic!("{what}: {other:?}"),
-                }
-                drop(b);
-            });
-        }
-        let (a, b) = pair();
-        a.send_frame(b"Hgarbage", &[]).unwrap();
-        assert!(matches!(recv(&b, &ROOMY), Err(TransferError::Protocol(_))));
-        let (a, b) = pair();
-        send_data(&a, b"no header").unwrap();
-        assert!(matches!(recv(&b, &ROOMY), Err(TransferError::Protocol(_))));
-        // An empty data frame cannot keep the receiver waiting.
-        let (a, b) = pair();
-        let mut head = vec![HEADER, 1, b's'];
-        head.extend_from_slice(&10u64.to_le_bytes());
-        head.extend_from_slice(&0u64.to_le_bytes());
-        a.send_frame(&head, &[]).unwrap();
-        a.send_frame(&[DATA], &[]).unwrap();
-        assert!(matches!(recv(&b, &ROOMY), Err(TransferError::Protocol(_))));
-        // A schema name past the bound is refused by the sender.
-        let (a, _b) = pair();
-        assert!(send(&a, &"s".repeat(MAX_SCHEMA + 1), b"", &[]).is_err());
-        // The sender dies midway: an error, not a hang.
-        let (a, b) = pair();
-        let mut head = vec![HEADER, 1, b's'];
-        head.extend_from_slice(&10u64.to_le_bytes());
-        head.extend_from_slice(&0u64.to_le_bytes());
-        a.send_frame(&head, &[]).unwrap();
-        drop(a);
-        assert!(matches!(recv(&b, &ROOMY), Err(TransferError::Cut)));
-        // Nothing at all: closed before the header, told apart.
-        let (a, b) = pair();
-        drop(a);
-        assert!(matches!(
-            recv(&b, &ROOMY),
-            Err(TransferError::Channel(ChannelError::Closed))
-        ));
-    }
+/// An injected fault as the send of `kind` failing.
+fn injected(
+    step: Result<(), crate::faults::Injected>,
+    kind: &'static str,
+) -> Result<(), ChannelError> {
+    step.map_err(|_| ChannelError::Send {
+        kind,
+        errno: nix::errno::Errno::ECANCELED,
+    })
 }
+
+#[cfg(test)]
+#[path = "transfer_tests.rs"]
+mod tests;

@@ -5,8 +5,9 @@
 //! inherited; `<tree>/etc/refbroker.toml` can make a release misbehave for
 //! tests (`fail = "exit-at-once" | "never-ready" | "crash-after-ready"`,
 //! `ready_delay_ms = N`, `imports = [...]`, `import_max_conns = N`,
-//! `import_delay_ms = N`, `handoff_protocol = 1`). Exit codes: 0 after a drain, 1 on a failure to
-//! run, 2 on bad arguments or settings, 3 for `exit-at-once`.
+//! `import_delay_ms = N`, `handoff_protocol = 1`, `move_bound_ms = N`).
+//! Exit codes: 0 after a drain, 1 on a failure to run, 2 on bad arguments
+//! or settings, 3 for `exit-at-once`.
 
 use std::process::ExitCode;
 
@@ -94,7 +95,10 @@ fn main() -> ExitCode {
         handoff_path: Options::handoff_path_from_env(),
         drain: settings.drain,
         ready_delay,
-        move_bound: broker::DEFAULT_MOVE_BOUND,
+        move_bound: settings
+            .behaviour
+            .move_bound_ms
+            .map_or(broker::DEFAULT_MOVE_BOUND, Duration::from_millis),
         import: Bounds {
             max_conns: settings.behaviour.import_max_conns.unwrap_or(fd_room),
             max_bytes: MAX_IMPORT_BYTES,

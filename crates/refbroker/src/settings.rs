@@ -52,6 +52,10 @@ pub struct Behaviour {
     /// session moves).
     #[serde(default)]
     pub handoff_protocol: Option<u32>,
+    /// The bound it states on moving its connections away, in
+    /// milliseconds (default 10 s).
+    #[serde(default)]
+    pub move_bound_ms: Option<u64>,
 }
 
 /// Everything the binary needs.

@@ -238,9 +238,15 @@ impl BrokerHost {
     /// `emqx start` in the background; waits until both listeners accept
     /// and the handoff socket is there.
     pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    /// `start` with `env` added to the command's environment.
+    pub fn start_with(&mut self, env: &[(&str, &str)]) {
         let log = fs::OpenOptions::new().append(true).open(&self.log).unwrap();
         let child = self
             .command()
+            .envs(env.iter().copied())
             .arg("start")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -1,15 +1,16 @@
 //! Moving established connections between two brokers (protocol 2), both
 //! sides, over the direct channel the helper made: the old broker
 //! freezes, sends its state ([`crate::transfer`]) and waits for
-//! `imported`; then it says `go` and closes its copies. Before `go`
-//! any failure thaws the old broker as it was.
+//! `imported`; then it says `go`, and on the new broker's `going` closes
+//! its copies. Before `going` any failure thaws the old broker as it was.
 //!
 //! The new broker's rules, from what reaches it on the channel:
 //! - it closes with nothing on it: the switch drains instead; accept;
 //! - a state it cannot take (a bound, a schema, a broken stream): say
 //!   why, then fail ([`Imported::Refused`]): the old broker thaws, and an
 //!   importer that failed is not used;
-//! - `go`: serve what was imported;
+//! - `go`: say `going` (a failure to say it: discard, fail), then serve
+//!   what was imported;
 //! - `error` after `imported`, or no `go` within [`GO_WAIT`] (the channel
 //!   is then shut, so none can come late): the old broker thaws; fail;
 //! - it closes after `imported` without a word, or in the middle of the
@@ -105,6 +106,9 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
         }
         Err(e) => return fail(format!("the new broker: {e}")),
     }
+    if let Err(e) = crate::faults::step("old::before_go") {
+        return fail(e.to_string());
+    }
     // The importer may serve from now on; this broker, frozen, never
     // touches those sockets again: it only closes its copies.
     let _ = ch.set_timeout(Duration::from_secs(1));
@@ -113,7 +117,15 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
         // broker never serves them, ours are the only copies left.
         return fail(format!("telling the new broker go: {e}"));
     }
+    // Delivered is not taken: a new broker that died before it read the
+    // go (or gave up on it) never says going, and ours are the only
+    // copies of the sockets it never touched.
+    if let Err(why) = wait_going(ch) {
+        return fail(why);
+    }
     let pause = began.elapsed();
+    // Kill or delay only: past going nothing may fail.
+    let _ = crate::faults::step("old::after_go");
     service.go();
     Ok(Moved {
         moved: expected,
@@ -121,6 +133,37 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
         pause,
     })
 }
+
+/// Waits for the new broker's `going` after our go, at most
+/// [`GOING_WAIT`]; past that the channel is shut, so that no going can
+/// come late, and one already queued is still read.
+fn wait_going(ch: &Channel) -> Result<(), String> {
+    let _ = ch.set_timeout(GOING_WAIT);
+    let answer = match recv_past_reset(ch) {
+        Err(ChannelError::TimedOut) => {
+            let _ = nix::sys::socket::shutdown(
+                ch.as_fd().as_raw_fd(),
+                nix::sys::socket::Shutdown::Both,
+            );
+            let _ = ch.set_timeout(Duration::from_millis(100));
+            recv_past_reset(ch).map_err(|_| ChannelError::TimedOut)
+        }
+        other => other,
+    };
+    match answer {
+        Ok(Message::Going) => Ok(()),
+        Ok(other) => Err(format!("the new broker answered {} to go", other.kind())),
+        Err(ChannelError::TimedOut) => Err(format!(
+            "the new broker did not take the go within {} s",
+            GOING_WAIT.as_secs()
+        )),
+        Err(e) => Err(format!("the new broker did not take the go: {e}")),
+    }
+}
+
+/// How long the old broker waits for `going` after its go (the new
+/// broker says it at once).
+const GOING_WAIT: Duration = Duration::from_secs(2);
 
 /// What the new broker's side came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,7 +231,12 @@ pub fn import(
         return Imported::Refused(format!("answering the old broker: {e}"));
     }
     let _ = ch.set_timeout(GO_WAIT);
-    let answer = match recv_retrying(ch) {
+    // Injected: as if no go came in time.
+    let waited = match crate::faults::step("new::reported") {
+        Ok(()) => recv_retrying(ch),
+        Err(_) => Err(ChannelError::TimedOut),
+    };
+    let answer = match waited {
         // No go in time: shut the channel, so that no go can come any
         // more, then take what came before that.
         Err(ChannelError::TimedOut) => {
@@ -206,6 +254,19 @@ pub fn import(
     };
     match answer {
         Ok(Message::Go) => {
+            // The old broker closes its copies only on this: before it,
+            // never touch a socket (it thaws without our going).
+            let _ = ch.set_timeout(Duration::from_secs(1));
+            // Unsaid to an old broker that died meanwhile: its copies
+            // died with it, serve.
+            if let Err(e) = ch.send(&Message::Going, &[]) {
+                if !gone(old_pid) {
+                    service.discard();
+                    return Imported::Refused(format!("answering go: {e}"));
+                }
+            }
+            // Kill or delay only: the connections are this broker's now.
+            let _ = crate::faults::step("new::after_go");
             service.thaw();
             Imported::Serving {
                 connections,

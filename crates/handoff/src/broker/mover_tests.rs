@@ -101,7 +101,9 @@ fn go_delivered_closes_the_old_copies() {
     let importer = std::thread::spawn(move || {
         transfer::recv(&b, &BOUNDS).unwrap();
         b.send(&Message::Imported { connections: 0 }, &[]).unwrap();
-        b.recv().unwrap().0
+        let go = b.recv().unwrap().0;
+        b.send(&Message::Going, &[]).unwrap();
+        go
     });
     let r = export(&a, &old, Duration::from_secs(5));
     assert!(
@@ -117,6 +119,22 @@ fn go_delivered_closes_the_old_copies() {
     );
     assert_eq!(importer.join().unwrap(), Message::Go);
     assert_eq!(old.calls(), ["export", "go"]);
+}
+
+#[test]
+fn go_delivered_to_a_new_broker_that_dies_before_going_thaws() {
+    let old = Fake::default();
+    let (a, b) = pair();
+    let importer = std::thread::spawn(move || {
+        transfer::recv(&b, &BOUNDS).unwrap();
+        b.send(&Message::Imported { connections: 0 }, &[]).unwrap();
+        // Dies with the go unread.
+        drop(b);
+    });
+    let r = export(&a, &old, Duration::from_secs(5));
+    importer.join().unwrap();
+    assert!(matches!(r, Err(MoveFailed::Thawed(_))), "{r:?}");
+    assert_eq!(old.calls(), ["export", "thaw"]);
 }
 
 /// The old broker sends its state, reads `imported`, then closes the

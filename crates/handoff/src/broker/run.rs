@@ -72,6 +72,8 @@ pub struct Drained {
 /// drains them for at most `options.drain`.
 /// Call it before starting other threads (it reads and clears `LISTEN_*`).
 pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drained> {
+    // Fault tests only: the `old::`/`new::` steps FAILPOINTS arms.
+    let _faults = crate::faults::setup();
     let old_pid = lease::watch_from_env()?;
     // A broker of protocol 1 takes no connections: its end closes here.
     let incoming = take_channel()?.filter(|_| options.protocol >= 2);

@@ -22,6 +22,7 @@ use nix::sys::socket::{getsockname, getsockopt, sockopt, SockaddrLike, SockaddrS
 use super::mover::{MoveFailed, Moved};
 use super::stop::{Stop, Wake};
 use super::Schemas;
+use crate::faults::step;
 use crate::message::negotiate_upto;
 use crate::{Channel, ChannelError, Message, MIN_PROTOCOL, PROTOCOL};
 
@@ -266,6 +267,9 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
                 };
                 ch.send(&answer, &[]).map_err(failed)?;
             }
+            Message::CommitMove { .. } | Message::Commit if step("old::commit").is_err() => {
+                return Err(fail("fault injected at old::commit".into()));
+            }
             Message::CommitMove { schema } if spoken >= 2 => {
                 let channel = match (fds.pop(), fds.is_empty()) {
                     (Some(fd), true) => brokers_channel(fd).map_err(|why| fail(why.into()))?,
@@ -340,6 +344,10 @@ fn move_away(
         }
     };
     match result {
+        // Injected: moved, and the answer lost while this broker lives on.
+        Ok(_) if step("old::answer").is_err() => {
+            Err(Unmoved::Silent("fault injected at old::answer".into()))
+        }
         Ok(m) => {
             let answer = Message::Moved {
                 moved: m.moved as u64,

@@ -1,0 +1,240 @@
+//! The fault matrix, direct path: at every step of a switch where
+//! `emqx_handoff::faults` injects (helper, old broker, new broker) and
+//! for each action (kill, error, delay past the step's bound), one
+//! upgrade under the load harness with persistent-session clients, then
+//! the invariants of [`check`]. Prints the matrix as a table (step x
+//! action -> outcome). Needs the `failpoints` feature (scripts/test builds
+//! the tests with it); without it every test fails. Runs as root: brokers
+//! run as a real non-root test user.
+
+mod faults;
+
+use faults::{Cell, Exception};
+
+use std::time::{Duration, Instant};
+
+use emqx_load::{Load, LoadOptions};
+use emqx_testkit::BrokerHost;
+
+/// Each release states a move bound of 1 s, so a delay of 1.5 s in a
+/// broker is past it; the helper waits for the new broker 2 s.
+const RELEASE_TOML: &str = "move_bound_ms = 1000\n";
+const CONFIG: &str = "ready_timeout_secs = 2\n";
+
+/// Runs one cell and checks its invariants; its line of the table.
+fn run(cell: &Cell) -> String {
+    let mut b = BrokerHost::new(CONFIG);
+    b.drop_broker_release("5.0.0", true, RELEASE_TOML);
+    b.drop_broker_release("5.0.1", false, RELEASE_TOML);
+    let (_, err, code) = b.emqx(&["install", "5.0.0"]);
+    assert_eq!(code, Some(0), "{err}");
+    // The old broker's steps are armed where it starts, no other's.
+    let armed = cell.armed();
+    let broker_env = [(emqx_handoff::faults::BROKER_FAILPOINTS_ENV, armed.as_str())];
+    b.start_with(if cell.process() == "old" {
+        &broker_env
+    } else {
+        &[]
+    });
+    let load = Load::start(LoadOptions {
+        addrs: b.addrs(),
+        persistent: 4,
+        publish_rate: 20.0,
+        storm: 0,
+        connect_timeout: Duration::from_secs(3),
+        ..LoadOptions::default()
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let mut upgrade = b.command();
+    upgrade.args(["upgrade", "5.0.1"]);
+    match cell.process() {
+        "helper" => {
+            upgrade.env("FAILPOINTS", &armed);
+        }
+        "new" => {
+            upgrade.env(emqx_handoff::faults::BROKER_FAILPOINTS_ENV, &armed);
+        }
+        _ => {}
+    }
+    let out = upgrade.stdin(std::process::Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let exit = match (
+        out.status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+    ) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(6)) => "aborted".to_string(),
+        (None, s) => format!("signal {s:?}"),
+    };
+    let ctx = format!("{cell}: {exit}: {stderr}");
+    // An error is one line (and, with a broker running, a hint).
+    if out.status.code().is_some_and(|c| c != 0) {
+        assert!(stderr.lines().any(|l| l.starts_with("ERROR: ")), "{ctx}");
+    }
+    let outcome = check(&mut b, cell, &ctx);
+    // The next switch succeeds and moves every session.
+    let served = b.version_seen(0);
+    let next = if served == "5.0.0" {
+        ["upgrade", "5.0.1"]
+    } else {
+        ["downgrade", "5.0.0"]
+    };
+    let (_, err, code) = b.emqx(&next);
+    assert_eq!(code, Some(0), "{ctx}\nnext switch: {err}");
+    assert!(
+        err.contains("connections moved with their sessions"),
+        "{ctx}\nnext switch: {err}"
+    );
+    let after = if served == "5.0.0" { "5.0.1" } else { "5.0.0" };
+    assert_eq!(b.version_seen(0), after, "{ctx}");
+    let report = load.stop();
+    let t = report.table();
+    let lost = report.sessions.lost;
+    let refused = report.refused;
+    let exception = cell.exception();
+    match exception {
+        Exception::None => {
+            assert!(report.connections_clean(), "{ctx}\n{t}");
+            assert_eq!(report.closed_by_broker, 0, "{ctx}\n{t}");
+            assert_eq!(lost, 0, "{ctx}\n{t}");
+            assert!(report.messages_clean(), "{ctx}\n{t}");
+        }
+        // Its connections and sessions were in its memory: clients
+        // reconnect (to the new broker, which holds the listeners).
+        Exception::OldCrashed => assert_eq!(refused, 0, "{ctx}\n{t}"),
+        // Nothing supervises a direct broker: refused until `start`.
+        Exception::NewCrashedAfterGo => {}
+    }
+    let mut line = format!("{exit}; {outcome}");
+    if lost > 0 || report.closed_by_broker > 0 || refused > 0 {
+        line.push_str(&format!(
+            "; {} closed, {lost} sessions lost, {refused} refused ({exception:?})",
+            report.closed_by_broker
+        ));
+    }
+    line
+}
+
+/// After the faulted upgrade: a pending record is finished by the next
+/// command; then exactly one broker serves both listeners (none only
+/// after a new broker crashed past go: `start` brings back the release
+/// the state names), and the state names what clients see. Returns what
+/// came of the cell.
+fn check(b: &mut BrokerHost, cell: &Cell, ctx: &str) -> String {
+    let mut outcome = String::new();
+    let before = status(b);
+    if !before["pending"].is_null() {
+        assert!(cell.may_leave_a_record(), "{ctx}\n{before}");
+        // Any command that takes the lock finishes or drops it.
+        let (_, err, code) = b.emqx(&["unpack", "5.0.1"]);
+        assert_eq!(code, Some(0), "{ctx}\nresolving: {err}");
+        let said = err
+            .lines()
+            .find(|l| l.contains("the switch from"))
+            .unwrap_or("");
+        outcome.push_str(if said.contains("finished") {
+            "record finished by the next command; "
+        } else {
+            "record dropped by the next command; "
+        });
+        assert!(status(b)["pending"].is_null(), "{ctx}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.host_processes().len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{ctx}\ntwo brokers serve: {:?}",
+            b.host_processes()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if b.host_processes().is_empty() {
+        assert_eq!(
+            cell.exception(),
+            Exception::NewCrashedAfterGo,
+            "{ctx}\nno broker runs"
+        );
+        outcome.push_str("new broker crashed after go, `start` brings it back; ");
+        let _ = std::fs::remove_file(b.runtime_dir().join("handoff.sock"));
+        b.start();
+    }
+    let served = b.version_seen(0);
+    assert_eq!(b.version_seen(1), served, "{ctx}");
+    let current: Vec<(String, String)> = b
+        .host
+        .versions()
+        .into_iter()
+        .filter(|(_, s)| s == "current" || s == "permanent")
+        .collect();
+    assert_eq!(current.len(), 1, "{ctx}: {current:?}");
+    assert_eq!(current[0].0, served, "{ctx}: the state names another");
+    // A release the switch unpacked stays unpacked when it failed.
+    if served == "5.0.0" {
+        assert!(
+            b.host
+                .versions()
+                .contains(&("5.0.1".to_string(), "unpacked".to_string())),
+            "{ctx}: {:?}",
+            b.host.versions()
+        );
+    }
+    outcome.push_str(&format!("{served} serves"));
+    outcome
+}
+
+fn status(b: &BrokerHost) -> serde_json::Value {
+    let (out, err, code) = b.emqx(&["status", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Runs `cells`, prints their table, and fails with every failed cell.
+fn matrix(title: &str, cells: Vec<Cell>) {
+    assert!(
+        emqx_handoff::faults::ENABLED,
+        "the fault matrix needs the failpoints feature: cargo test --features emqx-relup/failpoints"
+    );
+    let began = Instant::now();
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for cell in &cells {
+        match std::panic::catch_unwind(|| run(cell)) {
+            Ok(line) => rows.push((cell.to_string(), line)),
+            Err(e) => {
+                let why = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                rows.push((cell.to_string(), "FAILED".into()));
+                failed.push(format!("{cell}: {why}"));
+            }
+        }
+    }
+    println!(
+        "\n{title}: {} cells in {:.0} s",
+        cells.len(),
+        began.elapsed().as_secs_f64()
+    );
+    println!("| step | action | outcome |\n| --- | --- | --- |");
+    for (cell, line) in &rows {
+        let (point, action) = cell.split_once(' ').unwrap_or((cell, ""));
+        println!("| {point} | {action} | {line} |");
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+#[test]
+fn every_helper_step_under_every_fault() {
+    matrix("helper", faults::helper_cells());
+}
+
+#[test]
+fn every_old_broker_step_under_every_fault() {
+    matrix("old broker", faults::old_cells());
+}
+
+#[test]
+fn every_new_broker_step_under_every_fault() {
+    matrix("new broker", faults::new_cells());
+}
