@@ -59,7 +59,14 @@ pub struct PendingStatus {
 impl Ops<'_> {
     /// What runs now; reads only.
     pub fn status(&self) -> Result<Status, Error> {
-        let broker = self.switcher.probe()?.map(|b| BrokerStatus {
+        let pending = self.pending_verdict()?;
+        // A switch left unfinished (its socket unpublished) is what the
+        // operator must see, not the probe's complaint about it.
+        let probed = match self.switcher.probe() {
+            Err(_) if pending.is_some() => None,
+            other => other?,
+        };
+        let broker = probed.map(|b| BrokerStatus {
             since: started_at(b.pid),
             unit: in_unit(b.pid, &self.config.unit).then(|| self.config.unit.clone()),
             pid: b.pid,
@@ -69,7 +76,7 @@ impl Ops<'_> {
             pid,
             since: started_at(pid),
         });
-        let pending = self.pending_verdict()?.map(|p| PendingStatus {
+        let pending = pending.map(|p| PendingStatus {
             from: p.intent.from.clone(),
             to: p.intent.version.clone(),
             path: match p.intent.path {

@@ -2,7 +2,7 @@
 //! handoff socket, start the new release with them (and, when the old
 //! broker can move its connections, one end of a channel to it), wait
 //! until it is ready, plan the move or the drain, record the switch,
-//! confirm the lease, commit, publish.
+//! confirm the lease (a drain; a move's go ends it), commit, publish.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -230,18 +230,31 @@ impl Run<'_> {
             let why = format!("recording the switch: {e}");
             return Err(self.abandon(&mut new, why, announce.is_active()));
         }
-        // The lease ends before the commit is sent: a helper dying from here
-        // on must not take the new broker with it, since the old one may
-        // get the commit and drain away.
-        if let Err(e) = lease
-            .confirm()
-            .and_then(|()| Ok(step("helper::confirmed")?))
-        {
-            let why = format!("confirming the new broker's lease: {e}");
-            return Err(self.abandon(&mut new, why, announce.is_active()));
+        let confirm = |lease: child::Lease| {
+            lease
+                .confirm()
+                .and_then(|()| Ok(step("helper::confirmed")?))
+        };
+        // A drain: the lease ends before the commit is sent, since a
+        // helper dying from here on must not take the new broker with it
+        // (the old one may get the commit and drain away). A move: the
+        // old broker's go ends it (the new broker stays from its `going`
+        // on), so a helper dying before the commit takes the new broker
+        // with it and the old one serves on, its sessions untouched.
+        let moving = matches!(plan, Plan::Move { .. }) && ours.is_some();
+        let mut lease = Some(lease);
+        if !moving {
+            if let Err(e) = lease.take().map_or(Ok(()), confirm) {
+                let why = format!("confirming the new broker's lease: {e}");
+                return Err(self.abandon(&mut new, why, announce.is_active()));
+            }
         }
         let old = self.broker.pid;
         let (result, drain_reason) = commit(&session, ours, plan, move_bound + MOVE_SLACK);
+        // Moved, refused or in doubt, the go decided: the lease is moot.
+        if let Some(lease) = lease {
+            let _ = confirm(lease);
+        }
         let (outcome, mut warning) = match decide(result, old, || generations::alive(old)) {
             Decision::Committed { outcome } => (outcome, None),
             Decision::Keep { warning } => (Committed::Draining(0), Some(warning)),

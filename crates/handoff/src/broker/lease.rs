@@ -1,10 +1,11 @@
 //! The switch helper's lease on a broker it starts (`EMQX_RELUP_LEASE_FD`):
-//! if the helper dies before it confirms (right before the commit), the
-//! broker exits, so a helper killed mid-switch never leaves a second broker
-//! on the listeners.
+//! if the helper dies before it confirms (right before a drain's commit)
+//! or before the old broker's go (a move), the broker exits, so a helper
+//! killed mid-switch never leaves a second broker on the listeners.
 
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 use crate::env::{LEASE_ENV, NOTIFY_SOCKET, OLD_PID_ENV, SYSTEMD_NOTIFY_ENV};
 use crate::{alive, Notifier};
@@ -34,12 +35,29 @@ pub fn watch_from_env() -> std::io::Result<Option<u32>> {
             }
         };
         if !confirmed {
+            // Held until the exit: a go taken meanwhile cannot say going.
+            let taken = GO.lock().unwrap_or_else(|e| e.into_inner());
+            if *taken {
+                return;
+            }
             eprintln!("the switch helper went away before confirming this broker; exiting");
             hand_back(old_pid);
             std::process::exit(1);
         }
     });
     Ok(old_pid)
+}
+
+/// Whether this broker took a go: its lease is moot from then on.
+static GO: Mutex<bool> = Mutex::new(false);
+
+/// A move's go came: from now on this broker stays whatever happens to
+/// the helper (the old broker closes its copies on our `going`). Blocks
+/// for good when the lease broke first: its thread holds the lock while
+/// the process exits, so no going is said.
+pub(super) fn take_go() {
+    let mut taken = GO.lock().unwrap_or_else(|e| e.into_inner());
+    *taken = true;
 }
 
 /// Takes the fd the helper placed for this process at the number in

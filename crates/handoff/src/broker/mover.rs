@@ -213,12 +213,12 @@ pub fn import(
         // broker could not export.
         Err(TransferError::Channel(ChannelError::Closed)) => return Imported::Nothing,
         // The old broker died in the middle: its sockets died with it.
-        Err(TransferError::Cut) if gone(old_pid) => return Imported::OldGone,
+        Err(TransferError::Cut) if gone(old_pid) => return old_gone(),
         Err(e) => return refuse(format!("receiving the state: {e}")),
     };
     let connections = match service.import(&mut state) {
         Ok(n) => n,
-        Err(TransferError::Cut) if gone(old_pid) => return Imported::OldGone,
+        Err(TransferError::Cut) if gone(old_pid) => return old_gone(),
         Err(e) => return refuse(format!("importing: {e}")),
     };
     if let Err(e) = ch.send(
@@ -257,6 +257,7 @@ pub fn import(
             // The old broker closes its copies only on this: before it,
             // never touch a socket (it thaws without our going).
             let _ = ch.set_timeout(Duration::from_secs(1));
+            super::lease::take_go();
             // Unsaid to an old broker that died meanwhile: its copies
             // died with it, serve.
             if let Err(e) = ch.send(&Message::Going, &[]) {
@@ -273,8 +274,10 @@ pub fn import(
                 go: true,
             }
         }
-        // The old broker is gone, and its copies with it.
+        // The old broker is gone, and its copies with it: no second
+        // broker is left, the lease is moot.
         Err(ChannelError::Closed) if gone(old_pid) => {
+            super::lease::take_go();
             service.thaw();
             Imported::Serving {
                 connections,
@@ -301,6 +304,13 @@ pub fn import(
             Imported::Refused(format!("waiting for go: {e}"))
         }
     }
+}
+
+/// The old broker died in the middle of its state: no second broker is
+/// left, so the lease is moot; accept afresh.
+fn old_gone() -> Imported {
+    super::lease::take_go();
+    Imported::OldGone
 }
 
 /// How long a new broker waits for an old broker that closed their
