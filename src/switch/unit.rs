@@ -70,10 +70,9 @@ impl Switcher for UnitSwitch {
         let fail = Error::switching(version);
         let began = Instant::now();
         let before = self.status().map_err(&fail)?;
-        let outcome = self
-            .manager
-            .reload(&self.unit, self.timeout)
-            .map_err(&fail)?;
+        // An error of the call itself (D-Bus after the job) is judged by
+        // what runs too: the reload may well have happened.
+        let outcome = self.manager.reload(&self.unit, self.timeout);
         let took = began.elapsed();
         // Kill or delay only.
         let _ = emqx_handoff::faults::step("helper::reloaded");
@@ -87,12 +86,12 @@ impl Switcher for UnitSwitch {
             .is_some_and(|b| b.version == version.to_string());
         let new_pid = after.as_ref().map(|s| s.main_pid).unwrap_or(0);
         if runs_target {
-            let warning = (!outcome.is_done()).then(|| {
-                format!(
-                    "{}, yet the broker runs {version} now",
-                    outcome.explain(&self.unit)
-                )
-            });
+            let warning = match &outcome {
+                Ok(o) if o.is_done() => None,
+                Ok(o) => Some(o.explain(&self.unit)),
+                Err(e) => Some(e.clone()),
+            }
+            .map(|why| format!("{why}, yet the broker runs {version} now"));
             return Ok(SwitchReport {
                 old_pid: before.main_pid,
                 new_pid,
@@ -106,6 +105,7 @@ impl Switcher for UnitSwitch {
                 unfinished: false,
             });
         }
+        let outcome = outcome.map_err(&fail)?;
         let serving = match &running {
             Some(b) => format!("the broker still runs {}", b.version),
             None => "no broker answers its handoff socket now".to_string(),

@@ -5,7 +5,7 @@
 
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use crate::env::{LEASE_ENV, NOTIFY_SOCKET, OLD_PID_ENV, SYSTEMD_NOTIFY_ENV};
 use crate::{alive, Notifier};
@@ -24,6 +24,7 @@ pub fn watch_from_env() -> std::io::Result<Option<u32>> {
     };
     let old_pid: Option<u32> = std::env::var(OLD_PID_ENV).ok().and_then(|s| s.parse().ok());
     std::env::remove_var(OLD_PID_ENV);
+    *standing() = Standing::Unconfirmed;
     std::thread::spawn(move || {
         let mut pipe = std::fs::File::from(fd);
         let mut byte = [0u8; 1];
@@ -34,30 +35,58 @@ pub fn watch_from_env() -> std::io::Result<Option<u32>> {
                 _ => break false,
             }
         };
-        if !confirmed {
-            // Held until the exit: a go taken meanwhile cannot say going.
-            let taken = GO.lock().unwrap_or_else(|e| e.into_inner());
-            if *taken {
-                return;
+        let mut s = standing();
+        if confirmed || *s == Standing::Moot {
+            if *s == Standing::Unconfirmed {
+                *s = Standing::Confirmed;
             }
-            eprintln!("the switch helper went away before confirming this broker; exiting");
-            hand_back(old_pid);
-            std::process::exit(1);
+            DECIDED.notify_all();
+            return;
         }
+        // Held until the exit: a go taken meanwhile cannot say going.
+        let _held = s;
+        eprintln!("the switch helper went away before confirming this broker; exiting");
+        hand_back(old_pid);
+        std::process::exit(1);
     });
     Ok(old_pid)
 }
 
-/// Whether this broker took a go: its lease is moot from then on.
-static GO: Mutex<bool> = Mutex::new(false);
+/// Where this broker's lease stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Not started by a helper, or confirmed by it.
+    Confirmed,
+    /// Held by a helper that has not confirmed yet.
+    Unconfirmed,
+    /// A move's go came, or the old broker died: no second broker is
+    /// left for a broken lease to guard against.
+    Moot,
+}
+
+static STANDING: Mutex<Standing> = Mutex::new(Standing::Confirmed);
+static DECIDED: Condvar = Condvar::new();
+
+fn standing() -> std::sync::MutexGuard<'static, Standing> {
+    STANDING.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A move's go came: from now on this broker stays whatever happens to
 /// the helper (the old broker closes its copies on our `going`). Blocks
 /// for good when the lease broke first: its thread holds the lock while
 /// the process exits, so no going is said.
 pub(super) fn take_go() {
-    let mut taken = GO.lock().unwrap_or_else(|e| e.into_inner());
-    *taken = true;
+    *standing() = Standing::Moot;
+    DECIDED.notify_all();
+}
+
+/// Waits until the helper confirmed the lease (a drain: it confirms
+/// before it closes the brokers' channel), at most `bound`; a broken
+/// lease exits the process meanwhile, so a broker never accepts beside
+/// an old one that was not told to drain.
+pub(super) fn wait_confirmed(bound: std::time::Duration) {
+    let s = standing();
+    let _ = DECIDED.wait_timeout_while(s, bound, |s| *s == Standing::Unconfirmed);
 }
 
 /// Takes the fd the helper placed for this process at the number in

@@ -111,7 +111,9 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
         // meanwhile attempts wait in the backlog. (Its lines start with
         // "move:"; "handoff:" lines are a handoff session's errors.)
         match mover::import(&ch, &*service, &options.import, old_pid) {
-            Imported::Nothing => {}
+            // A drain: accept once the helper confirmed (right before its
+            // commit), never beside an old broker a dead helper left.
+            Imported::Nothing => lease::wait_confirmed(mover::OFFER_WAIT),
             Imported::OldGone => {
                 eprintln!("move: the old broker died in the middle of its state; accepting")
             }
