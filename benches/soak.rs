@@ -5,10 +5,12 @@
 //! sessions lost, QoS 1/2 messages lost and duplicated beyond their QoS,
 //! the pause of each move (p50 / p99 / max), and the running broker's
 //! RSS and open fds after the first switch and after the last (a leak
-//! grows them). Then the same number of `systemctl reload emqx` in the
-//! systemd sandbox under the harness there (each reload a fresh broker
-//! of the current release, moved to as the unit's ExecReload), with the
-//! same figures from its report and the journal. SOAK_SWITCHES=N
+//! grows them), and the helper's own peak RSS and fds at the first and
+//! the last (its `-v` note). Then the same number of reloads in the
+//! systemd sandbox under the harness there (each a fresh broker of the
+//! current release, moved to by the unit's ExecReload; the first and the
+//! last through `emqx-relup reload`, the others `systemctl reload emqx`),
+//! with the same figures, the pauses from the unit's status text. SOAK_SWITCHES=N
 //! (default 1,000). Runs as root (brokers run as a test user).
 
 use std::time::{Duration, Instant};
@@ -44,16 +46,26 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// The pauses of the moves the journal of `sb` holds, sorted.
-fn journal_pauses(sb: &Sandbox) -> Vec<f64> {
-    // The reload's notes go to the journal natively, or through its
-    // stderr stream when the native socket is busy: take both.
-    let text = sb.ok(
-        "journalctl --sync; journalctl --no-pager -o cat | grep 'connections moved with their sessions' || true",
-    );
-    let mut pauses: Vec<f64> = text.lines().filter_map(pause_ms).collect();
-    pauses.sort_by(|a, b| a.total_cmp(b));
-    pauses
+/// The pause in the unit's status text after a reload ("... pause 912
+/// us"), in ms.
+fn status_pause_ms(line: &str) -> Option<f64> {
+    let us = line.strip_suffix(" us")?.rsplit_once("pause ")?.1;
+    us.parse::<f64>().ok().map(|us| us / 1000.0)
+}
+
+/// The helper's own peak RSS (KiB) and open fds from its `-v` note.
+fn helper_footprint(err: &str) -> Option<(u64, u64)> {
+    let json = err.lines().find_map(|l| l.strip_prefix("note: switch: "))?;
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    Some((
+        v["helper_peak_rss_kib"].as_u64()?,
+        v["helper_fds"].as_u64()?,
+    ))
+}
+
+/// "RSS KiB / fds" of a footprint, or what is missing.
+fn shown(f: Option<(u64, u64)>) -> String {
+    f.map_or("not reported".into(), |(rss, fds)| format!("{rss} / {fds}"))
 }
 
 /// `n` reloads in the systemd sandbox under its load harness.
@@ -71,18 +83,38 @@ fn through_systemd(n: usize) {
     };
     let load = sb.start_load();
     let began = Instant::now();
-    sb.ok("systemctl reload emqx");
+    // The first and the last through the administrator's `reload` (its
+    // own footprint in its -v note), the others `systemctl reload`; each
+    // move's pause from the unit's status text, which the unit's helper
+    // sets at the end of its switch.
+    let admin = |what: &str| {
+        let out = sb.sh("emqx-relup -v reload");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{what} reload: {err}");
+        helper_footprint(&err)
+    };
+    let status = "systemctl show -p StatusText --value emqx";
+    let helper_first = admin("first");
+    let mut lines = sb.ok(status);
     let after_first = inside(sb.main_pid());
-    let out = sb.ok(&format!(
-        "fails=0; for i in $(seq {}); do systemctl reload emqx || fails=$((fails+1)); done; echo $fails",
-        n.saturating_sub(1)
-    ));
+    lines.push_str(&sb.ok(&format!(
+        "fails=0; for i in $(seq {}); do systemctl reload emqx || fails=$((fails+1)); {status}; done; echo failed $fails",
+        n.saturating_sub(2)
+    )));
+    let helper_last = admin("last");
+    lines.push_str(&sb.ok(status));
     let secs = began.elapsed().as_secs_f64();
     let last = inside(sb.main_pid());
     let report = sb.stop_load(load);
-    let pauses = journal_pauses(&sb);
+    let failed = lines
+        .lines()
+        .find_map(|l| l.strip_prefix("failed "))
+        .unwrap_or("?")
+        .to_string();
+    let mut pauses: Vec<f64> = lines.lines().filter_map(status_pause_ms).collect();
+    pauses.sort_by(|a, b| a.total_cmp(b));
     println!("\nsoak: {n} x systemctl reload in {secs:.0} s, under the sandbox's load harness");
-    println!("reloads failed                 {}", out.trim());
+    println!("reloads failed                 {failed}");
     for key in [
         "attempts",
         "refused",
@@ -103,13 +135,18 @@ fn through_systemd(n: usize) {
         );
     }
     println!(
-        "pause ms p50 / p99 / max       {:.2} / {:.2} / {:.2} (of the {} reloads whose note journald kept: it rate-limits the unit, whose brokers log every connection)",
+        "pause ms p50 / p99 / max       {:.2} / {:.2} / {:.2} (of {} moves, from the unit's status text)",
         percentile(&pauses, 0.5),
         percentile(&pauses, 0.99),
         pauses.last().copied().unwrap_or(0.0),
         pauses.len()
     );
     println!("broker RSS KiB / fds           {after_first} after the first reload, {last} after the last");
+    println!(
+        "helper peak RSS KiB / fds      {} at the first reload, {} at the last (the administrator's)",
+        shown(helper_first),
+        shown(helper_last)
+    );
 }
 
 fn main() {
@@ -136,11 +173,12 @@ fn direct(n: usize) {
     let mut pauses = Vec::with_capacity(n);
     let mut failed = Vec::new();
     let mut first = None;
+    let (mut helper_first, mut helper_last) = (None, None);
     for i in 0..n {
         let args = if i % 2 == 0 {
-            ["upgrade", "5.0.1"]
+            ["-v", "upgrade", "5.0.1"]
         } else {
-            ["downgrade", "5.0.0"]
+            ["-v", "downgrade", "5.0.0"]
         };
         let (out, err, code) = b.emqx(&args);
         if code != Some(0) {
@@ -153,6 +191,10 @@ fn direct(n: usize) {
         }
         if i == 0 {
             first = Some(footprint(b.broker_pid()));
+            helper_first = helper_footprint(&err);
+        }
+        if i + 1 == n {
+            helper_last = helper_footprint(&err);
         }
         if (i + 1) % 100 == 0 {
             eprintln!("{} switches, {:.0} s", i + 1, began.elapsed().as_secs_f64());
@@ -200,6 +242,11 @@ fn direct(n: usize) {
             last.0, last.1
         );
     }
+    println!(
+        "helper peak RSS KiB / fds      {} at the first switch, {} at the last",
+        shown(helper_first),
+        shown(helper_last)
+    );
     for f in failed.iter().take(5) {
         println!("  {f}");
     }

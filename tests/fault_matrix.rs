@@ -196,38 +196,10 @@ fn status(b: &BrokerHost) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
-/// Runs `cells`, prints their table, and fails with every failed cell.
+/// Runs `cells` (each on a host of its own) and fails with every failed
+/// cell.
 fn matrix(title: &str, cells: Vec<Cell>) {
-    if !emqx_handoff::faults::ENABLED {
-        panic!("the fault matrix needs the failpoints feature: cargo test --features emqx-relup/failpoints");
-    }
-    let began = Instant::now();
-    let mut rows = Vec::new();
-    let mut failed = Vec::new();
-    for cell in &cells {
-        match std::panic::catch_unwind(|| run(cell)) {
-            Ok(line) => rows.push((cell.to_string(), line)),
-            Err(e) => {
-                let why = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                rows.push((cell.to_string(), "FAILED".into()));
-                failed.push(format!("{cell}: {why}"));
-            }
-        }
-    }
-    println!(
-        "\n{title}: {} cells in {:.0} s",
-        cells.len(),
-        began.elapsed().as_secs_f64()
-    );
-    println!("| step | action | outcome |\n| --- | --- | --- |");
-    for (cell, line) in &rows {
-        let (point, action) = cell.split_once(' ').unwrap_or((cell, ""));
-        println!("| {point} | {action} | {line} |");
-    }
+    let failed = faults::matrix(title, cells, run, || {});
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
 

@@ -1,7 +1,8 @@
 //! The operations behind the commands: plan under the lock, then carry the
 //! plan out step by step, recording each state change atomically.
 
-//! (`pending.rs`: the record a switch leaves for a killed helper's successor.)
+//! (`pending.rs`: the record a switch leaves for a killed helper's successor;
+//! `switched.rs`: what a switch reports.)
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -20,11 +21,13 @@ use crate::switch::{NoRecord, RunningBroker, Switcher};
 
 mod pending;
 mod status;
+mod switched;
 
 use crate::Error;
 use pending::StoreRecord;
 pub use pending::{PendingSwitch, PENDING_FILE};
 pub use status::{utc, Status};
+use switched::report_switch;
 
 /// Where operations send what they have to say; the CLI prints it.
 pub trait Report {
@@ -233,6 +236,17 @@ impl<'a> Ops<'a> {
         Ok(())
     }
 
+    /// Fault tests: the state write of a switch fails here as armed
+    /// (`helper::write_state`); its record stays for the next command.
+    fn state_write_step(&self) -> Result<(), Error> {
+        emqx_handoff::faults::step("helper::write_state").map_err(|e| {
+            Error::io(
+                format!("writing {}", self.store.state_path().display()),
+                e.into(),
+            )
+        })
+    }
+
     fn refuse_if_running(&self) -> Result<(), Error> {
         match self.switcher.probe()? {
             Some(broker) => Err(Refusal::BrokerRunning(broker.socket.display().to_string()).into()),
@@ -302,6 +316,7 @@ impl<'a> Ops<'a> {
                                 Error::switching(&v)(format!("recording the switch: {e}"))
                             })?;
                             releases.install(&v);
+                            self.state_write_step()?;
                             self.store.save(lock, releases)?;
                             // Kill or delay only.
                             let _ = emqx_handoff::faults::step("helper::unit_recorded");
@@ -339,12 +354,7 @@ impl<'a> Ops<'a> {
                             // The switch happened: a state that cannot be
                             // written keeps the record, and the next
                             // command finishes what this one did not.
-                            emqx_handoff::faults::step("helper::write_state").map_err(|e| {
-                                Error::io(
-                                    format!("writing {}", self.store.state_path().display()),
-                                    e.into(),
-                                )
-                            })?;
+                            self.state_write_step()?;
                             self.store.save(lock, releases)?;
                             let _ = emqx_handoff::faults::step("helper::state_written");
                             if !r.unfinished {
@@ -441,69 +451,6 @@ impl<'a> Ops<'a> {
         nix::unistd::syncfs(&dir)
             .map_err(|e| Error::io(format!("{context}: syncing"), e.into()))?;
         self.store.commit_tree(lock, &root, version)
-    }
-}
-
-fn report_switch(
-    out: &mut dyn Report,
-    broker: &RunningBroker,
-    to: &Version,
-    r: &crate::switch::SwitchReport,
-) {
-    match &r.via_unit {
-        Some(unit) => out.note(&format!(
-            "systemd reloaded {unit}: broker {} (pid {}) handed over to {to}, main pid now {}, in {} ms",
-            broker.version,
-            r.old_pid,
-            r.new_pid,
-            r.start.as_millis()
-        )),
-        None => out.note(&format!(
-            "broker {} (pid {}) handed its listeners to {to} (pid {}): ready in {} ms, helper work {} ms, {}",
-            broker.version,
-            r.old_pid,
-            r.new_pid,
-            r.start.as_millis(),
-            r.helper.as_millis(),
-            connections(r)
-        )),
-    }
-    // With -v, the same figures for a machine.
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    out.detail(&format!(
-        "switch: {}",
-        serde_json::json!({
-            "from": broker.version,
-            "to": to.to_string(),
-            "old_pid": r.old_pid,
-            "new_pid": r.new_pid,
-            "via_unit": r.via_unit,
-            "ready_ms": ms(r.start),
-            "helper_ms": ms(r.helper),
-            "moved": r.moved.map(|m| m.moved),
-            "pause_ms": r.moved.map(|m| ms(m.pause)),
-            "draining": r.draining,
-            "drain_reason": r.drain_reason,
-        })
-    ));
-    if let Some(w) = &r.warning {
-        out.warn(w);
-    }
-}
-
-/// What became of the established connections at a switch.
-fn connections(r: &crate::switch::SwitchReport) -> String {
-    let drained = match &r.drain_reason {
-        Some(why) if r.draining > 0 => format!("{} connections draining ({why})", r.draining),
-        _ => format!("{} connections draining", r.draining),
-    };
-    match r.moved {
-        Some(m) => format!(
-            "{} connections moved with their sessions (pause {:.1} ms), {drained}",
-            m.moved,
-            m.pause.as_secs_f64() * 1000.0
-        ),
-        None => drained,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::Moved;
 use crate::systemd::Notifier;
 use emqx_handoff::faults::step;
 
@@ -61,5 +62,55 @@ impl Announce {
         if let Some(n) = &self.0 {
             let _ = n.ready(status);
         }
+    }
+}
+
+/// The unit's status text once a switch to `version` ran `pid`: with a
+/// move, its figures, which the administrator's `upgrade` reads back
+/// over D-Bus ([`moved_from_status`]) for its report.
+pub fn ended_status(version: &str, pid: u32, moved: Option<Moved>) -> String {
+    let mut text = format!("running release {version} (pid {pid})");
+    if let Some(m) = moved {
+        text.push_str(&format!(
+            "; moved {} connections with their sessions, pause {} us",
+            m.moved,
+            m.pause.as_micros()
+        ));
+    }
+    text
+}
+
+/// The move figures of [`ended_status`], when the text is one and names
+/// `pid` (display only: any process of the unit may set the text).
+pub fn moved_from_status(text: &str, pid: u32) -> Option<Moved> {
+    let rest = text.strip_prefix("running release ")?;
+    let (_, rest) = rest.split_once(&format!(" (pid {pid}); moved "))?;
+    let (moved, rest) = rest.split_once(" connections with their sessions, pause ")?;
+    let pause = rest.strip_suffix(" us")?;
+    Some(Moved {
+        moved: moved.parse().ok()?,
+        pause: Duration::from_micros(pause.parse().ok()?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_move_figures_come_back_from_the_status_text() {
+        let m = Moved {
+            moved: 9,
+            pause: Duration::from_micros(912),
+        };
+        let text = ended_status("5.0.1", 42, Some(m));
+        assert_eq!(moved_from_status(&text, 42), Some(m));
+        // Another pid's, a drain's, or a text of somebody else: none.
+        assert_eq!(moved_from_status(&text, 43), None);
+        assert_eq!(
+            moved_from_status(&ended_status("5.0.1", 42, None), 42),
+            None
+        );
+        assert_eq!(moved_from_status("running release x (pid 42); moved many connections with their sessions, pause 1 us", 42), None);
     }
 }

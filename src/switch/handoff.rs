@@ -117,9 +117,11 @@ impl Switcher for Handoff {
         };
         let result = run.switch(tree, pending);
         match &result {
-            Ok(r) => self
-                .announce
-                .end(&format!("running release {version} (pid {})", r.new_pid)),
+            Ok(r) => self.announce.end(&super::announce::ended_status(
+                &version.to_string(),
+                r.new_pid,
+                r.moved,
+            )),
             Err(e) => self.announce.end(&format!(
                 "running release {} (pid {}); {e}",
                 broker.version, broker.pid
@@ -460,6 +462,18 @@ impl Run<'_> {
                 Some(name) => rt.rename(name, HANDOFF_SOCKET),
                 None => Err(std::io::Error::other("no socket name")),
             });
+        // A broker that took the connections publishes itself too: gone
+        // from its place and answering at ours as itself is published.
+        let renamed = match renamed {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let uid = privs::lookup(&config.user).ok().map(|u| u.uid);
+                match open_session(&published, uid) {
+                    Ok(Some(s)) if s.pid == new_pid => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        };
         let warning = renamed.err().map(|e| {
             format!(
                 "the new broker runs, but its handoff socket could not be published at {} ({e}); the next emqx-relup command finishes the switch",

@@ -85,6 +85,10 @@ impl Switcher for UnitSwitch {
             .as_ref()
             .is_some_and(|b| b.version == version.to_string());
         let new_pid = after.as_ref().map(|s| s.main_pid).unwrap_or(0);
+        // The unit's helper said how the move went in the status text.
+        let moved = after
+            .as_ref()
+            .and_then(|s| super::announce::moved_from_status(&s.status_text, new_pid));
         if runs_target {
             let warning = match &outcome {
                 Ok(o) if o.is_done() => None,
@@ -96,7 +100,7 @@ impl Switcher for UnitSwitch {
                 old_pid: before.main_pid,
                 new_pid,
                 draining: 0,
-                moved: None,
+                moved,
                 drain_reason: None,
                 helper: took,
                 start: took,
@@ -145,6 +149,7 @@ mod tests {
                 load_state: "loaded".into(),
                 active_state: "active".into(),
                 main_pid: *self.pid.borrow(),
+                status_text: String::new(),
             }))
         }
         fn reload(&self, _: &str, _: Duration) -> Result<JobOutcome, String> {

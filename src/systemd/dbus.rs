@@ -50,6 +50,8 @@ trait Unit {
 trait Service {
     #[zbus(property, name = "MainPID")]
     fn main_pid(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn status_text(&self) -> zbus::Result<String>;
 }
 
 /// The system bus's systemd.
@@ -90,6 +92,7 @@ impl SystemBus {
             load_state: unit.load_state().await?,
             active_state: unit.active_state().await?,
             main_pid: service.main_pid().await?,
+            status_text: service.status_text().await.unwrap_or_default(),
         }))
     }
 

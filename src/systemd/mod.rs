@@ -24,6 +24,8 @@ pub struct UnitStatus {
     pub active_state: String,
     /// The main process, 0 when none.
     pub main_pid: u32,
+    /// What the unit's processes last said with `STATUS=`.
+    pub status_text: String,
 }
 
 impl UnitStatus {

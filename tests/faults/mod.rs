@@ -90,6 +90,57 @@ impl fmt::Display for Cell {
     }
 }
 
+/// Runs `run` on every cell (a failed cell does not stop the others),
+/// prints the table (step x action -> outcome) under `title`, and returns
+/// the failures with their messages. `FAULT_CELLS=substring` runs only
+/// the matching cells (to debug one); `after_failure` restores what the
+/// next cell needs.
+pub fn matrix(
+    title: &str,
+    cells: Vec<Cell>,
+    run: impl Fn(&Cell) -> String,
+    after_failure: impl Fn(),
+) -> Vec<String> {
+    if !emqx_handoff::faults::ENABLED {
+        panic!("the fault matrix needs the failpoints feature: cargo test --features emqx-relup/failpoints");
+    }
+    let only = std::env::var("FAULT_CELLS").unwrap_or_default();
+    let cells: Vec<Cell> = cells
+        .into_iter()
+        .filter(|c| c.to_string().contains(&only))
+        .collect();
+    let began = std::time::Instant::now();
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    for cell in &cells {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cell))) {
+            Ok(line) => rows.push((*cell, line)),
+            Err(e) => {
+                let why = e
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                rows.push((*cell, "FAILED".into()));
+                failed.push(format!("{cell}: {why}"));
+                after_failure();
+            }
+        }
+    }
+    println!(
+        "\n{title}: {} cells in {:.0} s",
+        cells.len(),
+        began.elapsed().as_secs_f64()
+    );
+    println!("| step | action | outcome |\n| --- | --- | --- |");
+    for (cell, line) in &rows {
+        let text = cell.to_string();
+        let (point, action) = text.split_once(' ').unwrap_or((&text, ""));
+        println!("| {point} | {action} | {line} |");
+    }
+    failed
+}
+
 /// Past the brokers' move bound of 1 s (`move_bound_ms = 1000`).
 pub const PAST_MOVE_BOUND: u64 = 1_500;
 /// Past the helper's wait for the new broker (`ready_timeout_secs = 2`).

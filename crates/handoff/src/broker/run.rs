@@ -14,7 +14,7 @@ use nix::sys::socket::{getsockopt, sockopt, SockType};
 use super::mover::{self, Imported, MoveFailed, Moved};
 use super::server::{About, HandoffServer, ServerEvent};
 use super::{accept, lease, store_listeners, take_listeners, Listener, Service};
-use crate::env::MOVE_FD_ENV;
+use crate::env::{HANDOFF_SOCKET, MOVE_FD_ENV};
 use crate::transfer::Bounds;
 use crate::Channel;
 
@@ -115,16 +115,20 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
             // commit), never beside an old broker a dead helper left.
             Imported::Nothing => lease::wait_confirmed(mover::OFFER_WAIT),
             Imported::OldGone => {
-                eprintln!("move: the old broker died in the middle of its state; accepting")
+                eprintln!("move: the old broker died in the middle of its state; accepting");
+                publish(&options.handoff_path);
             }
-            Imported::Serving { connections, go } => eprintln!(
-                "move: serving {connections} connections moved from the old broker{}",
-                if go {
-                    ""
-                } else {
-                    " (it died before saying go)"
-                }
-            ),
+            Imported::Serving { connections, go } => {
+                eprintln!(
+                    "move: serving {connections} connections moved from the old broker{}",
+                    if go {
+                        ""
+                    } else {
+                        " (it died before saying go)"
+                    }
+                );
+                publish(&options.handoff_path);
+            }
             Imported::Refused(why) => {
                 lease::hand_back(old_pid);
                 server.stop();
@@ -229,4 +233,22 @@ fn take_channel() -> std::io::Result<Option<Channel>> {
         getsockopt(&fd, sockopt::SockType).map(|kind| kind == SockType::SeqPacket)
     })?;
     Ok(fd.map(Channel::new))
+}
+
+/// Past `going` (or with the old broker dead) nothing can undo the
+/// switch: this broker publishes its own handoff socket at
+/// [`HANDOFF_SOCKET`] beside it, as the helper does after the commit
+/// (whichever comes first), so that a helper killed now still leaves it
+/// where the next switch looks.
+fn publish(path: &std::path::Path) {
+    let Some(dir) = path.parent() else { return };
+    if path.file_name().is_some_and(|n| n == HANDOFF_SOCKET) {
+        return;
+    }
+    match std::fs::rename(path, dir.join(HANDOFF_SOCKET)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            eprintln!("move: publishing the handoff socket: {e}")
+        }
+        _ => {}
+    }
 }
