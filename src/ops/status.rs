@@ -62,8 +62,11 @@ impl Ops<'_> {
         let pending = self.pending_verdict()?;
         // A switch left unfinished (its socket unpublished) is what the
         // operator must see, not the probe's complaint about it.
+        let unpublished = pending
+            .as_ref()
+            .is_some_and(|p| matches!(p.intent.path, crate::switch::intent::Path::Direct { .. }));
         let probed = match self.switcher.probe() {
-            Err(_) if pending.is_some() => None,
+            Err(_) if unpublished => None,
             other => other?,
         };
         let broker = probed.map(|b| BrokerStatus {

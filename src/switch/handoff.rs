@@ -32,8 +32,8 @@ const SLACK: Duration = Duration::from_secs(15);
 /// How long the old broker has to answer a move on top of the bound it
 /// states (10 s by default); its own wait is the bound and 5 s.
 const MOVE_SLACK: Duration = Duration::from_secs(10);
-/// The longest bound a broker may state, for systemd's job timeout.
-const MOVE_MAX: Duration = Duration::from_secs(60);
+/// The longest bound a broker keeps, for systemd's job timeout.
+const MOVE_MAX: Duration = emqx_handoff::broker::MAX_MOVE_BOUND;
 
 /// The longest a direct switch may take: a drain to wait for, a start, a
 /// settle time, a move (at most [`MOVE_MAX`] and its slack), a margin.
@@ -253,11 +253,17 @@ impl Run<'_> {
         }
         let old = self.broker.pid;
         let (result, drain_reason) = commit(&session, ours, plan, move_bound + MOVE_SLACK);
-        // Moved, refused or in doubt, the go decided: the lease is moot.
+        let decision = decide(result, old, || generations::alive(old));
+        // A move's lease, once its commit is answered: confirmed when the
+        // new broker stays (a move that became a drain needs it; one that
+        // moved has made it moot), never when it is to be stopped (a
+        // confirmed one would accept beside the old broker until then).
         if let Some(lease) = lease {
-            let _ = confirm(lease);
+            if !matches!(decision, Decision::Abandon { .. }) {
+                let _ = confirm(lease);
+            }
         }
-        let (outcome, mut warning) = match decide(result, old, || generations::alive(old)) {
+        let (outcome, mut warning) = match decision {
             Decision::Committed { outcome } => (outcome, None),
             Decision::Keep { warning } => (Committed::Draining(0), Some(warning)),
             Decision::Abandon { reason } => {

@@ -73,6 +73,13 @@ impl Switcher for UnitSwitch {
         // An error of the call itself (D-Bus after the job) is judged by
         // what runs too: the reload may well have happened.
         let outcome = self.manager.reload(&self.unit, self.timeout);
+        // Its job may still run then: judge once it has ended.
+        if outcome.is_err() {
+            let until = began + self.timeout;
+            while Instant::now() < until && self.in_flight() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
         let took = began.elapsed();
         // Kill or delay only.
         let _ = emqx_handoff::faults::step("helper::reloaded");

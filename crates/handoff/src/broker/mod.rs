@@ -24,7 +24,7 @@ use std::net::TcpStream;
 use crate::transfer::TransferError;
 
 pub use listeners::{store_listeners, take_listeners, Listener};
-pub use run::{run, Drained, Options, DEFAULT_MOVE_BOUND};
+pub use run::{run, Drained, Options, DEFAULT_MOVE_BOUND, MAX_MOVE_BOUND};
 pub use server::{About, HandoffServer, ServerEvent};
 
 /// What the library needs from a broker.

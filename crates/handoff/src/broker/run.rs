@@ -44,6 +44,10 @@ pub struct Options {
 
 /// [`Options::move_bound`] unless configured.
 pub const DEFAULT_MOVE_BOUND: Duration = Duration::from_secs(10);
+/// The longest move bound a broker keeps (a longer one is cut to it): the
+/// helper waits for a move's answer at most this and its slack, so a
+/// broker never works on past the wait.
+pub const MAX_MOVE_BOUND: Duration = Duration::from_secs(60);
 
 impl Options {
     /// The handoff socket path from the environment: `EMQX_HANDOFF_SOCKET`
@@ -98,7 +102,7 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     let about = About {
         version: options.version.clone(),
         schemas: service.schemas(),
-        move_bound: options.move_bound,
+        move_bound: options.move_bound.min(MAX_MOVE_BOUND),
         protocol: options.protocol,
     };
     let server = HandoffServer::start(&options.handoff_path, about, handoff_fds, counter, events)?;
@@ -151,7 +155,8 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
                 channel, outcome, ..
             }) => {
                 acceptors.stop();
-                let result = mover::export(&channel, &*service, options.move_bound);
+                let bound = options.move_bound.min(MAX_MOVE_BOUND);
+                let result = mover::export(&channel, &*service, bound);
                 drop(channel);
                 match result {
                     Ok(m) => {
