@@ -214,3 +214,56 @@ fn the_systemd_steps_under_faults() {
         sb.journal()
     );
 }
+
+/// A drain (5.0.2 imports nothing, so no broker publishes itself) whose
+/// unit helper is killed past the commit: nobody publishes the new
+/// broker's socket, yet the administrator's command finds it at
+/// `handoff.sock.N`, the state names 5.0.2, and the next switch starts
+/// from it.
+#[test]
+fn a_drain_whose_unit_helper_dies_past_the_commit_is_still_found() {
+    if !emqx_handoff::faults::ENABLED {
+        panic!("needs the failpoints feature: cargo test --features emqx-relup/failpoints");
+    }
+    let sb = Sandbox::with_emqx("faults-drain", "", 1.0);
+    sb.add_release("5.0.0", true, RELEASE_TOML);
+    sb.add_release("5.0.2", true, "imports = []\n");
+    sb.ok("emqx-relup install 5.0.0");
+    sb.ok("systemctl start emqx");
+    sb.wait_active(Duration::from_secs(10));
+    sb.ok("systemctl set-environment FAILPOINTS='helper::answered=1*return'");
+    let out = sb.sh("emqx-relup upgrade 5.0.2");
+    sb.ok("systemctl unset-environment FAILPOINTS");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}\n{}", sb.journal());
+    assert!(err.contains("yet the broker runs 5.0.2 now"), "{err}");
+    // Unpublished indeed: found at its own name.
+    let names = sb.ok("ls /run/emqx");
+    assert!(
+        names.lines().any(|l| l.starts_with("handoff.sock.")),
+        "{names}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while unit_processes(&sb) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the old broker did not drain away"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let main = sb.wait_active(Duration::from_secs(5));
+    assert_eq!(sb.broker_of(main), ("5.0.2".to_string(), true));
+    assert_eq!(named(&sb), "5.0.2");
+    let status: serde_json::Value =
+        serde_json::from_str(&sb.ok("emqx-relup status --json")).unwrap();
+    assert_eq!(status["broker"]["release"], "5.0.2", "{status}");
+    // The next switch starts from the unpublished socket and publishes its own.
+    let out = sb.sh("emqx-relup downgrade 5.0.0");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(sb.broker_of(sb.main_pid()).0, "5.0.0");
+    let status: serde_json::Value =
+        serde_json::from_str(&sb.ok("emqx-relup status --json")).unwrap();
+    assert_eq!(status["broker"]["release"], "5.0.0", "{status}");
+    assert!(sb.sh("test -S /run/emqx/handoff.sock").status.success());
+}

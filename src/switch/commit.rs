@@ -1,7 +1,35 @@
-//! The commit decision of a switch, pure: what the old broker's answer to
-//! `commit` means for the new one (keep it, or stop it and fail).
+//! The commit of a switch: sending it as planned (a move or a drain), and
+//! the decision, pure: what the old broker's answer means for the new
+//! one (keep it, or stop it and fail).
 
-use emqx_handoff::client::{CommitError, Committed};
+use std::time::Duration;
+
+use emqx_handoff::client::{CommitError, Committed, Session};
+use emqx_handoff::Channel;
+
+use super::moving::Plan;
+
+/// Commits as planned: a move over `ours` (the old broker's end of the
+/// brokers' channel), or a drain, with its reason. A drain closes the
+/// channel first, so the new broker accepts as soon as the old one stops.
+pub(super) fn send(
+    session: &Session,
+    ours: Option<Channel>,
+    plan: Plan,
+    wait: Duration,
+) -> (
+    Result<Committed, emqx_handoff::client::CommitError>,
+    Option<String>,
+) {
+    match (plan, ours) {
+        (Plan::Move { schema }, Some(ours)) => (session.commit_move(ours, &schema, wait), None),
+        (Plan::Move { .. }, None) => (session.commit(), Some("no brokers' channel".into())),
+        (Plan::Drain { reason }, ours) => {
+            drop(ours);
+            (session.commit(), Some(reason))
+        }
+    }
+}
 
 /// What to do with the new broker once the commit was tried.
 #[derive(Debug, Clone, PartialEq, Eq)]

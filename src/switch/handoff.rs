@@ -15,10 +15,10 @@ use emqx_handoff::env::{
 use semver::Version;
 
 use super::announce::Announce;
-use super::commit::{decide, Decision};
+use super::commit::{self, decide, Decision};
 use super::moving::{self, Plan, Side};
 use super::runtime::RuntimeDir;
-use super::{child, generations, intent, open_session, pidfile, process};
+use super::{child, generations, intent, open_session, pidfile, process, unpublished};
 use super::{Moved, Pending, RunningBroker, SwitchReport, Switcher};
 use crate::config::Config;
 use crate::privs::{self, ServiceUser};
@@ -69,6 +69,20 @@ impl Handoff {
     fn socket(&self) -> PathBuf {
         self.config.runtime_dir.join(HANDOFF_SOCKET)
     }
+
+    /// No handoff socket answers: broker.pid only words the refusal (a
+    /// bad one is no broker at all, since nothing listens).
+    fn without_socket(&self, path: &Path) -> Result<Option<RunningBroker>, Error> {
+        match pidfile::running(&self.config.runtime_dir) {
+            Ok(Some(r)) => Err(Error::Broker(format!(
+                "broker {} (pid {}) runs without a handoff socket at {}; set strategy = \"restart\" to stop and start it instead",
+                r.version,
+                r.pid,
+                path.display()
+            ))),
+            Ok(None) | Err(_) => Ok(None),
+        }
+    }
 }
 
 impl Switcher for Handoff {
@@ -82,16 +96,15 @@ impl Switcher for Handoff {
                 start: process::start_time(s.pid),
                 version: s.version,
             })),
-            // No handoff socket: broker.pid only words the refusal (a bad
-            // one is no broker at all, since nothing listens).
-            None => match pidfile::running(&self.config.runtime_dir) {
-                Ok(Some(r)) => Err(Error::Broker(format!(
-                    "broker {} (pid {}) runs without a handoff socket at {}; set strategy = \"restart\" to stop and start it instead",
-                    r.version,
-                    r.pid,
-                    path.display()
-                ))),
-                Ok(None) | Err(_) => Ok(None),
+            // A broker a switch left unpublished is the one that serves.
+            None => match unpublished::find(&self.config.runtime_dir, uid) {
+                Some((socket, s)) => Ok(Some(RunningBroker {
+                    socket,
+                    pid: s.pid,
+                    start: process::start_time(s.pid),
+                    version: s.version,
+                })),
+                None => self.without_socket(&path),
             },
         }
     }
@@ -128,28 +141,6 @@ impl Switcher for Handoff {
             )),
         }
         result
-    }
-}
-
-/// Commits as planned: a move over `ours` (the old broker's end of the
-/// brokers' channel), or a drain, with its reason. A drain closes the
-/// channel first, so the new broker accepts as soon as the old one stops.
-fn commit(
-    session: &Session,
-    ours: Option<Channel>,
-    plan: Plan,
-    wait: Duration,
-) -> (
-    Result<Committed, emqx_handoff::client::CommitError>,
-    Option<String>,
-) {
-    match (plan, ours) {
-        (Plan::Move { schema }, Some(ours)) => (session.commit_move(ours, &schema, wait), None),
-        (Plan::Move { .. }, None) => (session.commit(), Some("no brokers' channel".into())),
-        (Plan::Drain { reason }, ours) => {
-            drop(ours);
-            (session.commit(), Some(reason))
-        }
     }
 }
 
@@ -252,7 +243,7 @@ impl Run<'_> {
             }
         }
         let old = self.broker.pid;
-        let (result, drain_reason) = commit(&session, ours, plan, move_bound + MOVE_SLACK);
+        let (result, drain_reason) = commit::send(&session, ours, plan, move_bound + MOVE_SLACK);
         let decision = decide(result, old, || generations::alive(old));
         // A move's lease, once its commit is answered: confirmed when the
         // new broker stays (a move that became a drain needs it; one that

@@ -14,7 +14,8 @@
 //! root touches the runtime folder), `process` (proving a pid is a broker),
 //! `pidfile` and `generations` (the running and the draining broker),
 //! `intent` and `recover` (the record of a switch in flight, resolved by
-//! the next command). The protocol itself is the `emqx_handoff` crate.
+//! the next command), `unpublished` (a broker a switch under systemd
+//! never published). The protocol itself is the `emqx_handoff` crate.
 
 mod announce;
 mod child;
@@ -32,6 +33,7 @@ mod restart;
 mod runtime;
 pub mod shim;
 mod unit;
+mod unpublished;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
