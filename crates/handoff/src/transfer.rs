@@ -31,6 +31,8 @@ const HEADER: u8 = b'H';
 const BATCH: u8 = b'B';
 const DATA: u8 = b'D';
 const END: u8 = b'E';
+/// Instead of a header: the sender got the commit and drains instead.
+const DRAINS: u8 = b'X';
 
 /// What a receiver accepts.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +65,9 @@ pub enum TransferError {
     Protocol(String),
     /// The receiving broker refuses what came (its schema, its contents).
     Refused(String),
+    /// Instead of a state, the sender said it drains its connections (it
+    /// got the commit and cannot export): the receiver serves.
+    Drains,
 }
 
 impl fmt::Display for TransferError {
@@ -73,6 +78,7 @@ impl fmt::Display for TransferError {
             TransferError::Bound(what, n, max) => write!(f, "{n} {what}, more than {max}"),
             TransferError::Protocol(m) => write!(f, "protocol error: {m}"),
             TransferError::Refused(m) => f.write_str(m),
+            TransferError::Drains => f.write_str("the sender drains instead"),
         }
     }
 }
@@ -247,6 +253,9 @@ impl<'a> Receiver<'a> {
     /// Receives the header and the broker-wide bytes.
     pub fn begin(ch: &'a Channel, bounds: &Bounds) -> Result<Receiver<'a>, TransferError> {
         let (head, _) = ch.recv_frame(2 + MAX_SCHEMA + 16, 0)?;
+        if head.as_slice() == [DRAINS] {
+            return Err(TransferError::Drains);
+        }
         let (Some(&HEADER), Some(&n)) = (head.first(), head.get(1)) else {
             return Err(TransferError::Protocol("expected a state header".into()));
         };
@@ -371,6 +380,14 @@ pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Transfer, TransferError> {
         shared: std::mem::take(&mut rx.shared),
         conns,
     })
+}
+
+/// Tells the receiver, instead of a state, that this broker got the
+/// commit and drains its connections (it could not export them): the
+/// receiver is to serve. Best effort: a receiver that does not read it
+/// sees the channel close, and waits for the helper's word.
+pub fn send_drains(ch: &Channel) {
+    let _ = sent(ch, "drains", &[DRAINS], &[]);
 }
 
 /// An injected fault as the send of `kind` failing.

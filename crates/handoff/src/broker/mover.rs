@@ -5,7 +5,10 @@
 //! its copies. Before `going` any failure thaws the old broker as it was.
 //!
 //! The new broker's rules, from what reaches it on the channel:
-//! - it closes with nothing on it: the switch drains instead; accept;
+//! - it closes with nothing on it: the switch drains instead; accept
+//!   once the helper confirmed the lease;
+//! - it says it drains (the old broker took the commit and cannot
+//!   export): accept, whatever becomes of the helper;
 //! - a state it cannot take (a bound, a schema, a broken stream): say
 //!   why, then fail ([`Imported::Refused`]): the old broker thaws, and an
 //!   importer that failed is not used;
@@ -78,7 +81,12 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
         left,
     } = match service.export(ch, deadline) {
         Ok(e) => e,
-        Err(ExportError::Cannot) => return Err(MoveFailed::NoExport),
+        Err(ExportError::Cannot) => {
+            // The commit is taken: the new broker serves, whatever
+            // becomes of the helper.
+            crate::transfer::send_drains(ch);
+            return Err(MoveFailed::NoExport);
+        }
         Err(ExportError::Failed(e)) => {
             // The importer may have said why it stopped reading.
             let _ = ch.set_timeout(Duration::from_millis(200));
@@ -212,6 +220,12 @@ pub fn import(
         // Closed before a header: the helper chose to drain, or the old
         // broker could not export.
         Err(TransferError::Channel(ChannelError::Closed)) => return Imported::Nothing,
+        // The old broker took the commit and drains: no second broker is
+        // left for the lease to guard against.
+        Err(TransferError::Drains) => {
+            super::lease::take_go();
+            return Imported::Nothing;
+        }
         // The old broker died in the middle: its sockets died with it.
         Err(TransferError::Cut) if gone(old_pid) => return old_gone(),
         Err(e) => return refuse(format!("receiving the state: {e}")),

@@ -52,6 +52,39 @@ impl Service for Fake {
     }
 }
 
+/// A broker whose export is the trait's default: it cannot.
+struct CannotExport;
+
+impl Service for CannotExport {
+    fn serve(&self, _: &str, _: TcpStream) {}
+    fn connections(&self) -> usize {
+        0
+    }
+    fn close_all(&self) {}
+}
+
+#[test]
+fn an_old_broker_that_cannot_export_tells_the_new_one_it_drains() {
+    let (a, b) = pair();
+    let importer = std::thread::spawn(move || {
+        matches!(
+            transfer::Receiver::begin(&b, &BOUNDS),
+            Err(TransferError::Drains)
+        )
+    });
+    assert_eq!(
+        export(&a, &CannotExport, Duration::from_secs(1)),
+        Err(MoveFailed::NoExport)
+    );
+    assert!(importer.join().unwrap(), "no word that it drains");
+    // And the new broker's side takes that word for "serve".
+    let (a, b) = pair();
+    let _ = export(&a, &CannotExport, Duration::from_secs(1));
+    let new = Fake::default();
+    assert_eq!(import(&b, &new, &BOUNDS, None), Imported::Nothing);
+    assert!(new.calls().is_empty());
+}
+
 fn pair() -> (Channel, Channel) {
     Channel::pair().unwrap()
 }
