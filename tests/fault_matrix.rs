@@ -36,14 +36,7 @@ fn run(cell: &Cell) -> String {
     } else {
         &[]
     });
-    let load = Load::start(LoadOptions {
-        addrs: b.addrs(),
-        persistent: 4,
-        publish_rate: 20.0,
-        storm: 0,
-        connect_timeout: Duration::from_secs(3),
-        ..LoadOptions::default()
-    });
+    let load = Load::start(LoadOptions::moving(b.addrs()));
     std::thread::sleep(Duration::from_millis(400));
     let mut upgrade = b.command();
     upgrade.args(["upgrade", "5.0.1"]);

@@ -18,17 +18,9 @@ use emqx_testkit::BrokerHost;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// Persistent sessions and live clients; no storm (its closing clients
-/// are not moved, by design, and would blur "nothing closed").
+/// Persistent sessions and live clients, no storm.
 fn load(b: &BrokerHost) -> Load {
-    Load::start(LoadOptions {
-        addrs: b.addrs(),
-        persistent: 4,
-        publish_rate: 20.0,
-        storm: 0,
-        connect_timeout: Duration::from_secs(3),
-        ..LoadOptions::default()
-    })
+    Load::start(LoadOptions::moving(b.addrs()))
 }
 
 /// Nothing refused, reset, timed out or closed; no session and no

@@ -65,6 +65,22 @@ pub struct LoadOptions {
     pub duration: Option<Duration>,
 }
 
+impl LoadOptions {
+    /// The load of the move tests on `addrs`: 4 live clients and the
+    /// persistent sessions, 20 publishes a second, no storm (its closing
+    /// clients are not moved, by design, and would blur "nothing closed").
+    pub fn moving(addrs: Vec<SocketAddr>) -> LoadOptions {
+        LoadOptions {
+            addrs,
+            persistent: 4,
+            publish_rate: 20.0,
+            storm: 0,
+            connect_timeout: Duration::from_secs(3),
+            ..LoadOptions::default()
+        }
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> LoadOptions {
         LoadOptions {
