@@ -216,10 +216,11 @@ fn the_systemd_steps_under_faults() {
 }
 
 /// A drain (5.0.2 imports nothing, so no broker publishes itself) whose
-/// unit helper is killed past the commit: nobody publishes the new
-/// broker's socket, yet the administrator's command finds it at
-/// `handoff.sock.N`, the state names 5.0.2, and the next switch starts
-/// from it.
+/// unit helper is killed past the commit, under load: nobody publishes
+/// the new broker's socket, and the draining old broker no longer
+/// answers at `handoff.sock`, yet the administrator's command finds the
+/// new one at `handoff.sock.N`, the state names 5.0.2, and the next
+/// switch starts from it.
 #[test]
 fn a_drain_whose_unit_helper_dies_past_the_commit_is_still_found() {
     if !emqx_handoff::faults::ENABLED {
@@ -231,6 +232,8 @@ fn a_drain_whose_unit_helper_dies_past_the_commit_is_still_found() {
     sb.ok("emqx-relup install 5.0.0");
     sb.ok("systemctl start emqx");
     sb.wait_active(Duration::from_secs(10));
+    // Clients: the old broker drains them for a second.
+    let load = sb.start_load();
     sb.ok("systemctl set-environment FAILPOINTS='helper::answered=1*return'");
     let out = sb.sh("emqx-relup upgrade 5.0.2");
     sb.ok("systemctl unset-environment FAILPOINTS");
@@ -266,4 +269,7 @@ fn a_drain_whose_unit_helper_dies_past_the_commit_is_still_found() {
         serde_json::from_str(&sb.ok("emqx-relup status --json")).unwrap();
     assert_eq!(status["broker"]["release"], "5.0.0", "{status}");
     assert!(sb.sh("test -S /run/emqx/handoff.sock").status.success());
+    // A drain closes established connections; new ones are never refused.
+    let report = sb.stop_load(load);
+    assert_eq!(report["refused"], 0, "{report:#}");
 }

@@ -97,15 +97,17 @@ impl Switcher for Handoff {
                 version: s.version,
             })),
             // A broker a switch left unpublished is the one that serves.
-            None => match unpublished::find(&self.config.runtime_dir, uid) {
-                Some((socket, s)) => Ok(Some(RunningBroker {
-                    socket,
-                    pid: s.pid,
-                    start: process::start_time(s.pid),
-                    version: s.version,
-                })),
-                None => self.without_socket(&path),
-            },
+            None => {
+                match unpublished::find(&self.config.runtime_dir, uid).map_err(Error::Broker)? {
+                    Some((socket, s)) => Ok(Some(RunningBroker {
+                        socket,
+                        pid: s.pid,
+                        start: process::start_time(s.pid),
+                        version: s.version,
+                    })),
+                    None => self.without_socket(&path),
+                }
+            }
         }
     }
 

@@ -9,19 +9,27 @@ use emqx_handoff::env::HANDOFF_SOCKET;
 
 use super::open_session;
 
-/// The most `handoff.sock.*` entries looked at.
+/// The most `handoff.sock.<digits>` entries looked at (each may take a
+/// hello's timeout; past this many the answer is "unclear").
 const MAX_CANDIDATES: usize = 16;
 
 /// The one `handoff.sock.<digits>` in `runtime_dir` that answers as the
 /// service user (`uid`), when nothing answers at `handoff.sock`: its path
-/// and session. None when none answers, or more than one does (then it
-/// is not clear which serves). Reads only; the next switch publishes its
-/// own broker's socket as usual.
-pub fn find(runtime_dir: &Path, uid: Option<nix::unistd::Uid>) -> Option<(PathBuf, Session)> {
+/// and session; `Ok(None)` when none answers. An error when it is not
+/// clear which serves: more than one answers, one fails its checks, or
+/// there are too many to look at. Reads only; the next switch publishes
+/// its own broker's socket as usual.
+pub fn find(
+    runtime_dir: &Path,
+    uid: Option<nix::unistd::Uid>,
+) -> Result<Option<(PathBuf, Session)>, String> {
     let prefix = format!("{HANDOFF_SOCKET}.");
-    let mut found = None;
-    let entries = std::fs::read_dir(runtime_dir).ok()?;
-    for entry in entries.flatten().take(MAX_CANDIDATES * 4) {
+    let Ok(entries) = std::fs::read_dir(runtime_dir) else {
+        return Ok(None);
+    };
+    let mut found: Option<(PathBuf, Session)> = None;
+    let mut looked = 0;
+    for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(suffix) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
             continue;
@@ -29,13 +37,28 @@ pub fn find(runtime_dir: &Path, uid: Option<nix::unistd::Uid>) -> Option<(PathBu
         if suffix.is_empty() || !suffix.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
+        looked += 1;
+        if looked > MAX_CANDIDATES {
+            return Err(format!(
+                "more than {MAX_CANDIDATES} {prefix}* sockets in {}",
+                runtime_dir.display()
+            ));
+        }
         let path = runtime_dir.join(&name);
-        if let Ok(Some(session)) = open_session(&path, uid) {
-            if found.is_some() {
-                return None;
+        match open_session(&path, uid) {
+            Ok(None) => {}
+            Ok(Some(session)) => {
+                if let Some((first, _)) = &found {
+                    return Err(format!(
+                        "nothing answers at {HANDOFF_SOCKET}, and brokers answer at both {} and {}: a switch is in progress, or was cut short",
+                        first.display(),
+                        path.display()
+                    ));
+                }
+                found = Some((path, session));
             }
-            found = Some((path, session));
+            Err(e) => return Err(e),
         }
     }
-    found
+    Ok(found)
 }

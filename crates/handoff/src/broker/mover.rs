@@ -82,10 +82,14 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
     } = match service.export(ch, deadline) {
         Ok(e) => e,
         Err(ExportError::Cannot) => {
-            // The commit is taken: the new broker serves, whatever
-            // becomes of the helper.
+            // Drain instead, once the new broker said it serves (then it
+            // does whatever becomes of the helper); without its word it
+            // may be gone with its helper: serve on.
             crate::transfer::send_drains(ch);
-            return Err(MoveFailed::NoExport);
+            return match wait_going(ch) {
+                Ok(()) => Err(MoveFailed::NoExport),
+                Err(why) => fail(format!("cannot export, and {why}")),
+            };
         }
         Err(ExportError::Failed(e)) => {
             // The importer may have said why it stopped reading.
@@ -184,6 +188,9 @@ pub enum Imported {
     /// The old broker died in the middle of its state, and its
     /// connections with it: accept as a broker that starts.
     OldGone,
+    /// The old broker took the commit and drains its connections (it could
+    /// not export them): accept as after a drain's commit.
+    OldDrains,
     /// Nothing imported is kept; the old broker serves on.
     Refused(String),
 }
@@ -220,11 +227,18 @@ pub fn import(
         // Closed before a header: the helper chose to drain, or the old
         // broker could not export.
         Err(TransferError::Channel(ChannelError::Closed)) => return Imported::Nothing,
-        // The old broker took the commit and drains: no second broker is
-        // left for the lease to guard against.
+        // The old broker took the commit and would drain: say going (it
+        // drains only then), and no second broker is left for the lease
+        // to guard against.
         Err(TransferError::Drains) => {
+            let _ = ch.set_timeout(Duration::from_secs(1));
             super::lease::take_go();
-            return Imported::Nothing;
+            return match ch.send(&Message::Going, &[]) {
+                Err(e) if !gone(old_pid) => {
+                    Imported::Refused(format!("answering the old broker's drain: {e}"))
+                }
+                _ => Imported::OldDrains,
+            };
         }
         // The old broker died in the middle: its sockets died with it.
         Err(TransferError::Cut) if gone(old_pid) => return old_gone(),

@@ -66,23 +66,32 @@ impl Service for CannotExport {
 #[test]
 fn an_old_broker_that_cannot_export_tells_the_new_one_it_drains() {
     let (a, b) = pair();
-    let importer = std::thread::spawn(move || {
-        matches!(
-            transfer::Receiver::begin(&b, &BOUNDS),
-            Err(TransferError::Drains)
-        )
+    // The new broker's side says going, and takes over.
+    let new = std::thread::spawn(move || {
+        let new = Fake::default();
+        let got = import(&b, &new, &BOUNDS, None);
+        (got, new.calls())
     });
     assert_eq!(
         export(&a, &CannotExport, Duration::from_secs(1)),
         Err(MoveFailed::NoExport)
     );
-    assert!(importer.join().unwrap(), "no word that it drains");
-    // And the new broker's side takes that word for "serve".
+    assert_eq!(new.join().unwrap(), (Imported::OldDrains, vec![]));
+    // A new broker gone before its word: the old one serves on.
     let (a, b) = pair();
-    let _ = export(&a, &CannotExport, Duration::from_secs(1));
-    let new = Fake::default();
-    assert_eq!(import(&b, &new, &BOUNDS, None), Imported::Nothing);
-    assert!(new.calls().is_empty());
+    let importer = std::thread::spawn(move || {
+        let drains = matches!(
+            transfer::Receiver::begin(&b, &BOUNDS),
+            Err(TransferError::Drains)
+        );
+        drop(b);
+        drains
+    });
+    assert!(matches!(
+        export(&a, &CannotExport, Duration::from_secs(1)),
+        Err(MoveFailed::Thawed(_))
+    ));
+    assert!(importer.join().unwrap(), "no word that it drains");
 }
 
 fn pair() -> (Channel, Channel) {

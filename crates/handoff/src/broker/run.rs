@@ -118,6 +118,10 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
             // A drain: accept once the helper confirmed (right before its
             // commit), never beside an old broker a dead helper left.
             Imported::Nothing => lease::wait_confirmed(mover::OFFER_WAIT),
+            Imported::OldDrains => {
+                eprintln!("move: the old broker drains its connections instead; accepting");
+                publish(&options.handoff_path);
+            }
             Imported::OldGone => {
                 eprintln!("move: the old broker died in the middle of its state; accepting");
                 publish(&options.handoff_path);
@@ -178,6 +182,9 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
             Err(_) => return Err(std::io::Error::other("the handoff server stopped")),
         }
     };
+    // Committed: no session any more (once the helper has its answer),
+    // so that nobody takes a draining broker for the one that serves.
+    server.stop();
     let at_commit = service.connections();
     let deadline = Instant::now() + options.drain;
     while service.connections() > 0 && Instant::now() < deadline {
@@ -189,7 +196,6 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     while service.connections() > 0 && Instant::now() < wait_close {
         std::thread::sleep(Duration::from_millis(10));
     }
-    server.stop();
     Ok(Drained {
         at_commit,
         closed,
