@@ -160,14 +160,7 @@ fn main() {
 
 fn direct(n: usize) {
     let b = BrokerHost::running("settle_secs = 0.05\n");
-    let load = Load::start(LoadOptions {
-        addrs: b.addrs(),
-        persistent: 8,
-        publish_rate: 20.0,
-        storm: 2,
-        connect_timeout: Duration::from_secs(3),
-        ..LoadOptions::default()
-    });
+    let load = Load::start(LoadOptions::switching(b.addrs()));
     std::thread::sleep(Duration::from_millis(500));
     let began = Instant::now();
     let mut pauses = Vec::with_capacity(n);

@@ -11,14 +11,7 @@ use emqx_load::{Load, LoadOptions};
 use emqx_testkit::{BrokerHost, TEST_USER};
 
 fn load(b: &BrokerHost) -> Load {
-    Load::start(LoadOptions {
-        addrs: b.addrs(),
-        persistent: 8,
-        publish_rate: 20.0,
-        storm: 2,
-        connect_timeout: Duration::from_secs(3),
-        ..LoadOptions::default()
-    })
+    Load::start(LoadOptions::switching(b.addrs()))
 }
 
 fn versions(b: &BrokerHost) -> Vec<(String, String)> {

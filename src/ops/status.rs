@@ -60,16 +60,7 @@ impl Ops<'_> {
     /// What runs now; reads only.
     pub fn status(&self) -> Result<Status, Error> {
         let pending = self.pending_verdict()?;
-        // A switch left unfinished (its socket unpublished) is what the
-        // operator must see, not the probe's complaint about it.
-        let unpublished = pending
-            .as_ref()
-            .is_some_and(|p| matches!(p.intent.path, crate::switch::intent::Path::Direct { .. }));
-        let probed = match self.switcher.probe() {
-            Err(_) if unpublished => None,
-            other => other?,
-        };
-        let broker = probed.map(|b| BrokerStatus {
+        let broker = self.switcher.probe()?.map(|b| BrokerStatus {
             since: started_at(b.pid),
             unit: in_unit(b.pid, &self.config.unit).then(|| self.config.unit.clone()),
             pid: b.pid,

@@ -21,11 +21,7 @@ pub(super) fn report_switch(
             r.start.as_millis(),
             // What the unit's helper said of its move (its status text).
             r.moved
-                .map(|m| format!(
-                    ", {} connections moved with their sessions (pause {:.1} ms)",
-                    m.moved,
-                    m.pause.as_secs_f64() * 1000.0
-                ))
+                .map(|m| format!(", {}", moved_words(m)))
                 .unwrap_or_default()
         )),
         None => out.note(&format!(
@@ -64,7 +60,6 @@ pub(super) fn report_switch(
     }
 }
 
-/// What became of the established connections at a switch.
 /// This process's peak RSS (VmHWM), in KiB.
 fn own_peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -82,17 +77,23 @@ fn own_fds() -> Option<usize> {
     )
 }
 
+/// What became of the established connections at a switch.
 fn connections(r: &crate::switch::SwitchReport) -> String {
     let drained = match &r.drain_reason {
         Some(why) if r.draining > 0 => format!("{} connections draining ({why})", r.draining),
         _ => format!("{} connections draining", r.draining),
     };
     match r.moved {
-        Some(m) => format!(
-            "{} connections moved with their sessions (pause {:.1} ms), {drained}",
-            m.moved,
-            m.pause.as_secs_f64() * 1000.0
-        ),
+        Some(m) => format!("{}, {drained}", moved_words(m)),
         None => drained,
     }
+}
+
+/// "N connections moved with their sessions (pause P ms)".
+fn moved_words(m: crate::switch::Moved) -> String {
+    format!(
+        "{} connections moved with their sessions (pause {:.1} ms)",
+        m.moved,
+        m.pause.as_secs_f64() * 1000.0
+    )
 }

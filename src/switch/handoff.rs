@@ -237,13 +237,15 @@ impl Run<'_> {
         // on), so a helper dying before the commit takes the new broker
         // with it and the old one serves on, its sessions untouched.
         let moving = matches!(plan, Plan::Move { .. }) && ours.is_some();
-        let mut lease = Some(lease);
-        if !moving {
-            if let Err(e) = lease.take().map_or(Ok(()), confirm) {
+        let lease = if moving {
+            Some(lease)
+        } else {
+            if let Err(e) = confirm(lease) {
                 let why = format!("confirming the new broker's lease: {e}");
                 return Err(self.abandon(&mut new, why, announce.is_active()));
             }
-        }
+            None
+        };
         let old = self.broker.pid;
         let (result, drain_reason) = commit::send(&session, ours, plan, move_bound + MOVE_SLACK);
         let decision = decide(result, old, || generations::alive(old));

@@ -40,7 +40,7 @@ pub fn find(
         looked += 1;
         if looked > MAX_CANDIDATES {
             return Err(format!(
-                "more than {MAX_CANDIDATES} {prefix}* sockets in {}",
+                "nothing answers at {HANDOFF_SOCKET}, and there are more than {MAX_CANDIDATES} {prefix}* sockets in {} to look at: remove the stale ones (those no broker listens on)",
                 runtime_dir.display()
             ));
         }
@@ -50,7 +50,7 @@ pub fn find(
             Ok(Some(session)) => {
                 if let Some((first, _)) = &found {
                     return Err(format!(
-                        "nothing answers at {HANDOFF_SOCKET}, and brokers answer at both {} and {}: a switch is in progress, or was cut short",
+                        "nothing answers at {HANDOFF_SOCKET}, and brokers answer at both {} and {}: a switch is in progress (retry once it ends), or was cut short (restart the broker)",
                         first.display(),
                         path.display()
                     ));

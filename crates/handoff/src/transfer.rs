@@ -384,8 +384,8 @@ pub fn recv(ch: &Channel, bounds: &Bounds) -> Result<Transfer, TransferError> {
 
 /// Tells the receiver, instead of a state, that this broker got the
 /// commit and drains its connections (it could not export them): the
-/// receiver is to serve. Best effort: a receiver that does not read it
-/// sees the channel close, and waits for the helper's word.
+/// receiver is to serve, and to say `going` first (without it the sender
+/// serves on).
 pub fn send_drains(ch: &Channel) {
     let _ = sent(ch, "drains", &[DRAINS], &[]);
 }

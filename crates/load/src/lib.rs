@@ -66,17 +66,28 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// The load of the move tests on `addrs`: 4 live clients and the
-    /// persistent sessions, 20 publishes a second, no storm (its closing
-    /// clients are not moved, by design, and would blur "nothing closed").
-    pub fn moving(addrs: Vec<SocketAddr>) -> LoadOptions {
+    /// The switch tests' and the soak's load on `addrs`: 8 live clients,
+    /// the persistent sessions, 2 storm clients, 20 publishes a second,
+    /// 3 s per attempt.
+    pub fn switching(addrs: Vec<SocketAddr>) -> LoadOptions {
         LoadOptions {
             addrs,
-            persistent: 4,
+            persistent: 8,
             publish_rate: 20.0,
-            storm: 0,
+            storm: 2,
             connect_timeout: Duration::from_secs(3),
             ..LoadOptions::default()
+        }
+    }
+
+    /// The move tests' load: as [`LoadOptions::switching`] with 4 live
+    /// clients and no storm (its closing clients are not moved, by
+    /// design, and would blur "nothing closed").
+    pub fn moving(addrs: Vec<SocketAddr>) -> LoadOptions {
+        LoadOptions {
+            persistent: 4,
+            storm: 0,
+            ..LoadOptions::switching(addrs)
         }
     }
 }
