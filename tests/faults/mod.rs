@@ -127,17 +127,19 @@ pub fn matrix(
             }
         }
     }
-    println!(
-        "\n{title}: {} cells in {:.0} s",
+    // One print, so the tables of matrices running side by side do not
+    // interleave.
+    let mut table = format!(
+        "\n{title}: {} cells in {:.0} s\n| step | action | outcome |\n| --- | --- | --- |\n",
         cells.len(),
         began.elapsed().as_secs_f64()
     );
-    println!("| step | action | outcome |\n| --- | --- | --- |");
     for (cell, line) in &rows {
         let text = cell.to_string();
         let (point, action) = text.split_once(' ').unwrap_or((&text, ""));
-        println!("| {point} | {action} | {line} |");
+        table.push_str(&format!("| {point} | {action} | {line} |\n"));
     }
+    print!("{table}");
     failed
 }
 
