@@ -463,7 +463,10 @@ fn print_status(status: &crate::ops::Status, json: bool) {
                 None => "direct (not in a systemd unit)".to_string(),
             }
         )),
-        None => text.push_str("Broker: none running\n"),
+        None => match &status.broker_unknown {
+            Some(why) => text.push_str(&format!("Broker: unknown ({why})\n")),
+            None => text.push_str("Broker: none running\n"),
+        },
     }
     match &status.draining {
         Some(d) => text.push_str(&format!("Draining: pid {}{}\n", d.pid, since(d.since))),

@@ -119,6 +119,16 @@ fn run(cell: &Cell) -> String {
 /// the state names), and the state names what clients see. Returns what
 /// came of the cell.
 fn check(b: &mut BrokerHost, cell: &Cell, ctx: &str) -> String {
+    // A new broker killed past go takes the listeners with it, and the old
+    // one exits once it has answered: wait for both to be gone (else what
+    // is checked can be the one still exiting).
+    let most = match cell.exception() {
+        Exception::NewCrashedAfterGo => 0,
+        _ => 1,
+    };
+    if most == 0 {
+        wait_brokers_at_most(b, 0, ctx);
+    }
     let mut outcome = String::new();
     let before = status(b);
     if !before["pending"].is_null() {
@@ -137,22 +147,7 @@ fn check(b: &mut BrokerHost, cell: &Cell, ctx: &str) -> String {
         });
         assert!(status(b)["pending"].is_null(), "{ctx}");
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    // A new broker killed past go takes the listeners with it, and the old
-    // one exits once it has answered: wait for both to be gone (else the
-    // survivor being checked can be the one still exiting).
-    let most = match cell.exception() {
-        Exception::NewCrashedAfterGo => 0,
-        _ => 1,
-    };
-    while b.host_processes().len() > most {
-        assert!(
-            Instant::now() < deadline,
-            "{ctx}\nmore than {most} broker(s) run: {:?}",
-            b.host_processes()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_brokers_at_most(b, most, ctx);
     if b.host_processes().is_empty() {
         assert_eq!(
             cell.exception(),
@@ -188,6 +183,19 @@ fn check(b: &mut BrokerHost, cell: &Cell, ctx: &str) -> String {
     }
     outcome.push_str(&format!("{served} serves"));
     outcome
+}
+
+/// Waits (20 s at most) until at most `most` brokers of the host run.
+fn wait_brokers_at_most(b: &BrokerHost, most: usize, ctx: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.host_processes().len() > most {
+        assert!(
+            Instant::now() < deadline,
+            "{ctx}\nmore than {most} broker(s) run: {:?}",
+            b.host_processes()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn status(b: &BrokerHost) -> serde_json::Value {

@@ -13,6 +13,12 @@ use crate::Error;
 pub struct Status {
     /// The broker answering the handoff socket.
     pub broker: Option<BrokerStatus>,
+    /// Why the broker is not known: the probe failed while a direct
+    /// switch is pending (the record and its verdict are what the
+    /// operator needs then; without a record the probe's error fails
+    /// `status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_unknown: Option<String>,
     /// The previous broker, still draining.
     pub draining: Option<ProcStatus>,
     /// A switch an interrupted command left.
@@ -60,7 +66,18 @@ impl Ops<'_> {
     /// What runs now; reads only.
     pub fn status(&self) -> Result<Status, Error> {
         let pending = self.pending_verdict()?;
-        let broker = self.switcher.probe()?.map(|b| BrokerStatus {
+        // A direct record's verdict does not depend on the probe (a unit
+        // record's does: pending_verdict failed already), and a switch
+        // left half done is when the probe is most likely to fail.
+        let direct = pending
+            .as_ref()
+            .is_some_and(|p| matches!(p.intent.path, crate::switch::intent::Path::Direct { .. }));
+        let (probed, broker_unknown) = match self.switcher.probe() {
+            Ok(found) => (found, None),
+            Err(e) if direct => (None, Some(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        let broker = probed.map(|b| BrokerStatus {
             since: started_at(b.pid),
             unit: in_unit(b.pid, &self.config.unit).then(|| self.config.unit.clone()),
             pid: b.pid,
@@ -82,6 +99,7 @@ impl Ops<'_> {
         });
         Ok(Status {
             broker,
+            broker_unknown,
             draining,
             pending,
         })

@@ -138,3 +138,61 @@ fn a_switch_through_systemd_that_works_keeps_the_recorded_state() {
     assert_eq!(after.get(&v("5.0.1")), Some(ReleaseState::Current));
     assert_eq!(after.get(&v("5.0.0")), Some(ReleaseState::Permanent));
 }
+
+/// A broker nobody can ask: its probe fails.
+struct Unanswered;
+
+impl Switcher for Unanswered {
+    fn probe(&self) -> Result<Option<RunningBroker>, Error> {
+        Err(Error::Broker("two brokers answer".into()))
+    }
+    fn switch(
+        &self,
+        _: &RunningBroker,
+        version: &Version,
+        _: &Path,
+        _: &mut dyn Pending,
+    ) -> Result<SwitchReport, Error> {
+        Err(Error::switching(version)("not reached".into()))
+    }
+}
+
+#[test]
+fn status_shows_a_pending_direct_switch_when_the_probe_fails() {
+    use crate::switch::intent::{Intent, Path as How, Proc};
+    let (_dir, layout, store) = host();
+    let ops = Ops::new(layout, Config::default(), &Unanswered);
+    // Without a record, the probe's error is the answer.
+    assert!(matches!(ops.status(), Err(Error::Broker(_))));
+    let gone = Proc {
+        pid: u32::MAX - 1,
+        start: 1,
+    };
+    let intent = Intent::new(
+        "5.0.1",
+        "5.0.0",
+        How::Direct {
+            old: gone,
+            new: gone,
+            socket: "handoff.sock.7".into(),
+        },
+    );
+    let lock = store.lock(std::time::Duration::from_secs(1)).unwrap();
+    store
+        .write_file(&lock, PENDING_FILE, intent.encode().as_bytes())
+        .unwrap();
+    drop(lock);
+    let status = ops.status().unwrap();
+    assert!(status.broker.is_none());
+    assert_eq!(
+        status.broker_unknown.as_deref(),
+        Some("asking the running broker: two brokers answer"),
+        "{status:?}"
+    );
+    let pending = status.pending.expect("the record is shown");
+    assert_eq!(
+        (pending.from.as_str(), pending.to.as_str()),
+        ("5.0.0", "5.0.1")
+    );
+    assert_eq!(pending.path, "direct");
+}

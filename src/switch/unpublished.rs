@@ -40,7 +40,7 @@ pub fn find(
         looked += 1;
         if looked > MAX_CANDIDATES {
             return Err(format!(
-                "nothing answers at {HANDOFF_SOCKET}, and there are more than {MAX_CANDIDATES} {prefix}* sockets in {} to look at: remove the stale ones (those no broker listens on)",
+                "nothing answers at {HANDOFF_SOCKET}, and there are more than {MAX_CANDIDATES} {prefix}* sockets in {} to look at: remove the stale ones (those no process listens on; `ss -xlp` shows which one does)",
                 runtime_dir.display()
             ));
         }
@@ -48,16 +48,25 @@ pub fn find(
         match open_session(&path, uid) {
             Ok(None) => {}
             Ok(Some(session)) => {
-                if let Some((first, _)) = &found {
+                if let Some((first, other)) = &found {
                     return Err(format!(
-                        "nothing answers at {HANDOFF_SOCKET}, and brokers answer at both {} and {}: a switch is in progress (retry once it ends), or was cut short (restart the broker)",
+                        "nothing answers at {HANDOFF_SOCKET}, and two brokers answer: pid {} (release {}) at {} and pid {} (release {}) at {}; a switch is in progress (retry once it ends), or was cut short (stop the one that should not run)",
+                        other.pid,
+                        other.version,
                         first.display(),
+                        session.pid,
+                        session.version,
                         path.display()
                     ));
                 }
                 found = Some((path, session));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(format!(
+                    "nothing answers at {HANDOFF_SOCKET}, and asking {} failed: {e}",
+                    path.display()
+                ))
+            }
         }
     }
     Ok(found)
