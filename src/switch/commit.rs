@@ -17,10 +17,7 @@ pub(super) fn send(
     ours: Option<Channel>,
     plan: Plan,
     wait: Duration,
-) -> (
-    Result<Committed, emqx_handoff::client::CommitError>,
-    Option<String>,
-) {
+) -> (Result<Committed, CommitError>, Option<String>) {
     match (plan, ours) {
         (Plan::Move { schema }, Some(ours)) => (session.commit_move(ours, &schema, wait), None),
         (Plan::Move { .. }, None) => (session.commit(), Some("no brokers' channel".into())),

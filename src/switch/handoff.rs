@@ -276,7 +276,7 @@ impl Run<'_> {
         // Past the commit the switch has happened: what fails now is
         // reported, never turned into an error that would leave the state
         // naming the old release.
-        let unpublished = self.publish(new.id());
+        let unpublished = self.publish(new.id(), &user);
         let unfinished = unpublished.is_some();
         if let Some(w) = unpublished {
             // Both matter: a commit in doubt and a socket nobody will find.
@@ -451,7 +451,7 @@ impl Run<'_> {
 
     /// Publishes the new broker's socket and records who runs and who
     /// drains; a failure is a warning, the switch has happened.
-    fn publish(&self, new_pid: u32) -> Option<String> {
+    fn publish(&self, new_pid: u32, user: &ServiceUser) -> Option<String> {
         let config = &self.handoff.config;
         let published = self.handoff.socket();
         // In the service user's directory: by name, through its fd.
@@ -467,8 +467,7 @@ impl Run<'_> {
         // from its place and answering at ours as itself is published.
         let renamed = match renamed {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let uid = privs::lookup(&config.user).ok().map(|u| u.uid);
-                match open_session(&published, uid) {
+                match open_session(&published, Some(user.uid)) {
                     Ok(Some(s)) if s.pid == new_pid => Ok(()),
                     _ => Err(e),
                 }

@@ -99,10 +99,12 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
         let service = Arc::clone(&service);
         Arc::new(move || service.connections()) as Arc<dyn Fn() -> usize + Send + Sync>
     };
+    // The bound this broker states and keeps to.
+    let move_bound = options.move_bound.min(MAX_MOVE_BOUND);
     let about = About {
         version: options.version.clone(),
         schemas: service.schemas(),
-        move_bound: options.move_bound.min(MAX_MOVE_BOUND),
+        move_bound,
         protocol: options.protocol,
     };
     let server = HandoffServer::start(&options.handoff_path, about, handoff_fds, counter, events)?;
@@ -159,8 +161,7 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
                 channel, outcome, ..
             }) => {
                 acceptors.stop();
-                let bound = options.move_bound.min(MAX_MOVE_BOUND);
-                let result = mover::export(&channel, &*service, bound);
+                let result = mover::export(&channel, &*service, move_bound);
                 drop(channel);
                 match result {
                     Ok(m) => {
