@@ -133,7 +133,7 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
     // go (or gave up on it) never says going, and ours are the only
     // copies of the sockets it never touched.
     if let Err(why) = wait_going(ch) {
-        return fail(why);
+        return fail(why.to_string());
     }
     let pause = began.elapsed();
     // Kill or delay only: past going nothing may fail.
@@ -149,7 +149,7 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
 /// Waits for the new broker's `going` after our go, at most
 /// [`GOING_WAIT`]; past that the channel is shut, so that no going can
 /// come late, and one already queued is still read.
-fn wait_going(ch: &Channel) -> Result<(), String> {
+fn wait_going(ch: &Channel) -> Result<(), NoGoing> {
     let _ = ch.set_timeout(GOING_WAIT);
     let answer = match recv_past_reset(ch) {
         Err(ChannelError::TimedOut) => {
@@ -164,12 +164,34 @@ fn wait_going(ch: &Channel) -> Result<(), String> {
     };
     match answer {
         Ok(Message::Going) => Ok(()),
-        Ok(other) => Err(format!("the new broker answered {} to go", other.kind())),
-        Err(ChannelError::TimedOut) => Err(format!(
-            "the new broker did not take the go within {} s",
-            GOING_WAIT.as_secs()
-        )),
-        Err(e) => Err(format!("the new broker did not take the go: {e}")),
+        Ok(other) => Err(NoGoing::Answered(other.kind())),
+        Err(ChannelError::TimedOut) => Err(NoGoing::TimedOut),
+        Err(e) => Err(NoGoing::Channel(e)),
+    }
+}
+
+/// Why the new broker did not take the go.
+#[derive(Debug)]
+enum NoGoing {
+    /// It answered something else.
+    Answered(&'static str),
+    /// Nothing came within [`GOING_WAIT`].
+    TimedOut,
+    /// The channel failed.
+    Channel(ChannelError),
+}
+
+impl std::fmt::Display for NoGoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoGoing::Answered(kind) => write!(f, "the new broker answered {kind} to go"),
+            NoGoing::TimedOut => write!(
+                f,
+                "the new broker did not take the go within {} s",
+                GOING_WAIT.as_secs()
+            ),
+            NoGoing::Channel(e) => write!(f, "the new broker did not take the go: {e}"),
+        }
     }
 }
 

@@ -203,24 +203,66 @@ fn serve(fd: OwnedFd, stop: &Stop, shared: Arc<Shared>) {
     }
 }
 
+/// Why a session with the helper ended early: the line the broker logs.
+#[derive(Debug)]
+enum SessionEnd {
+    /// SO_PEERCRED could not be read.
+    NoCredentials(nix::errno::Errno),
+    /// The peer is neither root nor this broker's user.
+    Denied { who: String, me: u32 },
+    /// The channel's timeout could not be set.
+    Timeout {
+        who: String,
+        errno: nix::errno::Errno,
+    },
+    /// Refused, with the reason told to the peer.
+    Ended { who: String, reason: String },
+    /// A move whose outcome the helper was not told.
+    Silent { who: String, why: String },
+    /// The helper gave up, with its reason.
+    GaveUp { who: String, reason: String },
+}
+
+impl std::fmt::Display for SessionEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionEnd::NoCredentials(e) => write!(f, "no peer credentials: {e}"),
+            SessionEnd::Denied { who, me } => {
+                write!(
+                    f,
+                    "refused {who}: only root or uid {me} may take the listeners"
+                )
+            }
+            SessionEnd::Timeout { who, errno } => write!(f, "{who}: {errno}"),
+            SessionEnd::Ended { who, reason } => write!(f, "session with {who} ended: {reason}"),
+            SessionEnd::Silent { who, why } => write!(f, "session with {who}: {why}"),
+            SessionEnd::GaveUp { who, reason } => write!(f, "{who} gave up: {reason}"),
+        }
+    }
+}
+
 /// One session; the error is the one line to log.
-fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
-    let peer = ch.peer().map_err(|e| format!("no peer credentials: {e}"))?;
+fn session(ch: &Channel, shared: &Shared) -> Result<(), SessionEnd> {
+    let peer = ch.peer().map_err(SessionEnd::NoCredentials)?;
     let me = nix::unistd::geteuid().as_raw();
     let who = format!("pid {} uid {}", peer.pid(), peer.uid());
     if peer.uid() != 0 && peer.uid() != me {
         refuse(ch, "permission denied");
-        return Err(format!(
-            "refused {who}: only root or uid {me} may take the listeners"
-        ));
+        return Err(SessionEnd::Denied { who, me });
     }
     let fail = |reason: String| {
         refuse(ch, &reason);
-        format!("session with {who} ended: {reason}")
+        SessionEnd::Ended {
+            who: who.clone(),
+            reason,
+        }
     };
     let failed = |e: ChannelError| fail(e.to_string());
-    ch.set_timeout(HELLO_TIMEOUT)
-        .map_err(|e| format!("{who}: {e}"))?;
+    let unset = |errno| SessionEnd::Timeout {
+        who: who.clone(),
+        errno,
+    };
+    ch.set_timeout(HELLO_TIMEOUT).map_err(unset)?;
     let spoken = match ch.recv().map_err(failed)? {
         (
             Message::Hello {
@@ -241,8 +283,7 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
     };
     ch.send(&Message::hello_upto(&shared.version, shared.protocol), &[])
         .map_err(failed)?;
-    ch.set_timeout(SESSION_IDLE)
-        .map_err(|e| format!("{who}: {e}"))?;
+    ch.set_timeout(SESSION_IDLE).map_err(unset)?;
     loop {
         let (message, mut fds) = match ch.recv() {
             Ok(m) => m,
@@ -280,7 +321,10 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
                 }
                 return move_away(ch, shared, channel, schema).map_err(|e| match e {
                     Unmoved::Refused(why) => fail(why),
-                    Unmoved::Silent(why) => format!("session with {who}: {why}"),
+                    Unmoved::Silent(why) => SessionEnd::Silent {
+                        who: who.clone(),
+                        why,
+                    },
                 });
             }
             Message::Commit => {
@@ -297,7 +341,7 @@ fn session(ch: &Channel, shared: &Shared) -> Result<(), String> {
                 shared.answer(ch, &Message::Committed { connections });
                 return Ok(());
             }
-            Message::Error { reason } => return Err(format!("{who} gave up: {reason}")),
+            Message::Error { reason } => return Err(SessionEnd::GaveUp { who, reason }),
             other => return Err(fail(format!("unexpected {other:?}"))),
         }
     }
