@@ -1,12 +1,10 @@
 //! The command line: arguments (clap), output, and exit codes.
 
 use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use emqx_handoff::env;
 use semver::Version;
 
 use crate::config::{self, Config, Strategy};
@@ -15,7 +13,7 @@ use crate::layout::Layout;
 use crate::ops::{Ops, Report};
 use crate::privs;
 use crate::release::{parse_version, MoveKind, Releases, Say};
-use crate::switch::{self, clean_env, close_from, record_running, shim, Handoff, Switcher};
+use crate::switch::{self, record_running, shim, BrokerExec, Fds, Handoff, Switcher};
 use crate::systemd::{self, Journal, Notifier, Priority};
 use crate::Error;
 
@@ -296,8 +294,11 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
     ) {
         crate::interrupt::defer();
     }
+    // The service user, looked up once, here, before the configuration
+    // is shared: every part of this command gets this one answer.
+    let service_user = config.service_user().cloned();
+    let service_user = service_user.as_ref().map_err(|e| Error::User(e.clone()));
     let switcher = switcher_for(&cli.command, &config, out)?;
-    let user = config.user.clone();
     let pass_env = config.pass_env.clone();
     let runtime_dir = config.runtime_dir.clone();
     let hook_config = config.clone();
@@ -326,46 +327,19 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
         Cmd::Uninstall { version: v } => ops.uninstall(&version(&v)?, out),
         Cmd::Start { prepare: true } => ops.start(out).map(|_| ()),
         Cmd::Start { prepare: false } => {
-            let (mut command, version) = ops.start(out)?;
-            let program = command.get_program().to_string_lossy().into_owned();
-            let user = privs::lookup(&user).map_err(Error::Usage)?;
+            let (command, version) = ops.start(out)?;
+            let user = service_user?;
             // The broker serves its handoff socket in the runtime dir (under
             // systemd, RuntimeDirectory= makes it); this process becomes the
             // broker, recorded for a later switch.
-            prepare_runtime_dir(&runtime_dir, &user)?;
+            prepare_runtime_dir(&runtime_dir, user)?;
             let _ = record_running(&runtime_dir, std::process::id(), &version.to_string());
+            let mut broker = BrokerExec::new(command, user);
             if nix::unistd::Uid::effective().is_root() {
-                // A root shell's world stays behind: only the allowlisted
-                // environment, a session of its own (no controlling
-                // terminal to inject into), no fd of root's past exec but
-                // the listeners systemd passed.
-                let set: Vec<_> = command
-                    .get_envs()
-                    .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
-                    .collect();
-                clean_env(&mut command, &pass_env, &user, true);
-                for (k, v) in set {
-                    match v {
-                        Some(v) => command.env(k, v),
-                        None => command.env_remove(k),
-                    };
-                }
-                let _ = nix::unistd::setsid();
+                broker.isolate(&pass_env);
             }
-            let listeners = match (
-                std::env::var(env::LISTEN_PID),
-                std::env::var(env::LISTEN_FDS),
-            ) {
-                (Ok(pid), Ok(n)) if pid == std::process::id().to_string() => {
-                    n.parse::<i32>().unwrap_or(0).clamp(0, 1024)
-                }
-                _ => 0,
-            };
-            close_from(3 + listeners).map_err(|e| Error::io("closing inherited fds", e))?;
-            privs::drop_to(&user)
-                .map_err(|e| Error::io("dropping privileges", std::io::Error::other(e)))?;
-            let err = command.exec();
-            Err(Error::io(format!("starting {program}"), err))
+            broker.drop_privileges(Fds::FromSystemd)?;
+            Err(broker.exec("starting"))
         }
         Cmd::Reload => ops.reload(out),
         Cmd::Hook { args } => {

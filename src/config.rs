@@ -3,8 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
 use serde::Deserialize;
 
+use crate::privs::{self, ServiceUser, UserError};
 use crate::Error;
 
 /// The default configuration file.
@@ -49,6 +52,10 @@ pub struct Config {
     pub pass_env: Vec<String>,
     /// Bounds on what a package may expand to.
     pub limits: Limits,
+    /// The service user, looked up in the user database at the first ask
+    /// and kept: one lookup per command, one answer for every part.
+    #[serde(skip)]
+    resolved: OnceLock<Result<ServiceUser, UserError>>,
 }
 
 /// How a running broker is moved to another release.
@@ -99,8 +106,29 @@ impl Default for Config {
             broker_log: None,
             pass_env: Vec::new(),
             limits: Limits::default(),
+            resolved: OnceLock::new(),
         }
     }
+}
+
+/// What is wrong with a configuration document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Not TOML, an unknown key, or a value of the wrong type.
+    #[error("{0}")]
+    Syntax(String),
+    /// `entry` is empty.
+    #[error("entry must name a program")]
+    NoEntry,
+    /// A time is outside 0..=86400 seconds.
+    #[error("{0} must be between 0 and 86400")]
+    OutOfRange(&'static str),
+    /// A `pass_env` entry is no variable name.
+    #[error("pass_env: {0:?} is not an environment variable name")]
+    PassEnv(String),
+    /// `limits.max_ratio` is 0.
+    #[error("limits.max_ratio must be at least 1")]
+    MaxRatio,
 }
 
 impl Config {
@@ -113,15 +141,18 @@ impl Config {
             }
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
-        Config::parse(&text)
-            .map_err(|problem| Error::Usage(format!("configuration {}: {problem}", path.display())))
+        Config::parse(&text).map_err(|problem| Error::Config {
+            path: path.to_path_buf(),
+            problem,
+        })
     }
 
     /// Parses and checks a configuration document.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| one_line(&e.to_string()))?;
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(one_line(&e.to_string())))?;
         if config.entry.is_empty() || config.entry[0].is_empty() {
-            return Err("entry must name a program".into());
+            return Err(ConfigError::NoEntry);
         }
         for (name, secs) in [
             ("lock_timeout_secs", config.lock_timeout_secs),
@@ -131,7 +162,7 @@ impl Config {
             ("job_timeout_secs", config.job_timeout_secs),
         ] {
             if !(0.0..=86_400.0).contains(&secs) {
-                return Err(format!("{name} must be between 0 and 86400"));
+                return Err(ConfigError::OutOfRange(name));
             }
         }
         for name in &config.pass_env {
@@ -140,15 +171,21 @@ impl Config {
                 .enumerate()
                 .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
             if name.is_empty() || !ok {
-                return Err(format!(
-                    "pass_env: {name:?} is not an environment variable name"
-                ));
+                return Err(ConfigError::PassEnv(name.clone()));
             }
         }
         if config.limits.max_ratio == 0 {
-            return Err("limits.max_ratio must be at least 1".into());
+            return Err(ConfigError::MaxRatio);
         }
         Ok(config)
+    }
+
+    /// The service user named by `user`, looked up once (see `resolved`).
+    pub fn service_user(&self) -> Result<&ServiceUser, UserError> {
+        self.resolved
+            .get_or_init(|| privs::lookup(&self.user))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// The readiness wait.
@@ -195,10 +232,19 @@ mod tests {
         let c = Config::parse("lock_timeout_secs = 0.5\n[limits]\nmax_ratio = 10\n").unwrap();
         assert_eq!(c.lock_timeout(), Duration::from_millis(500));
         assert_eq!(c.limits.max_ratio, 10);
-        assert!(Config::parse("lock_timeout = 1").is_err());
-        assert!(Config::parse("entry = []").is_err());
-        assert!(Config::parse("lock_timeout_secs = -1").is_err());
-        assert!(Config::parse("pass_env = [\"A=B\"]").is_err());
+        assert!(matches!(
+            Config::parse("lock_timeout = 1"),
+            Err(ConfigError::Syntax(_))
+        ));
+        assert_eq!(Config::parse("entry = []"), Err(ConfigError::NoEntry));
+        assert_eq!(
+            Config::parse("lock_timeout_secs = -1"),
+            Err(ConfigError::OutOfRange("lock_timeout_secs"))
+        );
+        assert_eq!(
+            Config::parse("pass_env = [\"A=B\"]"),
+            Err(ConfigError::PassEnv("A=B".into()))
+        );
         assert_eq!(
             Config::parse("pass_env = [\"HTTP_PROXY\"]")
                 .unwrap()

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use crate::release::Refusal;
 
+/// Why a switch failed: the step's own error, typed, behind the line.
+pub type Reason = Box<dyn std::error::Error + Send + Sync>;
+
 /// The documented exit codes, one per class of failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitClass {
@@ -62,14 +65,33 @@ pub enum Error {
     Switch {
         /// The release that was to run.
         version: String,
-        /// Why it did not.
-        reason: String,
+        /// Why it did not: the typed error of the step that failed
+        /// (callers may downcast it), or a line.
+        reason: Reason,
         /// Which broker serves now.
         serving: Serving,
     },
+    /// The configuration file is wrong.
+    #[error("configuration {}: {problem}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        #[source]
+        problem: crate::config::ConfigError,
+    },
+    /// A maintainer script was called with arguments no package manager uses.
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::BadCall),
+    /// The configured service user cannot be used.
+    #[error(transparent)]
+    User(#[from] crate::privs::UserError),
+    /// Privileges could not be dropped to the service user.
+    #[error("dropping privileges: {0}")]
+    Privileges(#[from] crate::privs::DropError),
     /// The running broker could not be asked (its handoff socket).
     #[error("asking the running broker: {0}")]
-    Broker(String),
+    Broker(Reason),
     /// The store lock is held by another process.
     #[error("another emqx-relup ({}) holds the lock", holder_text(.pid))]
     Busy {
@@ -82,7 +104,8 @@ pub enum Error {
         /// The state file.
         path: PathBuf,
         /// What is wrong with it; the file is left as it is.
-        problem: String,
+        #[source]
+        problem: StateProblem,
     },
     /// A system call failed.
     #[error("{context}: {source}")]
@@ -112,12 +135,19 @@ impl Error {
     /// The exit-code class of this error.
     pub fn class(&self) -> ExitClass {
         match self {
-            Error::Usage(_) | Error::InvalidVersion(_) => ExitClass::Usage,
+            Error::Usage(_)
+            | Error::InvalidVersion(_)
+            | Error::Config { .. }
+            | Error::User(_)
+            | Error::Hook(_) => ExitClass::Usage,
             Error::Refused(_) | Error::Unsupported => ExitClass::Refused,
             Error::Package { .. } => ExitClass::Package,
             Error::Switch { .. } | Error::Broker(_) => ExitClass::SwitchFailed,
             Error::Busy { .. } => ExitClass::Busy,
-            Error::State { .. } | Error::Io { .. } | Error::Interrupted(_) => ExitClass::System,
+            Error::State { .. }
+            | Error::Io { .. }
+            | Error::Interrupted(_)
+            | Error::Privileges(_) => ExitClass::System,
         }
     }
 
@@ -132,7 +162,7 @@ impl Error {
     /// A failed switch to `version`, which broker serves told by `serving`.
     pub fn switch(
         version: &impl fmt::Display,
-        reason: impl Into<String>,
+        reason: impl Into<Reason>,
         serving: Serving,
     ) -> Self {
         Error::Switch {
@@ -144,7 +174,9 @@ impl Error {
 
     /// The constructor of a switch to `version` failing before anything
     /// changed: `.map_err(Error::switching(version))`.
-    pub fn switching<'v, V: fmt::Display>(version: &'v V) -> impl Fn(String) -> Error + 'v {
+    pub fn switching<'v, V: fmt::Display, R: Into<Reason>>(
+        version: &'v V,
+    ) -> impl Fn(R) -> Error + 'v {
         move |reason| Error::switch(version, reason, Serving::Unstated)
     }
 
@@ -155,6 +187,20 @@ impl Error {
             source,
         }
     }
+}
+
+/// What is wrong with a state file or a release tree the state names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateProblem {
+    /// The releases document.
+    #[error(transparent)]
+    Releases(#[from] crate::store::FormatError),
+    /// The pending-switch record.
+    #[error(transparent)]
+    Record(#[from] crate::switch::intent::RecordError),
+    /// A release the state lists has no tree.
+    #[error("the tree of release {0} is missing; uninstall it and unpack it again")]
+    MissingTree(semver::Version),
 }
 
 /// Which broker serves after a switch failed: what the operator reads

@@ -17,8 +17,63 @@ pub struct ServiceUser {
     pub home: std::path::PathBuf,
 }
 
+/// Why the service user could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// No such user in the user database.
+    #[error("service user '{0}' does not exist")]
+    Missing(String),
+    /// The user database could not be read.
+    #[error("looking up service user '{name}': {errno}")]
+    Lookup {
+        /// The user's name.
+        name: String,
+        /// The system's error.
+        errno: nix::errno::Errno,
+    },
+}
+
+/// Why privileges could not be dropped to the service user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DropError {
+    /// A capability set could not be changed or read.
+    #[error("{what} capabilities: {why}")]
+    Caps {
+        /// Which step (`clearing Bounding`, `reading Effective`...).
+        what: String,
+        /// The library's error.
+        why: String,
+    },
+    /// Capabilities remained after clearing.
+    #[error("{set} capabilities remain: {left}")]
+    Remain {
+        /// The set.
+        set: String,
+        /// What is left in it.
+        left: String,
+    },
+    /// A credential call failed.
+    #[error("{call}: {errno}")]
+    Credentials {
+        /// `setgroups`, `setresgid`, `setresuid` or `no_new_privs`.
+        call: &'static str,
+        /// The system's error.
+        errno: nix::errno::Errno,
+    },
+    /// Not root, and not the service user either.
+    #[error("running as uid {me}, cannot become service user '{name}' (uid {uid})")]
+    WrongUser {
+        /// Who this process runs as.
+        me: Uid,
+        /// The service user's name.
+        name: String,
+        /// Its uid.
+        uid: Uid,
+    },
+}
+
 /// Looks the service user up in the user database.
-pub fn lookup(name: &str) -> Result<ServiceUser, String> {
+pub fn lookup(name: &str) -> Result<ServiceUser, UserError> {
     match User::from_name(name) {
         Ok(Some(u)) => Ok(ServiceUser {
             name: name.to_string(),
@@ -26,53 +81,72 @@ pub fn lookup(name: &str) -> Result<ServiceUser, String> {
             gid: u.gid,
             home: u.dir,
         }),
-        Ok(None) => Err(format!("service user '{name}' does not exist")),
-        Err(e) => Err(format!("looking up service user '{name}': {e}")),
+        Ok(None) => Err(UserError::Missing(name.to_string())),
+        Err(errno) => Err(UserError::Lookup {
+            name: name.to_string(),
+            errno,
+        }),
     }
+}
+
+fn clear(set: CapSet, what: &str) -> Result<(), DropError> {
+    caps::clear(None, set).map_err(|e| DropError::Caps {
+        what: format!("{what} {set:?}"),
+        why: e.to_string(),
+    })
+}
+
+fn cred(call: &'static str) -> impl Fn(nix::errno::Errno) -> DropError {
+    move |errno| DropError::Credentials { call, errno }
 }
 
 /// Becomes `user` (when running as root) with every capability set empty
 /// and no_new_privs set. Call in a single-threaded process right before exec.
 /// Running as another non-root user than `user` is an error.
-pub fn drop_to(user: &ServiceUser) -> Result<(), String> {
+pub fn drop_to(user: &ServiceUser) -> Result<(), DropError> {
     let me = Uid::effective();
     if me.is_root() {
         // Before changing uid, while CAP_SETPCAP is still held.
         for set in [CapSet::Ambient, CapSet::Inheritable, CapSet::Bounding] {
-            caps::clear(None, set).map_err(|e| format!("clearing {set:?} capabilities: {e}"))?;
+            clear(set, "clearing")?;
         }
         if !user.uid.is_root() {
-            setgroups(&[user.gid]).map_err(|e| format!("setgroups: {e}"))?;
-            setresgid(user.gid, user.gid, user.gid).map_err(|e| format!("setresgid: {e}"))?;
-            setresuid(user.uid, user.uid, user.uid).map_err(|e| format!("setresuid: {e}"))?;
+            setgroups(&[user.gid]).map_err(cred("setgroups"))?;
+            setresgid(user.gid, user.gid, user.gid).map_err(cred("setresgid"))?;
+            setresuid(user.uid, user.uid, user.uid).map_err(cred("setresuid"))?;
         }
     } else if me != user.uid {
-        return Err(format!(
-            "running as uid {me}, cannot become service user '{}' (uid {})",
-            user.name, user.uid
-        ));
+        return Err(DropError::WrongUser {
+            me,
+            name: user.name.clone(),
+            uid: user.uid,
+        });
     } else {
         // Without CAP_SETPCAP the bounding set cannot shrink; no_new_privs
         // below keeps exec from gaining anything anyway.
         let _ = caps::clear(None, CapSet::Bounding);
-        caps::clear(None, CapSet::Ambient)
-            .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
-        caps::clear(None, CapSet::Inheritable)
-            .map_err(|e| format!("clearing inheritable capabilities: {e}"))?;
+        clear(CapSet::Ambient, "clearing")?;
+        clear(CapSet::Inheritable, "clearing")?;
     }
     for set in [CapSet::Effective, CapSet::Permitted] {
-        caps::clear(None, set).map_err(|e| format!("clearing {set:?} capabilities: {e}"))?;
+        clear(set, "clearing")?;
     }
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(cred("no_new_privs"))?;
     for set in [
         CapSet::Effective,
         CapSet::Permitted,
         CapSet::Inheritable,
         CapSet::Ambient,
     ] {
-        let left = caps::read(None, set).map_err(|e| format!("reading {set:?}: {e}"))?;
+        let left = caps::read(None, set).map_err(|e| DropError::Caps {
+            what: format!("reading {set:?}"),
+            why: e.to_string(),
+        })?;
         if !left.is_empty() {
-            return Err(format!("{set:?} capabilities remain: {left:?}"));
+            return Err(DropError::Remain {
+                set: format!("{set:?}"),
+                left: format!("{left:?}"),
+            });
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ mod table;
 use std::path::Path;
 use std::process::Command;
 
-pub use table::{action, Action, Package};
+pub use table::{action, Action, BadCall, Package};
 
 use crate::config::Config;
 use crate::ops::{Ops, Report};
@@ -48,7 +48,7 @@ pub fn run(
     args: &[String],
     out: &mut dyn Report,
 ) -> Result<(), Error> {
-    match action(package, script, args).map_err(Error::Usage)? {
+    match action(package, script, args)? {
         Action::Nothing => Ok(()),
         Action::Setup { first } => setup(config, first, out),
         Action::StopUnit => {

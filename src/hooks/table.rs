@@ -34,16 +34,44 @@ pub enum Action {
     Leave(Version),
 }
 
+/// A maintainer script's call that no package manager makes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCall {
+    /// An rpm scriptlet without its package count.
+    #[error("rpm {script} scriptlet needs the package count as $1, got '{got}'")]
+    RpmCount {
+        /// The scriptlet.
+        script: String,
+        /// What came as $1.
+        got: String,
+    },
+    /// A dpkg script's first argument is none it knows.
+    #[error("unknown {script} argument '{got}'")]
+    Argument {
+        /// The script.
+        script: String,
+        /// What came as $1.
+        got: String,
+    },
+    /// No such maintainer script.
+    #[error("unknown maintainer script '{0}'")]
+    Script(String),
+}
+
 /// Maps `script` (dpkg: `preinst|postinst|prerm|postrm`, rpm:
 /// `pre|post|preun|postun`) and its arguments to the action.
-pub fn action(package: &Package, script: &str, args: &[String]) -> Result<Action, String> {
+pub fn action(package: &Package, script: &str, args: &[String]) -> Result<Action, BadCall> {
     let first = args.first().map(String::as_str).unwrap_or("");
-    let rpm_count = || -> Result<u32, String> {
-        first.parse().map_err(|_| {
-            format!("rpm {script} scriptlet needs the package count as $1, got '{first}'")
+    let rpm_count = || -> Result<u32, BadCall> {
+        first.parse().map_err(|_| BadCall::RpmCount {
+            script: script.to_string(),
+            got: first.to_string(),
         })
     };
-    let unknown = || format!("unknown {script} argument '{first}'");
+    let unknown = || BadCall::Argument {
+        script: script.to_string(),
+        got: first.to_string(),
+    };
     let action = match (package, script) {
         // dpkg, the helper.
         (Package::Helper, "preinst") | (Package::Helper, "postrm") => Action::Nothing,
@@ -97,7 +125,7 @@ pub fn action(package: &Package, script: &str, args: &[String]) -> Result<Action
             0 => Action::Leave(v.clone()),
             _ => Action::Nothing,
         },
-        _ => return Err(format!("unknown maintainer script '{script}'")),
+        _ => return Err(BadCall::Script(script.to_string())),
     };
     Ok(action)
 }
@@ -106,7 +134,7 @@ pub fn action(package: &Package, script: &str, args: &[String]) -> Result<Action
 mod tests {
     use super::*;
 
-    fn a(p: &Package, script: &str, args: &[&str]) -> Result<Action, String> {
+    fn a(p: &Package, script: &str, args: &[&str]) -> Result<Action, BadCall> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         action(p, script, &args)
     }
@@ -137,8 +165,14 @@ mod tests {
             Ok(Action::Nothing)
         );
         assert_eq!(a(&h, "preinst", &["install"]), Ok(Action::Nothing));
-        assert!(a(&h, "postinst", &["bogus"]).unwrap_err().contains("bogus"));
-        assert!(a(&h, "config", &[]).is_err());
+        assert_eq!(
+            a(&h, "postinst", &["bogus"]),
+            Err(BadCall::Argument {
+                script: "postinst".into(),
+                got: "bogus".into()
+            })
+        );
+        assert_eq!(a(&h, "config", &[]), Err(BadCall::Script("config".into())));
     }
 
     #[test]
@@ -149,8 +183,14 @@ mod tests {
         assert_eq!(a(&h, "preun", &["0"]), Ok(Action::StopUnit));
         assert_eq!(a(&h, "preun", &["1"]), Ok(Action::Nothing));
         assert_eq!(a(&h, "postun", &["0"]), Ok(Action::Nothing));
-        assert!(a(&h, "post", &[]).unwrap_err().contains("$1"));
-        assert!(a(&h, "post", &["x"]).is_err());
+        assert!(matches!(
+            a(&h, "post", &[]),
+            Err(BadCall::RpmCount { got, .. }) if got.is_empty()
+        ));
+        assert!(matches!(
+            a(&h, "post", &["x"]),
+            Err(BadCall::RpmCount { .. })
+        ));
     }
 
     #[test]

@@ -308,7 +308,7 @@ impl<'a> Ops<'a> {
                             let intent = Intent::new(
                                 &v.to_string(),
                                 &broker.version,
-                                intent::Path::Unit {
+                                intent::SwitchPath::Unit {
                                     before: Store::encode(&before),
                                 },
                             );
@@ -391,9 +391,7 @@ impl<'a> Ops<'a> {
             Ok(m) if m.is_dir() => Ok(tree),
             _ => Err(Error::State {
                 path: tree,
-                problem: format!(
-                    "the tree of release {version} is missing; uninstall it and unpack it again"
-                ),
+                problem: crate::error::StateProblem::MissingTree(version.clone()),
             }),
         }
     }

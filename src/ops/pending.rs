@@ -8,7 +8,7 @@ use semver::Version;
 use super::{Ops, Report};
 use crate::release::{Refusal, Releases};
 use crate::store::{Store, StoreLock};
-use crate::switch::intent::{decide_unit, Intent, Path, Verdict};
+use crate::switch::intent::{decide_unit, Intent, SwitchPath, Verdict};
 use crate::switch::{recover, Pending};
 use crate::Error;
 
@@ -42,10 +42,9 @@ impl<'a> StoreRecord<'a> {
 }
 
 impl Pending for StoreRecord<'_> {
-    fn record(&mut self, intent: &Intent) -> Result<(), String> {
+    fn record(&mut self, intent: &Intent) -> Result<(), Error> {
         self.store
-            .write_file(self.lock, PENDING_FILE, intent.encode().as_bytes())
-            .map_err(|e| e.to_string())?;
+            .write_file(self.lock, PENDING_FILE, intent.encode().as_bytes())?;
         self.written = true;
         Ok(())
     }
@@ -70,7 +69,7 @@ impl Ops<'_> {
             .map(Some)
             .map_err(|problem| Error::State {
                 path: self.store.dir().join(PENDING_FILE),
-                problem,
+                problem: problem.into(),
             })
     }
 
@@ -80,8 +79,8 @@ impl Ops<'_> {
             return Ok(None);
         };
         let verdict = match &intent.path {
-            Path::Direct { new, .. } => recover::judge(&self.config, self.store.dir(), *new),
-            Path::Unit { .. } => {
+            SwitchPath::Direct { new, .. } => recover::judge(&self.config, self.store.dir(), *new),
+            SwitchPath::Unit { .. } => {
                 let running = self.switcher.probe()?.map(|b| b.version);
                 decide_unit(running.as_deref(), &intent.version)
             }
@@ -103,7 +102,7 @@ impl Ops<'_> {
         let (to, from) = (&intent.version, &intent.from);
         let version = Version::parse(to).ok();
         match &intent.path {
-            Path::Direct { old, new, socket } => {
+            SwitchPath::Direct { old, new, socket } => {
                 let store = self.store.dir();
                 match recover::settle(&self.config, store, to, *old, *new, socket) {
                     Verdict::Finish => {
@@ -123,7 +122,7 @@ impl Ops<'_> {
                     )),
                 }
             }
-            Path::Unit { before } => {
+            SwitchPath::Unit { before } => {
                 if self.switcher.in_flight() {
                     return Err(Refusal::ReloadInFlight(self.config.unit.clone()).into());
                 }

@@ -69,9 +69,12 @@ impl Ops<'_> {
         // A direct record's verdict does not depend on the probe (a unit
         // record's does: pending_verdict failed already), and a switch
         // left half done is when the probe is most likely to fail.
-        let direct = pending
-            .as_ref()
-            .is_some_and(|p| matches!(p.intent.path, crate::switch::intent::Path::Direct { .. }));
+        let direct = pending.as_ref().is_some_and(|p| {
+            matches!(
+                p.intent.path,
+                crate::switch::intent::SwitchPath::Direct { .. }
+            )
+        });
         let (probed, broker_unknown) = match self.switcher.probe() {
             Ok(found) => (found, None),
             Err(e) if direct => (None, Some(e.to_string())),
@@ -91,8 +94,8 @@ impl Ops<'_> {
             from: p.intent.from.clone(),
             to: p.intent.version.clone(),
             path: match p.intent.path {
-                crate::switch::intent::Path::Direct { .. } => "direct",
-                crate::switch::intent::Path::Unit { .. } => "unit",
+                crate::switch::intent::SwitchPath::Direct { .. } => "direct",
+                crate::switch::intent::SwitchPath::Unit { .. } => "unit",
             },
             next: p.verdict.as_str(),
             next_words: p.verdict.describe(),

@@ -45,7 +45,7 @@ impl Switcher for FakeUnit {
     ) -> Result<SwitchReport, Error> {
         *self.seen.borrow_mut() = Some(self.store.load()?);
         if !self.works {
-            return Err(Error::switching(version)("the reload job failed".into()));
+            return Err(Error::switching(version)("the reload job failed"));
         }
         Ok(SwitchReport {
             old_pid: broker.pid,
@@ -153,13 +153,13 @@ impl Switcher for Unanswered {
         _: &Path,
         _: &mut dyn Pending,
     ) -> Result<SwitchReport, Error> {
-        Err(Error::switching(version)("not reached".into()))
+        Err(Error::switching(version)("not reached"))
     }
 }
 
 #[test]
 fn status_shows_a_pending_direct_switch_when_the_probe_fails() {
-    use crate::switch::intent::{Intent, Path as How, Proc};
+    use crate::switch::intent::{Intent, Proc, SwitchPath as How};
     let (_dir, layout, store) = host();
     let ops = Ops::new(layout, Config::default(), &Unanswered);
     // Without a record, the probe's error is the answer.

@@ -18,5 +18,5 @@ pub use message::Say;
 pub use plan::{plan_leave, plan_move, plan_start, plan_uninstall, plan_unpack, Plan, Step};
 pub use refusal::Refusal;
 pub use request::MoveKind;
-pub use state::{ReleaseState, Releases};
+pub use state::{Invariant, ReleaseState, Releases};
 pub use version::{check_move, parse_version, Direction, InvalidVersion};

@@ -73,6 +73,22 @@ impl fmt::Display for ReleaseState {
 
 /// All known releases and their states.
 ///
+/// A set of releases that breaks an invariant of [`Releases`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invariant {
+    /// One version twice.
+    #[error("release {0} is listed twice")]
+    Twice(Version),
+    /// More than one permanent or current release.
+    #[error("{n} releases are marked {state}")]
+    Marked {
+        /// How many.
+        n: usize,
+        /// Which state.
+        state: ReleaseState,
+    },
+}
+
 /// Invariants (checked by [`Releases::from_entries`]): at most one release is
 /// permanent and at most one is current.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,17 +101,17 @@ impl Releases {
     /// more than one permanent or current release.
     pub fn from_entries(
         entries: impl IntoIterator<Item = (Version, ReleaseState)>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Invariant> {
         let mut map = BTreeMap::new();
         for (version, state) in entries {
             if map.insert(version.clone(), state).is_some() {
-                return Err(format!("release {version} is listed twice"));
+                return Err(Invariant::Twice(version));
             }
         }
         for state in [ReleaseState::Permanent, ReleaseState::Current] {
             let n = map.values().filter(|s| **s == state).count();
             if n > 1 {
-                return Err(format!("{n} releases are marked {state}"));
+                return Err(Invariant::Marked { n, state });
             }
         }
         Ok(Releases { entries: map })
@@ -235,7 +251,16 @@ mod tests {
         assert!(
             Releases::from_entries([(v("5.0.0"), Permanent), (v("5.0.1"), Permanent)]).is_err()
         );
-        assert!(Releases::from_entries([(v("5.0.0"), Current), (v("5.0.1"), Current)]).is_err());
-        assert!(Releases::from_entries([(v("5.0.0"), Old), (v("5.0.0"), Old)]).is_err());
+        assert_eq!(
+            Releases::from_entries([(v("5.0.0"), Current), (v("5.0.1"), Current)]),
+            Err(Invariant::Marked {
+                n: 2,
+                state: Current
+            })
+        );
+        assert_eq!(
+            Releases::from_entries([(v("5.0.0"), Old), (v("5.0.0"), Old)]),
+            Err(Invariant::Twice(v("5.0.0")))
+        );
     }
 }

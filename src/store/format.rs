@@ -3,7 +3,7 @@
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use crate::release::{ReleaseState, Releases};
+use crate::release::{Invariant, ReleaseState, Releases};
 
 /// The format this build reads and writes.
 pub const FORMAT: &str = "emqx-relup/releases/v1";
@@ -39,31 +39,51 @@ pub fn encode(releases: &Releases) -> String {
     text
 }
 
+/// Why a state document is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// Not JSON.
+    #[error("not valid JSON ({0})")]
+    Json(String),
+    /// Another format tag.
+    #[error("unknown format {0} (this build reads \"{FORMAT}\")")]
+    Unknown(String),
+    /// No format tag.
+    #[error("no \"format\" key")]
+    Untagged,
+    /// Our tag, but not our document.
+    #[error("malformed ({0})")]
+    Malformed(String),
+    /// A version that is not semantic.
+    #[error("invalid version '{0}'")]
+    Version(String),
+    /// The releases break an invariant.
+    #[error(transparent)]
+    Invariant(#[from] Invariant),
+}
+
 /// Reads a document; any doubt is an error, never a guess.
-pub fn decode(bytes: &[u8]) -> Result<Releases, String> {
+pub fn decode(bytes: &[u8]) -> Result<Releases, FormatError> {
     #[derive(Deserialize)]
     struct Probe {
         format: Option<serde_json::Value>,
     }
     let probe: Probe =
-        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
+        serde_json::from_slice(bytes).map_err(|e| FormatError::Json(e.to_string()))?;
     match probe.format {
         Some(serde_json::Value::String(f)) if f == FORMAT => {}
-        Some(other) => {
-            return Err(format!(
-                "unknown format {other} (this build reads \"{FORMAT}\")"
-            ))
-        }
-        None => return Err("no \"format\" key".into()),
+        Some(other) => return Err(FormatError::Unknown(other.to_string())),
+        None => return Err(FormatError::Untagged),
     }
-    let doc: Document = serde_json::from_slice(bytes).map_err(|e| format!("malformed ({e})"))?;
+    let doc: Document =
+        serde_json::from_slice(bytes).map_err(|e| FormatError::Malformed(e.to_string()))?;
     let mut entries = Vec::with_capacity(doc.releases.len());
     for entry in doc.releases {
-        let version = Version::parse(&entry.version)
-            .map_err(|_| format!("invalid version '{}'", entry.version))?;
+        let version =
+            Version::parse(&entry.version).map_err(|_| FormatError::Version(entry.version))?;
         entries.push((version, entry.state));
     }
-    Releases::from_entries(entries)
+    Ok(Releases::from_entries(entries)?)
 }
 
 #[cfg(test)]

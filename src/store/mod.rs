@@ -20,6 +20,7 @@ use crate::release::Releases;
 use crate::Error;
 
 pub use atomic::{fsync_dir, is_temp_name, write_atomic};
+pub use format::FormatError;
 pub use lock::StoreLock;
 
 /// The name of the state file.
@@ -68,7 +69,10 @@ impl Store {
     pub fn load(&self) -> Result<Releases, Error> {
         let path = self.state_path();
         match read_nofollow(&path) {
-            Ok(bytes) => format::decode(&bytes).map_err(|problem| Error::State { path, problem }),
+            Ok(bytes) => format::decode(&bytes).map_err(|problem| Error::State {
+                path,
+                problem: problem.into(),
+            }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Releases::default()),
             Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
         }
@@ -113,7 +117,7 @@ impl Store {
     pub fn decode(&self, text: &str) -> Result<Releases, Error> {
         format::decode(text.as_bytes()).map_err(|problem| Error::State {
             path: self.state_path(),
-            problem,
+            problem: problem.into(),
         })
     }
 

@@ -10,6 +10,29 @@ use emqx_handoff::faults::step;
 /// How long systemd may take to answer a barrier.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why systemd may not have taken a new main process in.
+#[derive(Debug, thiserror::Error)]
+pub enum MainPidError {
+    /// `MAINPID=` did not go.
+    #[error("telling systemd MAINPID={pid}: {source}")]
+    Telling {
+        /// The new main process.
+        pid: u32,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The barrier after it did not return.
+    #[error("notify barrier after MAINPID={pid}: {source}")]
+    Barrier {
+        /// The new main process.
+        pid: u32,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A switch's messages to systemd; silent without a notify socket.
 pub struct Announce(Option<Notifier>);
 
@@ -47,14 +70,14 @@ impl Announce {
 
     /// Makes `pid` the unit's main process and waits until systemd has
     /// taken it in, so that the previous main process may exit.
-    pub fn main_pid(&self, pid: u32) -> Result<(), String> {
+    pub fn main_pid(&self, pid: u32) -> Result<(), MainPidError> {
         let Some(n) = &self.0 else { return Ok(()) };
-        n.main_pid(pid)
-            .map_err(|e| format!("telling systemd MAINPID={pid}: {e}"))?;
-        step("helper::main_pid").map_err(|e| format!("telling systemd MAINPID={pid}: {e}"))?;
-        n.barrier(BARRIER_TIMEOUT)
-            .map_err(|e| format!("notify barrier after MAINPID={pid}: {e}"))?;
-        step("helper::barrier").map_err(|e| format!("notify barrier after MAINPID={pid}: {e}"))
+        let telling = |source| MainPidError::Telling { pid, source };
+        n.main_pid(pid).map_err(telling)?;
+        step("helper::main_pid").map_err(|e| telling(e.into()))?;
+        let barrier = |source| MainPidError::Barrier { pid, source };
+        n.barrier(BARRIER_TIMEOUT).map_err(barrier)?;
+        step("helper::barrier").map_err(|e| barrier(e.into()))
     }
 
     /// The switch is over, one way or the other.

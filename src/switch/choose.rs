@@ -15,7 +15,7 @@ use crate::Error;
 pub fn admin_switcher(config: &Config) -> (Box<dyn Switcher>, String) {
     let unit = &config.unit;
     let (why, guard) = match SystemBus::connect() {
-        Err(e) => (e, true),
+        Err(e) => (e.to_string(), true),
         Ok(bus) => match bus.unit(unit) {
             Ok(Some(s)) if s.is_running() && config.strategy == Strategy::Restart => {
                 let line = format!("{unit} is active and strategy = \"restart\"");
@@ -42,7 +42,7 @@ pub fn admin_switcher(config: &Config) -> (Box<dyn Switcher>, String) {
                 true,
             ),
             Ok(None) => (format!("{unit} is not loaded"), false),
-            Err(e) => (e, true),
+            Err(e) => (e.to_string(), true),
         },
     };
     let line = format!("{why}: switching directly ({:?} strategy)", config.strategy);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use emqx_handoff::client::{CommitError, Committed, Session};
 use emqx_handoff::Channel;
 
-use super::moving::Plan;
+use super::moving::Route;
 
 /// Commits as planned: a move over `ours` (the old broker's end of the
 /// brokers' channel), or a drain, with its reason. A drain closes the
@@ -15,15 +15,15 @@ use super::moving::Plan;
 pub(super) fn send(
     session: &Session,
     ours: Option<Channel>,
-    plan: Plan,
+    route: &Route,
     wait: Duration,
 ) -> (Result<Committed, CommitError>, Option<String>) {
-    match (plan, ours) {
-        (Plan::Move { schema }, Some(ours)) => (session.commit_move(ours, &schema, wait), None),
-        (Plan::Move { .. }, None) => (session.commit(), Some("no brokers' channel".into())),
-        (Plan::Drain { reason }, ours) => {
+    match (route, ours) {
+        (Route::Move { schema }, Some(ours)) => (session.commit_move(ours, schema, wait), None),
+        (Route::Move { .. }, None) => (session.commit(), Some("no brokers' channel".into())),
+        (Route::Drain { reason }, ours) => {
             drop(ours);
-            (session.commit(), Some(reason))
+            (session.commit(), Some(reason.clone()))
         }
     }
 }

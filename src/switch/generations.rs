@@ -11,6 +11,16 @@ use super::runtime::RuntimeDir;
 
 const DRAINING_FILE: &str = "draining.pid";
 
+/// The previous old broker outlived the wait for its drain.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the previous broker (pid {pid}) is still draining after {:.0} s (drain_wait_secs); try again once it has exited", waited.as_secs_f64())]
+pub struct StillDraining {
+    /// Its pid.
+    pub pid: u32,
+    /// How long the switch waited.
+    pub waited: Duration,
+}
+
 /// Notes the pid (and start time) of the broker that is now draining.
 pub fn record_draining(runtime_dir: &Path, pid: u32) {
     let Some(start) = process::start_time(pid) else {
@@ -42,7 +52,7 @@ pub fn wait_for_drain(
     expect: Expect<'_>,
     wait: Duration,
     still: &dyn Fn(u32, Duration),
-) -> Result<(), String> {
+) -> Result<(), StillDraining> {
     let Ok(rt) = RuntimeDir::open(runtime_dir) else {
         return Ok(());
     };
@@ -67,15 +77,10 @@ pub fn wait_for_drain(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
-                "the previous broker (pid {pid}) is still draining after {:.0} s (drain_wait_secs); try again once it has exited",
-                wait.as_secs_f64()
-            ));
+            return Err(StillDraining { pid, waited: wait });
         }
         still(pid, left);
     }
     rt.remove(DRAINING_FILE);
     Ok(())
 }
-
-pub use emqx_handoff::alive;

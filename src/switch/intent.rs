@@ -25,7 +25,7 @@ pub struct Proc {
 /// How the interrupted switch was going.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "path")]
-pub enum Path {
+pub enum SwitchPath {
     /// The helper itself was moving the listeners.
     Direct {
         /// The broker being replaced.
@@ -54,12 +54,12 @@ pub struct Intent {
     pub from: String,
     /// How.
     #[serde(flatten)]
-    pub path: Path,
+    pub path: SwitchPath,
 }
 
 impl Intent {
     /// A new record.
-    pub fn new(version: &str, from: &str, path: Path) -> Intent {
+    pub fn new(version: &str, from: &str, path: SwitchPath) -> Intent {
         Intent {
             format: FORMAT.into(),
             version: version.into(),
@@ -75,14 +75,25 @@ impl Intent {
     }
 
     /// Reads a stored record; a foreign or garbled one is an error.
-    pub fn decode(bytes: &[u8]) -> Result<Intent, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Intent, RecordError> {
         let intent: Intent =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a switch record: {e}"))?;
+            serde_json::from_slice(bytes).map_err(|e| RecordError::NotARecord(e.to_string()))?;
         if intent.format != FORMAT {
-            return Err(format!("unknown format {:?}", intent.format));
+            return Err(RecordError::Unknown(intent.format));
         }
         Ok(intent)
     }
+}
+
+/// Why a stored switch record is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Not JSON of a record.
+    #[error("not a switch record: {0}")]
+    NotARecord(String),
+    /// Another format tag.
+    #[error("unknown format {0:?}")]
+    Unknown(String),
 }
 
 /// What the next command does with a pending switch.
@@ -155,7 +166,7 @@ mod tests {
         let direct = Intent::new(
             "5.0.1",
             "5.0.0",
-            Path::Direct {
+            SwitchPath::Direct {
                 old: Proc { pid: 10, start: 1 },
                 new: Proc { pid: 11, start: 2 },
                 socket: "handoff.sock.9".into(),
@@ -165,7 +176,7 @@ mod tests {
         let unit = Intent::new(
             "5.0.1",
             "5.0.0",
-            Path::Unit {
+            SwitchPath::Unit {
                 before: "{}".into(),
             },
         );

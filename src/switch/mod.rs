@@ -7,9 +7,11 @@
 //! The strategies: [`Handoff`] (`handoff`: the listeners move), [`Restart`]
 //! (`restart`: stop, then start), [`UnitSwitch`] (`unit`: systemd's reload
 //! runs one of those inside the unit); `choose` picks one for an
-//! administrator's command. Their parts: `commit` (the pure commit
-//! decision), `child` (starting the new broker: environment, fds, lease),
-//! `shim` (the exec shim it runs through), `notify` (its private notify
+//! administrator's command. Their parts: `phases` (the handoff switch,
+//! one type per phase, and the fault steps each passes), `commit` (the
+//! pure commit decision), `child` (starting the new broker: environment,
+//! fds, lease), `shim` (the exec shim it runs through), `exec` (becoming
+//! the broker, for the shim and `start` alike), `notify` (its private notify
 //! socket), `announce` (what systemd is told), `runtime` (the only way
 //! root touches the runtime folder), `process` (proving a pid is a broker),
 //! `pidfile` and `generations` (the running and the draining broker),
@@ -21,11 +23,13 @@ mod announce;
 mod child;
 mod choose;
 mod commit;
+mod exec;
 mod generations;
 mod handoff;
 pub mod intent;
 mod moving;
 mod notify;
+mod phases;
 mod pidfile;
 pub mod process;
 pub mod recover;
@@ -41,21 +45,21 @@ use std::time::Duration;
 use semver::Version;
 
 use crate::config::Config;
-use crate::privs;
 use crate::Error;
 
 pub use child::{clean_env, close_from};
 pub use choose::{admin_switcher, direct};
-pub use emqx_handoff::alive;
 pub use emqx_handoff::client::Session;
 pub use emqx_handoff::env::HANDOFF_SOCKET;
+pub use exec::{BrokerExec, Fds};
 pub use handoff::Handoff;
+pub use phases::{OTHER_STEPS, PHASES};
 pub use process::{running_from, start_time, Expect};
 pub use unit::UnitSwitch;
 
 /// The recorded draining broker, if it still runs (see [`generations`]).
 pub fn draining_broker(config: &Config) -> Option<u32> {
-    let uid = privs::lookup(&config.user).ok()?.uid;
+    let uid = config.service_user().ok()?.uid;
     generations::draining(&config.runtime_dir, Expect { uid, store: None })
 }
 
@@ -70,7 +74,7 @@ pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) fn open_session(
     path: &Path,
     uid: Option<nix::unistd::Uid>,
-) -> Result<Option<Session>, String> {
+) -> Result<Option<Session>, emqx_handoff::SessionError> {
     Session::open(path, uid, HELLO_TIMEOUT, env!("CARGO_PKG_VERSION"))
 }
 
@@ -157,7 +161,7 @@ pub trait Switcher {
 /// dies (see [`intent`]).
 pub trait Pending {
     /// Records `intent`; an error stops the switch before that point.
-    fn record(&mut self, intent: &intent::Intent) -> Result<(), String>;
+    fn record(&mut self, intent: &intent::Intent) -> Result<(), Error>;
 }
 
 /// No record: the caller cannot write the store (an unprivileged
@@ -165,7 +169,7 @@ pub trait Pending {
 pub struct NoRecord;
 
 impl Pending for NoRecord {
-    fn record(&mut self, _: &intent::Intent) -> Result<(), String> {
+    fn record(&mut self, _: &intent::Intent) -> Result<(), Error> {
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ pub struct Side {
 
 /// How the established connections go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub enum Route {
     /// Moved in this schema.
     Move { schema: String },
     /// Drained and closed, for this reason.
@@ -39,14 +39,14 @@ pub fn cannot_export(old: &Side) -> Option<String> {
     None
 }
 
-/// The plan: the first schema the old broker exports that the new one
+/// The route: the first schema the old broker exports that the new one
 /// imports.
-pub fn plan(old: &Side, new: &Side) -> Plan {
+pub fn route(old: &Side, new: &Side) -> Route {
     if let Some(reason) = cannot_export(old) {
-        return Plan::Drain { reason };
+        return Route::Drain { reason };
     }
     if new.protocol < 2 {
-        return Plan::Drain {
+        return Route::Drain {
             reason: format!(
                 "{} speaks handoff protocol {} (sessions move from protocol 2)",
                 new.version, new.protocol
@@ -59,10 +59,10 @@ pub fn plan(old: &Side, new: &Side) -> Plan {
         .iter()
         .find(|s| new.schemas.imports.contains(s))
     {
-        Some(schema) => Plan::Move {
+        Some(schema) => Route::Move {
             schema: schema.clone(),
         },
-        None => Plan::Drain {
+        None => Route::Drain {
             reason: format!(
                 "{} cannot import {}",
                 new.version,
@@ -93,8 +93,8 @@ mod tests {
         let old = side("5.0.0", 2, &["ref/2", "ref/1"], &[]);
         let new = side("5.0.1", 2, &[], &["ref/1", "ref/2"]);
         assert_eq!(
-            plan(&old, &new),
-            Plan::Move {
+            route(&old, &new),
+            Route::Move {
                 schema: "ref/2".into()
             }
         );
@@ -127,8 +127,8 @@ mod tests {
         ];
         for (old, new, reason) in cases {
             assert_eq!(
-                plan(&old, &new),
-                Plan::Drain {
+                route(&old, &new),
+                Route::Drain {
                     reason: reason.into()
                 }
             );

@@ -30,23 +30,49 @@ pub fn record(runtime_dir: &Path, pid: u32, version: &str) -> std::io::Result<()
         .write_record(PIDFILE, format!("{pid} {start} {version}\n").as_bytes())
 }
 
+/// Why `broker.pid` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PidfileError {
+    /// The folder or the file cannot be read as a record (a link, FIFO,
+    /// device, oversized).
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        /// The folder or file.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not what this helper writes.
+    #[error("{}: not a pid record", .0.display())]
+    Garbled(std::path::PathBuf),
+}
+
 /// The recorded broker, if its pid runs; `Err` when the file is not one
 /// this helper wrote (a link, FIFO, device, oversized or garbled).
-pub fn running(runtime_dir: &Path) -> Result<Option<Recorded>, String> {
-    let shown = || runtime_dir.join(PIDFILE).display().to_string();
+pub fn running(runtime_dir: &Path) -> Result<Option<Recorded>, PidfileError> {
+    let path = || runtime_dir.join(PIDFILE);
     let rt = match RuntimeDir::open(runtime_dir) {
         Ok(rt) => rt,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", runtime_dir.display())),
+        Err(source) => {
+            return Err(PidfileError::Unreadable {
+                path: runtime_dir.to_path_buf(),
+                source,
+            })
+        }
     };
     let Some(text) = rt
         .read_record(PIDFILE)
-        .map_err(|e| format!("{}: {e}", shown()))?
+        .map_err(|source| PidfileError::Unreadable {
+            path: path(),
+            source,
+        })?
     else {
         return Ok(None);
     };
-    let recorded = parse(&text).ok_or_else(|| format!("{}: not a pid record", shown()))?;
-    Ok(super::generations::alive(recorded.pid).then_some(recorded))
+    let recorded = parse(&text).ok_or_else(|| PidfileError::Garbled(path()))?;
+    Ok(emqx_handoff::alive(recorded.pid).then_some(recorded))
 }
 
 /// `PID START VERSION`, or the older `PID VERSION`.

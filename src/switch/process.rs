@@ -29,7 +29,7 @@ pub fn running_from(tree: &Path) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;
         let exe = std::fs::read_link(e.path().join("exe")).ok()?;
-        (pid != me && exe.starts_with(&tree) && super::generations::alive(pid)).then_some(pid)
+        (pid != me && exe.starts_with(&tree) && emqx_handoff::alive(pid)).then_some(pid)
     })
 }
 
@@ -50,23 +50,71 @@ pub struct Broker {
     pidfd: OwnedFd,
 }
 
+/// Why a pid is not taken for a broker of this store.
+#[derive(Debug, thiserror::Error)]
+pub enum NotBroker {
+    /// 0, 1 or this process.
+    #[error("pid {0} cannot be a broker")]
+    Impossible(u32),
+    /// It could not be pinned or read (no such process, /proc refused).
+    #[error("pid {pid}: {source}")]
+    Unreadable {
+        /// The pid.
+        pid: u32,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process than the recorded one has the pid now.
+    #[error("pid {0} is not the recorded broker (it started at another time: the pid was reused)")]
+    Reused(u32),
+    /// It runs as another user.
+    #[error("pid {pid} does not run as the service user (uid {uid})")]
+    OtherUser {
+        /// The pid.
+        pid: u32,
+        /// The service user's uid.
+        uid: Uid,
+    },
+    /// Its executable could not be read.
+    #[error("pid {pid}: reading its executable: {source}")]
+    Executable {
+        /// The pid.
+        pid: u32,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It runs something outside the release store.
+    #[error("pid {pid} runs {}, not a release of {}", exe.display(), store.display())]
+    Outside {
+        /// The pid.
+        pid: u32,
+        /// What it runs.
+        exe: std::path::PathBuf,
+        /// The store.
+        store: std::path::PathBuf,
+    },
+    /// It exited while it was checked.
+    #[error("pid {0} exited")]
+    Exited(u32),
+}
+
 /// Checks that `pid` (started at `start`, when recorded) is a broker of
 /// this store running as the service user, and pins it with a pidfd.
 /// The error says why not, in a line for the operator.
-pub fn verify(pid: u32, start: Option<u64>, expect: Expect<'_>) -> Result<Broker, String> {
+pub fn verify(pid: u32, start: Option<u64>, expect: Expect<'_>) -> Result<Broker, NotBroker> {
     if pid <= 1 || pid == std::process::id() {
-        return Err(format!("pid {pid} cannot be a broker"));
+        return Err(NotBroker::Impossible(pid));
     }
-    let pidfd = pidfd_open(pid).map_err(|e| format!("pid {pid}: {e}"))?;
+    let unreadable = |source| NotBroker::Unreadable { pid, source };
+    let pidfd = pidfd_open(pid).map_err(unreadable)?;
     if let Some(recorded) = start {
         if start_time(pid) != Some(recorded) {
-            return Err(format!(
-                "pid {pid} is not the recorded broker (it started at another time: the pid was reused)"
-            ));
+            return Err(NotBroker::Reused(pid));
         }
     }
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("pid {pid}: {e}"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(unreadable)?;
     let uids: Vec<u32> = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
@@ -77,28 +125,24 @@ pub fn verify(pid: u32, start: Option<u64>, expect: Expect<'_>) -> Result<Broker
         })
         .unwrap_or_default();
     if uids.len() != 4 || uids.iter().any(|u| *u != expect.uid.as_raw()) {
-        return Err(format!(
-            "pid {pid} does not run as the service user (uid {})",
-            expect.uid
-        ));
+        return Err(NotBroker::OtherUser {
+            pid,
+            uid: expect.uid,
+        });
     }
     if let Some(store) = expect.store {
         let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
-            .map_err(|e| format!("pid {pid}: reading its executable: {e}"))?;
+            .map_err(|source| NotBroker::Executable { pid, source })?;
         let store = std::fs::canonicalize(store).unwrap_or_else(|_| store.into());
         if !exe.starts_with(&store) {
-            return Err(format!(
-                "pid {pid} runs {}, not a release of {}",
-                exe.display(),
-                store.display()
-            ));
+            return Err(NotBroker::Outside { pid, exe, store });
         }
     }
     let broker = Broker { pid, pidfd };
     // The checks read /proc/PID: they were about the pinned process only
     // if it still runs now.
     if !broker.alive() {
-        return Err(format!("pid {pid} exited"));
+        return Err(NotBroker::Exited(pid));
     }
     Ok(broker)
 }
@@ -154,9 +198,12 @@ impl Broker {
 
     /// SIGTERM, then SIGKILL after `grace`; `Err` when it still runs after
     /// `grace + kill_wait`.
-    pub fn stop(&self, grace: Duration, kill_wait: Duration) -> Result<(), String> {
+    pub fn stop(&self, grace: Duration, kill_wait: Duration) -> Result<(), StopError> {
         self.signal(Signal::SIGTERM)
-            .map_err(|e| format!("stopping pid {}: {e}", self.pid))?;
+            .map_err(|source| StopError::Signal {
+                pid: self.pid,
+                source,
+            })?;
         if self.exited_within(grace) {
             return Ok(());
         }
@@ -164,12 +211,33 @@ impl Broker {
         if self.exited_within(kill_wait) {
             return Ok(());
         }
-        Err(format!(
-            "pid {} still runs {:.0} s after SIGKILL",
-            self.pid,
-            kill_wait.as_secs_f64()
-        ))
+        Err(StopError::StillRuns {
+            pid: self.pid,
+            waited: kill_wait,
+        })
     }
+}
+
+/// Why a broker could not be stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    /// SIGTERM could not be sent.
+    #[error("stopping pid {pid}: {source}")]
+    Signal {
+        /// The pid.
+        pid: u32,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It outlived SIGKILL's wait.
+    #[error("pid {pid} still runs {:.0} s after SIGKILL", waited.as_secs_f64())]
+    StillRuns {
+        /// The pid.
+        pid: u32,
+        /// How long it was waited for after SIGKILL.
+        waited: Duration,
+    },
 }
 
 fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
@@ -208,17 +276,21 @@ mod tests {
             store: Some(store.path()),
         };
         let e = verify(pid, start, expect).unwrap_err();
-        assert!(e.contains("not a release of"), "{e}");
+        assert!(matches!(e, NotBroker::Outside { .. }), "{e}");
         let e = verify(pid, start.map(|s| s + 1), expect).unwrap_err();
-        assert!(e.contains("reused"), "{e}");
+        assert!(matches!(e, NotBroker::Reused(p) if p == pid), "{e}");
         let other = Expect {
             uid: Uid::from_raw(me.as_raw() + 1),
             store: None,
         };
-        assert!(verify(pid, start, other)
-            .unwrap_err()
-            .contains("service user"));
-        assert!(verify(1, None, expect).is_err());
+        assert!(matches!(
+            verify(pid, start, other),
+            Err(NotBroker::OtherUser { .. })
+        ));
+        assert!(matches!(
+            verify(1, None, expect),
+            Err(NotBroker::Impossible(1))
+        ));
         // Everything under / is "in the store": the checks pass, and the
         // pinned process can be stopped within the bound.
         let anything = Expect {

@@ -10,7 +10,6 @@ use super::process::{self, Expect};
 use super::runtime::RuntimeDir;
 use super::{generations, open_session, pidfile, HANDOFF_SOCKET};
 use crate::config::Config;
-use crate::privs;
 
 /// How long a new broker whose lease was never confirmed may take to
 /// notice its helper died and exit.
@@ -22,7 +21,8 @@ pub fn judge(config: &Config, store: &Path, new: Proc) -> Verdict {
 }
 
 fn new_survives(config: &Config, store: &Path, new: Proc, grace: Duration) -> bool {
-    let Ok(user) = privs::lookup(&config.user) else {
+    // No service user: no broker of it can run, so none survives.
+    let Ok(user) = config.service_user() else {
         return false;
     };
     let expect = Expect {
@@ -52,7 +52,7 @@ pub fn settle(
     let unpublished = !socket.is_empty() && socket != HANDOFF_SOCKET;
     match verdict {
         Verdict::Finish => {
-            let uid = privs::lookup(&config.user).ok().map(|u| u.uid);
+            let uid = config.service_user().ok().map(|u| u.uid);
             let path = config.runtime_dir.join(HANDOFF_SOCKET);
             // Still the old broker's socket: it may never have got the
             // commit, and would serve beside the new one forever.

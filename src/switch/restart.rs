@@ -12,7 +12,7 @@ use semver::Version;
 use super::process::{self, Expect};
 use super::{child, pidfile, RunningBroker, SwitchReport, Switcher};
 use crate::config::Config;
-use crate::{privs, Error, Serving};
+use crate::{Error, Serving};
 
 /// How long the old broker has to exit after SIGTERM, before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -34,7 +34,8 @@ impl Restart {
 
 impl Switcher for Restart {
     fn probe(&self) -> Result<Option<RunningBroker>, Error> {
-        let recorded = pidfile::running(&self.config.runtime_dir).map_err(Error::Broker)?;
+        let recorded =
+            pidfile::running(&self.config.runtime_dir).map_err(|e| Error::Broker(e.into()))?;
         Ok(recorded.map(|r| RunningBroker {
             socket: self.config.runtime_dir.join("broker.pid"),
             pid: r.pid,
@@ -52,7 +53,7 @@ impl Switcher for Restart {
     ) -> Result<SwitchReport, Error> {
         let fail = Error::switching(version);
         let config = &self.config;
-        let user = privs::lookup(&config.user).map_err(&fail)?;
+        let user = config.service_user().map_err(Error::switching(version))?;
         let began = Instant::now();
         // broker.pid is the service user's to write: signal only a process
         // proved to be the recorded broker, through a pidfd.
@@ -87,7 +88,7 @@ impl Switcher for Restart {
             lease,
             spawned_at,
             start,
-        } = child::launch(config, &user, tree, &[], env, None, None).map_err(|why| {
+        } = child::launch(config, user, tree, &[], env, None, None).map_err(|why| {
             Error::switch(
                 version,
                 format!("the old broker was stopped and the new one did not come up ({why:?})"),
@@ -97,7 +98,7 @@ impl Switcher for Restart {
         let record = super::intent::Intent::new(
             &version.to_string(),
             &broker.version,
-            super::intent::Path::Direct {
+            super::intent::SwitchPath::Direct {
                 old: super::intent::Proc {
                     pid: broker.pid,
                     start: old_start,

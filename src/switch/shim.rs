@@ -9,13 +9,12 @@ use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use emqx_handoff::env;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::stat::{fstat, SFlag};
 
+use super::exec::{BrokerExec, Fds};
 use crate::{privs, Error};
 
 /// The first argument that makes this binary the exec shim of a switch.
@@ -46,12 +45,11 @@ pub fn run(args: &[OsString]) -> Result<(), Error> {
     };
     let (program, args) = command.split_first().ok_or_else(usage)?;
     let user = user.to_str().ok_or_else(usage)?;
-    if std::env::var_os(env::LISTEN_FDS).is_some() {
-        std::env::set_var(env::LISTEN_PID, std::process::id().to_string());
-    }
-    let user = privs::lookup(user).map_err(Error::Usage)?;
-    privs::drop_to(&user)
-        .map_err(|e| Error::io("dropping privileges", std::io::Error::other(e)))?;
+    let user = privs::lookup(user)?;
+    let mut command = std::process::Command::new(program);
+    command.args(args);
+    let mut broker = BrokerExec::new(command, &user);
+    broker.drop_privileges(Fds::Placed)?;
     // Output: the log, or a journal stream of the broker's own, else what
     // the helper chose (stdout: the unit's journal stream or /dev/null).
     // From here on stderr is no longer the helper's pipe.
@@ -75,7 +73,7 @@ pub fn run(args: &[OsString]) -> Result<(), Error> {
         Output::Journal => match crate::systemd::journal_stream("emqx") {
             Ok(fd) => {
                 let st = fstat(&fd).map_err(|e| Error::io("journal stream", e.into()))?;
-                std::env::set_var("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino));
+                broker.env("JOURNAL_STREAM", &format!("{}:{}", st.st_dev, st.st_ino));
                 fd
             }
             Err(_) => stdout()?,
@@ -84,11 +82,7 @@ pub fn run(args: &[OsString]) -> Result<(), Error> {
     };
     let placed = nix::unistd::dup2_stdout(&out).and_then(|_| nix::unistd::dup2_stderr(&out));
     placed.map_err(|e| Error::io("placing the broker's output", e.into()))?;
-    let err = std::process::Command::new(program).args(args).exec();
-    Err(Error::io(
-        format!("executing {}", program.to_string_lossy()),
-        err,
-    ))
+    Err(broker.exec("executing"))
 }
 
 /// Where the broker's stdout and stderr go.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use semver::Version;
 
 use super::{Pending, RunningBroker, SwitchReport, Switcher};
-use crate::systemd::{short_name, ServiceManager, UnitStatus};
+use crate::systemd::{short_name, BusError, ServiceManager, UnitStatus};
 use crate::Error;
 
 /// Switches the broker of an active unit by asking systemd to reload it.
@@ -35,14 +35,15 @@ impl UnitSwitch {
         }
     }
 
-    fn status(&self) -> Result<UnitStatus, String> {
+    fn status(&self) -> Result<UnitStatus, UnitFailure> {
         match self.manager.unit(&self.unit)? {
             Some(s) if s.is_running() => Ok(s),
-            Some(s) => Err(format!(
-                "{} is {} ({}), no longer running",
-                self.unit, s.active_state, s.load_state
-            )),
-            None => Err(format!("{} is not loaded", self.unit)),
+            Some(s) => Err(UnitFailure::NotRunning {
+                unit: self.unit.clone(),
+                active: s.active_state,
+                load: s.load_state,
+            }),
+            None => Err(UnitFailure::NotLoaded(self.unit.clone())),
         }
     }
 }
@@ -100,7 +101,7 @@ impl Switcher for UnitSwitch {
             let warning = match &outcome {
                 Ok(o) if o.is_done() => None,
                 Ok(o) => Some(o.explain(&self.unit)),
-                Err(e) => Some(e.clone()),
+                Err(e) => Some(e.to_string()),
             }
             .map(|why| format!("{why}, yet the broker runs {version} now"));
             return Ok(SwitchReport {
@@ -116,22 +117,81 @@ impl Switcher for UnitSwitch {
                 unfinished: false,
             });
         }
-        let outcome = outcome.map_err(&fail)?;
-        let serving = match &running {
-            Some(b) => format!("the broker still runs {}", b.version),
-            None => "no broker answers its handoff socket now".to_string(),
+        let outcome = outcome.map_err(|e| fail(e.into()))?;
+        let serving = match running {
+            Some(b) => Serving::Release(b.version),
+            None => Serving::Unanswered,
         };
-        let reason = if outcome.is_done() {
-            format!(
-                "systemd reloaded {} but {serving}; see 'journalctl -u {}'",
-                self.unit,
-                short_name(&self.unit)
-            )
+        Err(fail(if outcome.is_done() {
+            UnitFailure::ReloadedOld {
+                unit: self.unit.clone(),
+                serving,
+            }
         } else {
-            format!("{} ({serving})", outcome.explain(&self.unit))
-        };
-        Err(fail(reason))
+            UnitFailure::Job {
+                explained: outcome.explain(&self.unit),
+                serving,
+            }
+        }))
     }
+}
+
+/// What runs after a reload that did not switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serving {
+    /// A broker of this release answers.
+    Release(String),
+    /// No broker answers its handoff socket.
+    Unanswered,
+}
+
+impl std::fmt::Display for Serving {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Serving::Release(v) => write!(f, "the broker still runs {v}"),
+            Serving::Unanswered => f.write_str("no broker answers its handoff socket now"),
+        }
+    }
+}
+
+/// Why a switch through systemd did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitFailure {
+    /// systemd could not be asked.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The unit runs no broker.
+    #[error("{unit} is {active} ({load}), no longer running")]
+    NotRunning {
+        /// The unit.
+        unit: String,
+        /// Its active state.
+        active: String,
+        /// Its load state.
+        load: String,
+    },
+    /// systemd does not know the unit.
+    #[error("{0} is not loaded")]
+    NotLoaded(String),
+    /// The reload job succeeded, yet the old release runs.
+    #[error(
+        "systemd reloaded {unit} but {serving}; see 'journalctl -u {}'",
+        short_name(unit)
+    )]
+    ReloadedOld {
+        /// The unit.
+        unit: String,
+        /// What runs.
+        serving: Serving,
+    },
+    /// The reload job did not succeed.
+    #[error("{explained} ({serving})")]
+    Job {
+        /// The job's outcome, explained.
+        explained: String,
+        /// What runs.
+        serving: Serving,
+    },
 }
 
 #[cfg(test)]
@@ -151,7 +211,7 @@ mod tests {
     }
 
     impl ServiceManager for FakeManager {
-        fn unit(&self, _: &str) -> Result<Option<UnitStatus>, String> {
+        fn unit(&self, _: &str) -> Result<Option<UnitStatus>, BusError> {
             Ok(Some(UnitStatus {
                 load_state: "loaded".into(),
                 active_state: "active".into(),
@@ -159,7 +219,7 @@ mod tests {
                 status_text: String::new(),
             }))
         }
-        fn reload(&self, _: &str, _: Duration) -> Result<JobOutcome, String> {
+        fn reload(&self, _: &str, _: Duration) -> Result<JobOutcome, BusError> {
             if let Some(v) = &self.effect {
                 *self.broker.borrow_mut() = v.clone();
                 *self.pid.borrow_mut() += 1;
@@ -221,19 +281,34 @@ mod tests {
         assert_eq!(r.warning, None);
     }
 
-    #[test]
-    fn failed_job_with_the_old_broker_serving_is_an_error_naming_the_journal() {
-        let e = run(JobOutcome::Failed, None).unwrap_err().to_string();
-        assert!(
-            e.contains("journalctl -u emqx") && e.contains("still runs 5.0.0"),
-            "{e}"
-        );
+    /// The typed reason of a failed switch.
+    fn failure(e: &Error) -> &UnitFailure {
+        match e {
+            Error::Switch { reason, .. } => reason
+                .downcast_ref::<UnitFailure>()
+                .unwrap_or_else(|| panic!("not a unit failure: {e}")),
+            other => panic!("not a switch error: {other}"),
+        }
     }
 
     #[test]
-    fn done_job_that_left_the_old_release_running_is_an_error() {
-        let e = run(JobOutcome::Done, None).unwrap_err().to_string();
-        assert!(e.contains("but the broker still runs 5.0.0"), "{e}");
+    fn failed_job_with_the_old_broker_serving_is_an_error_naming_the_journal() {
+        let e = run(JobOutcome::Failed, None).unwrap_err();
+        assert!(
+            matches!(failure(&e), UnitFailure::Job { serving, .. } if *serving == Serving::Release("5.0.0".into())),
+            "{e}"
+        );
+        assert!(e.to_string().contains("journalctl -u emqx"), "{e}");
+    }
+
+    #[test]
+    fn done_job_that_left_the_old_release_running_is_an_error_naming_the_journal() {
+        let e = run(JobOutcome::Done, None).unwrap_err();
+        assert!(
+            matches!(failure(&e), UnitFailure::ReloadedOld { serving, .. } if *serving == Serving::Release("5.0.0".into())),
+            "{e}"
+        );
+        assert!(e.to_string().contains("journalctl -u emqx"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use emqx_handoff::faults::step;
 use futures_core::Stream;
 use zbus::{Connection, OwnedObjectPath};
 
-use super::{JobOutcome, ServiceManager, UnitStatus};
+use super::{BusError, JobOutcome, ServiceManager, UnitStatus};
 
 #[zbus::proxy(
     interface = "org.freedesktop.systemd1.Manager",
@@ -61,10 +61,10 @@ pub struct SystemBus {
 
 impl SystemBus {
     /// Connects to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` or the default).
-    pub fn connect() -> Result<SystemBus, String> {
+    pub fn connect() -> Result<SystemBus, BusError> {
         zbus::block_on(Connection::system())
             .map(|conn| SystemBus { conn })
-            .map_err(|e| format!("connecting to the system bus: {e}"))
+            .map_err(BusError::Connect)
     }
 
     async fn status(&self, name: &str) -> zbus::Result<Option<UnitStatus>> {
@@ -125,19 +125,26 @@ impl SystemBus {
 }
 
 impl ServiceManager for SystemBus {
-    fn unit(&self, name: &str) -> Result<Option<UnitStatus>, String> {
-        let asking = |e: &dyn std::fmt::Display| format!("asking systemd about {name}: {e}");
-        step("hook::before_unit").map_err(|e| asking(&e))?;
-        let status = zbus::block_on(self.status(name)).map_err(|e| asking(&e))?;
-        step("hook::after_unit").map_err(|e| asking(&e))?;
+    fn unit(&self, name: &str) -> Result<Option<UnitStatus>, BusError> {
+        let asking = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Status {
+            unit: name.to_string(),
+            source: e,
+        };
+        step("hook::before_unit").map_err(|e| asking(e.into()))?;
+        let status = zbus::block_on(self.status(name)).map_err(|e| asking(e.into()))?;
+        step("hook::after_unit").map_err(|e| asking(e.into()))?;
         Ok(status)
     }
 
-    fn reload(&self, name: &str, timeout: Duration) -> Result<JobOutcome, String> {
-        let asking = |e: &dyn std::fmt::Display| format!("asking systemd to reload {name}: {e}");
-        step("hook::before_reload").map_err(|e| asking(&e))?;
-        let outcome = zbus::block_on(self.reload_job(name, timeout)).map_err(|e| asking(&e))?;
-        step("hook::after_reload").map_err(|e| asking(&e))?;
+    fn reload(&self, name: &str, timeout: Duration) -> Result<JobOutcome, BusError> {
+        let asking = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Reload {
+            unit: name.to_string(),
+            source: e,
+        };
+        step("hook::before_reload").map_err(|e| asking(e.into()))?;
+        let outcome =
+            zbus::block_on(self.reload_job(name, timeout)).map_err(|e| asking(e.into()))?;
+        step("hook::after_reload").map_err(|e| asking(e.into()))?;
         Ok(outcome)
     }
 }

@@ -41,9 +41,35 @@ impl UnitStatus {
 /// switch logic is testable without a bus.
 pub trait ServiceManager {
     /// The unit's status; `None` when systemd does not know it.
-    fn unit(&self, name: &str) -> Result<Option<UnitStatus>, String>;
+    fn unit(&self, name: &str) -> Result<Option<UnitStatus>, BusError>;
     /// Asks for a reload of the unit and waits for its job to end.
-    fn reload(&self, name: &str, timeout: Duration) -> Result<JobOutcome, String>;
+    fn reload(&self, name: &str, timeout: Duration) -> Result<JobOutcome, BusError>;
+}
+
+/// A failed call to systemd, with the unit it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// No connection to the system bus.
+    #[error("connecting to the system bus: {0}")]
+    Connect(#[source] zbus::Error),
+    /// The unit's status could not be read.
+    #[error("asking systemd about {unit}: {source}")]
+    Status {
+        /// The unit.
+        unit: String,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The reload could not be asked for, or its job not followed.
+    #[error("asking systemd to reload {unit}: {source}")]
+    Reload {
+        /// The unit.
+        unit: String,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Whether this process was started by systemd for a unit (`ExecStart=`,

@@ -13,7 +13,8 @@ use nix::sys::socket::{
 };
 use nix::unistd::Uid;
 
-use crate::{negotiate, Channel, Message, MIN_PROTOCOL, PROTOCOL};
+use crate::error::NotListening;
+use crate::{negotiate, Channel, Message, SessionError};
 
 /// A session past the hello.
 #[derive(Debug)]
@@ -53,36 +54,32 @@ impl Session {
         uid: Option<Uid>,
         timeout: Duration,
         version: &str,
-    ) -> Result<Option<Session>, String> {
-        let shown = path.display();
+    ) -> Result<Option<Session>, SessionError> {
+        let at = || path.to_path_buf();
         let channel = match Channel::connect_within(path, timeout) {
             Ok(c) => c,
             Err(Errno::ENOENT) | Err(Errno::ECONNREFUSED) => return Ok(None),
-            Err(Errno::ELOOP) => {
-                return Err(format!("{shown} is a symbolic link, not a broker's socket"))
-            }
-            Err(Errno::ENOTSOCK) => return Err(format!("{shown} is not a socket")),
+            Err(Errno::ELOOP) => return Err(SessionError::SymbolicLink(at())),
+            Err(Errno::ENOTSOCK) => return Err(SessionError::NotASocket(at())),
             Err(Errno::ETIMEDOUT) => {
-                return Err(format!(
-                    "the broker at {shown} does not accept connections (waited {:.0} s)",
-                    timeout.as_secs_f64()
-                ))
+                return Err(SessionError::NotAccepting {
+                    path: at(),
+                    waited: timeout,
+                })
             }
-            Err(e) => return Err(format!("connecting to {shown}: {e}")),
+            Err(errno) => return Err(SessionError::Connect { path: at(), errno }),
         };
         let peer = channel
             .peer()
-            .map_err(|e| format!("{shown}: reading the peer's credentials: {e}"))?;
+            .map_err(|errno| SessionError::PeerCredentials { path: at(), errno })?;
         if peer.uid() != 0 && Some(peer.uid()) != uid.map(|u| u.as_raw()) {
-            return Err(format!(
-                "{shown} is held by uid {}, neither root nor the service user",
-                peer.uid()
-            ));
+            return Err(SessionError::ForeignPeer {
+                path: at(),
+                uid: peer.uid(),
+            });
         }
-        channel
-            .send(&Message::hello(version), &[])
-            .map_err(|e| e.to_string())?;
-        match channel.recv().map_err(|e| e.to_string())? {
+        channel.send(&Message::hello(version), &[])?;
+        match channel.recv()? {
             (
                 Message::Hello {
                     protocol,
@@ -93,15 +90,17 @@ impl Session {
                 _,
             ) => {
                 let Some(spoken) = negotiate(min_protocol, protocol) else {
-                    return Err(format!(
-                        "the broker speaks handoff protocol {min_protocol}..{protocol}, this helper {MIN_PROTOCOL}..{PROTOCOL}"
-                    ));
+                    return Err(SessionError::NoCommonProtocol {
+                        min: min_protocol,
+                        max: protocol,
+                    });
                 };
                 if i64::from(pid) != i64::from(peer.pid()) {
-                    return Err(format!(
-                        "the broker at {shown} says it is pid {pid}, but pid {} holds the socket",
-                        peer.pid()
-                    ));
+                    return Err(SessionError::PidMismatch {
+                        path: at(),
+                        claimed: pid,
+                        holder: peer.pid(),
+                    });
                 }
                 Ok(Some(Session {
                     channel,
@@ -110,48 +109,52 @@ impl Session {
                     protocol: spoken,
                 }))
             }
-            (Message::Error { reason }, _) => Err(format!("the broker refused: {reason}")),
-            (other, _) => Err(format!("the broker answered {other:?} to hello")),
+            (Message::Error { reason }, _) => Err(SessionError::Refused(reason)),
+            (other, _) => Err(SessionError::Unexpected {
+                asked: "hello",
+                answer: format!("{other:?}"),
+            }),
         }
     }
 
     /// Receives the listeners by name.
-    pub fn take_listeners(&self) -> Result<Vec<(String, OwnedFd)>, String> {
-        self.channel
-            .send(&Message::GetListeners, &[])
-            .map_err(|e| e.to_string())?;
-        match self.channel.recv().map_err(|e| e.to_string())? {
+    pub fn take_listeners(&self) -> Result<Vec<(String, OwnedFd)>, SessionError> {
+        self.channel.send(&Message::GetListeners, &[])?;
+        match self.channel.recv()? {
             (Message::Listeners { names }, fds) => {
                 if names.len() != fds.len() {
-                    return Err(format!(
-                        "{} listener names came with {} fds",
-                        names.len(),
-                        fds.len()
-                    ));
+                    return Err(SessionError::ListenerCount {
+                        names: names.len(),
+                        fds: fds.len(),
+                    });
                 }
                 if names.is_empty() {
-                    return Err("the broker has no listeners".into());
+                    return Err(SessionError::NoListeners);
                 }
                 for (name, fd) in names.iter().zip(&fds) {
-                    listening_tcp(fd).map_err(|why| format!("listener {name}: {why}"))?;
+                    listening_tcp(fd).map_err(|why| SessionError::NotAListener {
+                        name: name.clone(),
+                        why,
+                    })?;
                 }
                 Ok(names.into_iter().zip(fds).collect())
             }
-            (Message::Error { reason }, _) => Err(format!("the broker refused: {reason}")),
-            (other, _) => Err(format!("the broker answered {other:?} to get_listeners")),
+            (Message::Error { reason }, _) => Err(SessionError::Refused(reason)),
+            (other, _) => Err(SessionError::Unexpected {
+                asked: "get_listeners",
+                answer: format!("{other:?}"),
+            }),
         }
     }
 
     /// The state schemas the broker exports and imports (none below
     /// protocol 2), and how long a move away from it may take.
-    pub fn schemas(&self) -> Result<(crate::broker::Schemas, Duration), String> {
+    pub fn schemas(&self) -> Result<(crate::broker::Schemas, Duration), SessionError> {
         if self.protocol < 2 {
             return Ok((crate::broker::Schemas::default(), Duration::ZERO));
         }
-        self.channel
-            .send(&Message::GetSchemas, &[])
-            .map_err(|e| e.to_string())?;
-        match self.channel.recv().map_err(|e| e.to_string())? {
+        self.channel.send(&Message::GetSchemas, &[])?;
+        match self.channel.recv()? {
             (
                 Message::Schemas {
                     exports,
@@ -164,11 +167,11 @@ impl Session {
                 // A day at most: a bound past that is a broken broker.
                 Duration::from_millis(move_bound_ms.min(86_400_000)),
             )),
-            (Message::Error { reason }, _) => Err(format!("the broker refused: {reason}")),
-            (other, _) => Err(format!(
-                "the broker answered {} to get_schemas",
-                other.kind()
-            )),
+            (Message::Error { reason }, _) => Err(SessionError::Refused(reason)),
+            (other, _) => Err(SessionError::Unexpected {
+                asked: "get_schemas",
+                answer: other.kind().to_string(),
+            }),
         }
     }
 
@@ -247,17 +250,17 @@ pub enum CommitError {
 
 /// Whether `fd` is a listening TCP socket (what a broker may hand over);
 /// anything else is refused before it reaches the new broker or systemd.
-fn listening_tcp(fd: &OwnedFd) -> Result<(), String> {
-    let accepting =
-        getsockopt(fd, sockopt::AcceptConn).map_err(|e| format!("not a socket ({e})"))?;
-    let kind = getsockopt(fd, sockopt::SockType).map_err(|e| e.to_string())?;
-    let addr: SockaddrStorage = getsockname(fd.as_fd().as_raw_fd()).map_err(|e| e.to_string())?;
+fn listening_tcp(fd: &OwnedFd) -> Result<(), NotListening> {
+    let accepting = getsockopt(fd, sockopt::AcceptConn).map_err(NotListening::NotASocket)?;
+    let kind = getsockopt(fd, sockopt::SockType).map_err(NotListening::Unreadable)?;
+    let addr: SockaddrStorage =
+        getsockname(fd.as_fd().as_raw_fd()).map_err(NotListening::Unreadable)?;
     let inet = matches!(
         addr.family(),
         Some(AddressFamily::Inet | AddressFamily::Inet6)
     );
     if !accepting || kind != SockType::Stream || !inet {
-        return Err("not a listening TCP socket".into());
+        return Err(NotListening::Other);
     }
     Ok(())
 }

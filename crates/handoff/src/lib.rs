@@ -48,7 +48,7 @@ mod process;
 pub mod transfer;
 
 pub use channel::{Channel, MAX_FDS};
-pub use error::ChannelError;
+pub use error::{ChannelError, NotListening, SessionError};
 pub use message::{negotiate, Message, MAX_MESSAGE, MIN_PROTOCOL, PROTOCOL};
 pub use notify::Notifier;
 pub use process::alive;
