@@ -273,3 +273,18 @@ fn a_drain_whose_unit_helper_dies_past_the_commit_is_still_found() {
     let report = sb.stop_load(load);
     assert_eq!(report["refused"], 0, "{report:#}");
 }
+
+/// The code's phases and the matrices are one list: every fault step a
+/// phase of the handoff switch passes has a cell in the direct matrix or
+/// in this one (`main_pid` and `barrier` are reached under systemd only).
+#[test]
+fn every_phase_step_has_a_cell() {
+    let mut covered: Vec<&str> = faults::helper_cells().iter().map(|c| c.point).collect();
+    covered.extend(cells().iter().map(|c| c.point));
+    let missing: Vec<&str> = emqx_relup::switch::PHASES
+        .iter()
+        .flat_map(|(_, steps)| steps.iter().copied())
+        .filter(|step| !covered.contains(step))
+        .collect();
+    assert!(missing.is_empty(), "steps without a cell: {missing:?}");
+}
