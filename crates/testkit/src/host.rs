@@ -5,6 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sha2::Digest;
+
 use crate::package::{release, write_tar_gz, write_zip, Entry};
 
 /// A temporary host: install root with its drop folder, state dir, config,
@@ -122,8 +124,16 @@ impl Host {
         parse_versions(&self.ok(&["versions", "--json"]))
     }
 
-    /// Every path under the host, except the drop folder, with its kind:
-    /// to show that a refused package wrote nothing.
+    /// Every path under the host with what a command could change about
+    /// it: its kind, permission bits (setuid, setgid and sticky included),
+    /// owner and group, and a regular file's size and sha256, a symlink's
+    /// target. To show that a refused command wrote nothing: not one byte,
+    /// mode or owner, in the state, the trees, the config or the
+    /// operator's drop folder.
+    ///
+    /// Left out: the store's lock file, which any command taking the lock
+    /// legitimately changes (it is created, its mode set to 0600, the
+    /// holder's pid written into it).
     pub fn snapshot(&self) -> Vec<String> {
         let mut out = Vec::new();
         walk(self.path(), self.path(), &mut out);
@@ -133,23 +143,44 @@ impl Host {
 }
 
 fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     for e in fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
         let p = e.path();
         let rel = p.strip_prefix(base).unwrap().display().to_string();
-        if rel == "root/releases" || rel == "state/releases/.lock" {
+        if rel == "state/releases/.lock" {
             continue;
         }
-        let t = e.file_type().unwrap();
+        // Not followed: a symlink is described, not its target.
+        let meta = fs::symlink_metadata(&p).unwrap();
+        let t = meta.file_type();
+        let what = if t.is_dir() {
+            "dir".to_string()
+        } else if t.is_symlink() {
+            format!("link -> {}", fs::read_link(&p).unwrap().display())
+        } else if t.is_file() {
+            // Opened only when regular: a FIFO would block.
+            let bytes = fs::read(&p).unwrap();
+            format!(
+                "file {} bytes sha256:{:x}",
+                bytes.len(),
+                sha2::Sha256::digest(&bytes)
+            )
+        } else if t.is_fifo() {
+            "fifo".to_string()
+        } else if t.is_socket() {
+            "socket".to_string()
+        } else if t.is_char_device() || t.is_block_device() {
+            format!("device {:#x}", meta.rdev())
+        } else {
+            "other".to_string()
+        };
+        // A symlink's own mode is always 0777 on Linux: its target says it.
+        let mode = meta.mode() & 0o7777;
         out.push(format!(
-            "{rel} {}",
-            if t.is_dir() {
-                "dir"
-            } else if t.is_symlink() {
-                "link"
-            } else {
-                "file"
-            }
+            "{rel} {what} mode {mode:04o} owner {}:{}",
+            meta.uid(),
+            meta.gid()
         ));
         if t.is_dir() {
             walk(base, &p, out);
