@@ -196,30 +196,36 @@ fn command_name(cmd: &Cmd) -> &'static str {
 
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::from(0);
+    }
+    eprintln!("ERROR: {} (see 'emqx-relup --help')", usage_line(&e));
+    ExitCode::from(crate::ExitClass::Usage.code())
+}
+
+/// A clap error as one line: its message up to the usage block, with the
+/// lines clap puts under it (the missing arguments) joined on.
+fn usage_line(e: &clap::Error) -> String {
+    use clap::error::ErrorKind;
     if matches!(
         e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
     ) {
-        let _ = e.print();
-        let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-            2
-        } else {
-            0
-        };
-        return ExitCode::from(code);
+        return "no command given".to_string();
     }
-    let text = e.kind().as_str().map(str::to_string).unwrap_or_default();
     let rendered = e.to_string();
-    let first = rendered
+    let line = rendered
         .lines()
-        .next()
-        .map(|l| l.trim_start_matches("error: ").to_string())
-        .filter(|l| !l.is_empty())
-        .unwrap_or(text);
-    eprintln!("ERROR: {first} (see 'emqx-relup --help')");
-    ExitCode::from(crate::ExitClass::Usage.code())
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error: "))
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.is_empty() {
+        e.kind().as_str().unwrap_or("bad usage").to_string()
+    } else {
+        line
+    }
 }
 
 /// Prints the transcript to stdout and notes to stderr; under systemd

@@ -255,17 +255,18 @@ fn bad_arguments_are_usage_errors_that_change_nothing() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert_eq!(text(&out).1, message);
     }
-    for args in [
-        &["frobnicate"][..],
-        &["upgrade"][..],
-        &["upgrade", "--bogus", V][..],
-        &[][..],
+    // One line each, naming what is wrong, with the documented code.
+    for (args, names) in [
+        (&["frobnicate"][..], "'frobnicate'"),
+        (&["upgrade"][..], "<VSN>"),
+        (&["upgrade", "--bogus", V][..], "'--bogus'"),
+        (&[][..], "no command given"),
     ] {
         let out = host.emqx(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = text(&out).1;
         assert!(
-            stderr.starts_with("ERROR: ") || args.is_empty(),
+            stderr.starts_with("ERROR: ") && stderr.lines().count() == 1 && stderr.contains(names),
             "{args:?}: {stderr}"
         );
     }
