@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::socket::{
     connect, getsockopt, recvmsg, sendmsg, setsockopt, socket, sockopt, AddressFamily,
-    ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, UnixCredentials,
+    ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr, UnixCredentials,
 };
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::time::TimeVal;
@@ -179,20 +179,12 @@ impl Channel {
         })?;
         let bytes = msg.bytes;
         let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
-        let mut fds = Vec::new();
-        let cmsgs = msg.cmsgs();
-        let ctrunc = cmsgs.is_err() || msg.flags.contains(MsgFlags::MSG_CTRUNC);
-        if let Ok(cmsgs) = cmsgs {
-            for cmsg in cmsgs {
-                if let ControlMessageOwned::ScmRights(received) = cmsg {
-                    for raw in received {
-                        // SAFETY: the kernel has just installed `raw` in our
-                        // fd table for this message; nothing else owns it.
-                        fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
-                    }
-                }
-            }
-        }
+        let ctrunc = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+        // Walked from the buffer, not through nix (which refuses to list
+        // a truncated control message): an EMFILE midway through a batch
+        // truncates it after the kernel installed the first fds, and
+        // those are ours to close.
+        let fds = rights(&space);
         if ctrunc || fds.len() > max_fds {
             return Err(ChannelError::FdsTruncated);
         }
@@ -212,9 +204,115 @@ impl Channel {
     }
 }
 
+/// The fds of the SCM_RIGHTS messages in a control buffer the kernel
+/// filled (zeroed before, so an unused rest reads as a zero length),
+/// owned from now on: every one the kernel installed, even in a control
+/// message it truncated.
+fn rights(space: &[u8]) -> Vec<OwnedFd> {
+    const WORD: usize = std::mem::size_of::<usize>();
+    // CMSG_LEN(0): the header, aligned to a word.
+    let header = std::mem::size_of::<nix::libc::cmsghdr>().div_ceil(WORD) * WORD;
+    let mut fds = Vec::new();
+    let mut at = 0;
+    while let Some(head) = space.get(at..at + header) {
+        let word = |i: usize| head.get(i..i + 4).and_then(|b| b.try_into().ok());
+        let len = head
+            .get(..WORD)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, usize::from_ne_bytes);
+        let (Some(level), Some(kind)) = (word(WORD), word(WORD + 4)) else {
+            break;
+        };
+        if len < header || at + len > space.len() {
+            break;
+        }
+        if i32::from_ne_bytes(level) == nix::libc::SOL_SOCKET
+            && i32::from_ne_bytes(kind) == nix::libc::SCM_RIGHTS
+        {
+            for raw in space[at + header..at + len].chunks_exact(4) {
+                let raw = RawFd::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]);
+                // SAFETY: the kernel has just installed `raw` in our fd
+                // table for this message; nothing else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+        // CMSG_ALIGN: the next header starts at a word boundary.
+        at += len.div_ceil(WORD) * WORD;
+    }
+    fds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Open fds of this process.
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// Set in the child process of the EMFILE test.
+    const EMFILE_CHILD: &str = "EMQX_HANDOFF_EMFILE_CHILD";
+
+    /// The EMFILE case runs in a child process of its own: its lowered fd
+    /// limit must not reach the other tests' threads.
+    #[test]
+    fn fds_installed_before_an_emfile_are_closed_not_leaked() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "channel::tests::emfile_child",
+                "--test-threads=1",
+            ])
+            .env(EMFILE_CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+    }
+
+    /// Receives 20 fds with room for 5 under the limit: the kernel
+    /// installs 5 and truncates; all 5 must be closed with the error.
+    #[test]
+    fn emfile_child() {
+        if std::env::var_os(EMFILE_CHILD).is_none() {
+            return;
+        }
+        let (a, b) = pair();
+        let files: Vec<std::fs::File> = (0..20)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect();
+        let fds: Vec<BorrowedFd<'_>> = files.iter().map(|f| f.as_fd()).collect();
+        a.send_frame(b"x", &fds).unwrap();
+        // Fill the gaps below the highest open fd, so that the limit
+        // below leaves exactly 5 numbers free.
+        let mut fillers = Vec::new();
+        let highest = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .max()
+            .unwrap();
+        loop {
+            let f = std::fs::File::open("/dev/null").unwrap();
+            if f.as_raw_fd() > highest {
+                break;
+            }
+            fillers.push(f);
+        }
+        let before = open_fds();
+        let (_, hard) =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+        nix::sys::resource::setrlimit(
+            nix::sys::resource::Resource::RLIMIT_NOFILE,
+            highest as u64 + 6,
+            hard,
+        )
+        .unwrap();
+        let got = b.recv_frame(16, 32);
+        assert_eq!(got.err(), Some(ChannelError::FdsTruncated));
+        assert_eq!(open_fds(), before, "fds leaked");
+    }
 
     fn pair() -> (Channel, Channel) {
         Channel::pair().unwrap()
