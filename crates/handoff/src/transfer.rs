@@ -240,6 +240,8 @@ pub struct Receiver<'a> {
     got: u64,
     total: u64,
     ended: bool,
+    /// The sockets received so far (device, inode): one twice is refused.
+    seen: std::collections::HashSet<(u64, u64)>,
 }
 
 fn cut(e: TransferError) -> TransferError {
@@ -292,6 +294,7 @@ impl<'a> Receiver<'a> {
             got: 0,
             total: shared_len,
             ended: false,
+            seen: std::collections::HashSet::new(),
         })
     }
 
@@ -354,6 +357,16 @@ impl<'a> Receiver<'a> {
                 self.bounds.max_bytes,
             ));
         }
+        for (i, fd) in fds.iter().enumerate() {
+            let n = self.got + i as u64;
+            let id = tcp_socket(fd)
+                .map_err(|why| TransferError::Protocol(format!("connection {n}: {why}")))?;
+            if !self.seen.insert(id) {
+                return Err(TransferError::Protocol(format!(
+                    "connection {n}: a socket already received"
+                )));
+            }
+        }
         let data = recv_data(self.ch, batch)?;
         let mut at = 0usize;
         let mut conns = Vec::with_capacity(lens.len());
@@ -366,6 +379,28 @@ impl<'a> Receiver<'a> {
         self.got += conns.len() as u64;
         Ok(Some(conns))
     }
+}
+
+/// The (device, inode) of `fd` when it is a connected TCP socket (what
+/// a connection is); why not otherwise.
+fn tcp_socket(fd: &OwnedFd) -> Result<(u64, u64), &'static str> {
+    use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, SockaddrLike};
+    use std::os::fd::AsRawFd;
+    let kind = getsockopt(fd, sockopt::SockType).map_err(|_| "not a socket")?;
+    let addr: nix::sys::socket::SockaddrStorage =
+        getsockname(fd.as_raw_fd()).map_err(|_| "not a socket")?;
+    let inet = matches!(
+        addr.family(),
+        Some(AddressFamily::Inet | AddressFamily::Inet6)
+    );
+    if kind != nix::sys::socket::SockType::Stream || !inet {
+        return Err("not a TCP socket");
+    }
+    if getsockopt(fd, sockopt::AcceptConn).unwrap_or(true) {
+        return Err("a listening socket");
+    }
+    let st = nix::sys::stat::fstat(fd).map_err(|_| "not a socket")?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// Receives a whole state within `bounds`.

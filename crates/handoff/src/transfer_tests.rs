@@ -1,7 +1,7 @@
 //! Tests of the broker-to-broker stream.
 
 use super::*;
-use nix::sys::stat::fstat;
+use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -16,16 +16,29 @@ const ROOMY: Bounds = Bounds {
     max_bytes: 1 << 30,
 };
 
+/// `n` connected TCP sockets (the client ends; the server ends are
+/// returned too, to keep the connections open).
+fn connections(n: usize) -> (Vec<TcpStream>, Vec<TcpStream>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    (0..n)
+        .map(|_| {
+            let c = TcpStream::connect(addr).unwrap();
+            (c, l.accept().unwrap().0)
+        })
+        .unzip()
+}
+
+/// A socket's local port.
+fn port(fd: BorrowedFd<'_>) -> u16 {
+    let s = TcpStream::from(fd.try_clone_to_owned().unwrap());
+    s.local_addr().unwrap().port()
+}
+
 #[test]
 fn a_state_of_many_connections_arrives_whole_and_in_order() {
     let (a, b) = pair();
-    let files: Vec<std::fs::File> = (0..600)
-        .map(|i| {
-            let f = tempfile::tempfile().unwrap();
-            f.set_len(i).unwrap();
-            f
-        })
-        .collect();
+    let (files, _servers) = connections(600);
     // Sizes from empty to larger than several data frames.
     let states: Vec<Vec<u8>> = (0..600usize)
         .map(|i| (0..(i * 517) % 150_000).map(|j| (i + j) as u8).collect())
@@ -48,9 +61,9 @@ fn a_state_of_many_connections_arrives_whole_and_in_order() {
     for (i, (fd, bytes)) in sender.conns.iter().enumerate() {
         assert_eq!(bytes, &states[i], "state {i}");
         assert_eq!(
-            fstat(fd).unwrap().st_size,
-            i as i64,
-            "fd {i} is the right file"
+            port(fd.as_fd()),
+            port(files[i].as_fd()),
+            "fd {i} is the right socket"
         );
     }
 }
@@ -122,4 +135,39 @@ fn past_a_bound_or_off_the_protocol_is_an_error() {
         recv(&b, &ROOMY),
         Err(TransferError::Channel(ChannelError::Closed))
     ));
+}
+
+#[test]
+fn the_same_socket_twice_or_a_socket_that_is_no_connection_is_refused() {
+    let (conns, _servers) = connections(2);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+    let file = tempfile::tempfile().unwrap();
+    let twice = conns[0].try_clone().unwrap();
+    let cases: [(&str, [BorrowedFd<'_>; 2]); 4] = [
+        (
+            "a socket already received",
+            [conns[0].as_fd(), twice.as_fd()],
+        ),
+        ("not a TCP socket", [conns[1].as_fd(), unix.as_fd()]),
+        ("not a socket", [conns[1].as_fd(), file.as_fd()]),
+        ("a listening socket", [conns[1].as_fd(), listener.as_fd()]),
+    ];
+    for (why, fds) in cases {
+        let (a, b) = pair();
+        let conns = [(fds[0], &b"x"[..]), (fds[1], &b"y"[..])];
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let _ = send(&a, "s/1", b"", &conns);
+                drop(a);
+            });
+            match recv(&b, &ROOMY) {
+                Err(TransferError::Protocol(m)) => {
+                    assert_eq!(m, format!("connection 1: {why}"))
+                }
+                other => panic!("{why}: {other:?}"),
+            }
+            drop(b);
+        });
+    }
 }
