@@ -15,7 +15,7 @@ use emqx_handoff::env::{
     VERSION_ENV,
 };
 use emqx_handoff::faults::step;
-use emqx_handoff::SessionError;
+use emqx_handoff::{Pinned, SessionError};
 use semver::Version;
 
 use super::announce::Announce;
@@ -134,6 +134,7 @@ impl Switcher for Handoff {
                 let run = Run {
                     handoff: self,
                     broker,
+                    old: Pinned::new(broker.pid),
                     version,
                     user,
                     new_socket: config
@@ -203,6 +204,9 @@ pub(super) enum SideError {
 pub(super) struct Run<'a> {
     pub(super) handoff: &'a Handoff,
     pub(super) broker: &'a RunningBroker,
+    /// The old broker, pinned by a pidfd when the switch began: systemd's
+    /// main process goes back to it only while it runs.
+    old: Pinned,
     pub(super) version: &'a Version,
     pub(super) user: &'a ServiceUser,
     /// Where the new broker serves until it is published.
@@ -340,7 +344,7 @@ impl Run<'_> {
     /// process again, when systemd listens, before the new one dies).
     pub(super) fn abandon(&self, new: &mut Child, reason: String) -> Error {
         let mut reason = reason;
-        if self.handoff.announce.is_active() {
+        if self.handoff.announce.is_active() && self.old.alive() {
             if let Err(e) = self.handoff.announce.main_pid(self.broker.pid) {
                 reason.push_str(&format!("; {e}"));
             }

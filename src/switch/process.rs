@@ -3,7 +3,7 @@
 //! before anyone signals or waits for it, and then held by a pidfd, so a
 //! reused pid is never hit and every wait is bounded.
 
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -108,7 +108,7 @@ pub fn verify(pid: u32, start: Option<u64>, expect: Expect<'_>) -> Result<Broker
         return Err(NotBroker::Impossible(pid));
     }
     let unreadable = |source| NotBroker::Unreadable { pid, source };
-    let pidfd = pidfd_open(pid).map_err(unreadable)?;
+    let pidfd = emqx_handoff::pidfd_open(pid).map_err(unreadable)?;
     if let Some(recorded) = start {
         if start_time(pid) != Some(recorded) {
             return Err(NotBroker::Reused(pid));
@@ -238,22 +238,6 @@ pub enum StopError {
         /// How long it was waited for after SIGKILL.
         waited: Duration,
     },
-}
-
-fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
-    // no memory is passed.
-    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(nix::libc::ESRCH) {
-            return Err(std::io::Error::other("no such process"));
-        }
-        return Err(e);
-    }
-    // SAFETY: the kernel returned a new fd that nothing else owns; pidfds
-    // are close-on-exec.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as nix::libc::c_int) })
 }
 
 #[cfg(test)]

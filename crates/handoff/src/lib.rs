@@ -27,7 +27,8 @@
 //!   call [`broker::run`];
 //! - [`notify`]: messages to systemd's notify socket (`MAINPID=`,
 //!   `FDSTORE=1`, `BARRIER=1`), for brokers and the helper alike;
-//! - `process`: [`alive`], whether a pid still runs;
+//! - `process`: [`alive`], whether a pid still runs, and [`Pinned`], a
+//!   process held by a pidfd (its pid may be reused, the pidfd is not);
 //! - [`faults`]: the steps where fault tests inject a kill, an error or a
 //!   delay (the `failpoints` feature only);
 //! - [`transfer`]: the broker-to-broker stream of protocol 2 (a state as
@@ -51,4 +52,4 @@ pub use channel::{Channel, MAX_FDS};
 pub use error::{ChannelError, NotListening, SessionError};
 pub use message::{negotiate, Message, MAX_MESSAGE, MIN_PROTOCOL, PROTOCOL};
 pub use notify::Notifier;
-pub use process::alive;
+pub use process::{alive, pidfd_open, Pinned};

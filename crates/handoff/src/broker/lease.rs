@@ -8,13 +8,14 @@ use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Condvar, Mutex};
 
 use crate::env::{LEASE_ENV, NOTIFY_SOCKET, OLD_PID_ENV, SYSTEMD_NOTIFY_ENV};
-use crate::{alive, Notifier};
+use crate::{Notifier, Pinned};
 
 /// Takes the lease fd named by the environment (and clears the variable);
 /// a thread watches it and exits the process if the helper goes away
-/// without confirming. No variable: nothing to watch. Returns the pid of
-/// the broker the switch replaces, as the helper named it.
-pub fn watch_from_env() -> std::io::Result<Option<u32>> {
+/// without confirming. No variable: nothing to watch. Returns the broker
+/// the switch replaces, as the helper named it, pinned by a pidfd now
+/// (while the helper's session with it holds it up).
+pub fn watch_from_env() -> std::io::Result<Option<Pinned>> {
     // Only a pipe is a lease: anything else is a wrong number, left alone.
     let fd = take_fd(LEASE_ENV, "a pipe", |fd| {
         nix::sys::stat::fstat(fd).map(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFIFO)
@@ -22,8 +23,12 @@ pub fn watch_from_env() -> std::io::Result<Option<u32>> {
     let Some(fd) = fd else {
         return Ok(None);
     };
-    let old_pid: Option<u32> = std::env::var(OLD_PID_ENV).ok().and_then(|s| s.parse().ok());
+    let old: Option<Pinned> = std::env::var(OLD_PID_ENV)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Pinned::new);
     std::env::remove_var(OLD_PID_ENV);
+    let pinned = old.clone();
     *standing() = Standing::Unconfirmed;
     std::thread::spawn(move || {
         let mut pipe = std::fs::File::from(fd);
@@ -46,10 +51,10 @@ pub fn watch_from_env() -> std::io::Result<Option<u32>> {
         // Held until the exit: a go taken meanwhile cannot say going.
         let _held = s;
         eprintln!("the switch helper went away before confirming this broker; exiting");
-        hand_back(old_pid);
+        hand_back(pinned.as_ref());
         std::process::exit(1);
     });
-    Ok(old_pid)
+    Ok(old)
 }
 
 /// Where this broker's lease stands.
@@ -127,14 +132,20 @@ pub(super) fn take_fd(
 
 /// Before a broker a switch started exits without serving: systemd may
 /// already track it as the main process, so that goes back to the old
-/// broker (`old_pid`), still serving, or Restart= would stop the unit.
-pub fn hand_back(old_pid: Option<u32>) {
-    if let (Some(addr), Some(pid)) = (systemd_notify_addr(), old_pid) {
-        if alive(pid) {
-            if let Ok(n) = Notifier::at(&addr) {
-                let _ = n.main_pid(pid);
-                let _ = n.barrier(std::time::Duration::from_secs(5));
-            }
+/// broker (`old`), still serving, or Restart= would stop the unit. Only
+/// while the pinned process runs: never to another that got its pid.
+pub fn hand_back(old: Option<&Pinned>) {
+    if let (Some(addr), Some(old)) = (systemd_notify_addr(), old) {
+        hand_back_at(&addr, old);
+    }
+}
+
+/// [`hand_back`] to the notify socket at `addr`.
+fn hand_back_at(addr: &str, old: &Pinned) {
+    if old.alive() {
+        if let Ok(n) = Notifier::at(addr) {
+            let _ = n.main_pid(old.pid());
+            let _ = n.barrier(std::time::Duration::from_secs(5));
         }
     }
 }
@@ -148,4 +159,50 @@ pub fn systemd_notify_addr() -> Option<String> {
         .or_else(|_| std::env::var(NOTIFY_SOCKET))
         .ok()
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixDatagram;
+
+    /// A notify socket and what came to it within 300 ms.
+    fn manager() -> (tempfile::TempDir, String, UnixDatagram) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        (dir, path.display().to_string(), socket)
+    }
+
+    #[test]
+    fn the_main_process_goes_back_only_to_the_pinned_old_broker() {
+        let (_dir, addr, socket) = manager();
+        let mut buf = [0u8; 256];
+        // Alive: MAINPID= goes (the barrier then waits for a manager that
+        // never answers; its bound is 5 s, so it runs on a thread).
+        let mut old = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pinned = Pinned::new(old.id());
+        let p = pinned.clone();
+        let a = addr.clone();
+        let told = std::thread::spawn(move || hand_back_at(&a, &p));
+        let n = socket.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], format!("MAINPID={}", old.id()).as_bytes());
+        // Exited, and its pid given to another process: nothing goes.
+        old.kill().unwrap();
+        old.wait().unwrap();
+        let _ = told.join();
+        while socket.recv(&mut buf).is_ok() {}
+        let mut other = crate::process::tests::reuse(pinned.pid());
+        assert!(crate::alive(pinned.pid()));
+        hand_back_at(&addr, &pinned);
+        assert!(socket.recv(&mut buf).is_err(), "MAINPID= went to pid reuse");
+        let _ = other.kill();
+        let _ = other.wait();
+    }
 }

@@ -28,7 +28,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::{ExportError, Exported, Service};
 use crate::transfer::{Bounds, Receiver, TransferError};
-use crate::{Channel, ChannelError, Message};
+use crate::{Channel, ChannelError, Message, Pinned};
 
 /// How long a new broker waits for the old one's state before it gives
 /// up on a move and accepts (the helper commits after its settle time).
@@ -218,13 +218,13 @@ pub enum Imported {
 }
 
 /// The new broker's side: waits for the old one's state, imports it
-/// within `bounds`, and serves it once the old broker (`old_pid`, as the
+/// within `bounds`, and serves it once the old broker (`old`, as the
 /// helper named it) says go.
 pub fn import(
     ch: &Channel,
     service: &dyn Service,
     bounds: &Bounds,
-    old_pid: Option<u32>,
+    old: Option<&Pinned>,
 ) -> Imported {
     match wait_readable(ch, OFFER_WAIT) {
         Ok(true) => {}
@@ -256,19 +256,19 @@ pub fn import(
             let _ = ch.set_timeout(Duration::from_secs(1));
             super::lease::take_go();
             return match ch.send(&Message::Going, &[]) {
-                Err(e) if !gone(old_pid) => {
+                Err(e) if !gone(old) => {
                     Imported::Refused(format!("answering the old broker's drain: {e}"))
                 }
                 _ => Imported::OldDrains,
             };
         }
         // The old broker died in the middle: its sockets died with it.
-        Err(TransferError::Cut) if gone(old_pid) => return old_gone(),
+        Err(TransferError::Cut) if gone(old) => return old_gone(),
         Err(e) => return refuse(format!("receiving the state: {e}")),
     };
     let connections = match service.import(&mut state) {
         Ok(n) => n,
-        Err(TransferError::Cut) if gone(old_pid) => return old_gone(),
+        Err(TransferError::Cut) if gone(old) => return old_gone(),
         Err(e) => return refuse(format!("importing: {e}")),
     };
     if let Err(e) = ch.send(
@@ -311,7 +311,7 @@ pub fn import(
             // Unsaid to an old broker that died meanwhile: its copies
             // died with it, serve.
             if let Err(e) = ch.send(&Message::Going, &[]) {
-                if !gone(old_pid) {
+                if !gone(old) {
                     service.discard();
                     return Imported::Refused(format!("answering go: {e}"));
                 }
@@ -326,7 +326,7 @@ pub fn import(
         }
         // The old broker is gone, and its copies with it: no second
         // broker is left, the lease is moot.
-        Err(ChannelError::Closed) if gone(old_pid) => {
+        Err(ChannelError::Closed) if gone(old) => {
             super::lease::take_go();
             service.thaw();
             Imported::Serving {
@@ -370,12 +370,12 @@ const DEATH_WAIT: Duration = Duration::from_secs(2);
 /// Whether the old broker is gone (so are its copies of the sockets):
 /// waits at most [`DEATH_WAIT`] for it to finish dying. No pid (not
 /// started by a helper): taken for gone, as its closing said.
-fn gone(old_pid: Option<u32>) -> bool {
-    let Some(pid) = old_pid else {
+fn gone(old: Option<&Pinned>) -> bool {
+    let Some(old) = old else {
         return true;
     };
     let until = Instant::now() + DEATH_WAIT;
-    while crate::alive(pid) {
+    while old.alive() {
         if Instant::now() >= until {
             return false;
         }

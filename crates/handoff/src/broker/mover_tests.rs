@@ -189,7 +189,7 @@ fn closed_after_imported(old_pid: u32) -> (Imported, Vec<&'static str>) {
         transfer::send(&a, "fake/1", b"", &[]).unwrap();
         assert!(matches!(a.recv().unwrap().0, Message::Imported { .. }));
     });
-    let r = import(&b, &new, &BOUNDS, Some(old_pid));
+    let r = import(&b, &new, &BOUNDS, Some(&crate::Pinned::new(old_pid)));
     exporter.join().unwrap();
     (r, new.calls())
 }

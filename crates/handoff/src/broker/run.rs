@@ -78,7 +78,7 @@ pub struct Drained {
 pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drained> {
     // Fault tests only: the `old::`/`new::` steps FAILPOINTS arms.
     let _faults = crate::faults::setup();
-    let old_pid = lease::watch_from_env()?;
+    let old = lease::watch_from_env()?;
     // A broker of protocol 1 takes no connections: its end closes here.
     let incoming = take_channel()?.filter(|_| options.protocol >= 2);
     if let Some(ch) = &incoming {
@@ -116,7 +116,7 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
         // Accepting waits until the old broker's connections are ours:
         // meanwhile attempts wait in the backlog. (Its lines start with
         // "move:"; "handoff:" lines are a handoff session's errors.)
-        match mover::import(&ch, &*service, &options.import, old_pid) {
+        match mover::import(&ch, &*service, &options.import, old.as_ref()) {
             // A drain: accept once the helper confirmed (right before its
             // commit), never beside an old broker a dead helper left.
             Imported::Nothing => lease::wait_confirmed(mover::OFFER_WAIT),
@@ -140,7 +140,7 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
                 publish(&options.handoff_path);
             }
             Imported::Refused(why) => {
-                lease::hand_back(old_pid);
+                lease::hand_back(old.as_ref());
                 server.stop();
                 return Err(std::io::Error::other(format!(
                     "taking over the old broker's connections: {why}"
