@@ -75,7 +75,16 @@ pub(crate) fn open_session(
     path: &Path,
     uid: Option<nix::unistd::Uid>,
 ) -> Result<Option<Session>, emqx_handoff::SessionError> {
-    Session::open(path, uid, HELLO_TIMEOUT, env!("CARGO_PKG_VERSION"))
+    open_session_within(path, uid, HELLO_TIMEOUT)
+}
+
+/// [`open_session`], each step bounded by `timeout`.
+pub(crate) fn open_session_within(
+    path: &Path,
+    uid: Option<nix::unistd::Uid>,
+    timeout: Duration,
+) -> Result<Option<Session>, emqx_handoff::SessionError> {
+    Session::open(path, uid, timeout, env!("CARGO_PKG_VERSION"))
 }
 
 /// A broker found running.

@@ -1,18 +1,29 @@
 //! A broker a switch started and never published: its helper died past
 //! the commit under systemd (the unit's helper keeps no record), so it
-//! answers at `handoff.sock.N`, not at `handoff.sock`.
+//! answers at `handoff.sock.N`, not at `handoff.sock`. The look is
+//! bounded as a whole, and removes the stale `handoff.sock.N` it passes.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use emqx_handoff::client::Session;
 use emqx_handoff::env::HANDOFF_SOCKET;
 use emqx_handoff::SessionError;
 
-use super::open_session;
+use super::runtime::RuntimeDir;
+use super::{open_session_within, HELLO_TIMEOUT};
 
-/// The most `handoff.sock.<digits>` entries looked at (each may take a
-/// hello's timeout; past this many the answer is "unclear").
+/// The most `handoff.sock.<digits>` entries looked at (past this many the
+/// answer is "unclear").
 const MAX_CANDIDATES: usize = 16;
+
+/// The whole look may take this long, however many candidates answer
+/// slowly (one hello's timeout, not one per candidate).
+const LOOK_BOUND: Duration = HELLO_TIMEOUT;
+
+/// A socket nothing listens on that is at least this old is stale: no
+/// broker takes that long from binding its handoff socket to listening.
+const STALE_AGE: Duration = Duration::from_secs(60);
 
 /// Why it is not clear which unpublished broker serves.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +39,9 @@ pub enum Unclear {
         /// The other.
         second: (PathBuf, u32, String),
     },
+    /// The look's bound passed before every candidate was asked.
+    #[error("nothing answers at {HANDOFF_SOCKET}, and the {HANDOFF_SOCKET}.* sockets in {} did not all answer within {:.0} s", .0.display(), LOOK_BOUND.as_secs_f64())]
+    Slow(PathBuf),
     /// A candidate failed its checks.
     #[error("nothing answers at {HANDOFF_SOCKET}, and asking {} failed: {source}", path.display())]
     Failed {
@@ -42,9 +56,10 @@ pub enum Unclear {
 /// The one `handoff.sock.<digits>` in `runtime_dir` that answers as the
 /// service user (`uid`), when nothing answers at `handoff.sock`: its path
 /// and session; `Ok(None)` when none answers. An error when it is not
-/// clear which serves: more than one answers, one fails its checks, or
-/// there are too many to look at. Reads only; the next switch publishes
-/// its own broker's socket as usual.
+/// clear which serves: more than one answers, one fails its checks, the
+/// look takes longer than [`LOOK_BOUND`] in all, or there are too many to
+/// look at. A stale candidate (see [`stale`]) is removed; the next switch
+/// publishes its own broker's socket as usual.
 pub fn find(
     runtime_dir: &Path,
     uid: Option<nix::unistd::Uid>,
@@ -53,6 +68,7 @@ pub fn find(
     let Ok(entries) = std::fs::read_dir(runtime_dir) else {
         return Ok(None);
     };
+    let deadline = Instant::now() + LOOK_BOUND;
     let mut found: Option<(PathBuf, Session)> = None;
     let mut looked = 0;
     for entry in entries.flatten() {
@@ -68,8 +84,18 @@ pub fn find(
             return Err(Unclear::TooMany(runtime_dir.to_path_buf()));
         }
         let path = runtime_dir.join(&name);
-        match open_session(&path, uid) {
-            Ok(None) => {}
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Unclear::Slow(runtime_dir.to_path_buf()));
+        }
+        match open_session_within(&path, uid, left) {
+            Ok(None) => {
+                if stale(&path) {
+                    if let (Ok(rt), Some(name)) = (RuntimeDir::open(runtime_dir), name.to_str()) {
+                        rt.remove(name);
+                    }
+                }
+            }
             Ok(Some(session)) => {
                 if let Some((first, other)) = &found {
                     return Err(Unclear::Two {
@@ -79,8 +105,122 @@ pub fn find(
                 }
                 found = Some((path, session));
             }
+            Err(SessionError::Channel(emqx_handoff::ChannelError::TimedOut))
+            | Err(SessionError::NotAccepting { .. })
+                if Instant::now() >= deadline =>
+            {
+                return Err(Unclear::Slow(runtime_dir.to_path_buf()))
+            }
             Err(source) => return Err(Unclear::Failed { path, source }),
         }
     }
     Ok(found)
+}
+
+/// Whether the socket at `path`, which refused a connection, is stale:
+/// no socket listens at that path (`/proc/net/unix`), and it was made at
+/// least [`STALE_AGE`] ago.
+fn stale(path: &Path) -> bool {
+    let old = std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age >= STALE_AGE);
+    old && !listening(path)
+}
+
+/// Whether a unix socket listens at `path` (its flags in
+/// `/proc/net/unix` have `__SO_ACCEPTCON`); when that cannot be read,
+/// taken for listening.
+fn listening(path: &Path) -> bool {
+    const ACCEPTCON: u32 = 0x10000;
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return true;
+    };
+    let Some(path) = path.to_str() else {
+        return true;
+    };
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(7) == Some(&path)
+            && fields
+                .get(3)
+                .and_then(|f| u32::from_str_radix(f, 16).ok())
+                .is_some_and(|flags| flags & ACCEPTCON != 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use emqx_handoff::{Channel, Message};
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    /// A seqpacket listener at `path`, as a broker's handoff socket.
+    fn listener(path: &Path) -> OwnedFd {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(
+            fd.as_raw_fd(),
+            &nix::sys::socket::UnixAddr::new(path).unwrap(),
+        )
+        .unwrap();
+        listen(&fd, Backlog::new(8).unwrap()).unwrap();
+        fd
+    }
+
+    /// A broker that answers its first hello after `delay`.
+    fn slow_broker(fd: OwnedFd, delay: Duration) {
+        std::thread::spawn(move || {
+            let ch = Channel::new(nix::sys::socket::accept(&fd).unwrap());
+            let _ = ch.recv();
+            std::thread::sleep(delay);
+            let _ = ch.send(&Message::hello("5.0.1"), &[]);
+            std::thread::sleep(Duration::from_secs(10));
+        });
+    }
+
+    #[test]
+    fn the_look_is_bounded_as_a_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two brokers each answering after 3 s: one after the other they
+        // would take 6 s; the look gives up at its bound.
+        for n in [1, 2] {
+            let path = dir.path().join(format!("{HANDOFF_SOCKET}.{n}"));
+            slow_broker(listener(&path), Duration::from_secs(3));
+        }
+        let began = Instant::now();
+        let r = find(dir.path(), None);
+        let took = began.elapsed();
+        assert!(matches!(r, Err(Unclear::Slow(_))), "{r:?}");
+        assert!(took < LOOK_BOUND + Duration::from_millis(500), "{took:?}");
+    }
+
+    #[test]
+    fn a_stale_socket_is_removed_and_a_fresh_or_live_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale_path = dir.path().join(format!("{HANDOFF_SOCKET}.11"));
+        let fresh_path = dir.path().join(format!("{HANDOFF_SOCKET}.12"));
+        // Bound, then closed: the file stays, nothing listens.
+        drop(listener(&stale_path));
+        drop(listener(&fresh_path));
+        let old = nix::sys::time::TimeSpec::new(1_000_000, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &stale_path,
+            &old,
+            &old,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+        assert!(matches!(find(dir.path(), None), Ok(None)));
+        assert!(!stale_path.exists(), "a stale socket stays");
+        assert!(fresh_path.exists(), "a fresh one went");
+    }
 }

@@ -45,7 +45,8 @@ pub enum Committed {
 }
 
 impl Session {
-    /// Connects and exchanges hellos; `Ok(None)` when nothing listens there.
+    /// Connects and exchanges hellos within `timeout` in all; `Ok(None)`
+    /// when nothing listens there.
     /// The peer must be root or `uid` (the service user, when it exists),
     /// and the pid its hello claims must be the one holding the socket
     /// (SO_PEERCRED). `version` is the helper's own, told in its hello.
@@ -56,6 +57,7 @@ impl Session {
         version: &str,
     ) -> Result<Option<Session>, SessionError> {
         let at = || path.to_path_buf();
+        let deadline = std::time::Instant::now() + timeout;
         let channel = match Channel::connect_within(path, timeout) {
             Ok(c) => c,
             Err(Errno::ENOENT) | Err(Errno::ECONNREFUSED) => return Ok(None),
@@ -78,6 +80,9 @@ impl Session {
                 uid: peer.uid(),
             });
         }
+        // The hello, both ways, within what the connect left of `timeout`.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let _ = channel.set_timeout(left.max(Duration::from_millis(1)));
         channel.send(&Message::hello(version), &[])?;
         match channel.recv()? {
             (
@@ -102,6 +107,8 @@ impl Session {
                         holder: peer.pid(),
                     });
                 }
+                // Each later request of the session gets `timeout` again.
+                let _ = channel.set_timeout(timeout);
                 Ok(Some(Session {
                     channel,
                     pid,
