@@ -1,21 +1,25 @@
 //! The state machine alone, through a recording [`Wire`]: QoS 2 exactly
-//! once, a persistent session's queue and redelivery, wills and takeover.
+//! once, a persistent session's queue and redelivery, QoS 0 dropped for
+//! a client offline or reading too slowly, wills and takeover.
 
 use std::collections::HashMap;
 
 use emqx_mqtt::{decode, Packet, Will};
 
-use crate::broker::{Broker, End, Step, Wire};
+use crate::broker::{Broker, End, Step, Wire, QOS0_BACKLOG};
 
 #[derive(Default)]
 pub(crate) struct Recorder {
     pub(crate) sent: HashMap<usize, Vec<Packet>>,
     pub(crate) closed: Vec<usize>,
+    /// Bytes each connection has unsent, as the test sets them (none
+    /// unless set).
+    pub(crate) backlog: HashMap<usize, usize>,
 }
 
 impl Wire for Recorder {
-    fn backlog(&self, _: usize) -> usize {
-        0
+    fn backlog(&self, conn: usize) -> usize {
+        self.backlog.get(&conn).copied().unwrap_or(0)
     }
     fn send(&mut self, conn: usize, bytes: &[u8]) {
         let (p, _) = decode(bytes, 1 << 20).unwrap().unwrap();
@@ -106,20 +110,35 @@ fn a_qos2_duplicate_is_acknowledged_not_routed() {
     assert!(w.take(1).is_empty());
 }
 
+/// A message on `q` whose payload names it.
+fn on_q(qos: u8, id: Option<u16>, payload: &str) -> Packet {
+    Packet::Publish {
+        topic: "q".into(),
+        payload: payload.into(),
+        qos,
+        retain: false,
+        dup: false,
+        packet_id: id,
+    }
+}
+
 #[test]
 fn an_offline_session_queues_and_redelivers_in_flight_with_dup() {
     let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 2), Recorder::default());
     assert!(!open(&mut b, &mut w, 1, "p", false));
     subscribe(&mut b, &mut w, 1, "q", 1);
     open(&mut b, &mut w, 2, "pub", true);
-    b.packet(2, publish("q", 1, Some(1)), &mut w);
+    b.packet(2, on_q(1, Some(1), "in flight"), &mut w);
     assert_eq!(w.take(1).len(), 1, "sent, never acknowledged");
     b.closed(1, &End::Eof, &mut w);
+    // Offline: a QoS 0 message first (it would take a place in the
+    // queue), then four QoS 1 messages for a queue of two.
+    b.packet(2, on_q(0, None, "qos 0"), &mut w);
     for i in 2..6 {
-        b.packet(2, publish("q", 1, Some(i)), &mut w);
+        b.packet(2, on_q(1, Some(i), &format!("qos 1 #{i}")), &mut w);
     }
-    // Back: the unacknowledged one again with DUP, then the queue (2 of
-    // the 4 fit), and the QoS 0 one published offline is gone.
+    // Back: the unacknowledged one again with DUP, then the queue (the
+    // first 2 of the 4), and the QoS 0 one published offline is gone.
     b.opened(3, "mqtt", None);
     b.packet(3, connect("p", false, None), &mut w);
     let got = w.take(3);
@@ -130,11 +149,45 @@ fn an_offline_session_queues_and_redelivers_in_flight_with_dup() {
             code: 0
         }
     );
-    let dups: Vec<bool> = got[1..]
+    let delivered: Vec<(u8, bool, String)> = got[1..]
         .iter()
-        .map(|p| matches!(p, Packet::Publish { dup: true, .. }))
+        .map(|p| match p {
+            Packet::Publish {
+                qos, dup, payload, ..
+            } => (*qos, *dup, String::from_utf8_lossy(payload).into_owned()),
+            other => panic!("{other:?}"),
+        })
         .collect();
-    assert_eq!(dups, vec![true, false, false], "{got:?}");
+    let want = [
+        (true, "in flight"),
+        (false, "qos 1 #2"),
+        (false, "qos 1 #3"),
+    ];
+    let want: Vec<(u8, bool, String)> = want.iter().map(|(d, m)| (1, *d, m.to_string())).collect();
+    assert_eq!(delivered, want, "no QoS 0 message: {got:?}");
+    assert_eq!(b.sessions["p"].dropped, 3, "the QoS 0 one and 2 QoS 1");
+}
+
+/// A client with [`QOS0_BACKLOG`] bytes unsent gets no QoS 0 message
+/// (dropped and counted); QoS 1 still goes out.
+#[test]
+fn qos0_is_dropped_for_a_client_that_reads_too_slowly() {
+    let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 10), Recorder::default());
+    open(&mut b, &mut w, 1, "slow", true);
+    subscribe(&mut b, &mut w, 1, "t", 1);
+    open(&mut b, &mut w, 2, "pub", true);
+    w.backlog.insert(1, QOS0_BACKLOG - 1);
+    b.packet(2, publish("t", 0, None), &mut w);
+    assert_eq!(w.take(1).len(), 1, "below the bound: sent");
+    w.backlog.insert(1, QOS0_BACKLOG);
+    b.packet(2, publish("t", 0, None), &mut w);
+    assert_eq!(w.take(1), vec![], "at the bound: dropped");
+    assert_eq!(b.sessions["slow"].dropped, 1);
+    b.packet(2, publish("t", 1, Some(1)), &mut w);
+    match w.take(1).as_slice() {
+        [Packet::Publish { qos: 1, .. }] => {}
+        other => panic!("QoS 1 is not dropped: {other:?}"),
+    }
 }
 
 #[test]
