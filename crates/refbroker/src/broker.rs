@@ -69,7 +69,7 @@ impl Broker {
 
     /// Logs one line with the broker's prefix.
     pub fn log(&self, line: std::fmt::Arguments<'_>) {
-        eprintln!("emqx-refbroker[{}]: {line}", self.version);
+        crate::log(&self.version, line);
     }
 
     /// A connection was accepted.

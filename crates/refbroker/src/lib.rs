@@ -88,8 +88,14 @@ impl RefBroker {
 
     /// Logs one line with the broker's prefix.
     pub fn log(&self, line: std::fmt::Arguments<'_>) {
-        eprintln!("emqx-refbroker[{}]: {line}", self.version);
+        log(&self.version, line);
     }
+}
+
+/// Logs one line of the broker of release `version` to stderr, with the
+/// prefix every line of it has: `emqx-refbroker[VERSION]: `.
+pub fn log(version: &str, line: std::fmt::Arguments<'_>) {
+    eprintln!("emqx-refbroker[{version}]: {line}");
 }
 
 impl Service for RefBroker {

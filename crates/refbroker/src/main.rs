@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         }
     };
     let version = settings.version.clone();
-    let log = |m: &str| eprintln!("emqx-refbroker[{version}]: {m}");
+    let log = |m: &str| emqx_refbroker::log(&version, format_args!("{m}"));
     let mut ready_delay = Duration::from_millis(settings.behaviour.ready_delay_ms);
     match settings.behaviour.fail {
         None => {}
