@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use emqx_mqtt::packet::CONNECT;
 use emqx_mqtt::{topic, Packet, Will};
 
 use crate::router::Router;
@@ -176,8 +177,8 @@ impl Broker {
         }
     }
 
-    /// The first packet of a connection was not a CONNECT, or a CONNECT
-    /// of another protocol level (answered with CONNACK 1).
+    /// The first packet of a connection was a CONNECT of another
+    /// protocol level (answered with CONNACK 1).
     pub fn refuse_level(&mut self, conn: usize, level: u8, wire: &mut dyn Wire) -> Step {
         wire.send(conn, &connack(false, 1));
         Step::End(End::Error(format!(
@@ -185,21 +186,54 @@ impl Broker {
         )))
     }
 
+    /// Whether `conn` may send a packet of type `kind` (the high nibble
+    /// of its first byte) now: before its CONNECT nothing else may
+    /// (3.1.1 §3.1). The one check of that rule; the event loop asks it
+    /// on a packet's first byte, before the packet is whole or decoded,
+    /// so a client cannot make the broker buffer one it refuses anyway.
+    pub fn admits(&self, conn: usize, kind: u8) -> Result<(), End> {
+        if kind == CONNECT || self.clients.get(&conn).is_some_and(|c| c.id.is_some()) {
+            return Ok(());
+        }
+        Err(not_connect(format_args!("of type {kind}")))
+    }
+
     /// One packet from `conn`.
     pub fn packet(&mut self, conn: usize, packet: Packet, wire: &mut dyn Wire) -> Step {
-        let id = match self.clients.get(&conn) {
-            Some(c) => c.id.clone(),
-            None => return Step::End(End::Error("unknown connection".into())),
-        };
-        let Some(id) = id else {
-            return match packet {
-                Packet::Connect { .. } => self.connect(conn, packet, wire),
-                other => Step::End(End::Error(format!(
-                    "first packet {}, not CONNECT",
-                    other.name()
-                ))),
-            };
-        };
+        let id = self.clients.get(&conn).and_then(|c| c.id.clone());
+        match (id, packet) {
+            (Some(id), packet) => self.session_packet(conn, &id, packet, wire),
+            (
+                None,
+                Packet::Connect {
+                    client_id,
+                    keep_alive,
+                    clean_session,
+                    will,
+                    ..
+                },
+            ) => {
+                let connect = Connect {
+                    client_id,
+                    keep_alive,
+                    clean_session,
+                    will,
+                };
+                self.connect(conn, connect, wire)
+            }
+            // What `admits` refuses, handed over decoded.
+            (None, other) => Step::End(not_connect(other.name())),
+        }
+    }
+
+    /// A packet of connected client `id`.
+    fn session_packet(
+        &mut self,
+        conn: usize,
+        id: &Rc<str>,
+        packet: Packet,
+        wire: &mut dyn Wire,
+    ) -> Step {
         match packet {
             Packet::Publish {
                 topic: name,
@@ -209,62 +243,38 @@ impl Broker {
                 packet_id,
                 ..
             } => {
-                if !topic::valid_topic(&name) {
-                    return Step::End(End::Error(format!("PUBLISH to invalid topic {name:?}")));
-                }
-                let packet_id = packet_id.unwrap_or(0);
-                let duplicate = qos == 2
-                    && !self
-                        .sessions
-                        .get_mut(&id)
-                        .is_some_and(|s| s.awaiting_rel.insert(packet_id));
-                if name.starts_with("$SYS/") {
-                    self.log(format_args!(
-                        "{}: PUBLISH to {name:?} ignored ($SYS is the broker's)",
-                        self.who(conn)
-                    ));
-                } else if !duplicate {
-                    let message = Message {
-                        topic: name.as_str().into(),
-                        payload: payload.into(),
-                        qos,
-                        retain,
-                    };
-                    if retain {
-                        self.router.retain(&message);
-                    }
-                    self.route(message, wire);
-                }
-                match qos {
-                    1 => wire.send(conn, &Packet::PubAck { packet_id }.encode()),
-                    2 => wire.send(conn, &Packet::PubRec { packet_id }.encode()),
-                    _ => {}
-                }
+                let message = Message {
+                    topic: name.as_str().into(),
+                    payload: payload.into(),
+                    qos,
+                    retain,
+                };
+                return self.publish(conn, id, message, packet_id.unwrap_or(0), wire);
             }
             Packet::PubRel { packet_id } => {
-                if let Some(s) = self.sessions.get_mut(&id) {
+                if let Some(s) = self.sessions.get_mut(id) {
                     s.awaiting_rel.remove(&packet_id);
                 }
                 wire.send(conn, &Packet::PubComp { packet_id }.encode());
             }
-            Packet::PubAck { packet_id } => self.acked(&id, packet_id, false, wire),
-            Packet::PubComp { packet_id } => self.acked(&id, packet_id, true, wire),
+            Packet::PubAck { packet_id } => self.acked(id, packet_id, false, wire),
+            Packet::PubComp { packet_id } => self.acked(id, packet_id, true, wire),
             Packet::PubRec { packet_id } => {
                 if self
                     .sessions
-                    .get_mut(&id)
+                    .get_mut(id)
                     .is_some_and(|s| s.received(packet_id))
                 {
                     wire.send(conn, &Packet::PubRel { packet_id }.encode());
                 }
             }
             Packet::Subscribe { packet_id, filters } => {
-                self.subscribe(conn, &id, packet_id, filters, wire)
+                self.subscribe(conn, id, packet_id, filters, wire)
             }
             Packet::Unsubscribe { packet_id, filters } => {
                 for f in &filters {
-                    self.router.unsubscribe(&id, f);
-                    if let Some(s) = self.sessions.get_mut(&id) {
+                    self.router.unsubscribe(id, f);
+                    if let Some(s) = self.sessions.get_mut(id) {
                         s.unsubscribe(f);
                     }
                 }
@@ -282,17 +292,53 @@ impl Broker {
         Step::Go
     }
 
-    fn connect(&mut self, conn: usize, packet: Packet, wire: &mut dyn Wire) -> Step {
-        let Packet::Connect {
+    /// A PUBLISH from client `id`: routed (once for QoS 2: a duplicate
+    /// packet id awaiting PUBREL is not routed again), retained if asked,
+    /// acknowledged at its QoS.
+    fn publish(
+        &mut self,
+        conn: usize,
+        id: &Rc<str>,
+        message: Message,
+        packet_id: u16,
+        wire: &mut dyn Wire,
+    ) -> Step {
+        let name = &message.topic;
+        if !topic::valid_topic(name) {
+            return Step::End(End::Error(format!("PUBLISH to invalid topic {name:?}")));
+        }
+        let qos = message.qos;
+        let duplicate = qos == 2
+            && !self
+                .sessions
+                .get_mut(id)
+                .is_some_and(|s| s.awaiting_rel.insert(packet_id));
+        if name.starts_with("$SYS/") {
+            self.log(format_args!(
+                "{}: PUBLISH to {name:?} ignored ($SYS is the broker's)",
+                self.who(conn)
+            ));
+        } else if !duplicate {
+            if message.retain {
+                self.router.retain(&message);
+            }
+            self.route(message, wire);
+        }
+        match qos {
+            1 => wire.send(conn, &Packet::PubAck { packet_id }.encode()),
+            2 => wire.send(conn, &Packet::PubRec { packet_id }.encode()),
+            _ => {}
+        }
+        Step::Go
+    }
+
+    fn connect(&mut self, conn: usize, connect: Connect, wire: &mut dyn Wire) -> Step {
+        let Connect {
             client_id,
             keep_alive,
             clean_session,
             will,
-            ..
-        } = packet
-        else {
-            return Step::End(End::Error("CONNECT did not decode as CONNECT".into()));
-        };
+        } = connect;
         if let Some(w) = &will {
             if !topic::valid_topic(&w.topic) {
                 return Step::End(End::Error(format!("a will on invalid topic {:?}", w.topic)));
@@ -309,10 +355,9 @@ impl Broker {
         } else {
             client_id.into()
         };
-        let (peer, listener) = match self.clients.get(&conn) {
-            Some(c) => (shown(c.peer), Rc::clone(&c.listener)),
-            None => return Step::End(End::Error("unknown connection".into())),
-        };
+        let client = self.clients.get(&conn);
+        let peer = shown(client.and_then(|c| c.peer));
+        let listener = client.map_or_else(|| "?".into(), |c| Rc::clone(&c.listener));
         // Takeover: the connection holding the id ends first (its will,
         // its clean session), then this one takes what is left.
         if let Some(old) = self.sessions.get(&id).and_then(|s| s.conn) {
@@ -472,6 +517,19 @@ fn publish(m: &Message, packet_id: Option<u16>, dup: bool) -> Vec<u8> {
         packet_id,
     }
     .encode()
+}
+
+/// What the broker keeps of a CONNECT.
+struct Connect {
+    client_id: String,
+    keep_alive: u16,
+    clean_session: bool,
+    will: Option<Will>,
+}
+
+/// Why a connection's first packet is refused: it is `what`, not CONNECT.
+fn not_connect(what: impl std::fmt::Display) -> End {
+    End::Error(format!("first packet {what}, not CONNECT"))
 }
 
 fn connack(session_present: bool, code: u8) -> Vec<u8> {

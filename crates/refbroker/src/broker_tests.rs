@@ -82,6 +82,23 @@ pub(crate) fn subscribe(b: &mut Broker, w: &mut Recorder, conn: usize, filter: &
     w.take(conn);
 }
 
+/// Before its CONNECT a connection may send nothing else: refused on the
+/// type alone (as the event loop asks), and decoded.
+#[test]
+fn the_first_packet_must_be_connect() {
+    let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 10), Recorder::default());
+    b.opened(1, "mqtt", None);
+    let refused = |e: Result<(), End>| matches!(e, Err(End::Error(m)) if m == "first packet of type 3, not CONNECT");
+    assert!(refused(b.admits(1, 3)));
+    assert_eq!(b.admits(1, 1), Ok(()));
+    assert_eq!(
+        b.packet(1, publish("t", 0, None), &mut w),
+        Step::End(End::Error("first packet PUBLISH, not CONNECT".into()))
+    );
+    open(&mut b, &mut w, 2, "c", true);
+    assert_eq!(b.admits(2, 3), Ok(()), "connected: anything");
+}
+
 #[test]
 fn a_qos2_duplicate_is_acknowledged_not_routed() {
     let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 10), Recorder::default());

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use emqx_mqtt::packet::CONNECT;
 use emqx_mqtt::{decode, read_frame};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -371,12 +370,11 @@ impl Loop {
         let mut result = None;
         while at < inbuf.len() {
             let buf = &inbuf[at..];
-            if !connected && buf[0] >> 4 != CONNECT {
-                result = Some(End::Error(format!(
-                    "first packet of type {}, not CONNECT",
-                    buf[0] >> 4
-                )));
-                break;
+            if !connected {
+                if let Err(end) = self.broker.admits(t, buf[0] >> 4) {
+                    result = Some(end);
+                    break;
+                }
             }
             let step = match decode(buf, MAX_PACKET) {
                 Ok(Some((packet, n))) => {
