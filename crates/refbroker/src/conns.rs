@@ -1,12 +1,11 @@
-//! The event loop's connection table: each connection's buffers, timers
-//! and close state, and the [`Wire`] the state machine sends through.
+//! The event loop's connection table: each connection's transport, byte
+//! queues, timers and close state, and the [`Wire`] the state machine
+//! sends through.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
-
+use crate::transport::{Output, Transport};
 use crate::wire::Wire;
 
 /// Queued bytes past which a send writes at once.
@@ -14,22 +13,64 @@ const EARLY_WRITE: usize = 64 * 1024;
 
 /// One connection's I/O state.
 pub struct Conn {
-    pub stream: TcpStream,
+    /// Between the socket and the two queues below.
+    pub transport: Box<dyn Transport>,
+    /// MQTT bytes read and not yet a whole packet.
     pub inbuf: Vec<u8>,
-    pub out: Vec<u8>,
-    pub out_at: usize,
+    /// MQTT bytes queued and not yet written.
+    pub out: Output,
     pub opened: Instant,
     pub last_read: Instant,
     /// After CONNECT: its keep-alive in seconds (0: none).
     pub keep_alive: u16,
     pub connected: bool,
-    /// Reported to the broker as ended.
-    pub ended: bool,
+    /// Since when it closes: it was reported to the broker as ended.
     pub closing_since: Option<Instant>,
     pub fin_sent: bool,
+    /// Registered for writable events.
     pub writable: bool,
     /// Listed in [`Conns::dirty`] for a flush at the end of the turn.
     pub dirty: bool,
+}
+
+/// What a connection starts with besides its transport: nothing for an
+/// accepted one, its carried state for one moved from another broker.
+#[derive(Debug, Default)]
+pub struct Carried {
+    /// Bytes read and not yet a whole packet.
+    pub inbuf: Vec<u8>,
+    /// Bytes queued and not yet written.
+    pub out: Vec<u8>,
+    /// Its CONNECT came, with this keep-alive.
+    pub connected: bool,
+    pub keep_alive: u16,
+    /// How long since its last packet (and since it opened).
+    pub idle: Duration,
+}
+
+impl Conn {
+    /// A connection on `transport` as of `now`, with what it carries.
+    pub fn new(transport: Box<dyn Transport>, now: Instant, carried: Carried) -> Conn {
+        let since = now.checked_sub(carried.idle).unwrap_or(now);
+        Conn {
+            transport,
+            inbuf: carried.inbuf,
+            out: Output::from_vec(carried.out),
+            opened: since,
+            last_read: since,
+            keep_alive: carried.keep_alive,
+            connected: carried.connected,
+            closing_since: None,
+            fin_sent: false,
+            writable: false,
+            dirty: false,
+        }
+    }
+
+    /// Ended (reported to the broker) and closing.
+    pub fn closing(&self) -> bool {
+        self.closing_since.is_some()
+    }
 }
 
 #[derive(Default)]
@@ -41,10 +82,9 @@ pub struct Conns {
 }
 
 impl Conns {
-    /// Marks `t` ended and closing; the loop flushes it, then sends FIN.
+    /// Marks `t` closing; the loop flushes it, then sends FIN.
     pub fn start_close(&mut self, t: usize) {
         if let Some(c) = self.map.get_mut(&t) {
-            c.ended = true;
             c.closing_since.get_or_insert_with(Instant::now);
             if !c.dirty {
                 c.dirty = true;
@@ -56,29 +96,23 @@ impl Conns {
 
 impl Wire for Conns {
     fn backlog(&self, conn: usize) -> usize {
-        self.map.get(&conn).map_or(0, |c| c.out.len() - c.out_at)
+        self.map
+            .get(&conn)
+            .map_or(0, |c| c.transport.unsent(&c.out))
     }
 
     fn send(&mut self, conn: usize, bytes: &[u8]) {
         if let Some(c) = self.map.get_mut(&conn).filter(|c| !c.fin_sent) {
-            c.out.extend_from_slice(bytes);
+            c.out.push(bytes);
             if !c.dirty {
                 c.dirty = true;
                 self.dirty.push(conn);
             }
             // Much queued within one turn (a fast publisher, one slow
             // subscriber): write now rather than at the end of the turn.
-            if c.out.len() - c.out_at >= EARLY_WRITE {
-                while c.out_at < c.out.len() {
-                    match c.stream.write(&c.out[c.out_at..]) {
-                        Ok(n) if n > 0 => c.out_at += n,
-                        _ => break,
-                    }
-                }
-                if c.out_at == c.out.len() {
-                    c.out.clear();
-                    c.out_at = 0;
-                }
+            // An error is the end-of-turn flush's to find and report.
+            if c.transport.unsent(&c.out) >= EARLY_WRITE {
+                let _ = c.transport.write(&mut c.out);
             }
         }
     }

@@ -1,19 +1,18 @@
 //! The event loop: one thread that owns every connection (mio, edge
 //! triggered), reads whole packets into the state machine of [`Broker`],
-//! writes what it queues with per-connection bounded buffers, runs the
-//! timers (CONNECT deadline, keep-alive, close wait), and closes
+//! writes what it queues with per-connection bounded buffers (through
+//! each connection's [`Transport`]: nothing here touches a socket), runs
+//! the timers (CONNECT deadline, keep-alive, close wait), and closes
 //! gracefully: FIN after the queued bytes, then read until the client's
 //! end of stream or [`CLOSE_WAIT`]. The thread count does not grow with
 //! connections.
 
-use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use emqx_mqtt::{decode, read_frame};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 mod moving;
@@ -22,8 +21,9 @@ mod timers;
 pub use moving::{decode_shared, ConnState, MovedConn};
 
 use crate::broker::{Broker, End, Step};
-use crate::conns::{Conn, Conns};
+use crate::conns::{Carried, Conn, Conns};
 use crate::snapshot::ImportError;
+use crate::transport::{ReadEnd, Tcp, Transport};
 use crate::{CLOSE_WAIT, MAX_PACKET};
 
 /// Bytes unsent to one client past which it is disconnected (it reads
@@ -246,45 +246,26 @@ impl Loop {
     }
 
     fn serve(&mut self, listener: &str, stream: std::net::TcpStream) {
-        let peer = stream.peer_addr().ok();
-        let shown = peer.map_or_else(|| "?".to_string(), |a| a.to_string());
-        let _ = stream.set_nodelay(true);
-        if let Err(e) = stream.set_nonblocking(true) {
-            self.broker
-                .log(format_args!("cannot serve {shown} on {listener}: {e}"));
-            return;
-        }
-        let mut stream = TcpStream::from_std(stream);
+        let (peer, tcp) = Tcp::accept(stream);
         let t = self.next;
+        let registered = tcp.and_then(|mut tcp| {
+            self.poll
+                .registry()
+                .register(tcp.source(), Token(t), Interest::READABLE)?;
+            Ok(tcp)
+        });
+        let tcp = match registered {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                let shown = peer.map_or_else(|| "?".to_string(), |a| a.to_string());
+                self.broker
+                    .log(format_args!("cannot serve {shown} on {listener}: {e}"));
+                return;
+            }
+        };
         self.next += 1;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(t), Interest::READABLE)
-        {
-            self.broker
-                .log(format_args!("cannot serve {shown} on {listener}: {e}"));
-            return;
-        }
-        let now = Instant::now();
-        self.conns.map.insert(
-            t,
-            Box::new(Conn {
-                stream,
-                inbuf: Vec::new(),
-                out: Vec::new(),
-                out_at: 0,
-                opened: now,
-                last_read: now,
-                keep_alive: 0,
-                connected: false,
-                ended: false,
-                closing_since: None,
-                fin_sent: false,
-                writable: false,
-                dirty: false,
-            }),
-        );
+        let conn = Conn::new(Box::new(tcp), Instant::now(), Carried::default());
+        self.conns.map.insert(t, Box::new(conn));
         self.broker.opened(t, listener, peer);
         // Bytes may have arrived before the registration.
         self.again.push(t);
@@ -293,20 +274,20 @@ impl Loop {
     /// Ends `t` for `end` (reported to the broker once), then closes it
     /// gracefully.
     fn end(&mut self, t: usize, end: End) {
-        let Some(c) = self.conns.map.get_mut(&t) else {
+        let Some(c) = self.conns.map.get(&t) else {
             return;
         };
-        if !c.ended {
-            c.ended = true;
+        let first = !c.closing();
+        self.conns.start_close(t);
+        if first {
             self.broker.closed(t, &end, &mut self.conns);
         }
-        self.conns.start_close(t);
     }
 
     fn drop_conn(&mut self, t: usize) {
         if let Some(mut c) = self.conns.map.remove(&t) {
-            let _ = self.poll.registry().deregister(&mut c.stream);
-            if !c.ended {
+            let _ = self.poll.registry().deregister(c.transport.source());
+            if !c.closing() {
                 self.broker
                     .closed(t, &End::Lost("connection dropped".into()), &mut self.conns);
             }
@@ -314,42 +295,29 @@ impl Loop {
     }
 
     fn read(&mut self, t: usize) {
-        let mut total = 0;
-        let (mut eof, mut failed) = (false, None);
         let Some(c) = self.conns.map.get_mut(&t) else {
             return;
         };
-        loop {
-            match c.stream.read(&mut self.scratch) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => {
-                    if c.closing_since.is_none() {
-                        c.inbuf.extend_from_slice(&self.scratch[..n]);
-                    }
-                    total += n;
-                    if total >= READ_TURN {
-                        self.again.push(t);
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+        // A closing connection's bytes are read only to find its end.
+        let closing = c.closing();
+        let input = (!closing).then_some(&mut c.inbuf);
+        let reading = c.transport.read(input, &mut self.scratch, READ_TURN);
+        let (eof, failed) = match reading.end {
+            ReadEnd::Drained => (false, None),
+            ReadEnd::Turn => {
+                self.again.push(t);
+                (false, None)
             }
-        }
-        if c.closing_since.is_some() {
+            ReadEnd::Eof => (true, None),
+            ReadEnd::Failed(e) => (false, Some(e)),
+        };
+        if closing {
             if eof || failed.is_some() {
                 self.drop_conn(t);
             }
             return;
         }
-        if total > 0 {
+        if reading.bytes > 0 {
             c.last_read = Instant::now();
         }
         if let Some(end) = self.packets(t) {
@@ -409,7 +377,7 @@ impl Loop {
                 }
             }
             // A takeover inside may have ended this very connection.
-            if self.conns.map.get(&t).is_none_or(|c| c.ended) {
+            if self.conns.map.get(&t).is_none_or(|c| c.closing()) {
                 break;
             }
         }
@@ -427,40 +395,23 @@ impl Loop {
         let Some(c) = self.conns.map.get_mut(&t) else {
             return;
         };
-        let mut failed = None;
-        while c.out_at < c.out.len() {
-            match c.stream.write(&c.out[c.out_at..]) {
-                Ok(0) => {
-                    failed = Some("the connection accepts no more bytes".to_string());
-                    break;
-                }
-                Ok(n) => c.out_at += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        if let Some(e) = failed {
-            if !c.ended {
+        if let Err(e) = c.transport.write(&mut c.out) {
+            if !c.closing() {
                 self.end(t, End::Lost(format!("connection lost: {e}")));
             }
             self.drop_conn(t);
             return;
         }
-        let pending = c.out.len() - c.out_at;
+        let pending = c.transport.unsent(&c.out);
         if pending == 0 {
             // Idle connections hold no buffer at all.
-            c.out = Vec::new();
-            c.out_at = 0;
-            if c.closing_since.is_some() && !c.fin_sent {
-                let _ = c.stream.shutdown(Shutdown::Write);
+            c.out.release();
+            if c.closing() && !c.fin_sent {
+                c.transport.close();
                 c.fin_sent = true;
             }
         }
-        let want_write = pending > 0;
+        let want_write = c.transport.wants_write(&c.out);
         if want_write != c.writable {
             let interest = if want_write {
                 Interest::READABLE | Interest::WRITABLE
@@ -470,13 +421,13 @@ impl Loop {
             if self
                 .poll
                 .registry()
-                .reregister(&mut c.stream, Token(t), interest)
+                .reregister(c.transport.source(), Token(t), interest)
                 .is_ok()
             {
                 c.writable = want_write;
             }
         }
-        if pending > MAX_BACKLOG && !c.ended {
+        if pending > MAX_BACKLOG && !c.closing() {
             self.end(
                 t,
                 End::Lost(format!("it read too slowly ({pending} bytes unsent)")),

@@ -7,7 +7,9 @@
 //! state machine ([`broker`]) holds the sessions ([`session`]: kept for
 //! `clean_session=0`, with their queued and in-flight QoS 1/2 messages),
 //! the subscriptions and retained messages ([`router`]); [`wire`] is
-//! what the two tell each other. QoS 0, 1 and 2,
+//! what the two tell each other. Each connection's socket is reached
+//! only through its [`transport`] (plain TCP now; TLS and WebSocket are
+//! to sit there too). QoS 0, 1 and 2,
 //! wills, keep-alive, takeover. Accepting stays with the library's
 //! acceptor threads, which hand each connection to the loop: the thread
 //! count is the same at 10 connections and at 15,000.
@@ -23,6 +25,7 @@ pub mod settings;
 pub mod snapshot;
 #[cfg(test)]
 mod snapshot_tests;
+pub mod transport;
 pub mod wire;
 
 use std::net::TcpStream;

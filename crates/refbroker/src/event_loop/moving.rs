@@ -2,13 +2,14 @@
 //! connection side of moving established sessions (protocol 2). A frozen
 //! loop reads, writes and times nothing, so each connection stops at a
 //! packet boundary with its unparsed input and unsent output in hand; the
-//! export sends each connection's own socket with that state, a batch at
-//! a time. Go closes our copies with close() only (never shutdown(): the
-//! connection lives on in the importer). Thaw resumes as if nothing
-//! happened; discard drops an import that will not go.
+//! export sends each connection's own socket (lent by its transport) with
+//! that state and the transport's kind, a batch at a time. Go closes our
+//! copies with close() only (never shutdown(): the connection lives on in
+//! the importer). Thaw resumes as if nothing happened; discard drops an
+//! import that will not go.
 
 use std::fmt;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use emqx_handoff::broker::{ExportError, Exported};
@@ -18,8 +19,9 @@ use mio::{Interest, Token};
 use serde::{Deserialize, Serialize};
 
 use super::Loop;
-use crate::conns::Conn;
+use crate::conns::{Carried, Conn};
 use crate::snapshot::{ClientState, ImportError, SharedState, SCHEMA};
+use crate::transport::{self, Kind};
 
 /// One connection's state on the loop, with its broker-side state.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -34,6 +36,10 @@ pub struct ConnState {
     pub keep_alive: u16,
     /// Milliseconds since its last packet: keep-alive continues from it.
     pub idle_ms: u64,
+    /// What it runs over; left out for plain TCP (as `refbroker/1`
+    /// always was).
+    #[serde(default, skip_serializing_if = "Kind::is_tcp")]
+    pub transport: Kind,
 }
 
 /// What [`ConnState`] serializes from, borrowed from the live connection
@@ -46,6 +52,8 @@ struct ConnStateRef<'a> {
     connected: bool,
     keep_alive: u16,
     idle_ms: u64,
+    #[serde(skip_serializing_if = "Kind::is_tcp")]
+    transport: Kind,
 }
 
 /// A connection on its way in: the socket and its state.
@@ -94,11 +102,7 @@ impl Loop {
         let mut moving = Vec::with_capacity(tokens.len());
         let mut left = 0;
         for t in tokens {
-            let live = self
-                .conns
-                .map
-                .get(&t)
-                .is_some_and(|c| !c.ended && c.closing_since.is_none());
+            let live = self.conns.map.get(&t).is_some_and(|c| !c.closing());
             match (live, self.broker.export_client(t)) {
                 (true, Some(client)) => moving.push((t, client)),
                 _ => left += 1,
@@ -122,13 +126,14 @@ impl Loop {
                 let state = ConnStateRef {
                     client,
                     inbuf: &c.inbuf,
-                    out: &c.out[c.out_at..],
+                    out: c.out.pending(),
                     connected: c.connected,
                     keep_alive: c.keep_alive,
                     idle_ms: now.duration_since(c.last_read).as_millis() as u64,
+                    transport: c.transport.kind(),
                 };
                 states.push(serde_json::to_vec(&state).map_err(failed)?);
-                fds.push(c.stream.as_fd());
+                fds.push(c.transport.fd());
             }
             let items: Vec<(BorrowedFd<'_>, &[u8])> =
                 fds.into_iter().zip(states.iter().map(|s| &s[..])).collect();
@@ -181,7 +186,7 @@ impl Loop {
         let moved = moved.clone();
         for t in &moved {
             if let Some(mut c) = self.conns.map.remove(t) {
-                let _ = self.poll.registry().deregister(&mut c.stream);
+                let _ = self.poll.registry().deregister(c.transport.source());
                 // Dropping closes our descriptor; the socket lives on.
             }
             self.broker.release_client(*t);
@@ -244,7 +249,7 @@ impl Loop {
     pub(super) fn unadopt(&mut self, tokens: &[usize]) {
         for t in tokens {
             if let Some(mut c) = self.conns.map.remove(t) {
-                let _ = self.poll.registry().deregister(&mut c.stream);
+                let _ = self.poll.registry().deregister(c.transport.source());
             }
             self.broker.release_client(*t);
         }
@@ -252,39 +257,27 @@ impl Loop {
 
     fn adopt(&mut self, m: MovedConn, now: Instant) -> Result<usize, ImportError> {
         let invalid = |e: std::io::Error| ImportError::Invalid(format!("a moved socket: {e}"));
-        let std = std::net::TcpStream::from(m.fd);
-        std.set_nonblocking(true).map_err(invalid)?;
-        let mut stream = mio::net::TcpStream::from_std(std);
+        let s = m.state;
+        let mut transport = transport::adopt(s.transport, m.fd).map_err(invalid)?;
         let t = self.next;
         self.next += 1;
         self.poll
             .registry()
-            .register(&mut stream, Token(t), Interest::READABLE)
+            .register(transport.source(), Token(t), Interest::READABLE)
             .map_err(invalid)?;
-        if let Err(e) = self.broker.import_client(t, &m.state.client) {
-            let _ = self.poll.registry().deregister(&mut stream);
+        if let Err(e) = self.broker.import_client(t, &s.client) {
+            let _ = self.poll.registry().deregister(transport.source());
             return Err(e);
         }
-        let s = m.state;
-        let idle = Duration::from_millis(s.idle_ms);
-        self.conns.map.insert(
-            t,
-            Box::new(Conn {
-                stream,
-                inbuf: s.inbuf,
-                out: s.out,
-                out_at: 0,
-                opened: now.checked_sub(idle).unwrap_or(now),
-                last_read: now.checked_sub(idle).unwrap_or(now),
-                keep_alive: s.keep_alive,
-                connected: s.connected,
-                ended: false,
-                closing_since: None,
-                fin_sent: false,
-                writable: false,
-                dirty: true,
-            }),
-        );
+        let carried = Carried {
+            inbuf: s.inbuf,
+            out: s.out,
+            connected: s.connected,
+            keep_alive: s.keep_alive,
+            idle: Duration::from_millis(s.idle_ms),
+        };
+        let conn = Conn::new(transport, now, carried);
+        self.conns.map.insert(t, Box::new(conn));
         Ok(t)
     }
 }
