@@ -5,7 +5,9 @@
 //! in flight both ways, queue, next packet id). Importing rebuilds the
 //! routing index from the sessions, sends nothing and fires no will.
 //! The broker's own `$SYS/` topics are not carried: the importer has its
-//! own.
+//! own. Decoding is strict: a field this broker does not know (a newer
+//! exporter's, e.g. a TLS connection's) refuses the import rather than
+//! being dropped, so no state is read as less than it is.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -23,6 +25,7 @@ pub const SCHEMA: &str = "refbroker/1";
 
 /// An application message.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct MessageData {
     pub topic: String,
     pub payload: Vec<u8>,
@@ -39,6 +42,7 @@ pub enum InflightData {
 
 /// A session, connected or not.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct SessionData {
     pub id: String,
     pub clean: bool,
@@ -53,6 +57,7 @@ pub struct SessionData {
 
 /// A will, as CONNECT gave it.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct WillData {
     pub topic: String,
     pub payload: Vec<u8>,
@@ -62,6 +67,7 @@ pub struct WillData {
 
 /// Everything that is not one connection's.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
 pub struct SharedState {
     /// Sorted by topic.
     pub retained: Vec<MessageData>,
@@ -71,6 +77,7 @@ pub struct SharedState {
 
 /// One connection's broker-side state.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ClientState {
     pub listener: String,
     pub peer: Option<SocketAddr>,

@@ -1,12 +1,18 @@
 //! Export and import of the broker's state: a broker rebuilt from another's
 //! snapshot is the same broker (same state, same answers to the same
-//! packets), and importing sends nothing and fires no will.
+//! packets), importing sends nothing and fires no will, and state with a
+//! field this broker does not know is refused.
+
+use std::os::fd::OwnedFd;
 
 use emqx_mqtt::{Packet, Will};
+use serde_json::{json, Value};
 
 use crate::broker::{Broker, End};
 use crate::broker_tests::{connect, open, publish, subscribe, Recorder};
+use crate::event_loop::{decode_shared, ConnState, MovedConn};
 use crate::snapshot::{ClientState, ImportError, SharedState};
+use crate::transport::Kind;
 
 /// A broker with a bit of everything: a retained message, an offline
 /// session with a queue, a connected persistent session with a will,
@@ -182,5 +188,65 @@ fn an_import_past_a_bound_or_invalid_changes_nothing() {
     assert!(
         b.import_client(1, &clients[0].1).is_err(),
         "a connection twice"
+    );
+}
+
+/// `value` with `field` added to the object at `path`.
+fn with_field(value: &Value, path: &str, field: &str) -> Vec<u8> {
+    let mut v = value.clone();
+    let object = v.pointer_mut(path).and_then(Value::as_object_mut);
+    let object = object.unwrap_or_else(|| panic!("no object at {path:?} in {value}"));
+    object.insert(field.into(), json!("tls"));
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// A moved connection, or the shared state, with a field this broker
+/// does not know, at the top or nested (what a newer exporter would
+/// add, e.g. for a TLS connection), is refused on import: never read as
+/// the plain state this broker knows. So is a transport it does not know.
+#[test]
+fn a_field_this_broker_does_not_know_is_refused_on_import() {
+    let (a, _) = busy();
+    let conn = ConnState {
+        client: a.export_client(1).unwrap(),
+        inbuf: vec![0xC0],
+        out: vec![0xD0, 0],
+        connected: true,
+        keep_alive: 60,
+        idle_ms: 5,
+        transport: Kind::Tcp,
+    };
+    let fd = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+    let decode = |bytes: &[u8]| MovedConn::decode(fd(), bytes).map(|m| m.state);
+    let conn_value = serde_json::to_value(&conn).unwrap();
+    assert_eq!(conn_value.get("transport"), None, "TCP is left unsaid");
+    assert_eq!(decode(&serde_json::to_vec(&conn_value).unwrap()), Ok(conn));
+    let shared = a.export_shared();
+    let shared_value = serde_json::to_value(&shared).unwrap();
+    assert_eq!(
+        decode_shared(&serde_json::to_vec(&shared_value).unwrap()),
+        Ok(shared)
+    );
+    let unknown = |r: Result<(), ImportError>| matches!(r, Err(ImportError::Invalid(m)) if m.contains("unknown field `tls`"));
+    for path in [
+        "",
+        "/client",
+        "/client/session",
+        "/client/session/inflight/1/1/Sent",
+        "/client/will",
+    ] {
+        let bytes = with_field(&conn_value, path, "tls");
+        assert!(unknown(decode(&bytes).map(drop)), "connection {path:?}");
+    }
+    for path in ["", "/retained/0", "/offline/0", "/offline/0/queue/0"] {
+        let bytes = with_field(&shared_value, path, "tls");
+        assert!(unknown(decode_shared(&bytes).map(drop)), "shared {path:?}");
+    }
+    let mut tls = conn_value.clone();
+    tls["transport"] = json!("tls");
+    let refused = decode(&serde_json::to_vec(&tls).unwrap());
+    assert!(
+        matches!(&refused, Err(ImportError::Invalid(m)) if m.contains("unknown variant `tls`")),
+        "{refused:?}"
     );
 }

@@ -23,8 +23,10 @@ use crate::conns::{Carried, Conn};
 use crate::snapshot::{ClientState, ImportError, SharedState, SCHEMA};
 use crate::transport::{self, Kind};
 
-/// One connection's state on the loop, with its broker-side state.
+/// One connection's state on the loop, with its broker-side state;
+/// decoded strictly (see [`crate::snapshot`]).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ConnState {
     pub client: ClientState,
     /// Bytes read and not yet a whole packet.
