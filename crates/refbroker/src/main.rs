@@ -13,6 +13,15 @@ use std::process::ExitCode;
 
 #[cfg(target_os = "linux")]
 fn main() -> ExitCode {
+    linux::main()
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    //! The broker's run on Linux: settings, failures on purpose, the fd
+    //! limit, then the handoff library's broker loop with this service.
+
+    use std::process::ExitCode;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -20,135 +29,151 @@ fn main() -> ExitCode {
     use emqx_handoff::transfer::Bounds;
     use emqx_refbroker::settings::{Fail, Settings};
     use emqx_refbroker::{Moving, RefBroker};
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
     /// Fds kept for everything but imported connections.
     const FD_MARGIN: u64 = 256;
     /// The most bytes of state imported.
     const MAX_IMPORT_BYTES: u64 = 2 << 30;
 
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !(args.is_empty() || args == ["foreground"]) {
-        eprintln!("emqx-refbroker: ERROR: unexpected arguments {args:?} (usage: emqx foreground)");
-        return ExitCode::from(2);
-    }
-    let settings = match Settings::from_env() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("emqx-refbroker: ERROR: {e}");
+    pub fn main() -> ExitCode {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        if !(args.is_empty() || args == ["foreground"]) {
+            eprintln!(
+                "emqx-refbroker: ERROR: unexpected arguments {args:?} (usage: emqx foreground)"
+            );
             return ExitCode::from(2);
         }
-    };
-    let version = settings.version.clone();
-    let log = |m: &str| emqx_refbroker::log(&version, format_args!("{m}"));
-    let mut ready_delay = Duration::from_millis(settings.behaviour.ready_delay_ms);
-    match settings.behaviour.fail {
-        None => {}
-        Some(Fail::ExitAtOnce) => {
-            log("failing on purpose: exit at once");
-            return ExitCode::from(3);
-        }
-        Some(Fail::NeverReady) => {
-            log("failing on purpose: never ready");
-            // `run` reports ready after the delay, then accepts: never.
-            ready_delay = Duration::from_secs(365 * 24 * 3600);
-        }
-        Some(Fail::CrashAfterReady) => {
-            log("failing on purpose: abort 300 ms after READY");
-            // `run` reports ready at once after binding (plus the delay).
-            // This thread touches no environment, so `run` may still clear
-            // LISTEN_* safely.
-            let at = ready_delay + Duration::from_millis(300);
-            let spawned = std::thread::Builder::new()
-                .name("crash".into())
-                .spawn(move || {
-                    std::thread::sleep(at);
-                    std::process::abort();
-                });
-            if let Err(e) = spawned {
-                log(&format!("ERROR: cannot start the crash thread: {e}"));
+        let settings = match Settings::from_env() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("emqx-refbroker: ERROR: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let version = settings.version.clone();
+        let log = |m: &str| emqx_refbroker::log(&version, format_args!("{m}"));
+        let ready_delay = match fail_on_purpose(&settings, &log) {
+            Ok(delay) => delay,
+            Err(code) => return code,
+        };
+        let options = options(&settings, ready_delay, fd_room());
+        let names: Vec<String> = options
+            .listeners
+            .iter()
+            .map(|(n, a)| format!("{n}={a}"))
+            .collect();
+        log(&format!(
+            "starting (pid {}, listeners {} unless inherited, handoff socket {}, drain {:?})",
+            std::process::id(),
+            names.join(","),
+            options.handoff_path.display(),
+            options.drain
+        ));
+        let moving = Moving {
+            imports: settings.behaviour.imports.clone(),
+            import_delay: Duration::from_millis(settings.behaviour.import_delay_ms),
+        };
+        let service = match RefBroker::start(&version, settings.max_queued, moving) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                log(&format!("ERROR: starting the event loop: {e}"));
                 return ExitCode::from(1);
             }
-        }
+        };
+        run(options, service, &log)
     }
-    // One fd per connection: allow as many as the hard limit does (the
-    // soft limit is often 1,024), and import no more than that leaves.
-    let mut fds = 1024;
-    if let Ok((soft, hard)) =
-        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-    {
-        fds = soft;
-        if soft < hard
-            && nix::sys::resource::setrlimit(
-                nix::sys::resource::Resource::RLIMIT_NOFILE,
-                hard,
-                hard,
-            )
-            .is_ok()
-        {
-            fds = hard;
-        }
-    }
-    let fd_room = usize::try_from(fds.saturating_sub(FD_MARGIN)).unwrap_or(usize::MAX);
-    let options = Options {
-        version: version.clone(),
-        listeners: settings.listeners,
-        handoff_path: Options::handoff_path_from_env(),
-        drain: settings.drain,
-        ready_delay,
-        move_bound: settings
-            .behaviour
-            .move_bound_ms
-            .map_or(broker::DEFAULT_MOVE_BOUND, Duration::from_millis),
-        import: Bounds {
-            max_conns: settings.behaviour.import_max_conns.unwrap_or(fd_room),
-            max_bytes: MAX_IMPORT_BYTES,
-        },
-        protocol: settings
-            .behaviour
-            .handoff_protocol
-            .unwrap_or(emqx_handoff::PROTOCOL),
-    };
-    let names: Vec<String> = options
-        .listeners
-        .iter()
-        .map(|(n, a)| format!("{n}={a}"))
-        .collect();
-    log(&format!(
-        "starting (pid {}, listeners {} unless inherited, handoff socket {}, drain {:?})",
-        std::process::id(),
-        names.join(","),
-        options.handoff_path.display(),
-        options.drain
-    ));
-    let moving = Moving {
-        imports: settings.behaviour.imports.clone(),
-        import_delay: Duration::from_millis(settings.behaviour.import_delay_ms),
-    };
-    let service = match RefBroker::start(&version, settings.max_queued, moving) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            log(&format!("ERROR: starting the event loop: {e}"));
-            return ExitCode::from(1);
-        }
-    };
-    match broker::run(options, service) {
-        Ok(d) => {
-            if let Some(m) = d.moved {
-                log(&format!(
-                    "switched away: {} connections moved to the new broker in {} us",
-                    m.moved,
-                    m.pause.as_micros()
-                ));
+
+    /// What the behaviour file asks to fail, set up: the delay before
+    /// ready, or the exit code to leave with now.
+    fn fail_on_purpose(settings: &Settings, log: &dyn Fn(&str)) -> Result<Duration, ExitCode> {
+        let ready_delay = Duration::from_millis(settings.behaviour.ready_delay_ms);
+        match settings.behaviour.fail {
+            None => Ok(ready_delay),
+            Some(Fail::ExitAtOnce) => {
+                log("failing on purpose: exit at once");
+                Err(ExitCode::from(3))
             }
-            log(&format!(
-                "switched away: {} connections at commit, {} closed at the drain bound; exiting",
-                d.at_commit, d.closed
-            ));
-            ExitCode::SUCCESS
+            Some(Fail::NeverReady) => {
+                log("failing on purpose: never ready");
+                // `run` reports ready after the delay, then accepts: never.
+                Ok(Duration::from_secs(365 * 24 * 3600))
+            }
+            Some(Fail::CrashAfterReady) => {
+                log("failing on purpose: abort 300 ms after READY");
+                // `run` reports ready at once after binding (plus the
+                // delay). This thread touches no environment, so `run`
+                // may still clear LISTEN_* safely.
+                let at = ready_delay + Duration::from_millis(300);
+                let spawned = std::thread::Builder::new()
+                    .name("crash".into())
+                    .spawn(move || {
+                        std::thread::sleep(at);
+                        std::process::abort();
+                    });
+                if let Err(e) = spawned {
+                    log(&format!("ERROR: cannot start the crash thread: {e}"));
+                    return Err(ExitCode::from(1));
+                }
+                Ok(ready_delay)
+            }
         }
-        Err(e) => {
-            log(&format!("ERROR: {e}"));
-            ExitCode::from(1)
+    }
+
+    /// One fd per connection: allows as many as the hard limit does (the
+    /// soft limit is often 1,024); returns how many connections that
+    /// leaves to import.
+    fn fd_room() -> usize {
+        let mut fds = 1024;
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            fds = soft;
+            if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+                fds = hard;
+            }
+        }
+        usize::try_from(fds.saturating_sub(FD_MARGIN)).unwrap_or(usize::MAX)
+    }
+
+    fn options(settings: &Settings, ready_delay: Duration, fd_room: usize) -> Options {
+        let behaviour = &settings.behaviour;
+        Options {
+            version: settings.version.clone(),
+            listeners: settings.listeners.clone(),
+            handoff_path: Options::handoff_path_from_env(),
+            drain: settings.drain,
+            ready_delay,
+            move_bound: behaviour
+                .move_bound_ms
+                .map_or(broker::DEFAULT_MOVE_BOUND, Duration::from_millis),
+            import: Bounds {
+                max_conns: behaviour.import_max_conns.unwrap_or(fd_room),
+                max_bytes: MAX_IMPORT_BYTES,
+            },
+            protocol: behaviour.handoff_protocol.unwrap_or(emqx_handoff::PROTOCOL),
+        }
+    }
+
+    /// Serves until switched away; the exit code.
+    fn run(options: Options, service: Arc<RefBroker>, log: &dyn Fn(&str)) -> ExitCode {
+        match broker::run(options, service) {
+            Ok(d) => {
+                if let Some(m) = d.moved {
+                    log(&format!(
+                        "switched away: {} connections moved to the new broker in {} us",
+                        m.moved,
+                        m.pause.as_micros()
+                    ));
+                }
+                log(&format!(
+                    "switched away: {} connections at commit, {} closed at the drain bound; exiting",
+                    d.at_commit, d.closed
+                ));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                log(&format!("ERROR: {e}"));
+                ExitCode::from(1)
+            }
         }
     }
 }

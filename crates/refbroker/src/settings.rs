@@ -2,11 +2,16 @@
 //! `EMQX_BROKER_VERSION`, else the one release folder of its tree), its
 //! listeners (`EMQX_LISTENERS`), its drain bound (`EMQX_DRAIN_SECS`), and
 //! the failures a release tree can ask of it for tests
-//! (`<tree>/etc/refbroker.toml`).
+//! (`<tree>/etc/refbroker.toml`). Each failure is a typed error
+//! ([`errors`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub mod errors;
+
+pub use errors::{BehaviourError, DrainError, ListenerError, SettingsError, TreeError, VarError};
 
 /// Listeners when `EMQX_LISTENERS` is not set.
 pub const DEFAULT_LISTENERS: &str = "mqtt=127.0.0.1:1883,mqtt-alt=127.0.0.1:1884";
@@ -75,39 +80,33 @@ pub struct Settings {
 
 impl Settings {
     /// From the environment and the release tree the binary runs from.
-    pub fn from_env() -> Result<Settings, String> {
+    pub fn from_env() -> Result<Settings, SettingsError> {
         let tree = std::env::current_exe().ok().and_then(|e| tree_of(&e));
-        let version = match std::env::var("EMQX_BROKER_VERSION") {
-            Ok(v) => check_version(&v)?,
-            Err(std::env::VarError::NotPresent) => {
-                let tree = tree.as_deref().ok_or(
-                    "EMQX_BROKER_VERSION is not set and my release tree is unknown (no <tree>/bin/emqx)",
-                )?;
-                version_in_tree(tree)?
+        let version = match var("EMQX_BROKER_VERSION")? {
+            Some(v) => check_version(&v)?,
+            None => {
+                let tree = tree.as_deref().ok_or(SettingsError::NoTree)?;
+                version_in_tree(tree).map_err(SettingsError::Tree)?
             }
-            Err(e) => return Err(format!("EMQX_BROKER_VERSION: {e}")),
         };
-        let listeners = match std::env::var("EMQX_LISTENERS") {
-            Ok(spec) => parse_listeners(&spec).map_err(|e| format!("EMQX_LISTENERS: {e}"))?,
-            Err(std::env::VarError::NotPresent) => parse_listeners(DEFAULT_LISTENERS)?,
-            Err(e) => return Err(format!("EMQX_LISTENERS: {e}")),
+        let listeners = match var("EMQX_LISTENERS")? {
+            Some(spec) => parse_listeners(&spec)
+                .map_err(|e| SettingsError::Var("EMQX_LISTENERS", VarError::Listeners(e)))?,
+            None => parse_listeners(DEFAULT_LISTENERS).map_err(SettingsError::DefaultListeners)?,
         };
-        let drain = match std::env::var("EMQX_DRAIN_SECS") {
-            Ok(s) => parse_drain(&s).map_err(|e| format!("EMQX_DRAIN_SECS: {e}"))?,
-            Err(std::env::VarError::NotPresent) => DEFAULT_DRAIN,
-            Err(e) => return Err(format!("EMQX_DRAIN_SECS: {e}")),
+        let drain = match var("EMQX_DRAIN_SECS")? {
+            Some(s) => parse_drain(&s)
+                .map_err(|e| SettingsError::Var("EMQX_DRAIN_SECS", VarError::Drain(e)))?,
+            None => DEFAULT_DRAIN,
         };
-        let max_queued = match std::env::var("EMQX_MAX_QUEUED") {
-            Ok(s) => s
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("EMQX_MAX_QUEUED: {s:?} is not a positive number"))?,
-            Err(std::env::VarError::NotPresent) => crate::DEFAULT_MAX_QUEUED,
-            Err(e) => return Err(format!("EMQX_MAX_QUEUED: {e}")),
+        let max_queued = match var("EMQX_MAX_QUEUED")? {
+            Some(s) => s.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                SettingsError::Var("EMQX_MAX_QUEUED", VarError::NotPositive(s.clone()))
+            })?,
+            None => crate::DEFAULT_MAX_QUEUED,
         };
         let behaviour = match &tree {
-            Some(tree) => read_behaviour(tree)?,
+            Some(tree) => read_behaviour(tree).map_err(SettingsError::Behaviour)?,
             None => Behaviour::default(),
         };
         Ok(Settings {
@@ -129,85 +128,103 @@ pub fn tree_of(exe: &Path) -> Option<PathBuf> {
     bin.parent().map(Path::to_path_buf)
 }
 
-fn check_version(v: &str) -> Result<String, String> {
+/// Environment variable `name`, `None` when unset.
+fn var(name: &'static str) -> Result<Option<String>, SettingsError> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(SettingsError::Var(name, VarError::NotUnicode(e))),
+    }
+}
+
+fn check_version(v: &str) -> Result<String, SettingsError> {
     semver::Version::parse(v)
         .map(|_| v.to_string())
-        .map_err(|e| format!("version {v:?} is not semver: {e}"))
+        .map_err(|source| SettingsError::Version {
+            version: v.to_string(),
+            source,
+        })
 }
 
 /// The single semver-named folder in `<tree>/releases/`.
-pub fn version_in_tree(tree: &Path) -> Result<String, String> {
+pub fn version_in_tree(tree: &Path) -> Result<String, TreeError> {
     let dir = tree.join("releases");
-    let entries = std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let unreadable = |source| TreeError::Read {
+        dir: dir.clone(),
+        source,
+    };
+    let entries = std::fs::read_dir(&dir).map_err(unreadable)?;
     let mut found = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let entry = entry.map_err(unreadable)?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.path().is_dir() && semver::Version::parse(&name).is_ok() {
             found.push(name);
         }
     }
     found.sort();
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(format!("no release folder in {}", dir.display())),
-        many => Err(format!(
-            "several release folders in {}: {}",
-            dir.display(),
-            many.join(", ")
-        )),
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(TreeError::NoRelease { dir }),
+        _ => Err(TreeError::Several { dir, found }),
     }
 }
 
 /// `name=ip:port,...`: names non-empty, unique, without `:` (the
 /// `LISTEN_FDNAMES` separator).
-pub fn parse_listeners(spec: &str) -> Result<Vec<(String, SocketAddr)>, String> {
+pub fn parse_listeners(spec: &str) -> Result<Vec<(String, SocketAddr)>, ListenerError> {
     let mut out: Vec<(String, SocketAddr)> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, addr) = item
             .split_once('=')
-            .ok_or_else(|| format!("bad listener {item:?} (want name=ip:port)"))?;
+            .ok_or_else(|| ListenerError::NotNamed(item.to_string()))?;
         if name.is_empty() || name.contains(':') {
-            return Err(format!("bad listener name {name:?}"));
+            return Err(ListenerError::BadName(name.to_string()));
         }
         if out.iter().any(|(n, _)| n == name) {
-            return Err(format!("listener {name:?} named twice"));
+            return Err(ListenerError::Twice(name.to_string()));
         }
-        let addr = addr
-            .parse()
-            .map_err(|e| format!("bad address in {item:?}: {e}"))?;
+        let addr = addr.parse().map_err(|source| ListenerError::BadAddress {
+            item: item.to_string(),
+            source,
+        })?;
         out.push((name.to_string(), addr));
     }
     if out.is_empty() {
-        return Err("no listener".into());
+        return Err(ListenerError::Empty);
     }
     Ok(out)
 }
 
 /// Seconds, a float from 0 to one day.
-pub fn parse_drain(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|e| format!("{s:?} is not a number of seconds: {e}"))?;
+pub fn parse_drain(s: &str) -> Result<Duration, DrainError> {
+    let secs: f64 = s.trim().parse().map_err(|source| DrainError::NotANumber {
+        text: s.to_string(),
+        source,
+    })?;
     if !(0.0..=86_400.0).contains(&secs) {
-        return Err(format!("{s:?} is not between 0 and 86400 seconds"));
+        return Err(DrainError::OutOfRange(s.to_string()));
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
 /// `<tree>/etc/refbroker.toml`, or the defaults if there is none.
-pub fn read_behaviour(tree: &Path) -> Result<Behaviour, String> {
+pub fn read_behaviour(tree: &Path) -> Result<Behaviour, BehaviourError> {
     let path = tree.join(BEHAVIOUR_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(text) => {
+            toml::from_str(&text).map_err(|source| BehaviourError::Invalid { path, source })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Behaviour::default()),
-        Err(e) => Err(format!("reading {}: {e}", path.display())),
+        Err(source) => Err(BehaviourError::Read { path, source }),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    //! Each setting's parsing, and the error (variant and line) of each
+    //! way it can be wrong.
+
     use super::*;
     use std::fs;
 
@@ -223,19 +240,23 @@ mod tests {
     #[test]
     fn the_version_is_the_one_release_folder() {
         let t = tempfile::tempdir().unwrap();
-        assert!(version_in_tree(t.path()).is_err());
+        let e = version_in_tree(t.path());
+        assert!(matches!(e, Err(TreeError::Read { .. })), "{e:?}");
         fs::create_dir_all(t.path().join("releases/5.0.1")).unwrap();
         fs::create_dir_all(t.path().join("releases/notes")).unwrap();
         fs::write(t.path().join("releases/5.0.9"), "a file").unwrap();
         assert_eq!(version_in_tree(t.path()).unwrap(), "5.0.1");
         fs::create_dir_all(t.path().join("releases/5.0.2")).unwrap();
-        let e = version_in_tree(t.path()).unwrap_err();
-        assert!(e.contains("several") && e.contains("5.0.1, 5.0.2"), "{e}");
+        match version_in_tree(t.path()) {
+            Err(e @ TreeError::Several { .. }) => {
+                assert!(e.to_string().contains("5.0.1, 5.0.2"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
         fs::remove_dir(t.path().join("releases/5.0.1")).unwrap();
         fs::remove_dir(t.path().join("releases/5.0.2")).unwrap();
-        assert!(version_in_tree(t.path())
-            .unwrap_err()
-            .contains("no release"));
+        let e = version_in_tree(t.path());
+        assert!(matches!(e, Err(TreeError::NoRelease { .. })), "{e:?}");
     }
 
     #[test]
@@ -245,25 +266,45 @@ mod tests {
         assert_eq!(l[1].0, "mqtt-alt");
         assert_eq!(l[1].1.port(), 1884);
         assert_eq!(parse_listeners(" a=[::1]:1,").unwrap()[0].1.port(), 1);
-        for bad in [
-            "",
-            "a",
-            "a=1.2.3.4",
-            "=1.2.3.4:1",
-            "a:b=1.2.3.4:1",
-            "a=1.1.1.1:1,a=1.1.1.1:2",
+        let kind = |e: ListenerError| match e {
+            ListenerError::NotNamed(_) => "not named",
+            ListenerError::BadName(_) => "bad name",
+            ListenerError::Twice(_) => "twice",
+            ListenerError::BadAddress { .. } => "bad address",
+            ListenerError::Empty => "empty",
+        };
+        for (bad, want) in [
+            ("", "empty"),
+            ("a", "not named"),
+            ("a=1.2.3.4", "bad address"),
+            ("=1.2.3.4:1", "bad name"),
+            ("a:b=1.2.3.4:1", "bad name"),
+            ("a=1.1.1.1:1,a=1.1.1.1:2", "twice"),
         ] {
-            assert!(parse_listeners(bad).is_err(), "{bad:?}");
+            assert_eq!(parse_listeners(bad).map_err(kind), Err(want), "{bad:?}");
         }
+        assert_eq!(
+            parse_listeners("a").unwrap_err().to_string(),
+            "bad listener \"a\" (want name=ip:port)"
+        );
     }
 
     #[test]
     fn drain_parses() {
         assert_eq!(parse_drain("1.5").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_drain("0").unwrap(), Duration::ZERO);
-        for bad in ["-1", "x", "NaN", "inf", "1e9"] {
-            assert!(parse_drain(bad).is_err(), "{bad}");
+        for bad in ["-1", "NaN", "inf", "1e9"] {
+            let e = parse_drain(bad);
+            assert!(matches!(e, Err(DrainError::OutOfRange(_))), "{bad}: {e:?}");
         }
+        let e = parse_drain("x");
+        assert!(matches!(e, Err(DrainError::NotANumber { .. })), "{e:?}");
+        // The binary's line, as before the errors were typed.
+        let e = SettingsError::Var("EMQX_DRAIN_SECS", VarError::Drain(e.unwrap_err()));
+        assert_eq!(
+            e.to_string(),
+            "EMQX_DRAIN_SECS: \"x\" is not a number of seconds: invalid float literal"
+        );
     }
 
     #[test]
@@ -294,7 +335,12 @@ mod tests {
         }
         for bad in ["fail = \"sometimes\"", "typo = 1", "ready_delay_ms = -1"] {
             fs::write(&file, bad).unwrap();
-            assert!(read_behaviour(t.path()).is_err(), "{bad}");
+            match read_behaviour(t.path()) {
+                Err(e @ BehaviourError::Invalid { .. }) => {
+                    assert!(e.to_string().starts_with(&format!("{}: ", file.display())))
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
         }
     }
 }
