@@ -2,7 +2,8 @@
 //! takeover, session present), PUBLISH at QoS 0/1/2 both ways, retained
 //! messages, SUBSCRIBE/UNSUBSCRIBE, wills, and what a closed connection
 //! leaves behind. The event loop feeds it packets and gives it a [`Wire`]
-//! to send on.
+//! to send on. What goes out to the sessions (routing, QoS 0 drops, the
+//! in-flight window and queue) is in its `delivery` part.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,8 +13,10 @@ use emqx_mqtt::packet::CONNECT;
 use emqx_mqtt::{topic, Packet, Will};
 
 use crate::router::Router;
-use crate::session::{Inflight, Message, Session};
+use crate::session::{Message, Session};
 pub use crate::wire::{End, Step, Wire};
+
+mod delivery;
 
 /// QoS 0 deliveries are dropped while this much is unsent to a client.
 pub const QOS0_BACKLOG: usize = 1 << 20;
@@ -392,131 +395,6 @@ impl Broker {
         }
         Step::Connected(keep_alive)
     }
-
-    /// Redelivers what was in flight (PUBLISH with DUP, or PUBREL), then
-    /// what was queued.
-    fn resume(&mut self, id: &Rc<str>, conn: usize, wire: &mut dyn Wire) {
-        let Some(s) = self.sessions.get_mut(id) else {
-            return;
-        };
-        for (packet_id, state) in &s.inflight {
-            let bytes = match state {
-                Inflight::Sent(m) => publish(m, Some(*packet_id), true),
-                Inflight::Released => Packet::PubRel {
-                    packet_id: *packet_id,
-                }
-                .encode(),
-            };
-            wire.send(conn, &bytes);
-        }
-        fill(s, wire);
-    }
-
-    fn acked(&mut self, id: &Rc<str>, packet_id: u16, released: bool, wire: &mut dyn Wire) {
-        if let Some(s) = self.sessions.get_mut(id) {
-            if s.ack(packet_id, released) {
-                fill(s, wire);
-            }
-        }
-    }
-
-    fn subscribe(
-        &mut self,
-        conn: usize,
-        id: &Rc<str>,
-        packet_id: u16,
-        filters: Vec<(String, u8)>,
-        wire: &mut dyn Wire,
-    ) {
-        let mut codes = Vec::with_capacity(filters.len());
-        let mut granted = Vec::new();
-        for (filter, qos) in filters {
-            if topic::valid_filter(&filter) {
-                let q = qos.min(2);
-                self.router.subscribe(id, &filter, q);
-                if let Some(s) = self.sessions.get_mut(id) {
-                    s.subscribe(&filter, q);
-                }
-                codes.push(q);
-                granted.push((filter, q));
-            } else {
-                codes.push(0x80);
-            }
-        }
-        wire.send(conn, &Packet::SubAck { packet_id, codes }.encode());
-        for (filter, q) in granted {
-            for m in self.router.retained(&filter) {
-                self.deliver(id, m, q, &mut None, wire);
-            }
-        }
-    }
-
-    /// Delivers `message` to every matching session.
-    fn route(&mut self, message: Message, wire: &mut dyn Wire) {
-        let message = Message {
-            retain: false,
-            ..message
-        };
-        // The QoS 0 packet is the same for every target: encoded once.
-        let mut qos0 = None;
-        for (client, qos) in self.router.targets(&message.topic) {
-            self.deliver(&client, message.clone(), qos, &mut qos0, wire);
-        }
-    }
-
-    /// One delivery at the lower of the message's and `granted` QoS: QoS 0
-    /// goes out now (as `qos0`, encoded on first use) or is dropped; QoS
-    /// 1/2 go in flight or wait queued.
-    fn deliver(
-        &mut self,
-        client: &str,
-        message: Message,
-        granted: u8,
-        qos0: &mut Option<Vec<u8>>,
-        wire: &mut dyn Wire,
-    ) {
-        let Some(s) = self.sessions.get_mut(client) else {
-            return;
-        };
-        let message = Message {
-            qos: message.qos.min(granted),
-            ..message
-        };
-        if message.qos == 0 {
-            match s.conn {
-                Some(c) if wire.backlog(c) < QOS0_BACKLOG => {
-                    let bytes = qos0.get_or_insert_with(|| publish(&message, None, false));
-                    wire.send(c, bytes)
-                }
-                _ => s.dropped += 1,
-            }
-            return;
-        }
-        s.enqueue(message, self.max_queued);
-        fill(s, wire);
-    }
-}
-
-/// Puts queued messages in flight while the window is open.
-fn fill(s: &mut Session, wire: &mut dyn Wire) {
-    while let (true, Some(c)) = (s.window_open() && !s.queue.is_empty(), s.conn) {
-        let Some(m) = s.queue.pop_front() else { break };
-        let id = s.next_packet_id();
-        wire.send(c, &publish(&m, Some(id), false));
-        s.inflight.push_back((id, Inflight::Sent(m)));
-    }
-}
-
-fn publish(m: &Message, packet_id: Option<u16>, dup: bool) -> Vec<u8> {
-    Packet::Publish {
-        topic: m.topic.to_string(),
-        payload: m.payload.to_vec(),
-        qos: m.qos,
-        retain: m.retain,
-        dup,
-        packet_id,
-    }
-    .encode()
 }
 
 /// What the broker keeps of a CONNECT.
