@@ -230,7 +230,21 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
     let threads_idle = status(pid, "Threads:");
     drop(few);
     let (rss_per_conn, threads) = hold(name, addr, pid, conns, before);
-    // (b): `fanout` subscribers on this process's event loop.
+    let (fanout_rate, p99) = fan_out(name, addr, fanout, messages);
+    let fanin_rate = fan_in(name, addr, publishers, messages);
+    Figures {
+        rss_per_conn,
+        threads_idle,
+        threads,
+        fanout_rate,
+        fanout_p99_ms: p99,
+        fanin_rate,
+    }
+}
+
+/// (b): `fanout` subscribers on this process's event loop, one publisher
+/// of `messages`: deliveries per second and the p99 latency in ms.
+fn fan_out(name: &str, addr: SocketAddr, fanout: usize, messages: usize) -> (f64, f64) {
     let mut swarm = Swarm::new();
     swarm.connect(addr, fanout, &format!("{name}-sub"), Some("bench/fan"));
     let epoch = Instant::now();
@@ -285,7 +299,12 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
         eprintln!("{name}: fan-out delivered {got} of {want}");
     }
     drop(swarm);
-    // (c) fan-in: `publishers` threads, `messages * 10` QoS 0 each.
+    (fanout_rate, p99)
+}
+
+/// (c) fan-in: `publishers` threads, `messages * 10` QoS 0 each, to one
+/// subscriber: messages per second.
+fn fan_in(name: &str, addr: SocketAddr, publishers: usize, messages: usize) -> f64 {
     let mut sub = Swarm::new();
     sub.connect(addr, 1, &format!("{name}-sink"), Some("bench/in/+"));
     let per = messages * 10;
@@ -337,15 +356,7 @@ fn measure(name: &str, addr: SocketAddr, pid: u32) -> Figures {
     if got < want {
         eprintln!("{name}: fan-in delivered {got} of {want}");
     }
-    let fanin_rate = got as f64 / last.duration_since(started).as_secs_f64().max(1e-6);
-    Figures {
-        rss_per_conn,
-        threads_idle,
-        threads,
-        fanout_rate,
-        fanout_p99_ms: p99,
-        fanin_rate,
-    }
+    got as f64 / last.duration_since(started).as_secs_f64().max(1e-6)
 }
 
 fn main() {

@@ -105,6 +105,9 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
+    //! Overlapping subscriptions, and retained messages set, replaced
+    //! and deleted.
+
     use super::*;
 
     fn msg(topic: &str, payload: &[u8]) -> Message {

@@ -138,6 +138,8 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    //! Packet ids, the QoS 2 states of a delivery, the bounded queue.
+
     use super::*;
 
     fn m(qos: u8) -> Message {
