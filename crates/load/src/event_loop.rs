@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
 
+use crate::class::Class;
 use crate::client::{Client, Ctx, Kind, Phase};
-use crate::ledger::{Class, Ledger};
+use crate::ledger::Ledger;
 use crate::stats::Outcome;
 use crate::traffic::Traffic;
 use crate::Shared;

@@ -10,6 +10,7 @@
 //! [`Load::start`] runs in the background; [`Load::snapshot`] reads the
 //! counts; [`Load::stop`] drains, closes and returns the [`Report`].
 
+mod class;
 mod client;
 mod conn;
 mod event_loop;

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use super::ledger::Class;
+use super::class::Class;
 use super::stats::{ClassCounts, Stats};
 
 /// CONNACK latency of every attempt (storm and persistent) that got one,

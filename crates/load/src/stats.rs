@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ledger::Class;
+use crate::class::Class;
 
 /// How many distinct `other_error` messages the report keeps.
 pub const ERROR_SAMPLES: usize = 5;

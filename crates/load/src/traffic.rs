@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use emqx_mqtt::Packet;
 
+use crate::class::Class;
 use crate::conn::Conn;
-use crate::ledger::{Class, Ledger};
+use crate::ledger::Ledger;
 
 /// Most messages in flight per client; publishing pauses above.
 const MAX_IN_FLIGHT: usize = 1000;
