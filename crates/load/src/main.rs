@@ -3,6 +3,7 @@
 //! listeners, and prints what every connection attempt and every message
 //! ended in (see `emqx_load`).
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -65,14 +66,38 @@ struct Args {
 /// Longest time any option may give: a year.
 const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
-fn seconds(what: &str, v: f64) -> Result<Duration, String> {
-    if !(0.0..=MAX_SECONDS).contains(&v) {
-        return Err(format!(
-            "--{what} must be between 0 and {MAX_SECONDS} seconds"
-        ));
+/// A time option (named without its dashes) this harness cannot use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeError {
+    /// Not from 0 to [`MAX_SECONDS`].
+    OutOfRange(&'static str),
+    /// Not a number of seconds a `Duration` holds.
+    NotSeconds(&'static str),
+    /// Zero where it must be more.
+    NotPositive(&'static str),
+}
+
+impl fmt::Display for TimeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimeError::OutOfRange(what) => {
+                write!(f, "--{what} must be between 0 and {MAX_SECONDS} seconds")
+            }
+            TimeError::NotSeconds(what) => {
+                write!(f, "--{what} must be a non-negative number of seconds")
+            }
+            TimeError::NotPositive(what) => write!(f, "--{what} must be positive"),
+        }
     }
-    Duration::try_from_secs_f64(v)
-        .map_err(|_| format!("--{what} must be a non-negative number of seconds"))
+}
+
+impl std::error::Error for TimeError {}
+
+fn seconds(what: &'static str, v: f64) -> Result<Duration, TimeError> {
+    if !(0.0..=MAX_SECONDS).contains(&v) {
+        return Err(TimeError::OutOfRange(what));
+    }
+    Duration::try_from_secs_f64(v).map_err(|_| TimeError::NotSeconds(what))
 }
 
 fn main() -> ExitCode {
@@ -84,7 +109,7 @@ fn main() -> ExitCode {
     let parsed = (|| {
         let timeout = seconds("connect-timeout", args.connect_timeout)?;
         if timeout.is_zero() {
-            return Err("--connect-timeout must be positive".to_string());
+            return Err(TimeError::NotPositive("connect-timeout"));
         }
         let duration = args.duration.map(|d| seconds("duration", d)).transpose()?;
         let online = seconds("session-online", args.session_online)?;
@@ -167,5 +192,31 @@ mod signals {
     pub fn install() {}
     pub fn stopped() -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The time options' errors, and the lines they print.
+
+    use super::*;
+
+    #[test]
+    fn time_options_are_checked() {
+        assert_eq!(seconds("duration", 1.5), Ok(Duration::from_millis(1500)));
+        for bad in [-1.0, 1e19, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                seconds("duration", bad),
+                Err(TimeError::OutOfRange("duration"))
+            );
+        }
+        assert_eq!(
+            TimeError::OutOfRange("duration").to_string(),
+            "--duration must be between 0 and 31536000 seconds"
+        );
+        assert_eq!(
+            TimeError::NotPositive("connect-timeout").to_string(),
+            "--connect-timeout must be positive"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! reconnects; a clean session gives it up at every close.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use emqx_mqtt::Packet;
@@ -21,6 +22,27 @@ const MAX_BACKLOG: usize = 256 * 1024;
 const MAX_LAG: Duration = Duration::from_secs(1);
 /// Most messages one wake publishes (catching up on a late schedule).
 const BURST: usize = 64;
+
+/// An acknowledgement from the broker that does not fit the message it
+/// acknowledges: a protocol error of the broker's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckError {
+    /// PUBACK or PUBREC (`ack`) for a message of another QoS.
+    WrongQos { ack: &'static str, qos: u8 },
+    /// PUBCOMP for this packet id before its PUBREC.
+    CompBeforeRec(u16),
+}
+
+impl fmt::Display for AckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AckError::WrongQos { ack, qos } => write!(f, "{ack} for a QoS {qos} message"),
+            AckError::CompBeforeRec(id) => write!(f, "PUBCOMP before PUBREC for packet {id}"),
+        }
+    }
+}
+
+impl std::error::Error for AckError {}
 
 /// One message in flight.
 struct Flight {
@@ -153,9 +175,9 @@ impl Traffic {
 
     /// PUBACK (QoS 1). An unknown packet id is ignored (an ack of a
     /// message resent after the first ack was lost).
-    pub fn puback(&mut self, id: u16, ledger: &mut Ledger) -> Result<(), String> {
+    pub fn puback(&mut self, id: u16, ledger: &mut Ledger) -> Result<(), AckError> {
         if self.class.qos != 1 {
-            return Err(format!("PUBACK for a QoS {} message", self.class.qos));
+            return Err(self.wrong_qos("PUBACK"));
         }
         if let Some(seq) = self.by_id.remove(&id) {
             self.flight.remove(&seq);
@@ -165,9 +187,14 @@ impl Traffic {
     }
 
     /// PUBREC (QoS 2): the broker owns the message; release it.
-    pub fn pubrec(&mut self, id: u16, conn: &mut Conn, ledger: &mut Ledger) -> Result<(), String> {
+    pub fn pubrec(
+        &mut self,
+        id: u16,
+        conn: &mut Conn,
+        ledger: &mut Ledger,
+    ) -> Result<(), AckError> {
         if self.class.qos != 2 {
-            return Err(format!("PUBREC for a QoS {} message", self.class.qos));
+            return Err(self.wrong_qos("PUBREC"));
         }
         let Some(&seq) = self.by_id.get(&id) else {
             return Ok(());
@@ -182,16 +209,23 @@ impl Traffic {
 
     /// PUBCOMP (QoS 2): the packet id is free again. Before PUBREC it is
     /// a protocol error.
-    pub fn pubcomp(&mut self, id: u16) -> Result<(), String> {
+    pub fn pubcomp(&mut self, id: u16) -> Result<(), AckError> {
         let Some(&seq) = self.by_id.get(&id) else {
             return Ok(());
         };
         if self.flight.get(&seq).is_some_and(|f| !f.released) {
-            return Err(format!("PUBCOMP before PUBREC for packet {id}"));
+            return Err(AckError::CompBeforeRec(id));
         }
         self.by_id.remove(&id);
         self.flight.remove(&seq);
         Ok(())
+    }
+
+    fn wrong_qos(&self, ack: &'static str) -> AckError {
+        AckError::WrongQos {
+            ack,
+            qos: self.class.qos,
+        }
     }
 
     /// PUBREL from the broker: the QoS 2 delivery is complete.
@@ -294,5 +328,40 @@ impl Traffic {
     /// Messages of this client still in flight.
     pub fn in_flight(&self) -> usize {
         self.flight.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The broker's acknowledgements that do not fit, as the report
+    //! prints them.
+
+    use super::*;
+
+    #[test]
+    fn ack_errors_print_as_protocol_errors() {
+        let e = AckError::WrongQos {
+            ack: "PUBACK",
+            qos: 2,
+        };
+        assert_eq!(e.to_string(), "PUBACK for a QoS 2 message");
+        assert_eq!(
+            AckError::CompBeforeRec(7).to_string(),
+            "PUBCOMP before PUBREC for packet 7"
+        );
+    }
+
+    #[test]
+    fn an_ack_of_the_wrong_qos_is_refused() {
+        let mut t = Traffic::new(Class::live(2), 0, 0, "run/", 0.0);
+        let mut ledger = Ledger::new(std::sync::Arc::default());
+        assert_eq!(
+            t.puback(1, &mut ledger),
+            Err(AckError::WrongQos {
+                ack: "PUBACK",
+                qos: 2
+            })
+        );
+        assert_eq!(t.pubcomp(1), Ok(()), "an unknown packet id is ignored");
     }
 }

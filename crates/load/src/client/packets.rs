@@ -87,28 +87,30 @@ impl Client {
             }
             (_, Packet::PingResp) => Ok(()),
             (Phase::SubAck { .. } | Phase::Running | Phase::Closing { .. }, p) => {
-                // After our DISCONNECT nothing may be sent: PUBREC and
-                // PUBREL wait for the session's return; acks that need no
-                // answer still count.
-                let closing = matches!(self.phase, Phase::Closing { .. });
-                let (Some(t), Some(conn)) = (self.traffic.as_mut(), self.conn.as_mut()) else {
-                    return Err(Why::Protocol(format!("unexpected {}", p.name())));
-                };
-                match p {
-                    Packet::PubAck { packet_id } => t.puback(packet_id, cx.ledger),
-                    Packet::PubComp { packet_id } => t.pubcomp(packet_id),
-                    Packet::PubRec { .. } | Packet::PubRel { .. } if closing => Ok(()),
-                    Packet::PubRec { packet_id } => t.pubrec(packet_id, conn, cx.ledger),
-                    Packet::PubRel { packet_id } => {
-                        t.pubrel(packet_id, conn);
-                        Ok(())
-                    }
-                    other => Err(format!("unexpected {}", other.name())),
-                }
-                .map_err(Why::Protocol)
+                self.on_ack(cx, p)
             }
             (_, other) => Err(Why::Protocol(format!("unexpected {}", other.name()))),
         }
+    }
+
+    /// An acknowledgement (or PUBREL) once CONNACK came.
+    fn on_ack(&mut self, cx: &mut Ctx, p: Packet) -> Result<(), Why> {
+        // After our DISCONNECT nothing may be sent: PUBREC and PUBREL
+        // wait for the session's return; acks that need no answer still
+        // count.
+        let closing = matches!(self.phase, Phase::Closing { .. });
+        let (Some(t), Some(conn)) = (self.traffic.as_mut(), self.conn.as_mut()) else {
+            return Err(Why::Protocol(format!("unexpected {}", p.name())));
+        };
+        match p {
+            Packet::PubAck { packet_id } => t.puback(packet_id, cx.ledger)?,
+            Packet::PubComp { packet_id } => t.pubcomp(packet_id)?,
+            Packet::PubRec { .. } | Packet::PubRel { .. } if closing => {}
+            Packet::PubRec { packet_id } => t.pubrec(packet_id, conn, cx.ledger)?,
+            Packet::PubRel { packet_id } => t.pubrel(packet_id, conn),
+            other => return Err(Why::Protocol(format!("unexpected {}", other.name()))),
+        }
+        Ok(())
     }
 
     /// CONNACK 0 arrived.

@@ -5,6 +5,7 @@ use std::io;
 use emqx_mqtt::PacketError;
 
 use crate::stats::{classify_io, Outcome};
+use crate::traffic::AckError;
 
 /// Why a connection ended.
 pub enum Why {
@@ -14,6 +15,14 @@ pub enum Why {
     TimedOut,
     Silent,
     Protocol(String),
+    /// An acknowledgement that does not fit its message.
+    Ack(AckError),
+}
+
+impl From<AckError> for Why {
+    fn from(e: AckError) -> Why {
+        Why::Ack(e)
+    }
 }
 
 impl Why {
@@ -33,6 +42,7 @@ impl Why {
             Why::Packet(e) => Outcome::Other(format!("{e} (waiting for {waiting})")),
             Why::TimedOut | Why::Silent => Outcome::TimedOut,
             Why::Protocol(m) => Outcome::Other(m.clone()),
+            Why::Ack(e) => Outcome::Other(e.to_string()),
         }
     }
 
@@ -46,6 +56,7 @@ impl Why {
             Why::TimedOut => "timed out".into(),
             Why::Silent => "broker silent past keep alive".into(),
             Why::Protocol(m) => m.clone(),
+            Why::Ack(e) => e.to_string(),
         }
     }
 }
