@@ -260,6 +260,9 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
+    //! Each way a message can end: delivered, duplicated, out of order,
+    //! misrouted, excused and withdrawn, lost, abandoned in flight.
+
     use super::*;
 
     fn get(l: &Ledger, class: Class) -> crate::stats::ClassCounts {

@@ -154,9 +154,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGINT/SIGTERM end the run with a report instead of killing it.
 #[cfg(target_os = "linux")]
 mod signals {
+    //! SIGINT/SIGTERM end the run with a report instead of killing it:
+    //! the handler only sets a flag the main thread polls.
+
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -189,6 +191,8 @@ mod signals {
 
 #[cfg(not(target_os = "linux"))]
 mod signals {
+    //! No signal handling off Linux: the run ends at its duration.
+
     pub fn install() {}
     pub fn stopped() -> bool {
         false

@@ -326,6 +326,9 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
+    //! Percentiles, a clean table and JSON, and what makes a report
+    //! unclean.
+
     use super::*;
     use crate::stats::Outcome;
 

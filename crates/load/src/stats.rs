@@ -285,6 +285,8 @@ pub struct SessionStats {
 
 #[cfg(test)]
 mod tests {
+    //! Error samples, I/O error classes, the latency reservoir's bound.
+
     use super::*;
 
     #[test]
