@@ -47,6 +47,17 @@ pub struct Broker {
     /// (not for a lost connection); also retained on
     /// [`crate::MALFORMED_TOPIC`].
     pub malformed: u64,
+    /// Messages since the last summary line.
+    pub(crate) traffic: Traffic,
+}
+
+/// Messages counted for the summary line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    /// PUBLISH packets taken from clients (duplicates and `$SYS` not).
+    pub published: u64,
+    /// Deliveries to subscribers (sent, or queued in their session).
+    pub delivered: u64,
 }
 
 impl Broker {
@@ -68,12 +79,34 @@ impl Broker {
             listeners: Vec::new(),
             max_queued,
             malformed: 0,
+            traffic: Traffic::default(),
         }
     }
 
     /// Logs one line with the broker's prefix.
     pub fn log(&self, line: std::fmt::Arguments<'_>) {
         crate::log(&self.version, line);
+    }
+
+    /// Logs one line about one connection, at debug level only.
+    pub fn debug(&self, line: std::fmt::Arguments<'_>) {
+        crate::debug(&self.version, line);
+    }
+
+    /// Logs the summary line: connections (`live`), sessions, and the
+    /// messages per second in and out since the last one (`since` ago).
+    pub fn summary(&mut self, live: usize, since: std::time::Duration) {
+        let secs = since.as_secs_f64().max(0.001);
+        let Traffic {
+            published,
+            delivered,
+        } = std::mem::take(&mut self.traffic);
+        self.log(format_args!(
+            "{live} connections, {} sessions, {:.1} messages/s in, {:.1} messages/s out",
+            self.sessions.len(),
+            published as f64 / secs,
+            delivered as f64 / secs
+        ));
     }
 
     /// A connection was accepted.
@@ -139,11 +172,11 @@ impl Broker {
             .and_then(|id| self.sessions.get(id))
             .map_or(0, |s| s.dropped);
         if dropped > 0 {
-            self.log(format_args!(
+            self.debug(format_args!(
                 "{who} {why} ({dropped} deliveries dropped: it read too slowly or was offline)"
             ));
         } else {
-            self.log(format_args!("{who} {why}"));
+            self.debug(format_args!("{who} {why}"));
         }
         let Some(id) = client.id else { return };
         // Detached first: a will the client itself subscribed to is not
@@ -317,11 +350,12 @@ impl Broker {
                 .get_mut(id)
                 .is_some_and(|s| s.awaiting_rel.insert(packet_id));
         if name.starts_with("$SYS/") {
-            self.log(format_args!(
+            self.debug(format_args!(
                 "{}: PUBLISH to {name:?} ignored ($SYS is the broker's)",
                 self.who(conn)
             ));
         } else if !duplicate {
+            self.traffic.published += 1;
             if message.retain {
                 self.router.retain(&message);
             }
@@ -365,7 +399,7 @@ impl Broker {
         // its clean session), then this one takes what is left.
         if let Some(old) = self.sessions.get(&id).and_then(|s| s.conn) {
             let old_peer = shown(self.clients.get(&old).and_then(|c| c.peer));
-            self.log(format_args!(
+            self.debug(format_args!(
                 "client {id:?} connected again from {peer}: closing its connection from {old_peer}"
             ));
             self.closed(old, &End::TakenOver, wire);
@@ -386,7 +420,7 @@ impl Broker {
             c.will = will.map(Box::new);
         }
         wire.send(conn, &connack(present, 0));
-        self.log(format_args!(
+        self.debug(format_args!(
             "client {id:?} connected on {listener} from {peer} (keep-alive {keep_alive} s{})",
             if present { ", session resumed" } else { "" }
         ));

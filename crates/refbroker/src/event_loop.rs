@@ -109,6 +109,7 @@ pub fn start(make: impl FnOnce() -> Broker + Send + 'static) -> io::Result<Handl
                 import_error: None,
                 held: Vec::new(),
                 deferred: Vec::new(),
+                summarized: Instant::now(),
             }
             .run()
         })?;
@@ -136,6 +137,8 @@ struct Loop {
     held: Vec<(String, std::net::TcpStream)>,
     /// Close-alls asked while frozen, done at the thaw.
     deferred: Vec<mpsc::Sender<()>>,
+    /// When the last summary line was logged.
+    summarized: Instant,
 }
 
 impl Loop {
@@ -184,6 +187,7 @@ impl Loop {
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
                 self.timers();
+                self.summary();
             }
             let dirty = std::mem::take(&mut self.conns.dirty);
             for t in dirty {

@@ -29,7 +29,7 @@ pub mod transport;
 pub mod wire;
 
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -99,6 +99,37 @@ impl RefBroker {
 /// prefix every line of it has: `emqx-refbroker[VERSION]: `.
 pub fn log(version: &str, line: std::fmt::Arguments<'_>) {
     eprintln!("emqx-refbroker[{version}]: {line}");
+}
+
+/// Whether per-connection lines are logged (`EMQX_LOG_LEVEL=debug`); off
+/// by default, so that a connection storm cannot flood the journal and
+/// get the unit rate-limited, switch notes and all.
+static DEBUG: AtomicBool = AtomicBool::new(false);
+/// Seconds between two summary lines (`EMQX_LOG_SUMMARY_SECS`; 0: none).
+static SUMMARY_SECS: AtomicU64 = AtomicU64::new(DEFAULT_SUMMARY_SECS);
+/// Seconds between two summary lines when `EMQX_LOG_SUMMARY_SECS` is unset.
+pub const DEFAULT_SUMMARY_SECS: u64 = 60;
+
+/// Sets how much this process logs: per-connection lines (`debug`), and
+/// the summary line's period.
+pub fn set_logging(debug: bool, summary_every: Duration) {
+    DEBUG.store(debug, Ordering::Relaxed);
+    SUMMARY_SECS.store(summary_every.as_secs(), Ordering::Relaxed);
+}
+
+/// [`log`], for a line about one connection: only at debug level.
+pub fn debug(version: &str, line: std::fmt::Arguments<'_>) {
+    if DEBUG.load(Ordering::Relaxed) {
+        log(version, line);
+    }
+}
+
+/// The period of the summary line, if any.
+pub fn summary_every() -> Option<Duration> {
+    match SUMMARY_SECS.load(Ordering::Relaxed) {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    }
 }
 
 impl Service for RefBroker {

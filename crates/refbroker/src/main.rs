@@ -52,6 +52,7 @@ mod linux {
             }
         };
         let version = settings.version.clone();
+        emqx_refbroker::set_logging(settings.debug, settings.summary_every);
         let log = |m: &str| emqx_refbroker::log(&version, format_args!("{m}"));
         let ready_delay = match fail_on_purpose(&settings, &log) {
             Ok(delay) => delay,

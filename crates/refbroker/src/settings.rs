@@ -1,6 +1,7 @@
 //! What the `emqx-refbroker` binary runs with: its release version (from
 //! `EMQX_BROKER_VERSION`, else the one release folder of its tree), its
-//! listeners (`EMQX_LISTENERS`), its drain bound (`EMQX_DRAIN_SECS`), and
+//! listeners (`EMQX_LISTENERS`), its drain bound (`EMQX_DRAIN_SECS`), how
+//! much it logs (`EMQX_LOG_LEVEL`, `EMQX_LOG_SUMMARY_SECS`), and
 //! the failures a release tree can ask of it for tests
 //! (`<tree>/etc/refbroker.toml`). Each failure is a typed error
 //! ([`errors`]).
@@ -74,6 +75,12 @@ pub struct Settings {
     pub drain: Duration,
     /// QoS 1/2 messages queued per session (`EMQX_MAX_QUEUED`).
     pub max_queued: usize,
+    /// Per-connection lines too (`EMQX_LOG_LEVEL=debug`; default `info`:
+    /// startup, switches, errors and the summary line only).
+    pub debug: bool,
+    /// The summary line's period (`EMQX_LOG_SUMMARY_SECS`, default 60;
+    /// 0: none).
+    pub summary_every: Duration,
     /// Failures on purpose.
     pub behaviour: Behaviour,
 }
@@ -105,6 +112,22 @@ impl Settings {
             })?,
             None => crate::DEFAULT_MAX_QUEUED,
         };
+        let debug = match var("EMQX_LOG_LEVEL")?.as_deref() {
+            None | Some("info") => false,
+            Some("debug") => true,
+            Some(other) => {
+                return Err(SettingsError::Var(
+                    "EMQX_LOG_LEVEL",
+                    VarError::NotALevel(other.to_string()),
+                ))
+            }
+        };
+        let summary_every = match var("EMQX_LOG_SUMMARY_SECS")? {
+            Some(s) => Duration::from_secs(s.parse::<u64>().map_err(|_| {
+                SettingsError::Var("EMQX_LOG_SUMMARY_SECS", VarError::NotSeconds(s.clone()))
+            })?),
+            None => Duration::from_secs(crate::DEFAULT_SUMMARY_SECS),
+        };
         let behaviour = match &tree {
             Some(tree) => read_behaviour(tree).map_err(SettingsError::Behaviour)?,
             None => Behaviour::default(),
@@ -114,6 +137,8 @@ impl Settings {
             listeners,
             drain,
             max_queued,
+            debug,
+            summary_every,
             behaviour,
         })
     }

@@ -361,3 +361,36 @@ fn the_version_comes_from_the_release_tree() {
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+#[test]
+fn by_default_a_connection_logs_nothing_and_a_summary_line_comes() {
+    let bin = emqx_testkit::bins::bin("emqx-refbroker");
+    let b = Broker::start_with(
+        &bin,
+        &[
+            ("EMQX_BROKER_VERSION", "5.0.0"),
+            ("EMQX_LOG_SUMMARY_SECS", "1"),
+        ],
+    );
+    let mut sub = b.client("quiet-sub");
+    sub.subscribe(&[("q", 1)]);
+    let mut p = b.client("quiet-pub");
+    for _ in 0..3 {
+        p.publish("q", b"m", 1, false);
+        assert_eq!(sub.message().1, b"m");
+    }
+    let mut bad = b.client("quiet-bad");
+    bad.stream.write_all(&[0xff; 8]).unwrap();
+    bad.closed();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !b.log().contains("messages/s in") {
+        assert!(Instant::now() < deadline, "no summary line: {}", b.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = b.log();
+    assert!(
+        !log.contains("quiet-"),
+        "a per-connection line at info: {log}"
+    );
+    assert!(log.contains("connections, 2 sessions"), "{log}");
+}

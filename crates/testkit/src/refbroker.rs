@@ -20,10 +20,17 @@ pub struct RefBroker {
 }
 
 impl RefBroker {
-    /// The workspace's `emqx-refbroker` as release 5.0.0.
+    /// The workspace's `emqx-refbroker` as release 5.0.0, logging each
+    /// connection (debug level: the tests read those lines).
     pub fn start() -> RefBroker {
         let bin = crate::bins::bin("emqx-refbroker");
-        RefBroker::start_with(&bin, &[("EMQX_BROKER_VERSION", "5.0.0")])
+        RefBroker::start_with(
+            &bin,
+            &[
+                ("EMQX_BROKER_VERSION", "5.0.0"),
+                ("EMQX_LOG_LEVEL", "debug"),
+            ],
+        )
     }
 
     /// `program foreground` with `env` added, once both listeners accept.

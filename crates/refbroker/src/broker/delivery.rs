@@ -111,12 +111,14 @@ impl Broker {
             match s.conn {
                 Some(c) if wire.backlog(c) < QOS0_BACKLOG => {
                     let bytes = qos0.get_or_insert_with(|| publish(&message, None, false));
-                    wire.send(c, bytes)
+                    wire.send(c, bytes);
+                    self.traffic.delivered += 1;
                 }
                 _ => s.dropped += 1,
             }
             return;
         }
+        self.traffic.delivered += 1;
         s.enqueue(message, self.max_queued);
         fill(s, wire);
     }

@@ -1,5 +1,6 @@
 //! The loop's timers, once per tick: CONNECT deadline, keep-alive (1.5x),
-//! close wait; and the answer to a close-all once it is done.
+//! close wait; the summary line; and the answer to a close-all once it
+//! is done.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -41,6 +42,18 @@ impl Loop {
         }
         for t in drops {
             self.drop_conn(t);
+        }
+    }
+
+    /// The summary line, once per [`crate::summary_every`].
+    pub(super) fn summary(&mut self) {
+        let Some(every) = crate::summary_every() else {
+            return;
+        };
+        let since = self.summarized.elapsed();
+        if since >= every {
+            self.summarized = Instant::now();
+            self.broker.summary(self.conns.map.len(), since);
         }
     }
 

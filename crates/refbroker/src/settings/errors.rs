@@ -75,6 +75,10 @@ pub enum VarError {
     Drain(DrainError),
     /// It is not a positive whole number (what it says).
     NotPositive(String),
+    /// It is not a whole number of seconds (what it says).
+    NotSeconds(String),
+    /// It is no log level (what it says).
+    NotALevel(String),
 }
 
 impl fmt::Display for VarError {
@@ -84,6 +88,8 @@ impl fmt::Display for VarError {
             VarError::Listeners(e) => e.fmt(f),
             VarError::Drain(e) => e.fmt(f),
             VarError::NotPositive(s) => write!(f, "{s:?} is not a positive number"),
+            VarError::NotSeconds(s) => write!(f, "{s:?} is not a whole number of seconds"),
+            VarError::NotALevel(s) => write!(f, "{s:?} is not a log level (info or debug)"),
         }
     }
 }
@@ -94,7 +100,7 @@ impl Error for VarError {
             VarError::NotUnicode(e) => Some(e),
             VarError::Listeners(e) => Some(e),
             VarError::Drain(e) => Some(e),
-            VarError::NotPositive(_) => None,
+            VarError::NotPositive(_) | VarError::NotSeconds(_) | VarError::NotALevel(_) => None,
         }
     }
 }
