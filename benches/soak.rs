@@ -106,6 +106,19 @@ fn through_systemd(n: usize) {
     let secs = began.elapsed().as_secs_f64();
     let last = inside(sb.main_pid());
     let report = sb.stop_load(load);
+    // Every reload's note (the unit's helper's) must be in the journal:
+    // brokers that logged each connection got the unit rate-limited, and
+    // journald dropped switch notes with the rest.
+    let count = |which: &str, pattern: &str| -> usize {
+        sb.ok(&format!(
+            "journalctl --sync; journalctl --no-pager -o cat {which} | grep -cE '{pattern}' || true"
+        ))
+        .trim()
+        .parse()
+        .unwrap_or(0)
+    };
+    let notes = count("-u emqx", "handed its listeners to");
+    let suppressed = count("", "^Suppressed [0-9]+ messages");
     let failed = lines
         .lines()
         .find_map(|l| l.strip_prefix("failed "))
@@ -142,11 +155,13 @@ fn through_systemd(n: usize) {
         pauses.len()
     );
     println!("broker RSS KiB / fds           {after_first} after the first reload, {last} after the last");
+    println!("switch notes in the journal    {notes} of {n} (journald suppressed messages {suppressed} times)");
     println!(
         "helper peak RSS KiB / fds      {} at the first reload, {} at the last (the administrator's)",
         shown(helper_first),
         shown(helper_last)
     );
+    assert_eq!(notes, n, "switch notes missing from the journal");
 }
 
 fn main() {
