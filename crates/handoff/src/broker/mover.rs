@@ -226,12 +226,40 @@ pub fn import(
     bounds: &Bounds,
     old: Option<&Pinned>,
 ) -> Imported {
+    let connections = match take_state(ch, service, bounds, old) {
+        Ok(n) => n,
+        Err(outcome) => return outcome,
+    };
+    if let Err(e) = ch.send(
+        &Message::Imported {
+            connections: connections as u64,
+        },
+        &[],
+    ) {
+        service.discard();
+        return Imported::Refused(format!("answering the old broker: {e}"));
+    }
+    on_go(ch, service, old, wait_go(ch), connections)
+}
+
+/// Waits for the old broker's state and imports it: how many connections
+/// it holds, or the outcome already decided (nothing came, the old broker
+/// drains or died, the state was refused).
+fn take_state(
+    ch: &Channel,
+    service: &dyn Service,
+    bounds: &Bounds,
+    old: Option<&Pinned>,
+) -> Result<usize, Imported> {
     match wait_readable(ch, OFFER_WAIT) {
         Ok(true) => {}
         Ok(false) => {
-            return Imported::Refused(format!("no state came within {} s", OFFER_WAIT.as_secs()))
+            return Err(Imported::Refused(format!(
+                "no state came within {} s",
+                OFFER_WAIT.as_secs()
+            )))
         }
-        Err(e) => return Imported::Refused(format!("waiting for the state: {e}")),
+        Err(e) => return Err(Imported::Refused(format!("waiting for the state: {e}"))),
     }
     let _ = ch.set_timeout(FRAME_WAIT);
     let refuse = |why: String| {
@@ -248,59 +276,66 @@ pub fn import(
         Ok(s) => s,
         // Closed before a header: the helper chose to drain, or the old
         // broker could not export.
-        Err(TransferError::Channel(ChannelError::Closed)) => return Imported::Nothing,
+        Err(TransferError::Channel(ChannelError::Closed)) => return Err(Imported::Nothing),
         // The old broker took the commit and would drain: say going (it
         // drains only then), and no second broker is left for the lease
         // to guard against.
         Err(TransferError::Drains) => {
             let _ = ch.set_timeout(Duration::from_secs(1));
             super::lease::take_go();
-            return match ch.send(&Message::Going, &[]) {
+            return Err(match ch.send(&Message::Going, &[]) {
                 Err(e) if !gone(old) => {
                     Imported::Refused(format!("answering the old broker's drain: {e}"))
                 }
                 _ => Imported::OldDrains,
-            };
+            });
         }
         // The old broker died in the middle: its sockets died with it.
-        Err(TransferError::Cut) if gone(old) => return old_gone(),
-        Err(e) => return refuse(format!("receiving the state: {e}")),
+        Err(TransferError::Cut) if gone(old) => return Err(old_gone()),
+        Err(e) => return Err(refuse(format!("receiving the state: {e}"))),
     };
-    let connections = match service.import(&mut state) {
-        Ok(n) => n,
-        Err(TransferError::Cut) if gone(old) => return old_gone(),
-        Err(e) => return refuse(format!("importing: {e}")),
-    };
-    if let Err(e) = ch.send(
-        &Message::Imported {
-            connections: connections as u64,
-        },
-        &[],
-    ) {
-        service.discard();
-        return Imported::Refused(format!("answering the old broker: {e}"));
+    match service.import(&mut state) {
+        Ok(n) => Ok(n),
+        Err(TransferError::Cut) if gone(old) => Err(old_gone()),
+        Err(e) => Err(refuse(format!("importing: {e}"))),
     }
+}
+
+/// The old broker's word after our `imported`, within [`GO_WAIT`]; past
+/// it the channel is shut, so that no go can come any more, and what
+/// came before that is still taken.
+fn wait_go(ch: &Channel) -> Result<Message, ChannelError> {
     let _ = ch.set_timeout(GO_WAIT);
     // Injected: as if no go came in time.
     let waited = match crate::faults::step("new::reported") {
         Ok(()) => recv_retrying(ch),
         Err(_) => Err(ChannelError::TimedOut),
     };
-    let answer = match waited {
-        // No go in time: shut the channel, so that no go can come any
-        // more, then take what came before that.
+    match waited {
         Err(ChannelError::TimedOut) => {
             let _ = nix::sys::socket::shutdown(
                 ch.as_fd().as_raw_fd(),
                 nix::sys::socket::Shutdown::Both,
             );
             let _ = ch.set_timeout(Duration::from_millis(100));
-            match recv_retrying(ch) {
-                Ok(m) => Ok(m),
-                Err(_) => Err(ChannelError::TimedOut),
-            }
+            recv_retrying(ch).map_err(|_| ChannelError::TimedOut)
         }
         other => other,
+    }
+}
+
+/// Serves the imported connections on the old broker's go (or its death),
+/// else drops them: the old broker serves on.
+fn on_go(
+    ch: &Channel,
+    service: &dyn Service,
+    old: Option<&Pinned>,
+    answer: Result<Message, ChannelError>,
+    connections: usize,
+) -> Imported {
+    let refused = |why: String| {
+        service.discard();
+        Imported::Refused(why)
     };
     match answer {
         Ok(Message::Go) => {
@@ -312,8 +347,7 @@ pub fn import(
             // died with it, serve.
             if let Err(e) = ch.send(&Message::Going, &[]) {
                 if !gone(old) {
-                    service.discard();
-                    return Imported::Refused(format!("answering go: {e}"));
+                    return refused(format!("answering go: {e}"));
                 }
             }
             // Kill or delay only: the connections are this broker's now.
@@ -335,24 +369,14 @@ pub fn import(
             }
         }
         Err(ChannelError::Closed) => {
-            service.discard();
-            Imported::Refused("the old broker closed our channel without go and still runs".into())
+            refused("the old broker closed our channel without go and still runs".into())
         }
-        Ok(Message::Error { reason }) => {
-            service.discard();
-            Imported::Refused(format!("the old broker gave up: {reason}"))
-        }
-        Ok(other) => {
-            service.discard();
-            Imported::Refused(format!(
-                "the old broker said {} instead of go",
-                other.kind()
-            ))
-        }
-        Err(e) => {
-            service.discard();
-            Imported::Refused(format!("waiting for go: {e}"))
-        }
+        Ok(Message::Error { reason }) => refused(format!("the old broker gave up: {reason}")),
+        Ok(other) => refused(format!(
+            "the old broker said {} instead of go",
+            other.kind()
+        )),
+        Err(e) => refused(format!("waiting for go: {e}")),
     }
 }
 

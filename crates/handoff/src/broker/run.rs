@@ -113,81 +113,117 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     std::thread::sleep(options.ready_delay);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     if let Some(ch) = incoming {
-        // Accepting waits until the old broker's connections are ours:
-        // meanwhile attempts wait in the backlog. (Its lines start with
-        // "move:"; "handoff:" lines are a handoff session's errors.)
-        match mover::import(&ch, &*service, &options.import, old.as_ref()) {
-            // A drain: accept once the helper confirmed (right before its
-            // commit), never beside an old broker a dead helper left.
-            Imported::Nothing => lease::wait_confirmed(mover::OFFER_WAIT),
-            Imported::OldDrains => {
-                eprintln!("move: the old broker drains its connections instead; accepting");
-                publish(&options.handoff_path);
-            }
-            Imported::OldGone => {
-                eprintln!("move: the old broker died in the middle of its state; accepting");
-                publish(&options.handoff_path);
-            }
-            Imported::Serving { connections, go } => {
-                eprintln!(
-                    "move: serving {connections} connections moved from the old broker{}",
-                    if go {
-                        ""
-                    } else {
-                        " (it died before saying go)"
-                    }
-                );
-                publish(&options.handoff_path);
-            }
-            Imported::Refused(why) => {
-                lease::hand_back(old.as_ref());
-                server.stop();
-                return Err(std::io::Error::other(format!(
-                    "taking over the old broker's connections: {why}"
-                )));
-            }
+        if let Err(e) = take_over(&ch, &*service, &options, old.as_ref()) {
+            server.stop();
+            return Err(e);
         }
     }
-    let mut acceptors = accept::Acceptors::start(copies(&listeners)?, Arc::clone(&service))?;
-    // Serve until a commit; a move that fails serves on.
-    let moved = loop {
+    let acceptors = accept::Acceptors::start(copies(&listeners)?, Arc::clone(&service))?;
+    let moved = serve_until_commit(&commits, acceptors, &listeners, &service, move_bound)?;
+    // Committed: no session any more (once the helper has its answer),
+    // so that nobody takes a draining broker for the one that serves.
+    server.stop();
+    let (at_commit, closed) = drain(&*service, options.drain);
+    Ok(Drained {
+        at_commit,
+        closed,
+        moved,
+    })
+}
+
+/// Takes over the old broker's connections over `ch` before accepting
+/// (meanwhile attempts wait in the backlog); its lines start with
+/// "move:" ("handoff:" lines are a handoff session's errors). A refused
+/// import hands systemd's main process back and is the broker's end.
+fn take_over(
+    ch: &Channel,
+    service: &dyn Service,
+    options: &Options,
+    old: Option<&crate::Pinned>,
+) -> std::io::Result<()> {
+    match mover::import(ch, service, &options.import, old) {
+        // A drain: accept once the helper confirmed (right before its
+        // commit), never beside an old broker a dead helper left.
+        Imported::Nothing => lease::wait_confirmed(mover::OFFER_WAIT),
+        Imported::OldDrains => {
+            eprintln!("move: the old broker drains its connections instead; accepting");
+            publish(&options.handoff_path);
+        }
+        Imported::OldGone => {
+            eprintln!("move: the old broker died in the middle of its state; accepting");
+            publish(&options.handoff_path);
+        }
+        Imported::Serving { connections, go } => {
+            eprintln!(
+                "move: serving {connections} connections moved from the old broker{}",
+                if go {
+                    ""
+                } else {
+                    " (it died before saying go)"
+                }
+            );
+            publish(&options.handoff_path);
+        }
+        Imported::Refused(why) => {
+            lease::hand_back(old);
+            return Err(std::io::Error::other(format!(
+                "taking over the old broker's connections: {why}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Accepts until a commit: a drain's (`None`), or a move's that went
+/// (its figures); a move that fails serves on, accepting again.
+fn serve_until_commit(
+    commits: &mpsc::Receiver<ServerEvent>,
+    mut acceptors: accept::Acceptors,
+    listeners: &[Listener],
+    service: &Arc<dyn Service>,
+    move_bound: Duration,
+) -> std::io::Result<Option<Moved>> {
+    loop {
         match commits.recv() {
             Ok(ServerEvent::Committed(stopped)) => {
                 acceptors.stop();
                 let _ = stopped.send(());
-                break None;
+                return Ok(None);
             }
             Ok(ServerEvent::Move {
                 channel, outcome, ..
             }) => {
                 acceptors.stop();
-                let result = mover::export(&channel, &*service, move_bound);
+                let result = mover::export(&channel, &**service, move_bound);
                 drop(channel);
                 match result {
                     Ok(m) => {
                         let _ = outcome.send(Ok(m));
-                        break Some(m);
+                        return Ok(Some(m));
                     }
                     Err(MoveFailed::NoExport) => {
                         let _ = outcome.send(Err(MoveFailed::NoExport));
-                        break None;
+                        return Ok(None);
                     }
                     Err(failed) => {
                         // Told first: the helper must not wait on our
                         // accept loops to learn that we serve on.
                         let _ = outcome.send(Err(failed));
-                        acceptors = accept_again(&listeners, &service)?;
+                        acceptors = accept_again(listeners, service)?;
                     }
                 }
             }
             Err(_) => return Err(std::io::Error::other("the handoff server stopped")),
         }
-    };
-    // Committed: no session any more (once the helper has its answer),
-    // so that nobody takes a draining broker for the one that serves.
-    server.stop();
+    }
+}
+
+/// Lets the connections left after a commit drain for at most `bound`,
+/// then closes the rest: how many were live at the commit, and how many
+/// were still open at the bound.
+fn drain(service: &dyn Service, bound: Duration) -> (usize, usize) {
     let at_commit = service.connections();
-    let deadline = Instant::now() + options.drain;
+    let deadline = Instant::now() + bound;
     while service.connections() > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -197,11 +233,7 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
     while service.connections() > 0 && Instant::now() < wait_close {
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(Drained {
-        at_commit,
-        closed,
-        moved,
-    })
+    (at_commit, closed)
 }
 
 /// Accepting again after a move that failed: retried for a few seconds
