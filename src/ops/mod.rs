@@ -16,12 +16,12 @@ use crate::layout::Layout;
 use crate::package::{self, PackageFile};
 use crate::release::{self, MoveKind, Plan, Refusal, Releases, Say, Step};
 use crate::store::{remove_tree, Repair, Store, StoreLock};
-use crate::switch::intent::{self, Intent};
 use crate::switch::{NoRecord, RunningBroker, Switcher};
 
 mod pending;
 mod status;
 mod switched;
+mod switching;
 
 use crate::Error;
 use pending::StoreRecord;
@@ -300,67 +300,9 @@ impl<'a> Ops<'a> {
                         // and reads the state: record it first, restore it
                         // when the switch did not happen.
                         Some(broker) if self.switcher.records_first() => {
-                            let before = releases.clone();
-                            // Killed while systemd switches, this command
-                            // leaves the record: the next one keeps or
-                            // restores the state from what runs.
-                            let mut record = StoreRecord::new(&self.store, lock);
-                            let intent = Intent::new(
-                                &v.to_string(),
-                                &broker.version,
-                                intent::SwitchPath::Unit {
-                                    before: Store::encode(&before),
-                                },
-                            );
-                            crate::switch::Pending::record(&mut record, &intent).map_err(|e| {
-                                Error::switching(&v)(format!("recording the switch: {e}"))
-                            })?;
-                            releases.install(&v);
-                            self.state_write_step()?;
-                            self.store.save(lock, releases)?;
-                            // Kill or delay only.
-                            let _ = emqx_handoff::faults::step("helper::unit_recorded");
-                            let result = self.switcher.switch(broker, &v, &tree, &mut NoRecord);
-                            match result {
-                                Ok(r) => {
-                                    record.clear()?;
-                                    report_switch(out, broker, &v, &r)
-                                }
-                                Err(e) => {
-                                    *releases = before;
-                                    if let Err(save) = self.store.save(lock, releases) {
-                                        return Err(Error::switching(&v)(format!(
-                                            "{e}; restoring the state failed too ({save}): it still names {v} as current, run 'emqx-relup versions' and install the running release"
-                                        )));
-                                    }
-                                    record.clear()?;
-                                    return Err(e);
-                                }
-                            }
+                            self.switch_recorded_first(lock, releases, broker, &v, &tree, out)?
                         }
-                        Some(broker) => {
-                            let mut record = StoreRecord::new(&self.store, lock);
-                            let result = self.switcher.switch(broker, &v, &tree, &mut record);
-                            let r = match result {
-                                Ok(r) => r,
-                                Err(e) => {
-                                    // Abandoned: the new broker was stopped.
-                                    record.clear()?;
-                                    return Err(e);
-                                }
-                            };
-                            report_switch(out, broker, &v, &r);
-                            releases.install(&v);
-                            // The switch happened: a state that cannot be
-                            // written keeps the record, and the next
-                            // command finishes what this one did not.
-                            self.state_write_step()?;
-                            self.store.save(lock, releases)?;
-                            let _ = emqx_handoff::faults::step("helper::state_written");
-                            if !r.unfinished {
-                                record.clear()?;
-                            }
-                        }
+                        Some(broker) => self.switch_here(lock, releases, broker, &v, &tree, out)?,
                         None => {
                             releases.install(&v);
                             self.store.save(lock, releases)?;

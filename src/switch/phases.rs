@@ -382,6 +382,7 @@ mod tests {
             include_str!("announce.rs"),
             include_str!("unit.rs"),
             include_str!("../ops/mod.rs"),
+            include_str!("../ops/switching.rs"),
             include_str!("../../crates/handoff/src/client.rs"),
         ];
         let mut found = std::collections::BTreeSet::new();
