@@ -118,6 +118,7 @@ fn through_systemd(n: usize) {
         .unwrap_or(0)
     };
     let notes = count("-u emqx", "handed its listeners to");
+    let tagged = count("-t emqx-relup", "handed its listeners to");
     let suppressed = count("", "^Suppressed [0-9]+ messages");
     let failed = lines
         .lines()
@@ -155,7 +156,7 @@ fn through_systemd(n: usize) {
         pauses.len()
     );
     println!("broker RSS KiB / fds           {after_first} after the first reload, {last} after the last");
-    println!("switch notes in the journal    {notes} of {n} (journald suppressed messages {suppressed} times)");
+    println!("switch notes in the journal    {notes} of {n} under the unit, {tagged} under emqx-relup (journald suppressed messages {suppressed} times)");
     println!(
         "helper peak RSS KiB / fds      {} at the first reload, {} at the last (the administrator's)",
         shown(helper_first),

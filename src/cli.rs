@@ -160,7 +160,12 @@ pub fn main() -> ExitCode {
         )]),
     };
     let result = run(cli, &mut out);
-    report(result, &mut out)
+    let code = report(result, &mut out);
+    // Before exiting: journald must still find this process's unit.
+    if let Some(j) = &out.journal {
+        j.flush();
+    }
+    code
 }
 
 fn report(result: Result<(), Error>, out: &mut Printer) -> ExitCode {
