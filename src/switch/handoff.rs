@@ -134,7 +134,7 @@ impl Switcher for Handoff {
                 let run = Run {
                     handoff: self,
                     broker,
-                    old: Pinned::new(broker.pid),
+                    old: pin(broker),
                     version,
                     user,
                     new_socket: config
@@ -199,6 +199,17 @@ pub(super) enum SideError {
     },
 }
 
+/// The old broker pinned by a pidfd, when it is still the process the
+/// probe found (its start time, when known, is the recorded one); else
+/// pinned as gone.
+fn pin(broker: &RunningBroker) -> Pinned {
+    let pinned = Pinned::new(broker.pid);
+    match broker.start {
+        Some(start) if process::start_time(broker.pid) != Some(start) => Pinned::gone(broker.pid),
+        _ => pinned,
+    }
+}
+
 /// One switch in progress: what every phase ([`super::phases`]) asks of
 /// the switch as a whole.
 pub(super) struct Run<'a> {
@@ -215,15 +226,22 @@ pub(super) struct Run<'a> {
 
 impl Run<'_> {
     /// A session with the old broker, which must still answer.
+    /// It must be the broker the probe found: a broker restarted in
+    /// between (another pid) is not the one the switch was planned for.
     pub(super) fn open_old(&self) -> Result<Session, Error> {
-        open_session(&self.broker.socket, Some(self.user.uid))
+        let shown = self.broker.socket.display();
+        let session = open_session(&self.broker.socket, Some(self.user.uid))
             .map_err(Error::switching(self.version))?
             .ok_or_else(|| {
-                Error::switching(self.version)(format!(
-                    "the broker at {} went away",
-                    self.broker.socket.display()
-                ))
-            })
+                Error::switching(self.version)(format!("the broker at {shown} went away"))
+            })?;
+        if session.pid != self.broker.pid {
+            return Err(Error::switching(self.version)(format!(
+                "the broker at {shown} is pid {} now, not pid {} as it was a moment ago: it was restarted; try again",
+                session.pid, self.broker.pid
+            )));
+        }
+        Ok(session)
     }
 
     /// What the old broker says of itself, and its bound on a move; why

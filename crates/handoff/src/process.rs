@@ -17,16 +17,37 @@ pub fn alive(pid: u32) -> bool {
 #[derive(Debug, Clone)]
 pub struct Pinned {
     pid: u32,
-    /// None: the process was gone when it was to be pinned.
-    fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    pin: Pin,
+}
+
+/// What pinning found.
+#[derive(Debug, Clone)]
+enum Pin {
+    /// The process, by its pidfd.
+    Fd(std::sync::Arc<std::os::fd::OwnedFd>),
+    /// No such process when it was to be pinned: gone for good.
+    Gone,
+    /// The pidfd could not be had (EMFILE, a seccomp or LSM refusal):
+    /// asked by pid, as unpinned code would; never taken for gone.
+    ByPid,
 }
 
 impl Pinned {
     /// Pins `pid` now; a pid that does not run is pinned as gone.
     pub fn new(pid: u32) -> Pinned {
+        let pin = match pidfd(pid) {
+            Ok(fd) => Pin::Fd(std::sync::Arc::new(fd)),
+            Err(nix::errno::Errno::ESRCH) => Pin::Gone,
+            Err(_) => Pin::ByPid,
+        };
+        Pinned { pid, pin }
+    }
+
+    /// `pid`, known to be gone already (it names another process now).
+    pub fn gone(pid: u32) -> Pinned {
         Pinned {
             pid,
-            fd: pidfd_open(pid).ok().map(std::sync::Arc::new),
+            pin: Pin::Gone,
         }
     }
 
@@ -38,8 +59,10 @@ impl Pinned {
     /// Whether the pinned process still runs (never another one that got
     /// its pid since).
     pub fn alive(&self) -> bool {
-        let Some(fd) = &self.fd else {
-            return false;
+        let fd = match &self.pin {
+            Pin::Fd(fd) => fd,
+            Pin::Gone => return false,
+            Pin::ByPid => return alive(self.pid),
         };
         let mut fds = [nix::poll::PollFd::new(
             std::os::fd::AsFd::as_fd(&**fd),
@@ -53,15 +76,18 @@ impl Pinned {
 
 /// A pidfd of `pid` (close-on-exec): `pidfd_open(2)`, which nix lacks.
 pub fn pidfd_open(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    pidfd(pid).map_err(|e| match e {
+        nix::errno::Errno::ESRCH => std::io::Error::other("no such process"),
+        e => e.into(),
+    })
+}
+
+fn pidfd(pid: u32) -> nix::Result<std::os::fd::OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1;
     // no memory is passed.
     let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
     if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(nix::libc::ESRCH) {
-            return Err(std::io::Error::other("no such process"));
-        }
-        return Err(e);
+        return Err(nix::errno::Errno::last());
     }
     // SAFETY: the kernel returned a new fd that nothing else owns; pidfds
     // are close-on-exec.
@@ -76,7 +102,8 @@ pub(crate) mod tests {
     /// `ns_last_pid`), as a reused pid would.
     pub(crate) fn reuse(pid: u32) -> std::process::Child {
         for _ in 0..20 {
-            std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+            std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+                .expect("writing ns_last_pid (the tests run as root)");
             let c = std::process::Command::new("sleep")
                 .arg("30")
                 .spawn()

@@ -13,8 +13,9 @@ use crate::{Notifier, Pinned};
 /// Takes the lease fd named by the environment (and clears the variable);
 /// a thread watches it and exits the process if the helper goes away
 /// without confirming. No variable: nothing to watch. Returns the broker
-/// the switch replaces, as the helper named it, pinned by a pidfd now
-/// (while the helper's session with it holds it up).
+/// the switch replaces, as the helper named it, pinned by a pidfd now, at
+/// this broker's start: the old one serves the whole switch long, unless
+/// it crashes meanwhile.
 pub fn watch_from_env() -> std::io::Result<Option<Pinned>> {
     // Only a pipe is a lease: anything else is a wrong number, left alone.
     let fd = take_fd(LEASE_ENV, "a pipe", |fd| {
