@@ -1,8 +1,8 @@
 //! The handoff switch, one type per phase: each step is a method of the
 //! phase it is legal in and returns the next one, so the order is the
 //! compiler's, not the statements'. `abandon` (stop the new broker; the
-//! old one serves on) exists only from a ready new broker up to the
-//! commit. [`PHASES`] lists each phase with the fault steps
+//! old one serves on) is a method of the spawned new broker, which only
+//! the phases from a ready new broker up to the commit hold. [`PHASES`] lists each phase with the fault steps
 //! (`emqx_handoff::faults`) it passes, the list the fault matrix covers.
 //!
 //! ```text
@@ -37,6 +37,7 @@ pub const PHASES: &[(&str, &[&str])] = &[
     ),
     ("announced", &["helper::main_pid", "helper::barrier"]),
     ("recorded", &["helper::recorded"]),
+    // A drain confirms the lease here; a move after its commit's answer.
     ("leased", &["helper::confirmed"]),
     ("committed", &["helper::commit_sent", "helper::answered"]),
     ("published", &["helper::rename", "helper::published"]),
@@ -112,7 +113,10 @@ pub(super) struct Committed<'r> {
     answer: Answer,
     drain_reason: Option<String>,
     warning: Option<String>,
-    helper: Duration,
+    /// The helper's own time before the spawn.
+    helper_before: Duration,
+    /// When the phases after the start began.
+    committing: Instant,
     start: Duration,
 }
 
@@ -324,7 +328,8 @@ impl<'r> Leased<'r> {
             answer,
             drain_reason,
             warning,
-            helper: spawned.helper_before + spawned.committing.elapsed(),
+            helper_before: spawned.helper_before,
+            committing: spawned.committing,
             start: spawned.start,
         })
     }
@@ -359,7 +364,8 @@ impl Committed<'_> {
             draining,
             moved,
             drain_reason: self.drain_reason,
-            helper: self.helper,
+            // The helper's own work includes the publish.
+            helper: self.helper_before + self.committing.elapsed(),
             start: self.start,
             warning,
             via_unit: None,
