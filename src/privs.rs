@@ -37,9 +37,9 @@ pub enum UserError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DropError {
     /// A capability set could not be changed or read.
-    #[error("{what} capabilities: {why}")]
+    #[error("{what}: {why}")]
     Caps {
-        /// Which step (`clearing Bounding`, `reading Effective`...).
+        /// Which step (`clearing Bounding capabilities`, `reading Effective`...).
         what: String,
         /// The library's error.
         why: String,
@@ -91,7 +91,7 @@ pub fn lookup(name: &str) -> Result<ServiceUser, UserError> {
 
 fn clear(set: CapSet, what: &str) -> Result<(), DropError> {
     caps::clear(None, set).map_err(|e| DropError::Caps {
-        what: format!("{what} {set:?}"),
+        what: what.to_string(),
         why: e.to_string(),
     })
 }
@@ -108,7 +108,7 @@ pub fn drop_to(user: &ServiceUser) -> Result<(), DropError> {
     if me.is_root() {
         // Before changing uid, while CAP_SETPCAP is still held.
         for set in [CapSet::Ambient, CapSet::Inheritable, CapSet::Bounding] {
-            clear(set, "clearing")?;
+            clear(set, &format!("clearing {set:?} capabilities"))?;
         }
         if !user.uid.is_root() {
             setgroups(&[user.gid]).map_err(cred("setgroups"))?;
@@ -125,11 +125,11 @@ pub fn drop_to(user: &ServiceUser) -> Result<(), DropError> {
         // Without CAP_SETPCAP the bounding set cannot shrink; no_new_privs
         // below keeps exec from gaining anything anyway.
         let _ = caps::clear(None, CapSet::Bounding);
-        clear(CapSet::Ambient, "clearing")?;
-        clear(CapSet::Inheritable, "clearing")?;
+        clear(CapSet::Ambient, "clearing ambient capabilities")?;
+        clear(CapSet::Inheritable, "clearing inheritable capabilities")?;
     }
     for set in [CapSet::Effective, CapSet::Permitted] {
-        clear(set, "clearing")?;
+        clear(set, &format!("clearing {set:?} capabilities"))?;
     }
     nix::sys::prctl::set_no_new_privs().map_err(cred("no_new_privs"))?;
     for set in [
