@@ -111,6 +111,8 @@ impl Channel {
 
     /// Bounds every later send and receive.
     pub fn set_timeout(&self, timeout: Duration) -> nix::Result<()> {
+        // A zero timeval is no timeout at all: a bound under 1 us is 1 us.
+        let timeout = timeout.max(Duration::from_micros(1));
         let tv = TimeVal::new(timeout.as_secs() as _, timeout.subsec_micros() as _);
         setsockopt(&self.fd, sockopt::ReceiveTimeout, &tv)?;
         setsockopt(&self.fd, sockopt::SendTimeout, &tv)
