@@ -305,14 +305,10 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
     ) {
         crate::interrupt::defer();
     }
-    // The service user, looked up once, here, before the configuration
-    // is shared: every part of this command gets this one answer.
-    let service_user = config.service_user().cloned();
-    let service_user = service_user.as_ref().map_err(|e| Error::User(e.clone()));
     let switcher = switcher_for(&cli.command, &config, out)?;
-    let pass_env = config.pass_env.clone();
-    let runtime_dir = config.runtime_dir.clone();
-    let hook_config = config.clone();
+    // A copy for the commands below: it shares the one service-user
+    // lookup of this command with the copies the operations hold.
+    let shared = config.clone();
     let ops = Ops::new(layout, config, &*switcher);
     match cli.command {
         Cmd::RootDir => Ok(()),
@@ -339,15 +335,16 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
         Cmd::Start { prepare: true } => ops.start(out).map(|_| ()),
         Cmd::Start { prepare: false } => {
             let (command, version) = ops.start(out)?;
-            let user = service_user?;
+            let user = shared.service_user()?;
+            let runtime_dir = &shared.runtime_dir;
             // The broker serves its handoff socket in the runtime dir (under
             // systemd, RuntimeDirectory= makes it); this process becomes the
             // broker, recorded for a later switch.
-            prepare_runtime_dir(&runtime_dir, user)?;
-            let _ = record_running(&runtime_dir, std::process::id(), &version.to_string());
+            prepare_runtime_dir(runtime_dir, user)?;
+            let _ = record_running(runtime_dir, std::process::id(), &version.to_string());
             let mut broker = BrokerExec::new(command, user);
             if nix::unistd::Uid::effective().is_root() {
-                broker.isolate(&pass_env);
+                broker.isolate(&shared.pass_env);
             }
             broker.drop_privileges(Fds::FromSystemd)?;
             Err(broker.exec("starting"))
@@ -355,7 +352,7 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
         Cmd::Reload => ops.reload(out),
         Cmd::Hook { args } => {
             let (package, script, args) = hooks::parse(&args)?;
-            hooks::run(&ops, &hook_config, &package, &script, &args, out)
+            hooks::run(&ops, &shared, &package, &script, &args, out)
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 
@@ -53,9 +53,10 @@ pub struct Config {
     /// Bounds on what a package may expand to.
     pub limits: Limits,
     /// The service user, looked up in the user database at the first ask
-    /// and kept: one lookup per command, one answer for every part.
+    /// and kept, shared by every copy of this configuration: one lookup
+    /// per command, and none by a command that needs no user.
     #[serde(skip)]
-    resolved: OnceLock<Result<ServiceUser, UserError>>,
+    resolved: Arc<OnceLock<Result<ServiceUser, UserError>>>,
 }
 
 /// How a running broker is moved to another release.
@@ -106,7 +107,7 @@ impl Default for Config {
             broker_log: None,
             pass_env: Vec::new(),
             limits: Limits::default(),
-            resolved: OnceLock::new(),
+            resolved: Arc::new(OnceLock::new()),
         }
     }
 }
