@@ -58,8 +58,8 @@ pub enum Unclear {
 /// and session; `Ok(None)` when none answers. An error when it is not
 /// clear which serves: more than one answers, one fails its checks, the
 /// look takes longer than [`LOOK_BOUND`] in all, or there are too many to
-/// look at. A stale candidate (see [`stale`]) is removed; the next switch
-/// publishes its own broker's socket as usual.
+/// look at. A stale candidate is removed (see [`remove_if_stale`]); the
+/// next switch publishes its own broker's socket as usual.
 pub fn find(
     runtime_dir: &Path,
     uid: Option<nix::unistd::Uid>,
@@ -90,10 +90,8 @@ pub fn find(
         }
         match open_session_within(&path, uid, left) {
             Ok(None) => {
-                if stale(&path) {
-                    if let (Ok(rt), Some(name)) = (RuntimeDir::open(runtime_dir), name.to_str()) {
-                        rt.remove(name);
-                    }
+                if let Some(name) = name.to_str() {
+                    remove_if_stale(runtime_dir, name, suffix);
                 }
             }
             Ok(Some(session)) => {
@@ -117,16 +115,32 @@ pub fn find(
     Ok(found)
 }
 
-/// Whether the socket at `path`, which refused a connection, is stale:
-/// no socket listens at that path (`/proc/net/unix`), and it was made at
-/// least [`STALE_AGE`] ago.
-fn stale(path: &Path) -> bool {
-    let old = std::fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .is_some_and(|age| age >= STALE_AGE);
-    old && !listening(path)
+/// Removes `name` (`handoff.sock.<pid>`, which just refused a
+/// connection) when it is stale: the helper whose pid names it is gone
+/// (a live one may be starting its broker), it is at least
+/// [`STALE_AGE`] old, no socket listens at its path (`/proc/net/unix`),
+/// and it is still the same file (device, inode) right before it goes.
+fn remove_if_stale(runtime_dir: &Path, name: &str, pid: &str) {
+    if pid.parse::<u32>().is_ok_and(emqx_handoff::alive) {
+        return;
+    }
+    let Ok(rt) = RuntimeDir::open(runtime_dir) else {
+        return;
+    };
+    let stat =
+        || nix::sys::stat::fstatat(rt.fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+    let Some(before) = stat() else { return };
+    let made = std::time::UNIX_EPOCH + Duration::from_secs(before.st_mtime.max(0) as u64);
+    let old = SystemTime::now()
+        .duration_since(made)
+        .is_ok_and(|age| age >= STALE_AGE);
+    if !old || listening(&rt.join(name)) {
+        return;
+    }
+    let same = |s: nix::sys::stat::FileStat| (s.st_dev, s.st_ino) == (before.st_dev, before.st_ino);
+    if stat().is_some_and(same) {
+        rt.remove(name);
+    }
 }
 
 /// Whether a unix socket listens at `path` (its flags in
@@ -205,8 +219,9 @@ mod tests {
     #[test]
     fn a_stale_socket_is_removed_and_a_fresh_or_live_one_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let stale_path = dir.path().join(format!("{HANDOFF_SOCKET}.11"));
-        let fresh_path = dir.path().join(format!("{HANDOFF_SOCKET}.12"));
+        // Pids no process has (above the default pid_max's range in use).
+        let stale_path = dir.path().join(format!("{HANDOFF_SOCKET}.4194301"));
+        let fresh_path = dir.path().join(format!("{HANDOFF_SOCKET}.4194302"));
         // Bound, then closed: the file stays, nothing listens.
         drop(listener(&stale_path));
         drop(listener(&fresh_path));

@@ -70,6 +70,9 @@ pub trait Service: Send + Sync + 'static {
     /// connections it took. They stay frozen until [`Service::thaw`],
     /// which the caller sends only after the exporter's go: one socket
     /// never has two brokers serving it. On an error nothing is kept.
+    /// Every connection that comes is a connected TCP socket, each one
+    /// once: the receiver refuses any other fd (a listener, a unix or
+    /// UDP socket, a file) and the same socket twice.
     fn import(&self, state: &mut crate::transfer::Receiver<'_>) -> Result<usize, TransferError> {
         Err(TransferError::Refused(format!(
             "this broker imports no state ({})",
