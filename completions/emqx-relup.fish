@@ -40,7 +40,7 @@ complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "downgrade" -d
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "uninstall" -d 'Remove an old or unpacked release'
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "start" -d 'Revert a non-permanent release, then run the permanent one in place (ExecStart)'
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "reload" -d 'Switch the running broker to the release marked current (ExecReload)'
-complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "hook" -d 'What package maintainer scripts call (see README)'
+complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "hook" -d 'What package maintainer scripts call (see docs/packages.md)'
 complete -c emqx-relup -n "__fish_emqx_relup_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand versions" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
@@ -112,5 +112,5 @@ complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fi
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir status unpack install upgrade downgrade uninstall start reload hook help" -f -a "uninstall" -d 'Remove an old or unpacked release'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir status unpack install upgrade downgrade uninstall start reload hook help" -f -a "start" -d 'Revert a non-permanent release, then run the permanent one in place (ExecStart)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir status unpack install upgrade downgrade uninstall start reload hook help" -f -a "reload" -d 'Switch the running broker to the release marked current (ExecReload)'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir status unpack install upgrade downgrade uninstall start reload hook help" -f -a "hook" -d 'What package maintainer scripts call (see README)'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir status unpack install upgrade downgrade uninstall start reload hook help" -f -a "hook" -d 'What package maintainer scripts call (see docs/packages.md)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand help; and not __fish_seen_subcommand_from versions root_dir status unpack install upgrade downgrade uninstall start reload hook help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

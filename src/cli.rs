@@ -128,7 +128,7 @@ pub enum Cmd {
     },
     /// Switch the running broker to the release marked current (ExecReload).
     Reload,
-    /// What package maintainer scripts call (see README).
+    /// What package maintainer scripts call (see docs/packages.md).
     #[command(hide = true)]
     Hook {
         /// `helper SCRIPT ARGS...` or `release VSN SCRIPT ARGS...`.
