@@ -102,10 +102,11 @@ mod tests {
         let moved = Committed::Moved {
             moved: 9,
             drained: 0,
+            drained_why: None,
             pause: std::time::Duration::from_millis(3),
         };
         assert_eq!(
-            decide(Ok(moved), 1, || panic!("not asked")),
+            decide(Ok(moved.clone()), 1, || panic!("not asked")),
             Decision::Committed { outcome: moved }
         );
     }

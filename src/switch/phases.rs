@@ -341,13 +341,14 @@ impl Committed<'_> {
     /// a warning, never an error that would leave the state naming the
     /// old release.
     pub(super) fn publish(self) -> SwitchReport {
-        let (draining, moved) = match self.answer {
-            Answer::Draining(n) => (n, None),
+        let (draining, moved, drain_reason) = match self.answer {
+            Answer::Draining(n) => (n, None, self.drain_reason),
             Answer::Moved {
                 moved,
                 drained,
+                drained_why,
                 pause,
-            } => (drained, Some(Moved { moved, pause })),
+            } => (drained, Some(Moved { moved, pause }), drained_why),
         };
         let unpublished = self.run.publish(self.new_pid);
         let unfinished = unpublished.is_some();
@@ -363,7 +364,7 @@ impl Committed<'_> {
             new_pid: self.new_pid,
             draining,
             moved,
-            drain_reason: self.drain_reason,
+            drain_reason,
             // The helper's own work includes the publish.
             helper: self.helper_before + self.committing.elapsed(),
             start: self.start,

@@ -30,7 +30,7 @@ pub struct Session {
 }
 
 /// What the old broker said to a commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Committed {
     /// It stopped accepting and drains this many connections.
     Draining(u64),
@@ -39,6 +39,8 @@ pub enum Committed {
         moved: u64,
         /// Connections it could not export: they drain.
         drained: u64,
+        /// Why live ones could not be exported.
+        drained_why: Option<String>,
         /// From its freeze to its go.
         pause: Duration,
     },
@@ -224,12 +226,14 @@ impl Session {
                 Message::Moved {
                     moved,
                     drained,
+                    drained_why,
                     pause_us,
                 },
                 _,
             )) => Ok(Committed::Moved {
                 moved,
                 drained,
+                drained_why,
                 pause: Duration::from_micros(pause_us),
             }),
             Ok((Message::Error { reason }, _)) => Err(CommitError::Refused(format!(

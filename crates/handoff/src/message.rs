@@ -66,6 +66,10 @@ pub enum Message {
         moved: u64,
         /// Connections left to drain here.
         drained: u64,
+        /// Why live connections were left to drain (e.g. the schema
+        /// cannot carry TLS connections); absent when none were.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        drained_why: Option<String>,
         /// Microseconds from the freeze to the go.
         pause_us: u64,
     },
@@ -186,11 +190,24 @@ mod tests {
             Message::Moved {
                 moved: 3,
                 drained: 1,
+                drained_why: Some("1 connection: refbroker/1 carries no TLS connection".into()),
                 pause_us: 40,
             },
         ] {
             assert_eq!(Message::decode(&m.encode()).unwrap(), m, "{}", m.kind());
         }
+        // Without a reason, `moved` is the bytes a protocol 2 peer of
+        // before TLS decodes.
+        let m = Message::Moved {
+            moved: 3,
+            drained: 0,
+            drained_why: None,
+            pause_us: 40,
+        };
+        assert_eq!(
+            String::from_utf8(m.encode()).unwrap(),
+            r#"{"type":"moved","moved":3,"drained":0,"pause_us":40}"#
+        );
     }
 
     #[test]

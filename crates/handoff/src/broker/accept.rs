@@ -1,4 +1,6 @@
-//! Accept loops that can be stopped at once without closing the sockets.
+//! Accepting that can be stopped at once without closing the sockets:
+//! by the broker's own event loop ([`Service::accept`]) or, for a broker
+//! that declines, by one library thread per listener.
 
 use std::net::TcpListener;
 use std::os::fd::AsFd;
@@ -7,6 +9,41 @@ use std::thread::JoinHandle;
 
 use super::stop::{Stop, Wake};
 use super::{Listener, Service};
+
+/// Who accepts: the broker itself, or the library's threads.
+pub enum Accepting {
+    /// The broker's event loop polls the listeners.
+    Service(Arc<dyn Service>),
+    /// Threads call [`Service::serve`].
+    Threads(Acceptors),
+}
+
+impl Accepting {
+    /// Starts accepting on every listener: the broker's way if it takes
+    /// them, else with threads.
+    pub fn start(
+        listeners: Vec<Listener>,
+        service: Arc<dyn Service>,
+    ) -> std::io::Result<Accepting> {
+        for l in &listeners {
+            // Once, never toggled: O_NONBLOCK belongs to the open file
+            // description, which a handoff shares with the other process.
+            l.socket.set_nonblocking(true)?;
+        }
+        match service.accept(listeners) {
+            Ok(()) => Ok(Accepting::Service(service)),
+            Err(listeners) => Acceptors::start(listeners, service).map(Accepting::Threads),
+        }
+    }
+
+    /// Stops accepting; the sockets stay open (another process holds them).
+    pub fn stop(self) {
+        match self {
+            Accepting::Service(service) => service.stop_accepting(),
+            Accepting::Threads(threads) => threads.stop(),
+        }
+    }
+}
 
 /// One thread per listener; [`Acceptors::stop`] wakes them through a pipe.
 pub struct Acceptors {
@@ -23,9 +60,6 @@ impl Acceptors {
         let stop = Arc::new(Stop::new()?);
         let mut threads = Vec::new();
         for Listener { name, socket, .. } in listeners {
-            // Once, never toggled: O_NONBLOCK belongs to the open file
-            // description, which a handoff shares with the other process.
-            socket.set_nonblocking(true)?;
             let stop = Arc::clone(&stop);
             let service = Arc::clone(&service);
             threads.push(std::thread::spawn(move || {

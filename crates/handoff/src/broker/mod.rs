@@ -34,8 +34,20 @@ pub use server::{About, HandoffServer, ServerEvent};
 /// implements nothing drains as before.
 pub trait Service: Send + Sync + 'static {
     /// Serves one accepted connection (on its own thread or otherwise);
-    /// must not block for long.
+    /// must not block for long. Called by the library's accept threads,
+    /// unless the broker accepts itself ([`Service::accept`]).
     fn serve(&self, listener: &str, stream: TcpStream);
+    /// Accepts on `listeners` itself (polled by its own event loop: no
+    /// thread per listener) until [`Service::stop_accepting`]; giving them
+    /// back declines, and the library's accept threads call
+    /// [`Service::serve`] instead. The sockets are non-blocking.
+    fn accept(&self, listeners: Vec<Listener>) -> Result<(), Vec<Listener>> {
+        Err(listeners)
+    }
+    /// Stops accepting on the listeners [`Service::accept`] took before it
+    /// returns; the sockets stay open in the other processes that hold
+    /// them (never shut down).
+    fn stop_accepting(&self) {}
     /// Live connections.
     fn connections(&self) -> usize;
     /// Closes every connection gracefully (end of the drain).
@@ -45,7 +57,8 @@ pub trait Service: Send + Sync + 'static {
         Schemas::default()
     }
     /// Stops every connection at a packet boundary and sends the whole
-    /// state over `ch` with a [`crate::transfer::Sender`]: broker-wide
+    /// state, in `schema` (one of `schemas().exports`, chosen by the
+    /// helper), over `ch` with a [`crate::transfer::Sender`]: broker-wide
     /// state first, then each connection's socket (its own fd: the kernel
     /// gives the receiver a copy) with its state; every byte and fd stays
     /// as it was; all of it before `deadline`, or it fails. On
@@ -53,9 +66,10 @@ pub trait Service: Send + Sync + 'static {
     fn export(
         &self,
         ch: &crate::Channel,
+        schema: &str,
         deadline: std::time::Instant,
     ) -> Result<Exported, ExportError> {
-        let _ = (ch, deadline);
+        let _ = (ch, schema, deadline);
         Err(ExportError::Cannot)
     }
     /// Resumes after a freeze as if nothing happened (the move failed).
@@ -85,12 +99,16 @@ pub trait Service: Send + Sync + 'static {
 }
 
 /// What [`Service::export`] sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exported {
     /// Connections sent.
     pub conns: usize,
-    /// Connections not exported (closing ones): they drain here.
+    /// Connections not exported (closing ones, or ones the schema
+    /// cannot carry): they drain here.
     pub left: usize,
+    /// Why live connections were left, when some were (closing ones
+    /// need no reason).
+    pub left_why: Option<String>,
 }
 
 /// Why [`Service::export`] sent no whole state.

@@ -40,12 +40,14 @@ pub const GO_WAIT: Duration = Duration::from_secs(30);
 const FRAME_WAIT: Duration = Duration::from_secs(10);
 
 /// A move done, as the old broker reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Moved {
     /// Connections the new broker took over.
     pub moved: usize,
     /// Connections that were not exported: they drain here.
     pub left: usize,
+    /// Why live ones were not exported.
+    pub left_why: Option<String>,
     /// From the freeze to the go.
     pub pause: Duration,
 }
@@ -61,7 +63,12 @@ pub enum MoveFailed {
 
 /// The old broker's side: freezes `service`, sends its state, and on
 /// `imported` says `go`, all within `bound`.
-pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Moved, MoveFailed> {
+pub fn export(
+    ch: &Channel,
+    service: &dyn Service,
+    schema: &str,
+    bound: Duration,
+) -> Result<Moved, MoveFailed> {
     let began = Instant::now();
     let deadline = began + bound;
     let fail = |why: String| {
@@ -79,7 +86,8 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
     let Exported {
         conns: expected,
         left,
-    } = match service.export(ch, deadline) {
+        left_why,
+    } = match service.export(ch, schema, deadline) {
         Ok(e) => e,
         Err(ExportError::Cannot) => {
             // Drain instead, once the new broker said it serves (then it
@@ -142,6 +150,7 @@ pub fn export(ch: &Channel, service: &dyn Service, bound: Duration) -> Result<Mo
     Ok(Moved {
         moved: expected,
         left,
+        left_why,
         pause,
     })
 }

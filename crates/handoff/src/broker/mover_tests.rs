@@ -28,12 +28,16 @@ impl Service for Fake {
         0
     }
     fn close_all(&self) {}
-    fn export(&self, ch: &Channel, _: Instant) -> Result<Exported, ExportError> {
+    fn export(&self, ch: &Channel, _: &str, _: Instant) -> Result<Exported, ExportError> {
         self.call("export");
         let s =
             Sender::begin(ch, "fake/1", b"", 0).map_err(|e| ExportError::Failed(e.to_string()))?;
         s.end().map_err(|e| ExportError::Failed(e.to_string()))?;
-        Ok(Exported { conns: 0, left: 0 })
+        Ok(Exported {
+            conns: 0,
+            left: 0,
+            left_why: None,
+        })
     }
     fn thaw(&self) {
         self.call("thaw");
@@ -73,7 +77,7 @@ fn an_old_broker_that_cannot_export_tells_the_new_one_it_drains() {
         (got, new.calls())
     });
     assert_eq!(
-        export(&a, &CannotExport, Duration::from_secs(1)),
+        export(&a, &CannotExport, "fake/1", Duration::from_secs(1)),
         Err(MoveFailed::NoExport)
     );
     assert_eq!(new.join().unwrap(), (Imported::OldDrains, vec![]));
@@ -88,7 +92,7 @@ fn an_old_broker_that_cannot_export_tells_the_new_one_it_drains() {
         drains
     });
     assert!(matches!(
-        export(&a, &CannotExport, Duration::from_secs(1)),
+        export(&a, &CannotExport, "fake/1", Duration::from_secs(1)),
         Err(MoveFailed::Thawed(_))
     ));
     assert!(importer.join().unwrap(), "no word that it drains");
@@ -126,7 +130,7 @@ fn the_old_broker_closes_its_copies_only_once_go_is_delivered() {
         drop(b);
     });
     // Past its imported: the new broker is gone when go is sent.
-    let r = export(&a, &old, Duration::from_secs(5));
+    let r = export(&a, &old, "fake/1", Duration::from_secs(5));
     importer.join().unwrap();
     assert!(matches!(r, Err(MoveFailed::Thawed(_))), "{r:?}");
     assert_eq!(
@@ -147,7 +151,7 @@ fn go_delivered_closes_the_old_copies() {
         b.send(&Message::Going, &[]).unwrap();
         go
     });
-    let r = export(&a, &old, Duration::from_secs(5));
+    let r = export(&a, &old, "fake/1", Duration::from_secs(5));
     assert!(
         matches!(
             r,
@@ -173,7 +177,7 @@ fn go_delivered_to_a_new_broker_that_dies_before_going_thaws() {
         // Dies with the go unread.
         drop(b);
     });
-    let r = export(&a, &old, Duration::from_secs(5));
+    let r = export(&a, &old, "fake/1", Duration::from_secs(5));
     importer.join().unwrap();
     assert!(matches!(r, Err(MoveFailed::Thawed(_))), "{r:?}");
     assert_eq!(old.calls(), ["export", "thaw"]);

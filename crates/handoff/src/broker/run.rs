@@ -118,7 +118,7 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
             return Err(e);
         }
     }
-    let acceptors = accept::Acceptors::start(copies(&listeners)?, Arc::clone(&service))?;
+    let acceptors = accept::Accepting::start(copies(&listeners)?, Arc::clone(&service))?;
     let moved = serve_until_commit(&commits, acceptors, &listeners, &service, move_bound)?;
     // Committed: no session any more (once the helper has its answer),
     // so that nobody takes a draining broker for the one that serves.
@@ -178,7 +178,7 @@ fn take_over(
 /// (its figures); a move that fails serves on, accepting again.
 fn serve_until_commit(
     commits: &mpsc::Receiver<ServerEvent>,
-    mut acceptors: accept::Acceptors,
+    mut acceptors: accept::Accepting,
     listeners: &[Listener],
     service: &Arc<dyn Service>,
     move_bound: Duration,
@@ -191,14 +191,17 @@ fn serve_until_commit(
                 return Ok(None);
             }
             Ok(ServerEvent::Move {
-                channel, outcome, ..
+                channel,
+                outcome,
+                schema,
+                ..
             }) => {
                 acceptors.stop();
-                let result = mover::export(&channel, &**service, move_bound);
+                let result = mover::export(&channel, &**service, &schema, move_bound);
                 drop(channel);
                 match result {
                     Ok(m) => {
-                        let _ = outcome.send(Ok(m));
+                        let _ = outcome.send(Ok(m.clone()));
                         return Ok(Some(m));
                     }
                     Err(MoveFailed::NoExport) => {
@@ -242,10 +245,10 @@ fn drain(service: &dyn Service, bound: Duration) -> (usize, usize) {
 fn accept_again(
     listeners: &[Listener],
     service: &Arc<dyn Service>,
-) -> std::io::Result<accept::Acceptors> {
+) -> std::io::Result<accept::Accepting> {
     let until = Instant::now() + Duration::from_secs(5);
     loop {
-        match copies(listeners).and_then(|l| accept::Acceptors::start(l, Arc::clone(service))) {
+        match copies(listeners).and_then(|l| accept::Accepting::start(l, Arc::clone(service))) {
             Ok(a) => return Ok(a),
             Err(e) if Instant::now() < until => {
                 eprintln!("move: accepting again after the failed move: {e}; retrying");

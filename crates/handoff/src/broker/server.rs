@@ -396,6 +396,7 @@ fn move_away(
             let answer = Message::Moved {
                 moved: m.moved as u64,
                 drained: m.left as u64,
+                drained_why: m.left_why.clone(),
                 pause_us: u64::try_from(m.pause.as_micros()).unwrap_or(u64::MAX),
             };
             shared.answer(ch, &answer);
