@@ -19,7 +19,7 @@ use emqx_handoff::Channel;
 use emqx_refbroker::RefBroker;
 
 fn broker(v: &str) -> RefBroker {
-    RefBroker::start(v, 1000, Default::default()).unwrap()
+    RefBroker::start(v, 1000, Default::default(), Default::default()).unwrap()
 }
 
 fn run(n: usize) {
@@ -62,7 +62,7 @@ fn run(n: usize) {
     let (exported, imported, t_export, t_import) = std::thread::scope(|s| {
         let exporting = s.spawn(|| {
             let e = a
-                .export(&pa, Instant::now() + Duration::from_secs(10))
+                .export(&pa, "refbroker/1", Instant::now() + Duration::from_secs(10))
                 .unwrap();
             (e, t0.elapsed())
         });

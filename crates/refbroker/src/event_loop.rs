@@ -1,5 +1,8 @@
-//! The event loop: one thread that owns every connection (mio, edge
-//! triggered), reads whole packets into the state machine of [`Broker`],
+//! The event loop: one thread that owns every listener and every
+//! connection (mio, edge triggered), accepts ([`accept`]), runs TLS
+//! handshakes as connection states (a bounded number per turn, so that a
+//! handshake storm never starves established clients), reads whole
+//! packets into the state machine of [`Broker`],
 //! writes what it queues with per-connection bounded buffers (through
 //! each connection's [`Transport`]: nothing here touches a socket), runs
 //! the timers (CONNECT deadline, keep-alive, close wait), and closes
@@ -15,6 +18,7 @@ use std::time::{Duration, Instant};
 use emqx_mqtt::{decode, read_frame};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+mod accept;
 mod moving;
 mod timers;
 
@@ -23,8 +27,10 @@ pub use moving::{decode_shared, ConnState, MovedConn};
 use crate::broker::{Broker, End, Step};
 use crate::conns::{Carried, Conn, Conns};
 use crate::snapshot::ImportError;
-use crate::transport::{ReadEnd, Tcp, Transport};
+use crate::transport::{self, ReadEnd};
 use crate::{CLOSE_WAIT, MAX_PACKET};
+
+pub use accept::Listening;
 
 /// Bytes unsent to one client past which it is disconnected (it reads
 /// too slowly; a persistent session keeps what is in flight and queued).
@@ -33,6 +39,10 @@ pub const MAX_BACKLOG: usize = 16 << 20;
 const READ_TURN: usize = 256 * 1024;
 const WAKER: Token = Token(0);
 const TICK: Duration = Duration::from_millis(100);
+/// TLS handshake steps per turn of the loop (each may cost a signature,
+/// about a millisecond): the rest wait for the next turn, so that a
+/// connection storm delays established clients by a few milliseconds.
+const HANDSHAKES_PER_TURN: usize = 16;
 
 /// What other threads ask of the loop.
 pub enum Cmd {
@@ -45,11 +55,16 @@ pub enum Cmd {
     },
     /// Close every connection gracefully; answer when done.
     CloseAll(mpsc::Sender<()>),
+    /// Accept on these listeners.
+    Listen(Vec<emqx_handoff::broker::Listener>),
+    /// Stop accepting; answer when no accept can follow.
+    StopAccepting(mpsc::Sender<()>),
     /// Stop reading, writing and timing every connection at a packet
-    /// boundary, send the whole state over the channel (protocol 2) and
-    /// answer what went.
+    /// boundary, send the whole state over the channel (protocol 2) in
+    /// the schema named and answer what went.
     Export(
         emqx_handoff::Channel,
+        String,
         Instant,
         mpsc::Sender<Result<emqx_handoff::broker::Exported, emqx_handoff::broker::ExportError>>,
     ),
@@ -84,8 +99,12 @@ impl Handle {
 }
 
 /// Starts the loop on its own thread, with the broker `make` builds there
-/// (its state is the loop's alone: not `Send`, never shared).
-pub fn start(make: impl FnOnce() -> Broker + Send + 'static) -> io::Result<Handle> {
+/// (its state is the loop's alone: not `Send`, never shared), serving
+/// listeners as `listening` says.
+pub fn start(
+    make: impl FnOnce() -> Broker + Send + 'static,
+    listening: Listening,
+) -> io::Result<Handle> {
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (tx, rx) = mpsc::channel();
@@ -110,6 +129,11 @@ pub fn start(make: impl FnOnce() -> Broker + Send + 'static) -> io::Result<Handl
                 held: Vec::new(),
                 deferred: Vec::new(),
                 summarized: Instant::now(),
+                listening,
+                listeners: Vec::new(),
+                accept_again: Vec::new(),
+                accept_later: Vec::new(),
+                handshakes: 0,
             }
             .run()
         })?;
@@ -139,6 +163,16 @@ struct Loop {
     deferred: Vec<mpsc::Sender<()>>,
     /// When the last summary line was logged.
     summarized: Instant,
+    /// Listener kinds and TLS configurations.
+    listening: Listening,
+    /// The listeners polled, while accepting.
+    listeners: Vec<accept::Polled>,
+    /// Listeners with more to accept than one turn took.
+    accept_again: Vec<usize>,
+    /// Listeners whose accept failed, tried again at the next tick.
+    accept_later: Vec<usize>,
+    /// TLS handshake steps taken this turn.
+    handshakes: usize,
 }
 
 impl Loop {
@@ -146,11 +180,13 @@ impl Loop {
         let mut events = Events::with_capacity(1024);
         let mut last_tick = Instant::now();
         loop {
-            let timeout = if self.again.is_empty() || self.frozen.is_some() {
+            let idle = self.again.is_empty() && self.accept_again.is_empty();
+            let timeout = if idle || self.frozen.is_some() {
                 TICK
             } else {
                 Duration::ZERO
             };
+            self.handshakes = 0;
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     // Nothing would serve the clients any more: exit, so
@@ -168,6 +204,11 @@ impl Loop {
                     // Frozen: nothing is read or written; the thaw reads
                     // every connection again (edges are not lost).
                     Token(_) if self.frozen.is_some() => {}
+                    Token(t) if accept::listener_index(t).is_some() => {
+                        if let Some(i) = accept::listener_index(t) {
+                            self.accept(i);
+                        }
+                    }
                     Token(t) => {
                         if ev.is_writable() {
                             self.flush(t);
@@ -181,11 +222,15 @@ impl Loop {
             if self.frozen.is_some() {
                 continue;
             }
+            for i in std::mem::take(&mut self.accept_again) {
+                self.accept(i);
+            }
             for t in std::mem::take(&mut self.again) {
                 self.read(t);
             }
             if last_tick.elapsed() >= TICK {
                 last_tick = Instant::now();
+                self.accept_again.append(&mut self.accept_later);
                 self.timers();
                 self.summary();
             }
@@ -208,8 +253,13 @@ impl Loop {
                     self.held.push((listener, stream))
                 }
                 Cmd::Serve { listener, stream } => self.serve(&listener, stream),
-                Cmd::Export(ch, deadline, reply) => {
-                    let exported = self.export(&ch, deadline);
+                Cmd::Listen(listeners) => self.listen(listeners),
+                Cmd::StopAccepting(reply) => {
+                    self.stop_accepting();
+                    let _ = reply.send(());
+                }
+                Cmd::Export(ch, schema, deadline, reply) => {
+                    let exported = self.export(&ch, &schema, deadline);
                     // Nobody takes the answer (the asker gave up): carry on.
                     if reply.send(exported).is_err() {
                         self.thaw();
@@ -250,15 +300,16 @@ impl Loop {
     }
 
     fn serve(&mut self, listener: &str, stream: std::net::TcpStream) {
-        let (peer, tcp) = Tcp::accept(stream);
+        let kind = self.listening.kind(listener);
+        let (peer, transport) = transport::accept(kind, stream, self.listening.tls.as_ref());
         let t = self.next;
-        let registered = tcp.and_then(|mut tcp| {
+        let registered = transport.and_then(|mut transport| {
             self.poll
                 .registry()
-                .register(tcp.source(), Token(t), Interest::READABLE)?;
-            Ok(tcp)
+                .register(transport.source(), Token(t), Interest::READABLE)?;
+            Ok(transport)
         });
-        let tcp = match registered {
+        let transport = match registered {
             Ok(tcp) => tcp,
             Err(e) => {
                 let shown = peer.map_or_else(|| "?".to_string(), |a| a.to_string());
@@ -268,7 +319,7 @@ impl Loop {
             }
         };
         self.next += 1;
-        let conn = Conn::new(Box::new(tcp), Instant::now(), Carried::default());
+        let conn = Conn::new(transport, Instant::now(), Carried::default());
         self.conns.map.insert(t, Box::new(conn));
         self.broker.opened(t, listener, peer);
         // Bytes may have arrived before the registration.
@@ -302,6 +353,14 @@ impl Loop {
         let Some(c) = self.conns.map.get_mut(&t) else {
             return;
         };
+        // A handshake past this turn's share waits for the next turn.
+        if c.transport.handshaking() {
+            if self.handshakes >= HANDSHAKES_PER_TURN {
+                self.again.push(t);
+                return;
+            }
+            self.handshakes += 1;
+        }
         // A closing connection's bytes are read only to find its end.
         let closing = c.closing();
         let input = (!closing).then_some(&mut c.inbuf);
@@ -323,6 +382,12 @@ impl Loop {
         }
         if reading.bytes > 0 {
             c.last_read = Instant::now();
+        }
+        // What the transport answered by itself (a TLS handshake's next
+        // flight, a key update) goes out at the end of the turn.
+        if !c.dirty && c.transport.unsent(&c.out) > 0 {
+            c.dirty = true;
+            self.conns.dirty.push(t);
         }
         if let Some(end) = self.packets(t) {
             self.end(t, end);
@@ -373,6 +438,11 @@ impl Loop {
                     if let Some(c) = self.conns.map.get_mut(&t) {
                         c.connected = true;
                         c.keep_alive = keep_alive;
+                        if let Some(cn) = c.transport.peer_cn() {
+                            self.broker.debug(format_args!(
+                                "connection {t} connected over TLS, certificate CN {cn:?}"
+                            ));
+                        }
                     }
                 }
                 Step::End(end) => {
@@ -410,6 +480,7 @@ impl Loop {
         if pending == 0 {
             // Idle connections hold no buffer at all.
             c.out.release();
+            c.transport.release();
             if c.closing() && !c.fin_sent {
                 c.transport.close();
                 c.fin_sent = true;

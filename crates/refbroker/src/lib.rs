@@ -1,18 +1,18 @@
 //! The reference broker: a real MQTT 3.1.1 broker on
 //! [`emqx_handoff::broker`], the stand-in for EMQX in the demo, the tests
-//! and the benchmarks. Its release version is the retained
-//! `$SYS/broker/version` message.
+//! and the benchmarks, on plain TCP and TLS listeners. Its release
+//! version is the retained `$SYS/broker/version` message.
 //!
-//! One event loop thread ([`event_loop`], mio) owns every connection; the
+//! One event loop thread ([`event_loop`], mio) owns every listener and
+//! every connection; the
 //! state machine ([`broker`]) holds the sessions ([`session`]: kept for
 //! `clean_session=0`, with their queued and in-flight QoS 1/2 messages),
 //! the subscriptions and retained messages ([`router`]); [`wire`] is
 //! what the two tell each other. Each connection's socket is reached
-//! only through its [`transport`] (plain TCP now; TLS and WebSocket are
-//! to sit there too). QoS 0, 1 and 2,
-//! wills, keep-alive, takeover. Accepting stays with the library's
-//! acceptor threads, which hand each connection to the loop: the thread
-//! count is the same at 10 connections and at 15,000.
+//! only through its [`transport`] (plain TCP or TLS; WebSocket is to sit
+//! there too). QoS 0, 1 and 2, wills, keep-alive, takeover. The loop
+//! accepts too: the thread count is the same at 10 connections and at
+//! 15,000, with one listener or ten.
 
 pub mod broker;
 #[cfg(test)]
@@ -37,7 +37,7 @@ use emqx_handoff::broker::{ExportError, Exported, Schemas, Service};
 use emqx_handoff::transfer::{Receiver, TransferError};
 use emqx_handoff::Channel;
 
-use event_loop::{Cmd, Handle, MovedConn};
+use event_loop::{Cmd, Handle, Listening, MovedConn};
 
 /// The topic that carries the release version.
 pub const VERSION_TOPIC: &str = "$SYS/broker/version";
@@ -74,14 +74,23 @@ pub struct RefBroker {
 impl RefBroker {
     /// A broker of release `version`, its version retained on
     /// [`VERSION_TOPIC`], queueing at most `max_queued` QoS 1/2 messages
-    /// per session, moving as `moving` says.
-    pub fn start(version: &str, max_queued: usize, moving: Moving) -> std::io::Result<RefBroker> {
+    /// per session, moving as `moving` says, serving listeners as
+    /// `listening` says.
+    pub fn start(
+        version: &str,
+        max_queued: usize,
+        moving: Moving,
+        listening: Listening,
+    ) -> std::io::Result<RefBroker> {
         let v = version.to_string();
-        let handle = event_loop::start(move || {
-            let broker = broker::Broker::new(&v, VERSION_TOPIC, max_queued);
-            broker.log(format_args!("retained {VERSION_TOPIC} = {v}"));
-            broker
-        })?;
+        let handle = event_loop::start(
+            move || {
+                let broker = broker::Broker::new(&v, VERSION_TOPIC, max_queued);
+                broker.log(format_args!("retained {VERSION_TOPIC} = {v}"));
+                broker
+            },
+            listening,
+        )?;
         Ok(RefBroker {
             handle,
             version: version.to_string(),
@@ -145,27 +154,65 @@ impl Service for RefBroker {
         }
     }
 
+    fn accept(
+        &self,
+        listeners: Vec<emqx_handoff::broker::Listener>,
+    ) -> Result<(), Vec<emqx_handoff::broker::Listener>> {
+        let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
+        if self.handle.send(Cmd::Listen(listeners)) {
+            Ok(())
+        } else {
+            // The loop is gone with the listeners it was sent: nothing
+            // accepts here any more (the broker's end is near).
+            self.log(format_args!(
+                "the event loop is gone: not accepting on {}",
+                names.join(", ")
+            ));
+            Ok(())
+        }
+    }
+
+    fn stop_accepting(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.handle.send(Cmd::StopAccepting(tx)) && rx.recv_timeout(MOVE_WAIT).is_err() {
+            self.log(format_args!(
+                "ERROR: the event loop did not stop accepting within {} s",
+                MOVE_WAIT.as_secs()
+            ));
+        }
+    }
+
     fn connections(&self) -> usize {
         self.handle.live.load(Ordering::SeqCst)
     }
 
     fn schemas(&self) -> Schemas {
+        let own = || {
+            vec![
+                snapshot::SCHEMA_TLS.to_string(),
+                snapshot::SCHEMA.to_string(),
+            ]
+        };
         Schemas {
-            exports: vec![snapshot::SCHEMA.to_string()],
-            imports: self
-                .moving
-                .imports
-                .clone()
-                .unwrap_or_else(|| vec![snapshot::SCHEMA.to_string()]),
+            exports: own(),
+            imports: self.moving.imports.clone().unwrap_or_else(own),
         }
     }
 
-    fn export(&self, ch: &Channel, deadline: Instant) -> Result<Exported, ExportError> {
+    fn export(
+        &self,
+        ch: &Channel,
+        schema: &str,
+        deadline: Instant,
+    ) -> Result<Exported, ExportError> {
         let ch = ch
             .try_clone()
             .map_err(|e| ExportError::Failed(format!("a copy of the channel: {e}")))?;
         let (tx, rx) = mpsc::channel();
-        if !self.handle.send(Cmd::Export(ch, deadline, tx)) {
+        if !self
+            .handle
+            .send(Cmd::Export(ch, schema.to_string(), deadline, tx))
+        {
             return Err(ExportError::Cannot);
         }
         // The loop keeps to the deadline (each packet's timeout is what is
@@ -200,10 +247,11 @@ impl Service for RefBroker {
 
     fn import(&self, state: &mut Receiver<'_>) -> Result<usize, TransferError> {
         std::thread::sleep(self.moving.import_delay);
-        if state.schema != snapshot::SCHEMA {
+        let schema = state.schema.clone();
+        if schema != snapshot::SCHEMA && schema != snapshot::SCHEMA_TLS {
             return Err(TransferError::Refused(format!(
-                "cannot import {} (this broker imports {})",
-                state.schema,
+                "cannot import {schema} (this broker imports {} and {})",
+                snapshot::SCHEMA_TLS,
                 snapshot::SCHEMA
             )));
         }
@@ -220,7 +268,7 @@ impl Service for RefBroker {
                 Ok(Some(batch)) => {
                     let conns = batch
                         .into_iter()
-                        .map(|(fd, bytes)| MovedConn::decode(fd, &bytes))
+                        .map(|(fd, mut bytes)| MovedConn::decode(fd, &schema, &mut bytes))
                         .collect::<Result<Vec<_>, _>>();
                     match conns {
                         Ok(conns) => {

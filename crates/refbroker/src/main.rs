@@ -1,13 +1,16 @@
 //! The reference broker binary, packaged in release packages as `bin/emqx`
 //! and started as `bin/emqx foreground`. Its version is the one release
 //! folder of its tree (`<tree>/releases/VSN/`) or `EMQX_BROKER_VERSION`;
-//! listeners come from `EMQX_LISTENERS` (`name=ip:port,...`) or are
-//! inherited; `<tree>/etc/refbroker.toml` can make a release misbehave for
+//! listeners come from `EMQX_LISTENERS` (`name=[tcp|ssl://]ip:port,...`)
+//! or are inherited (their kind still named there); `ssl` listeners serve
+//! the certificate and key of `EMQX_SSL_CERTFILE`/`EMQX_SSL_KEYFILE`,
+//! read at start; `<tree>/etc/refbroker.toml` can make a release misbehave for
 //! tests (`fail = "exit-at-once" | "never-ready" | "crash-after-ready"`,
 //! `ready_delay_ms = N`, `imports = [...]`, `import_max_conns = N`,
 //! `import_delay_ms = N`, `handoff_protocol = 1`, `move_bound_ms = N`).
 //! Exit codes: 0 after a drain, 1 on a failure to run, 2 on bad arguments
-//! or settings, 3 for `exit-at-once`.
+//! or settings (a certificate or key that cannot be read or do not
+//! match included), 3 for `exit-at-once`.
 
 use std::process::ExitCode;
 
@@ -27,8 +30,10 @@ mod linux {
 
     use emqx_handoff::broker::{self, Options};
     use emqx_handoff::transfer::Bounds;
-    use emqx_refbroker::settings::{Fail, Settings};
+    use emqx_refbroker::event_loop::Listening;
+    use emqx_refbroker::settings::{Fail, ListenerKind, Settings};
     use emqx_refbroker::{Moving, RefBroker};
+    use emqx_tls::TlsConfig;
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
     /// Fds kept for everything but imported connections.
@@ -58,11 +63,21 @@ mod linux {
             Ok(delay) => delay,
             Err(code) => return code,
         };
+        let listening = match listening(&settings) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("emqx-refbroker: ERROR: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let options = options(&settings, ready_delay, fd_room());
-        let names: Vec<String> = options
+        let names: Vec<String> = settings
             .listeners
             .iter()
-            .map(|(n, a)| format!("{n}={a}"))
+            .map(|(n, l)| match l.kind {
+                ListenerKind::Tcp => format!("{n}={}", l.addr),
+                ListenerKind::Ssl => format!("{n}=ssl://{}", l.addr),
+            })
             .collect();
         log(&format!(
             "starting (pid {}, listeners {} unless inherited, handoff socket {}, drain {:?})",
@@ -75,7 +90,7 @@ mod linux {
             imports: settings.behaviour.imports.clone(),
             import_delay: Duration::from_millis(settings.behaviour.import_delay_ms),
         };
-        let service = match RefBroker::start(&version, settings.max_queued, moving) {
+        let service = match RefBroker::start(&version, settings.max_queued, moving, listening) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 log(&format!("ERROR: starting the event loop: {e}"));
@@ -121,6 +136,22 @@ mod linux {
         }
     }
 
+    /// The listeners' kinds and, when an `ssl` listener is configured,
+    /// its TLS configuration: the certificate and key read now, so that a
+    /// bad one fails the start (and with it a switch) in one line.
+    fn listening(settings: &Settings) -> Result<Listening, emqx_tls::ConfigError> {
+        let kinds = settings
+            .listeners
+            .iter()
+            .map(|(n, l)| (n.clone(), l.kind))
+            .collect();
+        let tls = match &settings.tls {
+            Some(t) => Some(TlsConfig::server(&t.files)?),
+            None => None,
+        };
+        Ok(Listening::new(kinds, tls))
+    }
+
     /// One fd per connection: allows as many as the hard limit does (the
     /// soft limit is often 1,024); returns how many connections that
     /// leaves to import.
@@ -139,7 +170,11 @@ mod linux {
         let behaviour = &settings.behaviour;
         Options {
             version: settings.version.clone(),
-            listeners: settings.listeners.clone(),
+            listeners: settings
+                .listeners
+                .iter()
+                .map(|(n, l)| (n.clone(), l.addr))
+                .collect(),
             handoff_path: Options::handoff_path_from_env(),
             drain: settings.drain,
             ready_delay,

@@ -3,16 +3,18 @@
 //! listeners (`EMQX_LISTENERS`), its drain bound (`EMQX_DRAIN_SECS`), how
 //! much it logs (`EMQX_LOG_LEVEL`, `EMQX_LOG_SUMMARY_SECS`), and
 //! the failures a release tree can ask of it for tests
-//! (`<tree>/etc/refbroker.toml`). Each failure is a typed error
-//! ([`errors`]).
+//! (`<tree>/etc/refbroker.toml`), and the TLS files of its `ssl`
+//! listeners ([`tls`]). Each failure is a typed error ([`errors`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod errors;
+pub mod tls;
 
 pub use errors::{BehaviourError, DrainError, ListenerError, SettingsError, TreeError, VarError};
+pub use tls::{TlsError, TlsSettings};
 
 /// Listeners when `EMQX_LISTENERS` is not set.
 pub const DEFAULT_LISTENERS: &str = "mqtt=127.0.0.1:1883,mqtt-alt=127.0.0.1:1884";
@@ -64,13 +66,45 @@ pub struct Behaviour {
     pub move_bound_ms: Option<u64>,
 }
 
+/// What a listener speaks (`EMQX_LISTENERS` items are
+/// `NAME=[KIND://]HOST:PORT`; `ws` and `wss` are reserved for WebSocket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerKind {
+    /// MQTT over plain TCP (the default).
+    #[default]
+    Tcp,
+    /// MQTT over TLS.
+    Ssl,
+}
+
+impl ListenerKind {
+    /// The kind a `KIND://` prefix names.
+    fn parse(kind: &str) -> Result<ListenerKind, ListenerError> {
+        match kind {
+            "tcp" => Ok(ListenerKind::Tcp),
+            "ssl" => Ok(ListenerKind::Ssl),
+            "ws" | "wss" => Err(ListenerError::Reserved(kind.to_string())),
+            _ => Err(ListenerError::BadKind(kind.to_string())),
+        }
+    }
+}
+
+/// One listener of `EMQX_LISTENERS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub kind: ListenerKind,
+    pub addr: SocketAddr,
+}
+
 /// Everything the binary needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The release version.
     pub version: String,
     /// Listeners by name.
-    pub listeners: Vec<(String, SocketAddr)>,
+    pub listeners: Vec<(String, ListenerSpec)>,
+    /// The TLS files of `ssl` listeners (`EMQX_SSL_*`), when set.
+    pub tls: Option<TlsSettings>,
     /// The drain bound.
     pub drain: Duration,
     /// QoS 1/2 messages queued per session (`EMQX_MAX_QUEUED`).
@@ -128,6 +162,14 @@ impl Settings {
             })?),
             None => Duration::from_secs(crate::DEFAULT_SUMMARY_SECS),
         };
+        let tls = tls::from_env(var)?;
+        if let Some((name, _)) = listeners
+            .iter()
+            .find(|(_, l)| l.kind == ListenerKind::Ssl)
+            .filter(|_| tls.is_none())
+        {
+            return Err(SettingsError::NoCertificate(name.clone()));
+        }
         let behaviour = match &tree {
             Some(tree) => read_behaviour(tree).map_err(SettingsError::Behaviour)?,
             None => Behaviour::default(),
@@ -135,6 +177,7 @@ impl Settings {
         Ok(Settings {
             version,
             listeners,
+            tls,
             drain,
             max_queued,
             debug,
@@ -195,10 +238,10 @@ pub fn version_in_tree(tree: &Path) -> Result<String, TreeError> {
     }
 }
 
-/// `name=ip:port,...`: names non-empty, unique, without `:` (the
-/// `LISTEN_FDNAMES` separator).
-pub fn parse_listeners(spec: &str) -> Result<Vec<(String, SocketAddr)>, ListenerError> {
-    let mut out: Vec<(String, SocketAddr)> = Vec::new();
+/// `name=[kind://]ip:port,...`: names non-empty, unique, without `:`
+/// (the `LISTEN_FDNAMES` separator); kind `tcp` (the default) or `ssl`.
+pub fn parse_listeners(spec: &str) -> Result<Vec<(String, ListenerSpec)>, ListenerError> {
+    let mut out: Vec<(String, ListenerSpec)> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, addr) = item
             .split_once('=')
@@ -209,11 +252,15 @@ pub fn parse_listeners(spec: &str) -> Result<Vec<(String, SocketAddr)>, Listener
         if out.iter().any(|(n, _)| n == name) {
             return Err(ListenerError::Twice(name.to_string()));
         }
+        let (kind, addr) = match addr.split_once("://") {
+            Some((kind, addr)) => (ListenerKind::parse(kind)?, addr),
+            None => (ListenerKind::Tcp, addr),
+        };
         let addr = addr.parse().map_err(|source| ListenerError::BadAddress {
             item: item.to_string(),
             source,
         })?;
-        out.push((name.to_string(), addr));
+        out.push((name.to_string(), ListenerSpec { kind, addr }));
     }
     if out.is_empty() {
         return Err(ListenerError::Empty);
@@ -289,14 +336,22 @@ mod tests {
         let l = parse_listeners(DEFAULT_LISTENERS).unwrap();
         assert_eq!(l.len(), 2);
         assert_eq!(l[1].0, "mqtt-alt");
-        assert_eq!(l[1].1.port(), 1884);
-        assert_eq!(parse_listeners(" a=[::1]:1,").unwrap()[0].1.port(), 1);
+        assert_eq!(l[1].1.addr.port(), 1884);
+        assert_eq!(l[1].1.kind, ListenerKind::Tcp);
+        assert_eq!(parse_listeners(" a=[::1]:1,").unwrap()[0].1.addr.port(), 1);
+        let kinds = parse_listeners("a=tcp://127.0.0.1:1,b=ssl://127.0.0.1:2").unwrap();
+        assert_eq!(
+            kinds.iter().map(|(_, l)| l.kind).collect::<Vec<_>>(),
+            [ListenerKind::Tcp, ListenerKind::Ssl]
+        );
         let kind = |e: ListenerError| match e {
             ListenerError::NotNamed(_) => "not named",
             ListenerError::BadName(_) => "bad name",
             ListenerError::Twice(_) => "twice",
             ListenerError::BadAddress { .. } => "bad address",
             ListenerError::Empty => "empty",
+            ListenerError::BadKind(_) => "bad kind",
+            ListenerError::Reserved(_) => "reserved",
         };
         for (bad, want) in [
             ("", "empty"),
@@ -305,6 +360,10 @@ mod tests {
             ("=1.2.3.4:1", "bad name"),
             ("a:b=1.2.3.4:1", "bad name"),
             ("a=1.1.1.1:1,a=1.1.1.1:2", "twice"),
+            ("a=tls://1.1.1.1:1", "bad kind"),
+            ("a=ws://1.1.1.1:1", "reserved"),
+            ("a=wss://1.1.1.1:1", "reserved"),
+            ("a=ssl://1.1.1.1", "bad address"),
         ] {
             assert_eq!(parse_listeners(bad).map_err(kind), Err(want), "{bad:?}");
         }

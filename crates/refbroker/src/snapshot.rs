@@ -20,8 +20,13 @@ use serde::{Deserialize, Serialize};
 use crate::broker::{Broker, Client};
 use crate::session::{Inflight, Message, Session, MAX_INFLIGHT};
 
-/// The name importers match before reading a byte of it.
+/// The name importers match before reading a byte of it: plain TCP
+/// connections only.
 pub const SCHEMA: &str = "refbroker/1";
+/// [`SCHEMA`] and TLS connections, each with its serialized TLS state.
+/// An importer that knows only [`SCHEMA`] gets that instead, and the TLS
+/// connections drain.
+pub const SCHEMA_TLS: &str = "refbroker/2";
 
 /// An application message.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::broker::{Broker, End};
 use crate::broker_tests::{connect, open, publish, subscribe, Recorder};
 use crate::event_loop::{decode_shared, ConnState, MovedConn};
-use crate::snapshot::{ClientState, ImportError, SharedState};
+use crate::snapshot::{ClientState, ImportError, SharedState, SCHEMA, SCHEMA_TLS};
 use crate::transport::Kind;
 
 /// A broker with a bit of everything: a retained message, an offline
@@ -196,14 +196,15 @@ fn with_field(value: &Value, path: &str, field: &str) -> Vec<u8> {
     let mut v = value.clone();
     let object = v.pointer_mut(path).and_then(Value::as_object_mut);
     let object = object.unwrap_or_else(|| panic!("no object at {path:?} in {value}"));
-    object.insert(field.into(), json!("tls"));
+    object.insert(field.into(), json!("websocket"));
     serde_json::to_vec(&v).unwrap()
 }
 
 /// A moved connection, or the shared state, with a field this broker
 /// does not know, at the top or nested (what a newer exporter would
-/// add, e.g. for a TLS connection), is refused on import: never read as
-/// the plain state this broker knows. So is a transport it does not know.
+/// add, e.g. for a WebSocket connection), is refused on import: never
+/// read as the plain state this broker knows. So is a transport it does
+/// not know, and a TLS connection in the schema of plain ones.
 #[test]
 fn a_field_this_broker_does_not_know_is_refused_on_import() {
     let (a, _) = busy();
@@ -215,9 +216,13 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
         keep_alive: 60,
         idle_ms: 5,
         transport: Kind::Tcp,
+        tls: None,
     };
     let fd = || OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
-    let decode = |bytes: &[u8]| MovedConn::decode(fd(), bytes).map(|m| m.state);
+    let decode_in = |schema: &str, bytes: &[u8]| {
+        MovedConn::decode(fd(), schema, &mut bytes.to_vec()).map(|m| m.state)
+    };
+    let decode = |bytes: &[u8]| decode_in(SCHEMA_TLS, bytes);
     let conn_value = serde_json::to_value(&conn).unwrap();
     assert_eq!(conn_value.get("transport"), None, "TCP is left unsaid");
     assert_eq!(decode(&serde_json::to_vec(&conn_value).unwrap()), Ok(conn));
@@ -227,7 +232,7 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
         decode_shared(&serde_json::to_vec(&shared_value).unwrap()),
         Ok(shared)
     );
-    let unknown = |r: Result<(), ImportError>| matches!(r, Err(ImportError::Invalid(m)) if m.contains("unknown field `tls`"));
+    let unknown = |r: Result<(), ImportError>| matches!(r, Err(ImportError::Invalid(m)) if m.contains("unknown field `ws`"));
     for path in [
         "",
         "/client",
@@ -235,11 +240,11 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
         "/client/session/inflight/1/1/Sent",
         "/client/will",
     ] {
-        let bytes = with_field(&conn_value, path, "tls");
+        let bytes = with_field(&conn_value, path, "ws");
         assert!(unknown(decode(&bytes).map(drop)), "connection {path:?}");
     }
     for path in ["", "/retained/0", "/offline/0", "/offline/0/queue/0"] {
-        let bytes = with_field(&shared_value, path, "tls");
+        let bytes = with_field(&shared_value, path, "ws");
         assert!(unknown(decode_shared(&bytes).map(drop)), "shared {path:?}");
     }
     let mut tls = conn_value.clone();
@@ -249,4 +254,14 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
         matches!(&refused, Err(ImportError::Invalid(m)) if m.contains("unknown variant `tls`")),
         "{refused:?}"
     );
+    // A TLS connection (even one missing its state) is no refbroker/1
+    // connection.
+    let mut ssl = conn_value.clone();
+    ssl["transport"] = json!("ssl");
+    let refused = decode_in(SCHEMA, &serde_json::to_vec(&ssl).unwrap());
+    assert!(
+        matches!(&refused, Err(ImportError::Invalid(m)) if m.contains("carries plain TCP only")),
+        "{refused:?}"
+    );
+    assert!(decode_in(SCHEMA, &serde_json::to_vec(&conn_value).unwrap()).is_ok());
 }

@@ -5,21 +5,31 @@
 //! lends or takes the descriptor when the connection moves. Nothing else
 //! in the broker touches a socket.
 //!
-//! Plain TCP ([`Tcp`]) is the first transport. TLS comes next and sits
-//! the same way: it reads raw ciphertext into a queue of its own, feeds
-//! s2n-tls whole records and appends the plaintext to the input queue;
-//! it encrypts the output queue into its own ciphertext queue, so at a
-//! packet boundary s2n holds nothing and the unsent and unparsed
-//! ciphertext move as bytes. WebSocket sits between TLS (or the socket)
-//! and MQTT. Each is a [`Kind`], which a moved connection's state records.
+//! Plain TCP ([`Tcp`]) and TLS ([`Tls`]). TLS reads raw ciphertext into
+//! a queue of its own, feeds s2n-tls whole records and appends the
+//! plaintext to the input queue; it encrypts the output queue into its
+//! own ciphertext queue, so at a packet boundary s2n holds nothing and
+//! the unsent and unparsed ciphertext move as bytes ([`emqx_tls`]).
+//! WebSocket is to sit between TLS (or the socket) and MQTT. Each is a
+//! [`Kind`], which a moved connection's state records; a transport's
+//! own state beyond its queues ([`Transport::freeze`]) moves with it.
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+mod tcp;
+mod tls;
 
+pub use tcp::Tcp;
+pub use tls::Tls;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use emqx_tls::{TlsConfig, TlsState};
 use mio::event::Source;
-use mio::net::TcpStream;
 use serde::{Deserialize, Serialize};
+
+use crate::settings::ListenerKind;
 
 /// What a connection runs over, as its exported state records it.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,6 +38,8 @@ pub enum Kind {
     /// Plain TCP: the MQTT bytes are the socket's bytes.
     #[default]
     Tcp,
+    /// TLS (s2n-tls), its state carried serialized.
+    Ssl,
 }
 
 impl Kind {
@@ -151,208 +163,95 @@ pub trait Transport {
     /// The socket, lent for export (the importer receives its own copy;
     /// this one closes when the transport is dropped).
     fn fd(&self) -> BorrowedFd<'_>;
-}
 
-/// A transport of `kind` on a descriptor received from another broker.
-pub fn adopt(kind: Kind, fd: OwnedFd) -> io::Result<Box<dyn Transport>> {
-    match kind {
-        Kind::Tcp => Ok(Box::new(Tcp::adopt(fd)?)),
-    }
-}
-
-/// Plain TCP.
-pub struct Tcp {
-    stream: TcpStream,
-}
-
-impl Tcp {
-    /// A connection from an acceptor, made non-blocking with Nagle off,
-    /// and its peer's address (known even when it cannot be served).
-    pub fn accept(stream: std::net::TcpStream) -> (Option<SocketAddr>, io::Result<Tcp>) {
-        let peer = stream.peer_addr().ok();
-        let _ = stream.set_nodelay(true);
-        let tcp = stream.set_nonblocking(true).map(|()| Tcp {
-            stream: TcpStream::from_std(stream),
-        });
-        (peer, tcp)
+    /// Stops for a move at a packet boundary: the state it carries beyond
+    /// the socket and the two queues (none for plain TCP), or why it
+    /// cannot move now. Nothing is read or written until [`Transport::thaw`]
+    /// or the drop.
+    fn freeze(&mut self) -> Result<Option<TlsState>, Unmovable> {
+        Ok(None)
     }
 
-    /// A connection received from another broker.
-    pub fn adopt(fd: OwnedFd) -> io::Result<Tcp> {
-        let stream = std::net::TcpStream::from(fd);
-        stream.set_nonblocking(true)?;
-        Ok(Tcp {
-            stream: TcpStream::from_std(stream),
-        })
-    }
-}
-
-impl Transport for Tcp {
-    fn kind(&self) -> Kind {
-        Kind::Tcp
-    }
-
-    fn source(&mut self) -> &mut dyn Source {
-        &mut self.stream
-    }
-
-    fn read(
-        &mut self,
-        mut input: Option<&mut Vec<u8>>,
-        scratch: &mut [u8],
-        limit: usize,
-    ) -> Reading {
-        let mut bytes = 0;
-        let end = loop {
-            match self.stream.read(scratch) {
-                Ok(0) => break ReadEnd::Eof,
-                Ok(n) => {
-                    if let Some(input) = input.as_mut() {
-                        input.extend_from_slice(&scratch[..n]);
-                    }
-                    bytes += n;
-                    if bytes >= limit {
-                        break ReadEnd::Turn;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadEnd::Drained,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break ReadEnd::Failed(e),
-            }
-        };
-        Reading { bytes, end }
-    }
-
-    fn write(&mut self, out: &mut Output) -> io::Result<()> {
-        while !out.is_empty() {
-            match self.stream.write(out.pending()) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "the connection accepts no more bytes",
-                    ))
-                }
-                Ok(n) => out.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+    /// The move did not happen: carry on as before the freeze.
+    fn thaw(&mut self) -> io::Result<()> {
         Ok(())
     }
 
-    fn unsent(&self, out: &Output) -> usize {
-        out.len()
+    /// The peer certificate's common name (TLS with a client certificate).
+    fn peer_cn(&self) -> Option<&str> {
+        None
     }
 
-    fn close(&mut self) {
-        let _ = self.stream.shutdown(Shutdown::Write);
+    /// In the middle of a handshake (TLS): its reads cost CPU, and the
+    /// loop takes only so many per turn.
+    fn handshaking(&self) -> bool {
+        false
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.stream.as_fd()
+    /// Whether [`Transport::freeze`] can take it now (not in the middle
+    /// of a TLS handshake).
+    fn movable(&self) -> bool {
+        true
+    }
+
+    /// Everything is written: free what buffers it can (an idle
+    /// connection holds as little as possible).
+    fn release(&mut self) {}
+}
+
+/// Why a connection cannot move now (it drains instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmovable {
+    /// Its TLS handshake is not done.
+    Handshaking,
+    /// The TLS library would not serialize it (why).
+    Tls(String),
+}
+
+impl fmt::Display for Unmovable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unmovable::Handshaking => f.write_str("in the middle of its TLS handshake"),
+            Unmovable::Tls(why) => write!(f, "its TLS state cannot be serialized: {why}"),
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    //! Plain TCP over a loopback pair: what is read lands in the input
-    //! queue (or nowhere, for a closing connection), the output queue
-    //! drains into the socket, and FIN is the peer's end of stream.
-
-    use std::io::{Read as _, Write as _};
-    use std::net::TcpListener;
-    use std::time::{Duration, Instant};
-
-    use super::*;
-
-    fn pair() -> (Tcp, std::net::TcpStream) {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let (ours, _) = l.accept().unwrap();
-        let (addr, tcp) = Tcp::accept(ours);
-        assert_eq!(addr, Some(peer.local_addr().unwrap()));
-        (tcp.unwrap(), peer)
+/// A transport of `kind` on a descriptor received from another broker,
+/// with the TLS state it carried (TLS connections only; `config` is the
+/// importer's TLS configuration, a bare one if it has no TLS listener).
+pub fn adopt(
+    kind: Kind,
+    fd: OwnedFd,
+    tls: Option<&TlsState>,
+    config: &TlsConfig,
+) -> io::Result<Box<dyn Transport>> {
+    match (kind, tls) {
+        (Kind::Tcp, None) => Ok(Box::new(Tcp::adopt(fd)?)),
+        (Kind::Ssl, Some(state)) => Ok(Box::new(Tls::adopt(fd, state, config)?)),
+        (Kind::Tcp, Some(_)) => Err(io::Error::other("a plain TCP connection with a TLS state")),
+        (Kind::Ssl, None) => Err(io::Error::other("a TLS connection without its TLS state")),
     }
+}
 
-    /// Reads until `want` bytes came or the peer's end (a non-blocking
-    /// socket may see them a moment later).
-    fn read_some(tcp: &mut Tcp, input: &mut Vec<u8>, want: usize) -> ReadEnd {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut scratch = [0u8; 4];
-        loop {
-            let r = tcp.read(Some(input), &mut scratch, 1 << 20);
-            match r.end {
-                ReadEnd::Drained if input.len() < want && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                end => return end,
-            }
-        }
-    }
-
-    #[test]
-    fn tcp_reads_into_the_input_queue_and_writes_the_output_queue() {
-        let (mut tcp, mut peer) = pair();
-        assert_eq!(tcp.kind(), Kind::Tcp);
-        peer.write_all(b"hello").unwrap();
-        let mut input = b"x".to_vec();
-        assert!(matches!(
-            read_some(&mut tcp, &mut input, 6),
-            ReadEnd::Drained
-        ));
-        assert_eq!(input, b"xhello", "appended through a small scratch");
-        let mut out = Output::from_vec(b"ab".to_vec());
-        out.push(b"cd");
-        assert!(tcp.wants_write(&out));
-        tcp.write(&mut out).unwrap();
-        assert_eq!((tcp.unsent(&out), tcp.wants_write(&out)), (0, false));
-        out.release();
-        let mut got = [0u8; 4];
-        peer.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"abcd");
-        tcp.close();
-        assert_eq!(peer.read(&mut got).unwrap(), 0, "FIN after the bytes");
-    }
-
-    #[test]
-    fn a_closing_read_drops_the_bytes_and_finds_the_end() {
-        let (mut tcp, mut peer) = pair();
-        peer.write_all(b"late").unwrap();
-        drop(peer);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut scratch = [0u8; 64];
-        let mut bytes = 0;
-        loop {
-            let r = tcp.read(None, &mut scratch, 1 << 20);
-            bytes += r.bytes;
-            match r.end {
-                ReadEnd::Eof => break,
-                ReadEnd::Drained if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(bytes, 4, "read, and dropped");
-    }
-
-    #[test]
-    fn a_read_stops_at_the_turn_limit() {
-        let (mut tcp, mut peer) = pair();
-        peer.write_all(&[7u8; 64]).unwrap();
-        let mut input = Vec::new();
-        let mut scratch = [0u8; 8];
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let r = loop {
-            let r = tcp.read(Some(&mut input), &mut scratch, 16);
-            if r.bytes > 0 || Instant::now() > deadline {
-                break r;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        assert!(matches!(r.end, ReadEnd::Turn), "{r:?}");
-        assert_eq!((r.bytes, input.len()), (16, 16));
-    }
+/// A transport for a connection accepted on a listener of `kind` (`tls`:
+/// the configuration of `ssl` listeners), and its peer's address (known
+/// even when it cannot be served).
+pub fn accept(
+    kind: ListenerKind,
+    stream: std::net::TcpStream,
+    tls: Option<&TlsConfig>,
+) -> (Option<SocketAddr>, io::Result<Box<dyn Transport>>) {
+    let (peer, tcp) = Tcp::accept(stream);
+    let transport = match (kind, tcp) {
+        (ListenerKind::Tcp, Ok(tcp)) => Ok(Box::new(tcp) as Box<dyn Transport>),
+        (ListenerKind::Ssl, Ok(tcp)) => match tls {
+            Some(config) => Tls::new(tcp, config).map(|t| Box::new(t) as Box<dyn Transport>),
+            None => Err(io::Error::other(
+                "an ssl listener without a TLS configuration",
+            )),
+        },
+        (_, Err(e)) => Err(e),
+    };
+    (peer, transport)
 }

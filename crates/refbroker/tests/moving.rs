@@ -16,6 +16,7 @@ use emqx_handoff::transfer::{self, Bounds, Receiver, Transfer, TransferError};
 use emqx_handoff::Channel;
 use emqx_mqtt::{read_packet, Packet, Will};
 use emqx_refbroker::event_loop::ConnState;
+use emqx_refbroker::snapshot::SCHEMA;
 use emqx_refbroker::RefBroker;
 
 const BOUNDS: Bounds = Bounds {
@@ -24,7 +25,7 @@ const BOUNDS: Bounds = Bounds {
 };
 
 fn broker(version: &str) -> RefBroker {
-    RefBroker::start(version, 100, Default::default()).unwrap()
+    RefBroker::start(version, 100, Default::default(), Default::default()).unwrap()
 }
 
 fn pair() -> (Channel, Channel) {
@@ -87,8 +88,13 @@ fn subscribe(c: &mut TcpStream, filter: &str, qos: u8) {
 fn freeze(old: &RefBroker) -> (Exported, Transfer) {
     let (a, b) = pair();
     std::thread::scope(|s| {
-        let exporting =
-            s.spawn(|| old.export(&a, std::time::Instant::now() + Duration::from_secs(10)));
+        let exporting = s.spawn(|| {
+            old.export(
+                &a,
+                SCHEMA,
+                std::time::Instant::now() + Duration::from_secs(10),
+            )
+        });
         let state = transfer::recv(&b, &BOUNDS).unwrap();
         (exporting.join().unwrap().unwrap(), state)
     })
@@ -166,7 +172,14 @@ fn connections_and_sessions_move_without_a_reconnect() {
     std::thread::sleep(Duration::from_millis(200));
 
     let (exported, frozen) = freeze(&old);
-    assert_eq!(exported, Exported { conns: 2, left: 0 });
+    assert_eq!(
+        exported,
+        Exported {
+            conns: 2,
+            left: 0,
+            left_why: None
+        }
+    );
     let carried = states(&frozen);
     assert!(
         carried.iter().any(|c| c.inbuf == [0xC0]),
@@ -259,7 +272,7 @@ fn a_broker_that_implements_nothing_cannot_move() {
     assert!(Drains.schemas().imports.is_empty() && Drains.schemas().exports.is_empty());
     let (a, b) = pair();
     assert_eq!(
-        Drains.export(&a, std::time::Instant::now()),
+        Drains.export(&a, "x/1", std::time::Instant::now()),
         Err(emqx_handoff::broker::ExportError::Cannot)
     );
     transfer::send(&a, "x/1", b"", &[]).unwrap();

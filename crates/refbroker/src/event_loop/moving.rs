@@ -3,11 +3,16 @@
 //! loop reads, writes and times nothing, so each connection stops at a
 //! packet boundary with its unparsed input and unsent output in hand; the
 //! export sends each connection's own socket (lent by its transport) with
-//! that state and the transport's kind, a batch at a time. Go closes our
+//! that state, the transport's kind and its frozen state (a TLS
+//! connection's serialized s2n connection: [`SCHEMA_TLS`] only; in
+//! [`SCHEMA`] a TLS connection stays and drains, and the answer says
+//! why), a batch at a time. The encoded states hold traffic secrets and
+//! are wiped once sent or decoded. Go closes our
 //! copies with close() only (never shutdown(): the connection lives on in
 //! the importer). Thaw resumes as if nothing happened; discard drops an
 //! import that will not go.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -15,12 +20,17 @@ use std::time::{Duration, Instant};
 use emqx_handoff::broker::{ExportError, Exported};
 use emqx_handoff::transfer::{Sender, MAX_BATCH_FDS};
 use emqx_handoff::Channel;
+use emqx_tls::{wipe, TlsState};
 use mio::{Interest, Token};
 use serde::{Deserialize, Serialize};
 
-use super::Loop;
+use super::{Loop, READ_TURN};
+
+/// How long a freeze waits for TLS handshakes in flight to finish.
+const HANDSHAKE_GRACE: Duration = Duration::from_millis(100);
+use crate::broker::End;
 use crate::conns::{Carried, Conn};
-use crate::snapshot::{ClientState, ImportError, SharedState, SCHEMA};
+use crate::snapshot::{ClientState, ImportError, SharedState, SCHEMA, SCHEMA_TLS};
 use crate::transport::{self, Kind};
 
 /// One connection's state on the loop, with its broker-side state;
@@ -42,6 +52,9 @@ pub struct ConnState {
     /// always was).
     #[serde(default, skip_serializing_if = "Kind::is_tcp")]
     pub transport: Kind,
+    /// A TLS connection's state ([`SCHEMA_TLS`] only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsState>,
 }
 
 /// What [`ConnState`] serializes from, borrowed from the live connection
@@ -56,6 +69,8 @@ struct ConnStateRef<'a> {
     idle_ms: u64,
     #[serde(skip_serializing_if = "Kind::is_tcp")]
     transport: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<&'a TlsState>,
 }
 
 /// A connection on its way in: the socket and its state.
@@ -66,10 +81,19 @@ pub struct MovedConn {
 }
 
 impl MovedConn {
-    /// Decodes one received connection of [`SCHEMA`].
-    pub fn decode(fd: OwnedFd, bytes: &[u8]) -> Result<MovedConn, ImportError> {
-        let state = serde_json::from_slice(bytes)
-            .map_err(|e| ImportError::Invalid(format!("undecodable {SCHEMA} connection: {e}")))?;
+    /// Decodes one received connection of `schema` ([`SCHEMA`] carries
+    /// plain TCP connections only), then wipes `bytes`.
+    pub fn decode(fd: OwnedFd, schema: &str, bytes: &mut [u8]) -> Result<MovedConn, ImportError> {
+        let state: Result<ConnState, _> = serde_json::from_slice(bytes);
+        wipe(bytes);
+        let state = state
+            .map_err(|e| ImportError::Invalid(format!("undecodable {schema} connection: {e}")))?;
+        if schema == SCHEMA && (state.transport != Kind::Tcp || state.tls.is_some()) {
+            return Err(ImportError::Invalid(format!(
+                "a {:?} connection in {SCHEMA}, which carries plain TCP only",
+                state.transport
+            )));
+        }
         Ok(MovedConn { fd, state })
     }
 }
@@ -84,6 +108,20 @@ fn failed(e: impl fmt::Display) -> ExportError {
     ExportError::Failed(e.to_string())
 }
 
+/// One line for the live connections an export left, by reason:
+/// "2 connections: refbroker/1 carries no TLS connection; 1 connection:
+/// in the middle of its TLS handshake".
+fn left_why(reasons: &BTreeMap<String, usize>) -> Option<String> {
+    let parts: Vec<String> = reasons
+        .iter()
+        .map(|(why, n)| {
+            let s = if *n == 1 { "" } else { "s" };
+            format!("{n} connection{s}: {why}")
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 impl Loop {
     /// Freezes the loop and sends everything over `ch`: the broker-wide
     /// state, then each live connection's own socket (the receiver gets
@@ -93,26 +131,25 @@ impl Loop {
     pub(super) fn export(
         &mut self,
         ch: &Channel,
+        schema: &str,
         deadline: Instant,
     ) -> Result<Exported, ExportError> {
         if self.frozen.is_some() {
             return Err(ExportError::Failed("already frozen".into()));
         }
-        let now = Instant::now();
-        let mut tokens: Vec<usize> = self.conns.map.keys().copied().collect();
-        tokens.sort_unstable();
-        let mut moving = Vec::with_capacity(tokens.len());
-        let mut left = 0;
-        for t in tokens {
-            let live = self.conns.map.get(&t).is_some_and(|c| !c.closing());
-            match (live, self.broker.export_client(t)) {
-                (true, Some(client)) => moving.push((t, client)),
-                _ => left += 1,
-            }
+        if schema != SCHEMA && schema != SCHEMA_TLS {
+            return Err(ExportError::Failed(format!(
+                "this broker does not export {schema}"
+            )));
         }
-        self.frozen = Some((moving.iter().map(|(t, _)| *t).collect(), now));
+        if schema == SCHEMA_TLS {
+            self.finish_handshakes();
+        }
+        let now = Instant::now();
+        let (moving, left, reasons) = self.freeze_all(schema);
+        self.frozen = Some((moving.iter().map(|(t, ..)| *t).collect(), now));
         let shared = serde_json::to_vec(&self.broker.export_shared()).map_err(failed)?;
-        let mut tx = Sender::begin(ch, SCHEMA, &shared, moving.len()).map_err(failed)?;
+        let mut tx = Sender::begin(ch, schema, &shared, moving.len()).map_err(failed)?;
         for chunk in moving.chunks(MAX_BATCH_FDS) {
             // Each packet may wait only for what is left of the deadline.
             let rest = deadline.saturating_duration_since(Instant::now());
@@ -121,7 +158,7 @@ impl Loop {
             }
             let mut states = Vec::with_capacity(chunk.len());
             let mut fds = Vec::with_capacity(chunk.len());
-            for (t, client) in chunk {
+            for (t, client, tls) in chunk {
                 let Some(c) = self.conns.map.get(t) else {
                     return Err(failed("a frozen connection went away"));
                 };
@@ -133,19 +170,95 @@ impl Loop {
                     keep_alive: c.keep_alive,
                     idle_ms: now.duration_since(c.last_read).as_millis() as u64,
                     transport: c.transport.kind(),
+                    tls: tls.as_ref(),
                 };
                 states.push(serde_json::to_vec(&state).map_err(failed)?);
                 fds.push(c.transport.fd());
             }
             let items: Vec<(BorrowedFd<'_>, &[u8])> =
                 fds.into_iter().zip(states.iter().map(|s| &s[..])).collect();
-            tx.batch(&items).map_err(failed)?;
+            let sent = tx.batch(&items);
+            for s in &mut states {
+                wipe(s);
+            }
+            sent.map_err(failed)?;
         }
         tx.end().map_err(failed)?;
         Ok(Exported {
             conns: moving.len(),
             left,
+            left_why: left_why(&reasons),
         })
+    }
+
+    /// Gives TLS handshakes in flight up to [`HANDSHAKE_GRACE`] to finish,
+    /// so that they can move: the TLS layer only (what it decrypts stays
+    /// unparsed in the input queue; no MQTT packet is handled, no other
+    /// connection is read). A handshake not begun moves as its bytes; one
+    /// still in flight after the grace stays, and drains.
+    fn finish_handshakes(&mut self) {
+        let until = Instant::now() + HANDSHAKE_GRACE;
+        loop {
+            let pending: Vec<usize> = self
+                .conns
+                .map
+                .iter()
+                .filter(|(_, c)| !c.closing() && !c.transport.movable())
+                .map(|(t, _)| *t)
+                .collect();
+            if pending.is_empty() || Instant::now() >= until {
+                return;
+            }
+            for t in pending {
+                if let Some(c) = self.conns.map.get_mut(&t) {
+                    let _ = c.transport.write(&mut c.out);
+                    let _ = c
+                        .transport
+                        .read(Some(&mut c.inbuf), &mut self.scratch, READ_TURN);
+                    let _ = c.transport.write(&mut c.out);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Which connections go in `schema`, each with its client state and
+    /// its transport's frozen state; how many stay, and why live ones do.
+    #[allow(clippy::type_complexity)]
+    fn freeze_all(
+        &mut self,
+        schema: &str,
+    ) -> (
+        Vec<(usize, ClientState, Option<TlsState>)>,
+        usize,
+        BTreeMap<String, usize>,
+    ) {
+        let mut tokens: Vec<usize> = self.conns.map.keys().copied().collect();
+        tokens.sort_unstable();
+        let mut moving = Vec::with_capacity(tokens.len());
+        let mut left = 0;
+        let mut reasons = BTreeMap::new();
+        for t in tokens {
+            let Some(c) = self.conns.map.get_mut(&t).filter(|c| !c.closing()) else {
+                left += 1;
+                continue;
+            };
+            let frozen = match c.transport.kind() {
+                Kind::Tcp => Ok(None),
+                Kind::Ssl if schema == SCHEMA => Err(format!("{SCHEMA} carries no TLS connection")),
+                Kind::Ssl => c.transport.freeze().map_err(|why| why.to_string()),
+            };
+            let exported = frozen.map(|tls| (tls, self.broker.export_client(t)));
+            match exported {
+                Ok((tls, Some(client))) => moving.push((t, client, tls)),
+                Ok((_, None)) => left += 1,
+                Err(why) => {
+                    left += 1;
+                    *reasons.entry(why).or_insert(0) += 1;
+                }
+            }
+        }
+        (moving, left, reasons)
     }
 
     /// Carries on: every connection is read and flushed again, held
@@ -158,16 +271,28 @@ impl Loop {
         self.imported.clear();
         self.import_error = None;
         let paused = since.elapsed();
-        for c in self.conns.map.values_mut() {
+        let mut lost = Vec::new();
+        for (t, c) in self.conns.map.iter_mut() {
+            // A frozen TLS connection continues from its kept state.
+            if let Err(e) = c.transport.thaw() {
+                lost.push((*t, e));
+            }
             c.opened += paused;
             c.last_read += paused;
             if let Some(t) = c.closing_since.as_mut() {
                 *t += paused;
             }
         }
+        for (t, e) in lost {
+            self.end(
+                t,
+                End::Lost(format!("its TLS state could not be restored: {e}")),
+            );
+        }
         for (listener, stream) in std::mem::take(&mut self.held) {
             self.serve(&listener, stream);
         }
+        self.accept_again.extend(0..self.listeners.len());
         let all: Vec<usize> = self.conns.map.keys().copied().collect();
         for t in all {
             self.again.push(t);
@@ -260,7 +385,11 @@ impl Loop {
     fn adopt(&mut self, m: MovedConn, now: Instant) -> Result<usize, ImportError> {
         let invalid = |e: std::io::Error| ImportError::Invalid(format!("a moved socket: {e}"));
         let s = m.state;
-        let mut transport = transport::adopt(s.transport, m.fd).map_err(invalid)?;
+        let config = self.listening.for_import().map_err(|e| {
+            ImportError::Invalid(format!("a TLS configuration to import with: {e}"))
+        })?;
+        let mut transport =
+            transport::adopt(s.transport, m.fd, s.tls.as_ref(), config).map_err(invalid)?;
         let t = self.next;
         self.next += 1;
         self.poll
@@ -270,6 +399,12 @@ impl Loop {
         if let Err(e) = self.broker.import_client(t, &s.client) {
             let _ = self.poll.registry().deregister(transport.source());
             return Err(e);
+        }
+        if let (Some(cn), Some(session)) = (transport.peer_cn(), &s.client.session) {
+            self.broker.debug(format_args!(
+                "client {:?} moved in over TLS, certificate CN {cn:?}",
+                session.id
+            ));
         }
         let carried = Carried {
             inbuf: s.inbuf,

@@ -32,6 +32,10 @@ pub enum SettingsError {
     DefaultListeners(ListenerError),
     /// `<tree>/etc/refbroker.toml` cannot be read.
     Behaviour(BehaviourError),
+    /// An `ssl` listener (named) without `EMQX_SSL_CERTFILE`.
+    NoCertificate(String),
+    /// The `EMQX_SSL_*` settings cannot be used.
+    Tls(super::TlsError),
 }
 
 impl fmt::Display for SettingsError {
@@ -47,6 +51,11 @@ impl fmt::Display for SettingsError {
             SettingsError::Var(name, e) => write!(f, "{name}: {e}"),
             SettingsError::DefaultListeners(e) => e.fmt(f),
             SettingsError::Behaviour(e) => e.fmt(f),
+            SettingsError::NoCertificate(name) => write!(
+                f,
+                "listener {name:?} is ssl:// but EMQX_SSL_CERTFILE and EMQX_SSL_KEYFILE are not set"
+            ),
+            SettingsError::Tls(e) => e.fmt(f),
         }
     }
 }
@@ -60,6 +69,8 @@ impl Error for SettingsError {
             SettingsError::Var(_, e) => Some(e),
             SettingsError::DefaultListeners(e) => Some(e),
             SettingsError::Behaviour(e) => Some(e),
+            SettingsError::NoCertificate(_) => None,
+            SettingsError::Tls(e) => Some(e),
         }
     }
 }
@@ -171,6 +182,10 @@ pub enum ListenerError {
     },
     /// No listener at all.
     Empty,
+    /// A kind that is not `tcp` or `ssl`.
+    BadKind(String),
+    /// `ws` or `wss`: reserved for MQTT over WebSocket, not served yet.
+    Reserved(String),
 }
 
 impl fmt::Display for ListenerError {
@@ -185,6 +200,15 @@ impl fmt::Display for ListenerError {
                 write!(f, "bad address in {item:?}: {source}")
             }
             ListenerError::Empty => f.write_str("no listener"),
+            ListenerError::BadKind(kind) => {
+                write!(f, "bad listener kind {kind:?} (want tcp:// or ssl://)")
+            }
+            ListenerError::Reserved(kind) => {
+                write!(
+                    f,
+                    "listener kind {kind:?} is not served yet (tcp:// or ssl://)"
+                )
+            }
         }
     }
 }
