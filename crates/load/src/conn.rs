@@ -1,10 +1,12 @@
 //! One non-blocking client connection: connect in progress, bytes in and
-//! out, packets decoded from what arrived.
+//! out, packets decoded from what arrived; over TLS ([`emqx_tls::Engine`],
+//! its handshake a state of the connection) or plain TCP.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
 use emqx_mqtt::{decode, Packet, PacketError};
+use emqx_tls::{Engine, Progress, Side, TlsConfig};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
@@ -21,6 +23,9 @@ pub struct Conn {
     out: Vec<u8>,
     out_at: usize,
     pub connected: bool,
+    /// TLS between the socket and the queues above (which hold MQTT
+    /// bytes: what is queued before the handshake ends waits for it).
+    tls: Option<Engine>,
 }
 
 /// How the connection stands after I/O.
@@ -34,8 +39,19 @@ pub enum Io {
 
 impl Conn {
     /// Starts a non-blocking connect to `addr`, registered for both
-    /// directions under `token`.
-    pub fn open(addr: SocketAddr, registry: &Registry, token: Token) -> io::Result<Conn> {
+    /// directions under `token`; over TLS with `tls`.
+    pub fn open(
+        addr: SocketAddr,
+        registry: &Registry,
+        token: Token,
+        tls: Option<&TlsConfig>,
+    ) -> io::Result<Conn> {
+        let tls = match tls {
+            Some(config) => Some(
+                Engine::new(config, Side::Client, Some("localhost")).map_err(io::Error::other)?,
+            ),
+            None => None,
+        };
         let mut stream = TcpStream::connect(addr)?;
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
         Ok(Conn {
@@ -45,7 +61,13 @@ impl Conn {
             out: Vec::new(),
             out_at: 0,
             connected: false,
+            tls,
         })
+    }
+
+    /// Whether it runs over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// After a readiness event while connecting: `Ok(true)` once the
@@ -64,6 +86,10 @@ impl Conn {
                 }
                 let _ = self.stream.set_nodelay(true);
                 self.connected = true;
+                // The ClientHello goes out with the next flush.
+                if let Some(tls) = self.tls.as_mut() {
+                    tls.process(&mut self.inbuf).map_err(io::Error::other)?;
+                }
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
@@ -76,18 +102,36 @@ impl Conn {
         self.out.extend_from_slice(&p.encode());
     }
 
-    /// Half-closes: the broker reads EOF after what was sent.
+    /// Half-closes: the broker reads EOF after what was sent (over TLS,
+    /// after a close_notify).
     pub fn shutdown_write(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.close_notify();
+            let _ = tls.write_to(&mut self.stream);
+        }
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
     /// Bytes queued and not yet written.
     pub fn backlog(&self) -> usize {
-        self.out.len() - self.out_at
+        self.out.len() - self.out_at + self.tls.as_ref().map_or(0, |t| t.outgoing_len())
     }
 
     /// Writes what is queued until the socket is full.
     pub fn flush(&mut self) -> Io {
+        if let Some(tls) = self.tls.as_mut() {
+            if tls.established() && self.out_at < self.out.len() {
+                if let Err(e) = tls.send(&self.out[self.out_at..]) {
+                    return Io::Failed(io::Error::other(e));
+                }
+                self.out.clear();
+                self.out_at = 0;
+            }
+            return match tls.write_to(&mut self.stream) {
+                Ok(()) => Io::Open,
+                Err(e) => Io::Failed(e),
+            };
+        }
         while self.out_at < self.out.len() {
             match self.stream.write(&self.out[self.out_at..]) {
                 Ok(0) => return Io::Failed(io::ErrorKind::WriteZero.into()),
@@ -107,17 +151,29 @@ impl Conn {
         Io::Open
     }
 
-    /// Reads what arrived until the socket is empty.
+    /// Reads what arrived until the socket is empty (over TLS: and
+    /// decrypts it).
     pub fn fill(&mut self) -> Io {
         let mut chunk = [0u8; CHUNK];
-        loop {
+        let io = loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Io::Eof,
-                Ok(n) => self.inbuf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::Open,
+                Ok(0) => break Io::Eof,
+                Ok(n) => match self.tls.as_mut() {
+                    Some(tls) => tls.incoming().extend_from_slice(&chunk[..n]),
+                    None => self.inbuf.extend_from_slice(&chunk[..n]),
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Io::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Io::Failed(e),
+                Err(e) => break Io::Failed(e),
             }
+        };
+        let Some(tls) = self.tls.as_mut() else {
+            return io;
+        };
+        match (tls.process(&mut self.inbuf), io) {
+            (Err(e), _) => Io::Failed(io::Error::other(e)),
+            (Ok(Progress::Closed), Io::Open) => Io::Eof,
+            (Ok(_), io) => io,
         }
     }
 

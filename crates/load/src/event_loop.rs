@@ -134,6 +134,7 @@ impl Loop<'_> {
             ledger: &mut self.ledger,
             stats: &self.shared.stats,
             opts: &self.shared.opts,
+            tls: self.shared.tls.as_ref(),
             now: Instant::now(),
             stopping: self.stopping,
         };

@@ -26,6 +26,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use client::KEEP_ALIVE;
+pub use emqx_tls::ClientFiles;
+
 pub use report::{ClassReport, Latency, Report, SessionReport};
 pub use stats::{ClassCounts, Outcome};
 
@@ -64,6 +66,15 @@ pub struct LoadOptions {
     pub connect_timeout: Duration,
     /// How long to run; `None` = until stopped.
     pub duration: Option<Duration>,
+    /// A TLS listener: every other client connects there over TLS.
+    pub tls: Option<LoadTls>,
+}
+
+/// A TLS listener for the load, and what its clients trust and show.
+#[derive(Debug, Clone)]
+pub struct LoadTls {
+    pub addr: SocketAddr,
+    pub files: emqx_tls::ClientFiles,
 }
 
 impl LoadOptions {
@@ -93,6 +104,20 @@ impl LoadOptions {
     }
 }
 
+impl LoadOptions {
+    /// The same load with every other client over TLS, on the listener
+    /// at `tls.0` verified against the CA file `tls.1`; `None`: as is.
+    pub fn over_tls(self, tls: Option<(SocketAddr, std::path::PathBuf)>) -> LoadOptions {
+        LoadOptions {
+            tls: tls.map(|(addr, ca)| LoadTls {
+                addr,
+                files: emqx_tls::ClientFiles { ca, identity: None },
+            }),
+            ..self
+        }
+    }
+}
+
 impl Default for LoadOptions {
     fn default() -> LoadOptions {
         LoadOptions {
@@ -108,6 +133,7 @@ impl Default for LoadOptions {
             storm: 2,
             connect_timeout: Duration::from_secs(5),
             duration: None,
+            tls: None,
         }
     }
 }
@@ -124,6 +150,8 @@ pub(crate) struct Shared {
     end: Option<Instant>,
     /// Prefix of every client id of this run.
     run_id: String,
+    /// The TLS clients' configuration (files read at start).
+    tls: Option<emqx_tls::TlsConfig>,
 }
 
 impl Shared {
@@ -153,20 +181,36 @@ impl Load {
     pub fn start(opts: LoadOptions) -> Load {
         let run = RUNS.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
+        let stats: Arc<Stats> = Arc::default();
+        let tls = match opts
+            .tls
+            .as_ref()
+            .map(|t| emqx_tls::TlsConfig::client(&t.files))
+        {
+            Some(Ok(config)) => Some(config),
+            Some(Err(e)) => {
+                // Counted, so the report cannot look clean without them.
+                stats.record(&Outcome::Other(format!("the TLS clients: {e}")));
+                None
+            }
+            None => None,
+        };
+        let no_tls = opts.tls.is_some() && tls.is_none();
         let shared = Arc::new(Shared {
             end: opts.duration.and_then(|d| start.checked_add(d)),
             run_id: format!("load-{}-{run}", std::process::id()),
             opts,
-            stats: Arc::default(),
+            stats,
             stop: AtomicBool::new(false),
             start,
+            tls,
         });
         let mut load = Load {
             shared: Arc::clone(&shared),
             thread: None,
             stopped_at: None,
         };
-        if shared.opts.addrs.is_empty() {
+        if shared.opts.addrs.is_empty() || no_tls {
             return load;
         }
         let s = Arc::clone(&shared);

@@ -5,11 +5,12 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use emqx_load::{Load, LoadOptions};
+use emqx_load::{ClientFiles, Load, LoadOptions, LoadTls};
 
 /// Load an MQTT broker; count refused, reset and timed-out connections
 /// and lost, duplicated and out-of-order messages.
@@ -58,6 +59,19 @@ struct Args {
     /// Seconds one attempt may take (connect, CONNACK, SUBACK, version).
     #[arg(long, default_value_t = 5.0)]
     connect_timeout: f64,
+    /// A TLS listener (loopback only): every other client connects there
+    /// over TLS, verifying the server against --cafile.
+    #[arg(long, requires = "cafile")]
+    tls_addr: Option<SocketAddr>,
+    /// The CA the TLS listener's certificate chains to.
+    #[arg(long, requires = "tls_addr")]
+    cafile: Option<PathBuf>,
+    /// A client certificate for the TLS clients (mutual TLS), with --keyfile.
+    #[arg(long, requires_all = ["keyfile", "tls_addr"])]
+    certfile: Option<PathBuf>,
+    /// The key of --certfile.
+    #[arg(long, requires = "certfile")]
+    keyfile: Option<PathBuf>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -102,7 +116,12 @@ fn seconds(what: &'static str, v: f64) -> Result<Duration, TimeError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(a) = args.addrs.iter().find(|a| !a.ip().is_loopback()) {
+    if let Some(a) = args
+        .addrs
+        .iter()
+        .chain(&args.tls_addr)
+        .find(|a| !a.ip().is_loopback())
+    {
         eprintln!("emqx-load: refusing non-loopback address {a}");
         return ExitCode::from(2);
     }
@@ -137,6 +156,13 @@ fn main() -> ExitCode {
         storm: args.storm,
         connect_timeout,
         duration,
+        tls: args.tls_addr.zip(args.cafile).map(|(addr, ca)| LoadTls {
+            addr,
+            files: ClientFiles {
+                ca,
+                identity: args.certfile.zip(args.keyfile),
+            },
+        }),
     });
     while !load.is_finished() && !signals::stopped() {
         std::thread::sleep(Duration::from_millis(50));

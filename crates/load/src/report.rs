@@ -92,6 +92,8 @@ pub struct Report {
     /// Connections past CONNACK now, and the most at once.
     pub held: u64,
     pub held_max: u64,
+    /// Of the `ok` attempts, those over TLS.
+    pub tls: u64,
     /// Established connections (CONNACK received) the broker closed.
     pub closed_by_broker: u64,
     /// Of them, closed with ECONNRESET/EPIPE.
@@ -141,6 +143,7 @@ impl Report {
             connack_latency: Latency::from_samples(lat.samples_us, lat.seen),
             held: gauge(&s.held),
             held_max: gauge(&s.held_max),
+            tls: get(&s.tls_connects),
             closed_by_broker: get(&s.closed_by_broker),
             closed_by_reset: get(&s.closed_by_reset),
             close_samples: s.close_reasons(),
@@ -197,6 +200,7 @@ impl Report {
             ("  reset".into(), self.reset.to_string()),
             ("  timed out".into(), self.timed_out.to_string()),
             ("  other error".into(), self.other_error.to_string()),
+            ("  of ok, over TLS".into(), self.tls.to_string()),
             ("connack latency samples".into(), lat.samples.to_string()),
             ("  p50 ms".into(), opt(lat.p50_ms)),
             ("  p99 ms".into(), opt(lat.p99_ms)),

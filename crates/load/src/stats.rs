@@ -57,6 +57,8 @@ pub struct Stats {
     pub held: AtomicI64,
     /// Most connections held at once.
     pub held_max: AtomicI64,
+    /// Connections over TLS that got their CONNACK.
+    pub tls_connects: AtomicU64,
     classes: [ClassStats; 5],
     pub sessions: SessionStats,
     errors: Mutex<Vec<String>>,

@@ -28,6 +28,7 @@ fn options(addrs: Vec<SocketAddr>) -> LoadOptions {
         storm: 2,
         connect_timeout: CONNECT_TIMEOUT,
         duration: None,
+        tls: None,
     }
 }
 

@@ -84,6 +84,8 @@ pub struct Ctx<'a> {
     pub ledger: &'a mut Ledger,
     pub stats: &'a Stats,
     pub opts: &'a LoadOptions,
+    /// The TLS clients' configuration, when [`LoadOptions::tls`] is set.
+    pub tls: Option<&'a emqx_tls::TlsConfig>,
     pub now: Instant,
     /// The run is ending: no new publishing, storms or session cycles.
     pub stopping: bool,
@@ -165,9 +167,18 @@ impl Client {
         }
     }
 
-    fn addr(&self, opts: &LoadOptions) -> SocketAddr {
+    /// Whether it connects over TLS: every other client when the load
+    /// has a TLS listener, always the same ones.
+    fn tls<'c>(&self, cx: &Ctx<'c>) -> Option<&'c emqx_tls::TlsConfig> {
+        cx.tls.filter(|_| self.slot % 2 == 1)
+    }
+
+    fn addr(&self, cx: &Ctx) -> SocketAddr {
+        if let (Some(_), Some(tls)) = (self.tls(cx), cx.opts.tls.as_ref()) {
+            return tls.addr;
+        }
         let i = (self.slot as u64).wrapping_add(self.attempts) as usize;
-        opts.addrs[i % opts.addrs.len()]
+        cx.opts.addrs[i % cx.opts.addrs.len()]
     }
 
     fn client_id(&self) -> String {
@@ -183,8 +194,8 @@ impl Client {
         self.gen = self.gen.wrapping_add(1);
         self.started = cx.now;
         self.deadline = cx.now + cx.opts.connect_timeout;
-        let addr = self.addr(cx.opts);
-        match Conn::open(addr, cx.registry, token(self.slot, self.gen)) {
+        let addr = self.addr(cx);
+        match Conn::open(addr, cx.registry, token(self.slot, self.gen), self.tls(cx)) {
             Ok(c) => {
                 self.conn = Some(c);
                 self.phase = Phase::Connecting;

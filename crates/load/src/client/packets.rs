@@ -115,6 +115,9 @@ impl Client {
 
     /// CONNACK 0 arrived.
     fn connected(&mut self, cx: &mut Ctx, session_present: bool) {
+        if self.conn.as_ref().is_some_and(|c| c.is_tls()) {
+            cx.stats.tls_connects.fetch_add(1, relaxed());
+        }
         if self.kind == Kind::Session {
             if session_present && self.subscribed {
                 cx.stats.sessions.resumed.fetch_add(1, relaxed());
