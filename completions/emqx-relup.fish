@@ -96,7 +96,7 @@ complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -l root -d
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
-complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand reload" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand hook" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand hook" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand hook" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F

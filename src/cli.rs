@@ -127,6 +127,12 @@ pub enum Cmd {
         prepare: bool,
     },
     /// Switch the running broker to the release marked current (ExecReload).
+    ///
+    /// A fresh broker of the release that runs takes over the listeners
+    /// (e.g. MQTT on 1883, MQTT over TLS on 8883) and every established
+    /// session, TLS ones with their TLS state. It reads its TLS certificate
+    /// and key at start: after renewing them, this puts the new certificate
+    /// into service without a disconnect (docs/tls.md).
     Reload,
     /// What package maintainer scripts call (see docs/packages.md).
     #[command(hide = true)]

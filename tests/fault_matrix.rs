@@ -24,6 +24,7 @@ const CONFIG: &str = "ready_timeout_secs = 2\n";
 /// Runs one cell and checks its invariants; its line of the table.
 fn run(cell: &Cell) -> String {
     let mut b = BrokerHost::new(CONFIG);
+    b.with_tls();
     b.drop_broker_release("5.0.0", true, RELEASE_TOML);
     b.drop_broker_release("5.0.1", false, RELEASE_TOML);
     let (_, err, code) = b.emqx(&["install", "5.0.0"]);
@@ -36,7 +37,7 @@ fn run(cell: &Cell) -> String {
     } else {
         &[]
     });
-    let load = Load::start(LoadOptions::moving(b.addrs()));
+    let load = Load::start(LoadOptions::moving(b.addrs()).over_tls(b.load_tls()));
     std::thread::sleep(Duration::from_millis(400));
     let mut upgrade = b.command();
     upgrade.args(["upgrade", "5.0.1"]);

@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 
 /// Persistent sessions and live clients, no storm.
 fn load(b: &BrokerHost) -> Load {
-    Load::start(LoadOptions::moving(b.addrs()))
+    Load::start(LoadOptions::moving(b.addrs()).over_tls(b.load_tls()))
 }
 
 /// Nothing refused, reset, timed out or closed; no session and no
@@ -39,7 +39,7 @@ fn untouched(report: &Report) {
 /// A host running 5.0.0, with 5.0.2 (whose `etc/refbroker.toml` is
 /// `toml`) unpacked.
 fn host_with(toml: &str) -> BrokerHost {
-    let b = BrokerHost::running("");
+    let b = BrokerHost::running_tls("");
     b.drop_broker_release("5.0.2", true, toml);
     assert_eq!(b.emqx(&["unpack", "5.0.2"]).2, Some(0));
     b
@@ -123,7 +123,7 @@ fn a_new_broker_that_imports_nothing_gets_the_connections_drained_and_says_why()
     let report = load.stop();
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
-        err.contains("connections draining (5.0.2 cannot import refbroker/1)"),
+        err.contains("connections draining (5.0.2 cannot import refbroker/2, refbroker/1)"),
         "{err}"
     );
     assert!(!err.contains("moved"), "{err}");
@@ -218,7 +218,7 @@ fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
 
 #[test]
 fn a_moved_will_fires_once_from_the_new_broker_when_its_connection_dies() {
-    let b = BrokerHost::running("");
+    let b = BrokerHost::running_tls("");
     let port = b.ports[0].to_string();
     let sub = |args: &[&str]| {
         Command::new("stdbuf")

@@ -92,7 +92,11 @@ fn dpkg_and_apt_install_of_releases_switch_the_running_broker() {
     );
     assert_eq!(sb.ok("systemctl is-enabled emqx").trim(), "enabled");
     assert_ne!(sb.sh("systemctl is-active emqx").status.code(), Some(0));
-    sb.ok(&format!("{}systemctl daemon-reload", sb.test_dropin(1.0)));
+    sb.ok(&format!(
+        "{}{}systemctl daemon-reload",
+        sb.test_dropin(1.0),
+        sb.install_certs()
+    ));
 
     // The first release: permanent, and the unit starts.
     let r500 = release_package(&sb, "5.0.0", "deb");
@@ -274,7 +278,11 @@ fn rpm_scriptlets_do_what_the_debs_do() {
     assert!(run_scriptlet(&sb, &helper, "post", 1).status.success());
     sb.ok("id emqx && test -d /var/lib/emqx/releases");
     assert_eq!(sb.ok("systemctl is-enabled emqx").trim(), "enabled");
-    sb.ok(&format!("{}systemctl daemon-reload", sb.test_dropin(1.0)));
+    sb.ok(&format!(
+        "{}{}systemctl daemon-reload",
+        sb.test_dropin(1.0),
+        sb.install_certs()
+    ));
     assert_ne!(sb.sh("systemctl is-active emqx").status.code(), Some(0));
 
     // The first release (install, 1): permanent and started.

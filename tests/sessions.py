@@ -1,7 +1,10 @@
 """Persistent-session clients of paho-mqtt (a client this project did not
 write) held through switches: two subscribers with clean_session=False
 (one subscribed at QoS 1, one at QoS 2) and two publishers (QoS 1 and
-QoS 2) on one topic. Usage: sessions.py HOST PORT [RATE]. Prints "ready"
+QoS 2) on one topic. Usage: sessions.py HOST PORT [RATE [CAFILE]]; with
+CAFILE every client connects over TLS, verifying the broker against it
+(subscriber 1 and publisher 1 on TLS 1.2, the others on TLS 1.3), and
+the report names the version each negotiated. Prints "ready"
 once both subscriptions are acknowledged, publishes RATE messages a second
 per publisher until a line (or the end) on stdin, waits for every
 acknowledged message, and prints one JSON object of what it counted:
@@ -10,6 +13,7 @@ delivered, lost, duplicated (with and without DUP, at QoS 2), and out of
 per-publisher order. Exit 0 whatever it counted; the caller judges."""
 
 import json
+import ssl
 import sys
 import threading
 import time
@@ -20,6 +24,7 @@ import paho.mqtt.client as mqtt
 HOST = sys.argv[1]
 PORT = int(sys.argv[2])
 RATE = float(sys.argv[3]) if len(sys.argv) > 3 else 50.0
+CAFILE = sys.argv[4] if len(sys.argv) > 4 else None
 RUN = uuid.uuid4().hex[:8]
 TOPIC = f"paho-sessions/{RUN}"
 WAIT = 20.0
@@ -28,7 +33,7 @@ WAIT = 20.0
 class Peer:
     """One paho client with a persistent session, counting its callbacks."""
 
-    def __init__(self, name):
+    def __init__(self, name, tls12=False):
         self.name = name
         self.c = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -36,6 +41,13 @@ class Peer:
             clean_session=False,
             protocol=mqtt.MQTTv311,
         )
+        if CAFILE:
+            ctx = ssl.create_default_context(cafile=CAFILE)
+            if tls12:
+                ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            else:
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+            self.c.tls_set_context(ctx)
         self.lock = threading.Lock()
         self.connects = 0
         self.disconnects = 0
@@ -58,14 +70,18 @@ class Peer:
         if not self.connected.wait(WAIT):
             sys.exit(f"{self.name}: no CONNACK within {WAIT} s")
 
+    def tls_version(self):
+        sock = self.c.socket()
+        return sock.version() if CAFILE and sock is not None else None
+
     def stop(self):
         self.c.disconnect()
         self.c.loop_stop()
 
 
 class Subscriber(Peer):
-    def __init__(self, name, qos):
-        super().__init__(name)
+    def __init__(self, name, qos, tls12=False):
+        super().__init__(name, tls12)
         self.qos = qos
         self.got = []  # (publisher, seq, dup)
         self.subscribed = threading.Event()
@@ -84,8 +100,8 @@ class Subscriber(Peer):
 
 
 class Publisher(Peer):
-    def __init__(self, name, qos):
-        super().__init__(name)
+    def __init__(self, name, qos, tls12=False):
+        super().__init__(name, tls12)
         self.qos = qos
         self.infos = []
 
@@ -97,8 +113,8 @@ class Publisher(Peer):
 
 
 def main():
-    subs = [Subscriber("sub-q1", 1), Subscriber("sub-q2", 2)]
-    pubs = [Publisher("pub-q1", 1), Publisher("pub-q2", 2)]
+    subs = [Subscriber("sub-q1", 1, tls12=True), Subscriber("sub-q2", 2)]
+    pubs = [Publisher("pub-q1", 1, tls12=True), Publisher("pub-q2", 2)]
     for p in subs + pubs:
         p.start()
     for s in subs:
@@ -157,6 +173,7 @@ def main():
             report["lost"] += len(acked[p.name] - seen)
     report["connects"] = {p.name: p.connects for p in subs + pubs}
     report["disconnects"] = {p.name: p.disconnects for p in subs + pubs}
+    report["tls"] = {p.name: p.tls_version() for p in subs + pubs}
     for p in subs + pubs:
         p.stop()
     print(json.dumps(report), flush=True)

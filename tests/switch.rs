@@ -11,7 +11,7 @@ use emqx_load::{Load, LoadOptions};
 use emqx_testkit::{BrokerHost, TEST_USER};
 
 fn load(b: &BrokerHost) -> Load {
-    Load::start(LoadOptions::switching(b.addrs()))
+    Load::start(LoadOptions::switching(b.addrs()).over_tls(b.load_tls()))
 }
 
 fn versions(b: &BrokerHost) -> Vec<(String, String)> {
@@ -24,7 +24,7 @@ fn pair(v: &str, s: &str) -> (String, String) {
 
 #[test]
 fn twenty_switches_under_load_refuse_nothing() {
-    let b = BrokerHost::running("");
+    let b = BrokerHost::running_tls("");
     let load = load(&b);
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..20 {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use emqx_testkit::sandbox::assert_moved;
+use emqx_testkit::sandbox::{assert_moved, CERTS};
 use emqx_testkit::Sandbox;
 
 fn pair(v: &str, s: &str) -> (String, String) {
@@ -399,4 +399,46 @@ fn an_admin_killed_around_reload_unit_leaves_a_record_the_next_command_resolves(
         serde_json::from_str(&sb.ok("emqx-relup status --json")).unwrap();
     assert!(status["pending"].is_null(), "{status}");
     assert_eq!(status["broker"]["pid"].as_u64(), Some(u64::from(pid2)));
+}
+
+#[test]
+fn systemctl_reload_rotates_the_tls_certificate_and_a_mismatched_key_changes_nothing() {
+    let (sb, pid0) = running("rotate", "", 1.0);
+    let load = sb.start_load();
+    let serial = || {
+        sb.ok(&format!(
+            "openssl s_client -connect 127.0.0.1:8883 -CAfile {CERTS}/cacert.pem </dev/null 2>/dev/null | openssl x509 -noout -serial"
+        ))
+        .trim()
+        .to_string()
+    };
+    assert_eq!(serial(), "serial=1001");
+    // Renewed: new files in place, a reload; new connections see them.
+    sb.pki.issue("server", "localhost", 4098, true);
+    sb.ok(&format!("{}systemctl reload emqx", sb.install_certs()));
+    assert_eq!(serial(), "serial=1002");
+    let pid1 = sb.main_pid();
+    assert_ne!(pid1, pid0);
+    // A key of no certificate: the reload fails, nothing changes.
+    let stray = sb.pki.stray_key("stray");
+    sb.ok(&format!(
+        "install -m 0644 {} {CERTS}/key.pem",
+        stray.display()
+    ));
+    let out = sb.sh("systemctl reload emqx");
+    assert_ne!(out.status.code(), Some(0), "{}", sb.journal());
+    assert_eq!(sb.main_pid(), pid1);
+    assert_eq!(sb.active_state(), "active");
+    assert_eq!(serial(), "serial=1002");
+    let journal = sb.ok("journalctl --no-pager -o cat -u emqx");
+    assert!(
+        journal.contains(&format!(
+            "{CERTS}/key.pem does not match the certificate {CERTS}/cert.pem"
+        )),
+        "{journal}"
+    );
+    let report = sb.stop_load(load);
+    assert_clean(&report);
+    assert_moved(&report);
+    assert!(report["tls"].as_u64().unwrap_or(0) > 0, "{report:#}");
 }

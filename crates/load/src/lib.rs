@@ -75,6 +75,8 @@ pub struct LoadOptions {
 pub struct LoadTls {
     pub addr: SocketAddr,
     pub files: emqx_tls::ClientFiles,
+    /// Every client over TLS, not every other one.
+    pub every: bool,
 }
 
 impl LoadOptions {
@@ -112,6 +114,7 @@ impl LoadOptions {
             tls: tls.map(|(addr, ca)| LoadTls {
                 addr,
                 files: emqx_tls::ClientFiles { ca, identity: None },
+                every: false,
             }),
             ..self
         }

@@ -72,6 +72,9 @@ struct Args {
     /// The key of --certfile.
     #[arg(long, requires = "certfile")]
     keyfile: Option<PathBuf>,
+    /// Every client over TLS (with --tls-addr), not every other one.
+    #[arg(long, requires = "tls_addr")]
+    all_tls: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
                 ca,
                 identity: args.certfile.zip(args.keyfile),
             },
+            every: args.all_tls,
         }),
     });
     while !load.is_finished() && !signals::stopped() {

@@ -117,6 +117,18 @@ pub struct BrokerHost {
     pub ports: [u16; 2],
     pub log: PathBuf,
     started: Vec<Child>,
+    /// A TLS listener (`ssl`), with its certificates.
+    pub tls: Option<HostTls>,
+    /// More of the broker's environment (e.g. `EMQX_SSL_VERIFY`).
+    pub env: Vec<(String, String)>,
+}
+
+/// A host's TLS listener: its port and the certificates it serves
+/// (`pki.server()`, read by each broker at its start: re-issuing it and
+/// switching to the same release rotates the certificate).
+pub struct HostTls {
+    pub port: u16,
+    pub pki: crate::Pki,
 }
 
 impl BrokerHost {
@@ -169,7 +181,44 @@ impl BrokerHost {
             ports: [free_port(), free_port()],
             log,
             started: Vec::new(),
+            tls: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Adds a TLS listener (`ssl`) with a test CA's certificate; before
+    /// the broker starts.
+    pub fn with_tls(&mut self) {
+        self.tls = Some(HostTls {
+            port: free_port(),
+            pki: crate::Pki::new(),
+        });
+    }
+
+    /// As [`BrokerHost::running`], with a TLS listener too.
+    pub fn running_tls(extra: &str) -> BrokerHost {
+        let mut b = BrokerHost::new(extra);
+        b.with_tls();
+        b.drop_broker_release("5.0.0", true, "");
+        b.drop_broker_release("5.0.1", false, "");
+        let (_, err, code) = b.emqx(&["install", "5.0.0"]);
+        assert_eq!(code, Some(0), "{err}");
+        b.start();
+        assert_eq!(b.version_seen(0), "5.0.0");
+        b
+    }
+
+    /// The TLS listener's address and the CA its certificate chains to,
+    /// for a load that runs TLS clients too.
+    pub fn load_tls(&self) -> Option<(SocketAddr, PathBuf)> {
+        self.tls_addr().zip(self.tls.as_ref().map(|t| t.pki.ca()))
+    }
+
+    /// The TLS listener's address.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls
+            .as_ref()
+            .map(|t| SocketAddr::from(([127, 0, 0, 1], t.port)))
     }
 
     /// A host running release 5.0.0 (permanent, from a zip) with 5.0.1
@@ -200,15 +249,21 @@ impl BrokerHost {
     /// A command like `Host::command`, with the broker's environment.
     pub fn command(&self) -> Command {
         let mut cmd = self.host.command();
-        cmd.env(
-            "EMQX_LISTENERS",
-            format!(
-                "mqtt=127.0.0.1:{},mqtt-alt=127.0.0.1:{}",
-                self.ports[0], self.ports[1]
-            ),
-        )
-        .env("EMQX_DRAIN_SECS", "1")
-        .env_remove("EMQX_BROKER_VERSION");
+        let mut listeners = format!(
+            "mqtt=127.0.0.1:{},mqtt-alt=127.0.0.1:{}",
+            self.ports[0], self.ports[1]
+        );
+        if let Some(tls) = &self.tls {
+            listeners.push_str(&format!(",ssl=ssl://127.0.0.1:{}", tls.port));
+            let server = tls.pki.server();
+            cmd.env("EMQX_SSL_CERTFILE", server.cert)
+                .env("EMQX_SSL_KEYFILE", server.key)
+                .env("EMQX_SSL_CACERTFILE", tls.pki.ca());
+        }
+        cmd.env("EMQX_LISTENERS", listeners)
+            .env("EMQX_DRAIN_SECS", "1")
+            .env_remove("EMQX_BROKER_VERSION")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -271,7 +326,11 @@ impl BrokerHost {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             // (kill_all removes the stale socket file a killed broker leaves.)
-            let up = self.addrs().iter().all(|a| TcpStream::connect(a).is_ok())
+            let up = self
+                .addrs()
+                .iter()
+                .chain(&self.tls_addr())
+                .all(|a| TcpStream::connect(a).is_ok())
                 && self.runtime_dir().join("handoff.sock").exists();
             if up {
                 return;

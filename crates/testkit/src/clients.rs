@@ -61,22 +61,41 @@ pub struct Mosquitto {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its TLS listener, when it has one.
+    pub tls_addr: Option<SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
     /// Starts it and waits until it accepts.
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with(None)
+    }
+
+    /// Starts it with a TLS listener too, serving `pki`'s server
+    /// certificate.
+    pub fn start_tls(pki: &crate::Pki) -> Mosquitto {
+        Mosquitto::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&crate::Pki>) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
-        fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 1000\nset_tcp_nodelay true\nuser root\n"
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "per_listener_settings false\nallow_anonymous true\npersistence false\nmax_queued_messages 1000\nset_tcp_nodelay true\nuser root\nlistener {port} 127.0.0.1\n"
+        );
+        let tls_port = pki.map(|pki| {
+            let port = free_port();
+            let server = pki.server();
+            text.push_str(&format!(
+                "listener {port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+                server.cert.display(),
+                server.key.display()
+            ));
+            port
+        });
+        fs::write(&conf, text).unwrap();
         let log = fs::File::create(dir.path().join("mosquitto.log")).unwrap();
         let child = Command::new("/usr/sbin/mosquitto")
             .arg("-c")
@@ -87,17 +106,21 @@ impl Mosquitto {
             .spawn()
             .expect("starting /usr/sbin/mosquitto (scripts/test installs mosquitto)");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let tls_addr = tls_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto does not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        for a in std::iter::once(addr).chain(tls_addr) {
+            while TcpStream::connect(a).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "mosquitto does not listen on {a}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         Mosquitto {
             child,
             addr,
+            tls_addr,
             _dir: dir,
         }
     }

@@ -21,8 +21,14 @@ pub struct Sandbox {
     name: String,
     /// A host folder bound into the sandbox at the same path.
     pub share: tempfile::TempDir,
+    /// The TLS listener's certificates (in `share`), installed as
+    /// /etc/emqx/certs/{cacert,cert,key}.pem.
+    pub pki: crate::Pki,
     _turn: MutexGuard<'static, ()>,
 }
+
+/// Where the sandbox's broker finds its TLS files.
+pub const CERTS: &str = "/etc/emqx/certs";
 
 impl Sandbox {
     /// Boots a sandbox and installs emqx-relup, its units and `relup.toml`
@@ -66,18 +72,33 @@ impl Sandbox {
             "booting the systemd sandbox failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let pki = crate::Pki::new_in(share.path());
         Sandbox {
             name,
             share,
+            pki,
             _turn: turn,
         }
     }
 
     /// The unit's test settings as a drop-in: listeners on 127.0.0.1:1883
-    /// and :8883, the broker's drain bound, a quick restart.
+    /// and, over TLS, :8883 (the certificates of [`Sandbox::pki`]), the
+    /// broker's drain bound, a quick restart.
     pub fn test_dropin(&self, drain_secs: f64) -> String {
         format!(
-            "mkdir -p /etc/systemd/system/emqx.service.d\nprintf '[Service]\\nEnvironment=EMQX_LISTENERS=mqtt=127.0.0.1:1883,mqtt-alt=127.0.0.1:8883\\nEnvironment=EMQX_DRAIN_SECS={drain_secs}\\nRestartSec=0.2\\n' > /etc/systemd/system/emqx.service.d/test.conf\n"
+            "mkdir -p /etc/systemd/system/emqx.service.d\nprintf '[Service]\\nEnvironment=EMQX_LISTENERS=mqtt=127.0.0.1:1883,ssl=ssl://127.0.0.1:8883\\nEnvironment=EMQX_SSL_CERTFILE={CERTS}/cert.pem EMQX_SSL_KEYFILE={CERTS}/key.pem EMQX_SSL_CACERTFILE={CERTS}/cacert.pem\\nEnvironment=EMQX_DRAIN_SECS={drain_secs}\\nRestartSec=0.2\\n' > /etc/systemd/system/emqx.service.d/test.conf\n"
+        )
+    }
+
+    /// A script that installs the current server certificate and key of
+    /// [`Sandbox::pki`] (and its CA) where the broker reads them.
+    pub fn install_certs(&self) -> String {
+        let server = self.pki.server();
+        format!(
+            "install -d -m 0755 {CERTS}\ninstall -m 0644 {} {CERTS}/cacert.pem\ninstall -m 0644 {} {CERTS}/cert.pem\ninstall -m 0644 {} {CERTS}/key.pem\n",
+            self.pki.ca().display(),
+            server.cert.display(),
+            server.key.display()
         )
     }
 
@@ -92,13 +113,14 @@ install -D -m 0644 {repo}/systemd/emqx.sysusers /usr/lib/sysusers.d/emqx.conf
 install -D -m 0644 {repo}/systemd/emqx.tmpfiles /usr/lib/tmpfiles.d/emqx.conf
 systemd-sysusers
 systemd-tmpfiles --create emqx.conf
-{dropin}cat > /etc/emqx/relup.toml <<'EOF2'
+{dropin}{certs}cat > /etc/emqx/relup.toml <<'EOF2'
 {config}
 EOF2
 systemctl daemon-reload
 "#,
             config = with_defaults(relup_toml),
             dropin = self.test_dropin(drain_secs),
+            certs = self.install_certs(),
             relup = bins::bin("emqx-relup").display(),
             load = bins::bin("emqx-load").display(),
             repo = bins::repo().display(),
@@ -240,22 +262,29 @@ systemctl daemon-reload
         self.ok("cat /var/lib/emqx/releases/RELEASES")
     }
 
-    /// Starts the load harness on both listeners inside; stop it with
-    /// [`Sandbox::stop_load`].
+    /// Starts the load harness inside on both listeners, every other
+    /// client over TLS on :8883; stop it with [`Sandbox::stop_load`].
     pub fn start_load(&self) -> Child {
-        self.start_load_on(&[1883, 8883])
+        self.start_load_with(&format!(
+            "--addr 127.0.0.1:1883 --tls-addr 127.0.0.1:8883 --cafile {CERTS}/cacert.pem"
+        ))
     }
 
-    /// Starts the load harness on the given loopback ports inside.
+    /// Starts the load harness on the given loopback ports inside (plain
+    /// TCP).
     pub fn start_load_on(&self, ports: &[u16]) -> Child {
-        let pidfile = self.share.path().join("load.pid");
         let addrs: Vec<String> = ports
             .iter()
             .map(|p| format!("--addr 127.0.0.1:{p}"))
             .collect();
+        self.start_load_with(&addrs.join(" "))
+    }
+
+    /// Starts the load harness inside with these listener options.
+    fn start_load_with(&self, listeners: &str) -> Child {
+        let pidfile = self.share.path().join("load.pid");
         let child = self.spawn(&format!(
-            "emqx-load {} --persistent 10 --rate 10 --storm 2 --json & echo $! > {}; wait",
-            addrs.join(" "),
+            "emqx-load {listeners} --persistent 10 --rate 10 --storm 2 --json & echo $! > {}; wait",
             pidfile.display()
         ));
         let deadline = Instant::now() + Duration::from_secs(5);

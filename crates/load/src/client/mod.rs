@@ -168,9 +168,10 @@ impl Client {
     }
 
     /// Whether it connects over TLS: every other client when the load
-    /// has a TLS listener, always the same ones.
+    /// has a TLS listener (always the same ones), or every client.
     fn tls<'c>(&self, cx: &Ctx<'c>) -> Option<&'c emqx_tls::TlsConfig> {
-        cx.tls.filter(|_| self.slot % 2 == 1)
+        let every = cx.opts.tls.as_ref().is_some_and(|t| t.every);
+        cx.tls.filter(|_| every || self.slot % 2 == 1)
     }
 
     fn addr(&self, cx: &Ctx) -> SocketAddr {
