@@ -15,6 +15,7 @@ use emqx_load::{Load, LoadOptions};
 use emqx_testkit::ansible::{collection_dir, Controller, Played};
 use emqx_testkit::fleet::{helper_deb, Fleet};
 use emqx_testkit::sandbox::assert_moved;
+use emqx_testkit::text;
 
 fn vars(version: &str, package: Option<&Path>) -> Vec<String> {
     let mut args = vec![
@@ -70,6 +71,15 @@ fn assert_played(p: &Played, what: &str) {
     assert_eq!(p.code, Some(0), "{what} failed:\n{}", p.text);
 }
 
+/// Every host's state file.
+fn state_files(fleet: &Fleet) -> Vec<String> {
+    fleet
+        .hosts
+        .iter()
+        .map(|h| h.sandbox.state_bytes())
+        .collect()
+}
+
 fn states(fleet: &Fleet) -> Vec<Vec<(String, String)>> {
     fleet.hosts.iter().map(|h| h.sandbox.versions()).collect()
 }
@@ -94,13 +104,10 @@ fn the_collection_is_lint_clean_and_documented() {
         .current_dir(collection_dir())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "ansible-lint:\n{text}");
-    assert!(text.contains("0 failure(s), 0 warning(s)"), "{text}");
+    let (stdout, stderr) = text(&out);
+    let said = stdout + &stderr;
+    assert!(out.status.success(), "ansible-lint:\n{said}");
+    assert!(said.contains("0 failure(s), 0 warning(s)"), "{said}");
     for plugin in ["emqx.relup.emqx_release", "emqx.relup.mqtt_probe"] {
         let out = ctl.command("ansible-doc").arg(plugin).output().unwrap();
         let doc = String::from_utf8_lossy(&out.stdout);
@@ -114,10 +121,10 @@ fn the_collection_is_lint_clean_and_documented() {
         .args(["-t", "role", "emqx.relup.rolling_upgrade"])
         .output()
         .unwrap();
+    let (doc, err) = text(&out);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        out.status.success() && doc.contains("ENTRY POINT"),
+        "{doc}{err}"
     );
 }
 
@@ -136,11 +143,7 @@ fn a_rolling_upgrade_and_downgrade_of_three_hosts_keep_every_session() {
     let good = fleet.package("good", "5.0.1", "");
 
     // Check mode: the plan of every host, no state file changed.
-    let before: Vec<String> = fleet
-        .hosts
-        .iter()
-        .map(|h| h.sandbox.state_bytes())
-        .collect();
+    let before = state_files(&fleet);
     let mut check = vars("5.0.1", Some(&good));
     check.push("--check".into());
     let p = timed("check mode", || ctl.roll(&inventory, &check));
@@ -155,11 +158,7 @@ fn a_rolling_upgrade_and_downgrade_of_three_hosts_keep_every_session() {
         );
         assert_eq!(h.serving(), "5.0.0");
     }
-    let after: Vec<String> = fleet
-        .hosts
-        .iter()
-        .map(|h| h.sandbox.state_bytes())
-        .collect();
+    let after = state_files(&fleet);
     assert_eq!(after, before, "check mode changed a state file");
 
     // The roll up and back down, under load on every host.
@@ -252,11 +251,7 @@ fn a_minor_release_fails_the_preflight(ctl: &Controller, fleet: &Fleet) {
     three.add_release("5.1.0", true, "");
     three.ok("systemctl stop emqx && rm -rf /var/lib/emqx/releases/* && emqx-relup install 5.1.0 >/dev/null && systemctl start emqx");
     three.wait_active(std::time::Duration::from_secs(10));
-    let before: Vec<String> = fleet
-        .hosts
-        .iter()
-        .map(|h| h.sandbox.state_bytes())
-        .collect();
+    let before = state_files(fleet);
     let good = fleet.package("good", "5.0.2", "");
     let p = timed("roll refused by the pre-flight", || {
         ctl.roll(&fleet.inventory(&[]), &vars("5.0.2", Some(&good)))
@@ -268,11 +263,7 @@ fn a_minor_release_fails_the_preflight(ctl: &Controller, fleet: &Fleet) {
         "{}",
         p.text
     );
-    let after: Vec<String> = fleet
-        .hosts
-        .iter()
-        .map(|h| h.sandbox.state_bytes())
-        .collect();
+    let after = state_files(fleet);
     assert_eq!(after, before, "a host changed before the pre-flight passed");
     assert!(
         !p.text.contains("Move the broker to the release"),

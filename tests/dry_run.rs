@@ -11,7 +11,7 @@ use serde_json::Value;
 
 mod releases;
 
-use releases::{host_in, owned, Before, O, V};
+use releases::{assert_no_failures, host_in, owned, Before, O, V};
 
 const STATES: [Before; 5] = [
     Before::Unknown,
@@ -141,12 +141,7 @@ fn a_dry_run_foresees_the_real_command_and_changes_nothing() {
             check(before, args, &mut failures);
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[test]

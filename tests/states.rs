@@ -7,7 +7,7 @@ use emqx_testkit::{text, Host};
 
 mod releases;
 
-use releases::{host_in, owned, Before, O, V};
+use releases::{assert_no_failures, host_in, owned, Before, O, V};
 
 struct Case {
     before: Before,
@@ -150,12 +150,7 @@ fn every_command_in_every_state() {
             failures.push(format!("{label}: uninstalled tree still there"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_failures(&failures);
 }
 
 #[test]

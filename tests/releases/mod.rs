@@ -56,3 +56,13 @@ pub fn owned(states: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(v, s)| (v.to_string(), s.to_string()))
         .collect()
 }
+
+/// Fails with every failure a table collected, or passes with none.
+pub fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -17,38 +17,15 @@ pub const ANSIBLE_LINT: &str = "26.10.1";
 pub fn venv_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let venv = crate::bins::dir().join(format!("ansible-venv-{ANSIBLE_CORE}-{ANSIBLE_LINT}"));
-        let marker = venv.join(".installed");
-        if !marker.exists() {
-            let _ = std::fs::remove_dir_all(&venv);
-            run(Command::new("/usr/bin/python3")
-                .args(["-m", "venv"])
-                .arg(&venv));
-            run(Command::new(venv.join("bin/python")).args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                &format!("ansible-core=={ANSIBLE_CORE}"),
-                &format!("ansible-lint=={ANSIBLE_LINT}"),
-            ]));
-            std::fs::write(&marker, "").unwrap();
-        }
-        venv.join("bin")
+        let core = format!("ansible-core=={ANSIBLE_CORE}");
+        let lint = format!("ansible-lint=={ANSIBLE_LINT}");
+        crate::clients::pinned_venv(
+            &format!("ansible-venv-{ANSIBLE_CORE}-{ANSIBLE_LINT}"),
+            &[core.as_str(), lint.as_str()],
+        )
+        .join("bin")
     })
     .clone()
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (scripts/test installs python3-venv)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The collection's source, `ansible/` of the checkout.
