@@ -121,7 +121,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__downgrade)
-            opts="-v -h --root --state-dir --config --verbose --help"
+            opts="-v -h --dry-run --json --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -355,7 +355,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__install)
-            opts="-v -h --no-permanent --root --state-dir --config --verbose --help"
+            opts="-v -h --no-permanent --dry-run --json --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -485,7 +485,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__uninstall)
-            opts="-v -h --root --state-dir --config --verbose --help"
+            opts="-v -h --dry-run --json --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -537,7 +537,7 @@ _emqx__relup() {
             return 0
             ;;
         emqx__subcmd__relup__subcmd__upgrade)
-            opts="-v -h --no-permanent --root --state-dir --config --verbose --help"
+            opts="-v -h --no-permanent --dry-run --json --root --state-dir --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -68,22 +68,30 @@ complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l root -
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l no-permanent -d 'Switch, but keep the permanent release: a restart goes back to it'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l dry-run -d 'Print the plan (steps, releases before and after) and change nothing'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -l json -d 'Print one JSON object instead of the transcript (errors stay one line on stderr)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand install" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l no-permanent -d 'Switch, but keep the permanent release: a restart goes back to it'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l dry-run -d 'Print the plan (steps, releases before and after) and change nothing'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -l json -d 'Print one JSON object instead of the transcript (errors stay one line on stderr)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand upgrade" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -l dry-run -d 'Print the plan (steps, releases before and after) and change nothing'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -l json -d 'Print one JSON object instead of the transcript (errors stay one line on stderr)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand downgrade" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -l state-dir -d 'Where the release store lives (releases/RELEASES and unpacked trees)' -r -F
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -l config -d 'Configuration file [default: /etc/emqx/relup.toml if it exists]' -r -F
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -l dry-run -d 'Print the plan (steps, releases before and after) and change nothing'
+complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -l json -d 'Print one JSON object instead of the transcript (errors stay one line on stderr)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -s v -l verbose -d 'Say which path a switch takes (through systemd or directly)'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand uninstall" -s h -l help -d 'Print help'
 complete -c emqx-relup -n "__fish_emqx_relup_using_subcommand start" -l root -d 'The install dir; packages are dropped into its releases/ folder' -r -F

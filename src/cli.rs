@@ -1,6 +1,5 @@
 //! The command line: arguments (clap), output, and exit codes.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,10 +11,16 @@ use crate::hooks;
 use crate::layout::Layout;
 use crate::ops::{Ops, Report};
 use crate::privs;
-use crate::release::{parse_version, MoveKind, Releases, Say};
+use crate::release::{parse_version, MoveKind};
 use crate::switch::{self, record_running, shim, BrokerExec, Fds, Handoff, Switcher};
 use crate::systemd::{self, Journal, Notifier, Priority};
 use crate::Error;
+
+mod answer;
+mod print;
+
+pub use answer::Answer;
+use print::{print_status, print_versions, Printer};
 
 /// Release manager and zero-downtime switcher for the EMQX broker.
 ///
@@ -94,6 +99,8 @@ pub enum Cmd {
         /// Switch, but keep the permanent release: a restart goes back to it.
         #[arg(long)]
         no_permanent: bool,
+        #[command(flatten)]
+        answer: Answer,
         /// The release version, e.g. 5.0.1.
         #[arg(value_name = "VSN")]
         version: String,
@@ -103,18 +110,24 @@ pub enum Cmd {
         /// Switch, but keep the permanent release: a restart goes back to it.
         #[arg(long)]
         no_permanent: bool,
+        #[command(flatten)]
+        answer: Answer,
         /// The release version, e.g. 5.0.1.
         #[arg(value_name = "VSN")]
         version: String,
     },
     /// Switch to an older patch release and make it permanent.
     Downgrade {
+        #[command(flatten)]
+        answer: Answer,
         /// The release version, e.g. 5.0.0.
         #[arg(value_name = "VSN")]
         version: String,
     },
     /// Remove an old or unpacked release.
     Uninstall {
+        #[command(flatten)]
+        answer: Answer,
         /// The release version, e.g. 5.0.0.
         #[arg(value_name = "VSN")]
         version: String,
@@ -159,6 +172,7 @@ pub fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     let mut out = Printer {
+        collected: None,
         verbose: cli.verbose,
         journal: Journal::for_stderr(vec![(
             "EMQX_RELUP_COMMAND".into(),
@@ -239,53 +253,6 @@ fn usage_line(e: &clap::Error) -> String {
     }
 }
 
-/// Prints the transcript to stdout and notes to stderr; under systemd
-/// (stderr is the journal) sends both to the journal with fields instead.
-#[derive(Default)]
-struct Printer {
-    verbose: bool,
-    journal: Option<Journal>,
-}
-
-impl Printer {
-    /// A note or error line (stderr).
-    fn line(&mut self, priority: Priority, text: &str) {
-        if let Some(j) = &self.journal {
-            if j.send(priority, text).is_ok() {
-                return;
-            }
-        }
-        eprintln!("{text}");
-    }
-}
-
-impl Report for Printer {
-    fn say(&mut self, line: &Say) {
-        if let Some(j) = &self.journal {
-            if j.send(Priority::Info, &line.to_string()).is_ok() {
-                return;
-            }
-        }
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
-    }
-
-    fn note(&mut self, text: &str) {
-        self.line(Priority::Notice, &format!("note: {text}"));
-    }
-
-    fn warn(&mut self, text: &str) {
-        self.line(Priority::Warning, &format!("note: WARNING: {text}"));
-    }
-
-    fn detail(&mut self, text: &str) {
-        if self.verbose {
-            self.line(Priority::Info, &format!("note: {text}"));
-        }
-    }
-}
-
 fn version(text: &str) -> Result<Version, Error> {
     Ok(parse_version(text)?)
 }
@@ -330,14 +297,18 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
         Cmd::Unpack { version: v } => ops.unpack(&version(&v)?, out),
         Cmd::Install {
             no_permanent,
+            answer,
             version: v,
-        } => ops.move_to(MoveKind::Install, &version(&v)?, !no_permanent, out),
+        } => move_to(&ops, MoveKind::Install, &v, !no_permanent, answer, out),
         Cmd::Upgrade {
             no_permanent,
+            answer,
             version: v,
-        } => ops.move_to(MoveKind::Upgrade, &version(&v)?, !no_permanent, out),
-        Cmd::Downgrade { version: v } => ops.move_to(MoveKind::Downgrade, &version(&v)?, true, out),
-        Cmd::Uninstall { version: v } => ops.uninstall(&version(&v)?, out),
+        } => move_to(&ops, MoveKind::Upgrade, &v, !no_permanent, answer, out),
+        Cmd::Downgrade { answer, version: v } => {
+            move_to(&ops, MoveKind::Downgrade, &v, true, answer, out)
+        }
+        Cmd::Uninstall { answer, version: v } => uninstall(&ops, &v, answer, out),
         Cmd::Start { prepare: true } => ops.start(out).map(|_| ()),
         Cmd::Start { prepare: false } => {
             let (command, version) = ops.start(out)?;
@@ -361,6 +332,43 @@ fn run(cli: Cli, out: &mut Printer) -> Result<(), Error> {
             hooks::run(&ops, &shared, &package, &script, &args, out)
         }
     }
+}
+
+/// `install`, `upgrade` and `downgrade`, their dry run and JSON answer.
+fn move_to(
+    ops: &Ops,
+    kind: MoveKind,
+    text: &str,
+    permanent: bool,
+    answer: Answer,
+    out: &mut Printer,
+) -> Result<(), Error> {
+    let v = version(text)?;
+    if answer.dry_run {
+        let preview = ops.preview_move(kind, &v, permanent)?;
+        answer::print_preview(&preview, answer.json, out);
+        return Ok(());
+    }
+    if answer.json {
+        return answer::run_json(ops, kind.as_str(), text, out, |out| {
+            ops.move_to(kind, &v, permanent, out)
+        });
+    }
+    ops.move_to(kind, &v, permanent, out)
+}
+
+/// `uninstall`, its dry run and JSON answer.
+fn uninstall(ops: &Ops, text: &str, answer: Answer, out: &mut Printer) -> Result<(), Error> {
+    let v = version(text)?;
+    if answer.dry_run {
+        let preview = ops.preview_uninstall(&v)?;
+        answer::print_preview(&preview, answer.json, out);
+        return Ok(());
+    }
+    if answer.json {
+        return answer::run_json(ops, "uninstall", text, out, |out| ops.uninstall(&v, out));
+    }
+    ops.uninstall(&v, out)
 }
 
 /// How this command moves a running broker: `reload` started by systemd
@@ -414,58 +422,4 @@ fn prepare_runtime_dir(dir: &std::path::Path, user: &privs::ServiceUser) -> Resu
         }
     }
     Ok(())
-}
-
-fn print_versions(releases: &Releases, json: bool) {
-    if json {
-        let list: Vec<serde_json::Value> = releases
-            .newest_first()
-            .map(|(v, s)| serde_json::json!({ "version": v.to_string(), "state": s.as_str() }))
-            .collect();
-        println!("{}", serde_json::json!({ "releases": list }));
-        return;
-    }
-    let mut text = String::from("Installed versions:\n");
-    for (v, state) in releases.newest_first() {
-        text.push_str(&format!("* {v} {state}\n"));
-    }
-    print!("{text}");
-}
-
-fn print_status(status: &crate::ops::Status, json: bool) {
-    use crate::ops::utc;
-    if json {
-        println!("{}", serde_json::to_string(status).unwrap_or_default());
-        return;
-    }
-    let since = |s: Option<u64>| s.map(|s| format!(", since {}", utc(s))).unwrap_or_default();
-    let mut text = String::new();
-    match &status.broker {
-        Some(b) => text.push_str(&format!(
-            "Broker: pid {}, release {}{}, {}\n",
-            b.pid,
-            b.release,
-            since(b.since),
-            match &b.unit {
-                Some(u) => format!("in {u}"),
-                None => "direct (not in a systemd unit)".to_string(),
-            }
-        )),
-        None => match &status.broker_unknown {
-            Some(why) => text.push_str(&format!("Broker: unknown ({why})\n")),
-            None => text.push_str("Broker: none running\n"),
-        },
-    }
-    match &status.draining {
-        Some(d) => text.push_str(&format!("Draining: pid {}{}\n", d.pid, since(d.since))),
-        None => text.push_str("Draining: none\n"),
-    }
-    match &status.pending {
-        Some(p) => text.push_str(&format!(
-            "Pending switch: {} to {} ({}), left by an interrupted command; the next command will {}\n",
-            p.from, p.to, p.path, p.next_words
-        )),
-        None => text.push_str("Pending switch: none\n"),
-    }
-    print!("{text}");
 }

@@ -19,6 +19,7 @@ use crate::store::{remove_tree, Repair, Store, StoreLock};
 use crate::switch::{NoRecord, RunningBroker, Switcher};
 
 mod pending;
+mod preview;
 mod status;
 mod switched;
 mod switching;
@@ -26,8 +27,10 @@ mod switching;
 use crate::Error;
 use pending::StoreRecord;
 pub use pending::{PendingSwitch, PENDING_FILE};
-pub use status::{utc, Status};
+pub use preview::{BrokerBrief, Entry, PlannedStep, Preview};
+pub use status::{utc, PendingStatus, Status};
 use switched::report_switch;
+pub use switched::SwitchFigures;
 
 /// Where operations send what they have to say; the CLI prints it.
 pub trait Report {
@@ -40,6 +43,8 @@ pub trait Report {
     fn warn(&mut self, text: &str);
     /// A detail shown only when asked for (`-v`).
     fn detail(&mut self, _text: &str) {}
+    /// What a switch measured, for a machine (`--json`).
+    fn switched(&mut self, _figures: &SwitchFigures) {}
 }
 
 /// The release operations of one installation.
@@ -373,10 +378,7 @@ impl<'a> Ops<'a> {
             context: context.to_string(),
             problem,
         };
-        package::verify_checksum(&package.path).map_err(|e| match e {
-            package::ChecksumError::Problem(p) => problem(p),
-            package::ChecksumError::Io(e) => Error::io(format!("{context}: checking the sum"), e),
-        })?;
+        verify_sum(&package.path, context)?;
         let links =
             package::extract(package, staging, self.config.limits).map_err(|e| match e {
                 package::ExtractError::Problem(p) => problem(p),
@@ -392,6 +394,17 @@ impl<'a> Ops<'a> {
             .map_err(|e| Error::io(format!("{context}: syncing"), e.into()))?;
         self.store.commit_tree(lock, &root, version)
     }
+}
+
+/// A package's optional `.sha256` must match (read only).
+fn verify_sum(package: &Path, context: &str) -> Result<(), Error> {
+    package::verify_checksum(package).map_err(|e| match e {
+        package::ChecksumError::Problem(problem) => Error::Package {
+            context: context.to_string(),
+            problem,
+        },
+        package::ChecksumError::Io(e) => Error::io(format!("{context}: checking the sum"), e),
+    })
 }
 
 #[cfg(test)]

@@ -62,6 +62,22 @@ pub struct PendingStatus {
     pub next_words: &'static str,
 }
 
+impl PendingStatus {
+    /// A pending switch and its verdict, as `status` shows them.
+    pub fn of(p: &super::PendingSwitch) -> PendingStatus {
+        PendingStatus {
+            from: p.intent.from.clone(),
+            to: p.intent.version.clone(),
+            path: match p.intent.path {
+                crate::switch::intent::SwitchPath::Direct { .. } => "direct",
+                crate::switch::intent::SwitchPath::Unit { .. } => "unit",
+            },
+            next: p.verdict.as_str(),
+            next_words: p.verdict.describe(),
+        }
+    }
+}
+
 impl Ops<'_> {
     /// What runs now; reads only.
     pub fn status(&self) -> Result<Status, Error> {
@@ -90,16 +106,7 @@ impl Ops<'_> {
             pid,
             since: started_at(pid),
         });
-        let pending = pending.map(|p| PendingStatus {
-            from: p.intent.from.clone(),
-            to: p.intent.version.clone(),
-            path: match p.intent.path {
-                crate::switch::intent::SwitchPath::Direct { .. } => "direct",
-                crate::switch::intent::SwitchPath::Unit { .. } => "unit",
-            },
-            next: p.verdict.as_str(),
-            next_words: p.verdict.describe(),
-        });
+        let pending = pending.as_ref().map(PendingStatus::of);
         Ok(Status {
             broker,
             broker_unknown,

@@ -2,6 +2,7 @@
 //! one JSON line with `-v`, and any warning.
 
 use semver::Version;
+use serde::Serialize;
 
 use super::Report;
 use crate::switch::RunningBroker;
@@ -34,29 +35,65 @@ pub(super) fn report_switch(
             connections(r)
         )),
     }
-    // With -v, the same figures for a machine.
-    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    out.detail(&format!(
-        "switch: {}",
-        serde_json::json!({
-            "from": broker.version,
-            "to": to.to_string(),
-            "old_pid": r.old_pid,
-            "new_pid": r.new_pid,
-            "via_unit": r.via_unit,
-            "ready_ms": ms(r.start),
-            "helper_ms": ms(r.helper),
-            "moved": r.moved.map(|m| m.moved),
-            "pause_ms": r.moved.map(|m| ms(m.pause)),
-            "draining": r.draining,
-            "drain_reason": r.drain_reason,
-            // This process's own footprint (the soak watches it).
-            "helper_peak_rss_kib": own_peak_rss_kib(),
-            "helper_fds": own_fds(),
-        })
-    ));
+    // With -v, the same figures for a machine; with --json, in its answer.
+    let figures = SwitchFigures::of(broker, to, r);
+    let json = serde_json::to_value(&figures).unwrap_or_default();
+    out.detail(&format!("switch: {json}"));
+    out.switched(&figures);
     if let Some(w) = &r.warning {
         out.warn(w);
+    }
+}
+
+/// What a switch measured, as `-v` prints it and `--json` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SwitchFigures {
+    /// The release the broker ran.
+    pub from: String,
+    /// The release it runs now.
+    pub to: String,
+    /// The old broker's pid.
+    pub old_pid: u32,
+    /// The new broker's pid.
+    pub new_pid: u32,
+    /// The systemd unit whose reload switched, if it went through systemd.
+    pub via_unit: Option<String>,
+    /// From the new broker's start to its `READY=1`, in ms.
+    pub ready_ms: f64,
+    /// The helper's own work, in ms.
+    pub helper_ms: f64,
+    /// Established connections moved with their sessions.
+    pub moved: Option<u64>,
+    /// What clients felt of the move, in ms.
+    pub pause_ms: Option<f64>,
+    /// Connections the old broker was left to drain.
+    pub draining: u64,
+    /// Why they drained instead of moving.
+    pub drain_reason: Option<String>,
+    /// This process's peak RSS (the soak watches it).
+    pub helper_peak_rss_kib: Option<u64>,
+    /// The fds this process holds.
+    pub helper_fds: Option<usize>,
+}
+
+impl SwitchFigures {
+    fn of(broker: &RunningBroker, to: &Version, r: &crate::switch::SwitchReport) -> Self {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        SwitchFigures {
+            from: broker.version.clone(),
+            to: to.to_string(),
+            old_pid: r.old_pid,
+            new_pid: r.new_pid,
+            via_unit: r.via_unit.clone(),
+            ready_ms: ms(r.start),
+            helper_ms: ms(r.helper),
+            moved: r.moved.map(|m| m.moved),
+            pause_ms: r.moved.map(|m| ms(m.pause)),
+            draining: r.draining,
+            drain_reason: r.drain_reason.clone(),
+            helper_peak_rss_kib: own_peak_rss_kib(),
+            helper_fds: own_fds(),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ mod state;
 mod version;
 
 pub use message::Say;
-pub use plan::{plan_leave, plan_move, plan_start, plan_uninstall, plan_unpack, Plan, Step};
+pub use plan::{apply, plan_leave, plan_move, plan_start, plan_uninstall, plan_unpack, Plan, Step};
 pub use refusal::Refusal;
 pub use request::MoveKind;
 pub use state::{Invariant, ReleaseState, Releases};

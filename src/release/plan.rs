@@ -175,6 +175,19 @@ pub fn plan_start(releases: &Releases) -> Result<(Plan, Version), Refusal> {
     Ok((plan, permanent.clone()))
 }
 
+/// What a step does to the states, as the operation records it (a
+/// dry run carries its plan out on a copy with this).
+pub fn apply(releases: &mut Releases, step: &Step) {
+    match step {
+        Step::Say(_) => {}
+        Step::Unpack(v) => releases.add_unpacked(v.clone()),
+        Step::Switch(v) => releases.install(v),
+        Step::MakePermanent(v) => releases.make_permanent(v),
+        Step::Remove(v) => releases.remove(v),
+        Step::Restart => releases.restart(),
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -295,6 +308,20 @@ mod tests {
             plan_leave(&two, &v("5.0.0"), true).unwrap().steps[1],
             Step::Remove(v("5.0.0"))
         );
+    }
+
+    #[test]
+    fn applying_a_plan_predicts_the_states() {
+        let mut r = rel(&[("5.0.0", Permanent)]);
+        let plan = plan_move(&r, MoveKind::Upgrade, &v("5.0.1"), true, true).unwrap();
+        for step in &plan.steps {
+            apply(&mut r, step);
+        }
+        assert_eq!(r, rel(&[("5.0.1", Permanent), ("5.0.0", Old)]));
+        for step in &plan_uninstall(&r, &v("5.0.0")).unwrap().steps {
+            apply(&mut r, step);
+        }
+        assert_eq!(r, rel(&[("5.0.1", Permanent)]));
     }
 
     #[test]

@@ -23,25 +23,34 @@ const PYTHON: &str = "/usr/bin/python3";
 pub fn paho_python() -> PathBuf {
     static PY: OnceLock<PathBuf> = OnceLock::new();
     PY.get_or_init(|| {
-        let venv = crate::bins::dir().join(format!("paho-venv-{PAHO_VERSION}"));
-        let python = venv.join("bin/python");
-        let marker = venv.join(".installed");
-        if !marker.exists() {
-            let _ = fs::remove_dir_all(&venv);
-            run(Command::new(PYTHON).args(["-m", "venv"]).arg(&venv));
-            run(Command::new(&python).args([
+        let spec = format!("paho-mqtt=={PAHO_VERSION}");
+        pinned_venv(&format!("paho-venv-{PAHO_VERSION}"), &[spec.as_str()]).join("bin/python")
+    })
+    .clone()
+}
+
+/// A virtual environment of Debian's python named `name` under the build
+/// output, holding `requirements` (pinned, from PyPI); made when it is
+/// not there yet, else reused. Returns its folder.
+pub fn pinned_venv(name: &str, requirements: &[&str]) -> PathBuf {
+    let venv = crate::bins::dir().join(name);
+    let python = venv.join("bin/python");
+    let marker = venv.join(".installed");
+    if !marker.exists() {
+        let _ = fs::remove_dir_all(&venv);
+        run(Command::new(PYTHON).args(["-m", "venv"]).arg(&venv));
+        run(Command::new(&python)
+            .args([
                 "-m",
                 "pip",
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
-                &format!("paho-mqtt=={PAHO_VERSION}"),
-            ]));
-            fs::write(&marker, PAHO_VERSION).unwrap();
-        }
-        python
-    })
-    .clone()
+            ])
+            .args(requirements));
+        fs::write(&marker, requirements.join("\n")).unwrap();
+    }
+    venv
 }
 
 fn run(cmd: &mut Command) {

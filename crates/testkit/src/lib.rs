@@ -14,9 +14,11 @@
 //! - [`sandbox`]: a real systemd (`sandbox/systemd-sandbox`) with
 //!   emqx-relup, its units and broker releases installed.
 
+pub mod ansible;
 pub mod bins;
 pub mod broker;
 pub mod clients;
+pub mod fleet;
 pub mod host;
 pub mod mqtt_client;
 pub mod package;

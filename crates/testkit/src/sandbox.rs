@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::rc::Rc;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,18 +14,21 @@ use crate::package::{write_tar_gz, write_zip};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox/systemd-sandbox");
 
-/// Brokers under load on 2 cores: one sandbox at a time.
+/// Brokers under load on 2 cores: one sandbox (or one fleet of them,
+/// [`Sandbox::fleet`]) at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// A booted systemd with emqx installed; halted on drop.
 pub struct Sandbox {
     name: String,
+    /// Its PID 1, as the host sees it (its namespaces are this process's).
+    pub init_pid: u32,
     /// A host folder bound into the sandbox at the same path.
     pub share: tempfile::TempDir,
     /// The TLS listener's certificates (in `share`), installed as
     /// /etc/emqx/certs/{cacert,cert,key}.pem.
     pub pki: crate::Pki,
-    _turn: MutexGuard<'static, ()>,
+    _turn: Rc<MutexGuard<'static, ()>>,
 }
 
 /// Where the sandbox's broker finds its TLS files.
@@ -43,6 +47,19 @@ impl Sandbox {
     /// Boots a sandbox with nothing of emqx installed.
     pub fn bare(tag: &str) -> Sandbox {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        Sandbox::boot(tag, Rc::new(turn))
+    }
+
+    /// Boots one bare sandbox per tag, together in one turn (several
+    /// hosts of one test).
+    pub fn fleet(tags: &[&str]) -> Vec<Sandbox> {
+        let turn = Rc::new(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()));
+        tags.iter()
+            .map(|tag| Sandbox::boot(tag, Rc::clone(&turn)))
+            .collect()
+    }
+
+    fn boot(tag: &str, turn: Rc<MutexGuard<'static, ()>>) -> Sandbox {
         assert!(
             nix::unistd::Uid::effective().is_root(),
             "the systemd tests need root (they boot systemd in namespaces)"
@@ -73,8 +90,15 @@ impl Sandbox {
             String::from_utf8_lossy(&out.stderr)
         );
         let pki = crate::Pki::new_in(share.path());
+        // `boot` prints PID 1's host pid last.
+        let init_pid = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("systemd-sandbox boot printed no pid");
         Sandbox {
             name,
+            init_pid,
             share,
             pki,
             _turn: turn,
