@@ -199,6 +199,35 @@ pub trait Transport {
     fn release(&mut self) {}
 }
 
+/// Reads `stream` through `scratch` until it would block, ends, fails
+/// or gave about `limit` bytes, handing each chunk to `sink`: the one
+/// read loop of every transport.
+fn read_socket(
+    stream: &mut mio::net::TcpStream,
+    scratch: &mut [u8],
+    limit: usize,
+    mut sink: impl FnMut(&[u8]),
+) -> Reading {
+    use std::io::Read;
+    let mut bytes = 0;
+    let end = loop {
+        match stream.read(scratch) {
+            Ok(0) => break ReadEnd::Eof,
+            Ok(n) => {
+                sink(&scratch[..n]);
+                bytes += n;
+                if bytes >= limit {
+                    break ReadEnd::Turn;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadEnd::Drained,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break ReadEnd::Failed(e),
+        }
+    };
+    Reading { bytes, end }
+}
+
 /// Why a connection cannot move now (it drains instead).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unmovable {

@@ -197,15 +197,7 @@ impl BrokerHost {
 
     /// As [`BrokerHost::running`], with a TLS listener too.
     pub fn running_tls(extra: &str) -> BrokerHost {
-        let mut b = BrokerHost::new(extra);
-        b.with_tls();
-        b.drop_broker_release("5.0.0", true, "");
-        b.drop_broker_release("5.0.1", false, "");
-        let (_, err, code) = b.emqx(&["install", "5.0.0"]);
-        assert_eq!(code, Some(0), "{err}");
-        b.start();
-        assert_eq!(b.version_seen(0), "5.0.0");
-        b
+        BrokerHost::running_with(extra, true)
     }
 
     /// The TLS listener's address and the CA its certificate chains to,
@@ -224,7 +216,14 @@ impl BrokerHost {
     /// A host running release 5.0.0 (permanent, from a zip) with 5.0.1
     /// dropped as a tar.gz: where most switch tests start.
     pub fn running(extra: &str) -> BrokerHost {
+        BrokerHost::running_with(extra, false)
+    }
+
+    fn running_with(extra: &str, tls: bool) -> BrokerHost {
         let mut b = BrokerHost::new(extra);
+        if tls {
+            b.with_tls();
+        }
         b.drop_broker_release("5.0.0", true, "");
         b.drop_broker_release("5.0.1", false, "");
         let (_, err, code) = b.emqx(&["install", "5.0.0"]);

@@ -1,13 +1,13 @@
 //! Plain TCP: the MQTT bytes are the socket's bytes.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use mio::event::Source;
 use mio::net::TcpStream;
 
-use super::{Kind, Output, ReadEnd, Reading, Transport};
+use super::{read_socket, Kind, Output, Reading, Transport};
 
 /// Plain TCP.
 pub struct Tcp {
@@ -56,25 +56,11 @@ impl Transport for Tcp {
         scratch: &mut [u8],
         limit: usize,
     ) -> Reading {
-        let mut bytes = 0;
-        let end = loop {
-            match self.stream.read(scratch) {
-                Ok(0) => break ReadEnd::Eof,
-                Ok(n) => {
-                    if let Some(input) = input.as_mut() {
-                        input.extend_from_slice(&scratch[..n]);
-                    }
-                    bytes += n;
-                    if bytes >= limit {
-                        break ReadEnd::Turn;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadEnd::Drained,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break ReadEnd::Failed(e),
+        read_socket(&mut self.stream, scratch, limit, |bytes| {
+            if let Some(input) = input.as_mut() {
+                input.extend_from_slice(bytes);
             }
-        };
-        Reading { bytes, end }
+        })
     }
 
     fn write(&mut self, out: &mut Output) -> io::Result<()> {
@@ -119,6 +105,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::transport::ReadEnd;
 
     fn pair() -> (Tcp, std::net::TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -4,7 +4,7 @@
 //! engine's outgoing queue and written from there. The handshake is the
 //! connection's first state in the event loop, never a blocking call.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -12,7 +12,7 @@ use emqx_tls::{Engine, EngineError, Progress, Side, TlsConfig, TlsState};
 use mio::event::Source;
 use mio::net::TcpStream;
 
-use super::{Kind, Output, ReadEnd, Reading, Tcp, Transport, Unmovable};
+use super::{read_socket, Kind, Output, ReadEnd, Reading, Tcp, Transport, Unmovable};
 
 /// A TLS connection.
 pub struct Tls {
@@ -58,22 +58,10 @@ impl Transport for Tls {
     }
 
     fn read(&mut self, input: Option<&mut Vec<u8>>, scratch: &mut [u8], limit: usize) -> Reading {
-        let mut bytes = 0;
-        let mut end = loop {
-            match self.stream.read(scratch) {
-                Ok(0) => break ReadEnd::Eof,
-                Ok(n) => {
-                    self.engine.incoming().extend_from_slice(&scratch[..n]);
-                    bytes += n;
-                    if bytes >= limit {
-                        break ReadEnd::Turn;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break ReadEnd::Drained,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break ReadEnd::Failed(e),
-            }
-        };
+        let engine = &mut self.engine;
+        let Reading { bytes, mut end } = read_socket(&mut self.stream, scratch, limit, |b| {
+            engine.incoming().extend_from_slice(b)
+        });
         match input {
             // What came before the end of stream is still decrypted.
             Some(input) => match self.engine.process(input) {
