@@ -18,12 +18,13 @@ use std::task::Poll;
 
 use nix::errno::Errno;
 use s2n_tls::connection::Connection;
-use s2n_tls::enums::{Blinding, PeerKeyUpdate, Version};
+use s2n_tls::enums::{PeerKeyUpdate, Version};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TlsConfig;
 use crate::identity::common_name;
 use crate::secret::Secret;
+use crate::spare::Spare;
 
 /// The longest TLS record: a 5-byte header and at most 2^14 + 2048
 /// bytes of ciphertext.
@@ -97,6 +98,10 @@ struct Pipe {
 pub struct Engine {
     /// Declared before `pipe`: dropped first, while its context lives.
     conn: Option<Connection>,
+    /// The connection a freeze serialized (it holds no keys any more):
+    /// freed at the thaw or the drop, so that its cost (s2n wipes every
+    /// buffer it frees) is never paid inside a move's pause.
+    retired: Option<Connection>,
     pipe: Box<RefCell<Pipe>>,
     config: TlsConfig,
     side: Side,
@@ -114,7 +119,7 @@ pub struct Engine {
 
 /// s2n's receive callback: bytes of whole records only; none left is
 /// "would block" (EAGAIN), never end of stream.
-unsafe extern "C" fn recv_cb(ctx: *mut c_void, data: *mut u8, len: u32) -> i32 {
+pub(crate) unsafe extern "C" fn recv_cb(ctx: *mut c_void, data: *mut u8, len: u32) -> i32 {
     // SAFETY: `ctx` is the engine's boxed RefCell<Pipe>, which outlives
     // its connection; only a shared reference is made.
     let pipe = unsafe { &*(ctx as *const RefCell<Pipe>) };
@@ -137,7 +142,7 @@ unsafe extern "C" fn recv_cb(ctx: *mut c_void, data: *mut u8, len: u32) -> i32 {
 }
 
 /// s2n's send callback: everything goes into the outgoing queue.
-unsafe extern "C" fn send_cb(ctx: *mut c_void, data: *const u8, len: u32) -> i32 {
+pub(crate) unsafe extern "C" fn send_cb(ctx: *mut c_void, data: *const u8, len: u32) -> i32 {
     // SAFETY: as in `recv_cb`.
     let pipe = unsafe { &*(ctx as *const RefCell<Pipe>) };
     let Ok(mut p) = pipe.try_borrow_mut() else {
@@ -195,6 +200,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let mut engine = Engine {
             conn: None,
+            retired: None,
             pipe: Box::new(RefCell::new(Pipe::default())),
             config: config.clone(),
             side,
@@ -215,16 +221,12 @@ impl Engine {
 
     /// A fresh s2n connection on this engine's pipe.
     fn connection(&self) -> Result<Connection, EngineError> {
-        let mut conn = match self.side {
-            Side::Server => Connection::new_server(),
-            Side::Client => Connection::new_client(),
-        };
-        conn.set_config(self.config.config.clone())?;
-        // Without it s2n sleeps 10-30 s after an error: in an event loop
-        // that would stall every client. The loop closes at once instead.
-        conn.set_blinding(Blinding::SelfService)?;
-        conn.set_receive_callback(Some(recv_cb))?;
-        conn.set_send_callback(Some(send_cb))?;
+        self.attach(Spare::new(&self.config, self.side)?)
+    }
+
+    /// `spare` on this engine's pipe.
+    fn attach(&self, spare: Spare) -> Result<Connection, EngineError> {
+        let mut conn = spare.conn;
         let ctx = &*self.pipe as *const RefCell<Pipe> as *mut c_void;
         // SAFETY: the pipe is boxed (its address never changes) and is
         // dropped after the connection (field order, and `thaw` replaces
@@ -421,7 +423,7 @@ impl Engine {
         let conn = self.conn.as_ref().ok_or(EngineError::Frozen)?;
         let mut blob = vec![0u8; conn.serialization_length()?];
         conn.serialize(&mut blob)?;
-        self.conn = None;
+        self.retired = self.conn.take();
         let state = TlsState {
             blob: Secret::new(blob.clone()),
             incoming: self.incoming.clone(),
@@ -442,6 +444,7 @@ impl Engine {
         let Some(blob) = self.frozen.take() else {
             return Ok(());
         };
+        self.retired = None;
         if blob.is_empty() {
             return Ok(());
         }
@@ -454,6 +457,17 @@ impl Engine {
     /// A connection moved from another process, as `state` carries it
     /// (without a blob: a server's handshake not begun).
     pub fn adopt(config: &TlsConfig, side: Side, state: &TlsState) -> Result<Engine, EngineError> {
+        Engine::adopt_into(None, config, side, state)
+    }
+
+    /// As [`Engine::adopt`], restoring into `spare` when there is one
+    /// (made under `config`, for `side`).
+    pub fn adopt_into(
+        spare: Option<Spare>,
+        config: &TlsConfig,
+        side: Side,
+        state: &TlsState,
+    ) -> Result<Engine, EngineError> {
         if state.blob.is_empty() {
             let mut engine = Engine::new(config, side, None)?;
             engine.incoming = state.incoming.clone();
@@ -461,6 +475,7 @@ impl Engine {
         }
         let mut engine = Engine {
             conn: None,
+            retired: None,
             pipe: Box::new(RefCell::new(Pipe {
                 out: state.outgoing.clone(),
                 ..Pipe::default()
@@ -478,7 +493,10 @@ impl Engine {
                 _ => None,
             },
         };
-        let mut conn = engine.connection()?;
+        let mut conn = match spare.filter(|s| s.side == side) {
+            Some(spare) => engine.attach(spare)?,
+            None => engine.connection()?,
+        };
         conn.deserialize(state.blob.bytes())?;
         engine.conn = Some(conn);
         Ok(engine)

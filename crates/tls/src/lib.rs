@@ -11,14 +11,17 @@
 //!
 //! Modules: `config` (server and client configurations from files),
 //! `engine` (one connection), `identity` (the peer certificate's common
-//! name), `secret` (bytes wiped when dropped).
+//! name), `secret` (bytes wiped when dropped), `spare` (connections
+//! made ahead of a move).
 
 mod config;
 mod engine;
 mod identity;
 mod secret;
+mod spare;
 
 pub use config::{ClientFiles, ConfigError, ServerFiles, TlsConfig, Verify};
 pub use engine::{Engine, EngineError, Progress, Side, TlsState, MAX_RECORD};
 pub use identity::common_name;
 pub use secret::{wipe, Secret};
+pub use spare::{Spare, Spares};
