@@ -146,8 +146,13 @@ fn a_mutual_tls_client_moves_with_its_identity_and_one_without_a_certificate_is_
     let with_cert = ["--cafile", &ca, "--cert", &cert, "--key", &key];
     mosquitto_sub_through_ten_switches(&b, tls.port, &with_cert);
     // The last broker took the connection over with its certificate's
-    // name, never from a CONNECT of its own.
+    // name, never from a CONNECT of its own, restored into a TLS
+    // connection it made before the move.
     let log = b.log_text();
+    assert!(
+        log.contains("TLS connections made ahead of the move: 1 (1 established"),
+        "{log}"
+    );
     assert!(
         log.contains("moved-sub\" moved in over TLS, certificate CN \"device-1\""),
         "{log}"

@@ -18,6 +18,7 @@ pub mod broker;
 #[cfg(test)]
 mod broker_tests;
 mod conns;
+mod established;
 pub mod event_loop;
 pub mod router;
 pub mod session;
@@ -30,12 +31,13 @@ pub mod wire;
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use emqx_handoff::broker::{ExportError, Exported, Schemas, Service};
 use emqx_handoff::transfer::{Receiver, TransferError};
 use emqx_handoff::Channel;
+use emqx_tls::{Side, Spares};
 
 use event_loop::{Cmd, Handle, Listening, MovedConn};
 
@@ -52,6 +54,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Longest wait for the event loop's part of a move (freeze, go, import).
 pub const MOVE_WAIT: Duration = Duration::from_secs(10);
+/// The most TLS connections made ahead of a move.
+const MAX_SPARES: usize = 100_000;
 /// QoS 1/2 messages queued per session when `EMQX_MAX_QUEUED` is unset.
 pub const DEFAULT_MAX_QUEUED: usize = 1000;
 
@@ -69,6 +73,15 @@ pub struct RefBroker {
     handle: Handle,
     version: String,
     moving: Moving,
+    /// What moved TLS connections continue under: the `ssl` listeners'
+    /// configuration, or a bare one (none if it could not be made).
+    import_tls: Option<emqx_tls::TlsConfig>,
+    /// The `ssl` listeners' names.
+    ssl_listeners: Vec<String>,
+    /// TLS connections made before a move for the ones it brings
+    /// ([`Service::prepare_import`]); what the import does not take is
+    /// dropped when the broker starts accepting.
+    spares: Mutex<Spares>,
 }
 
 impl RefBroker {
@@ -82,6 +95,13 @@ impl RefBroker {
         moving: Moving,
         listening: Listening,
     ) -> std::io::Result<RefBroker> {
+        let import_tls = listening.import_config();
+        let ssl_listeners = listening
+            .kinds
+            .iter()
+            .filter(|(_, k)| **k == settings::ListenerKind::Ssl)
+            .map(|(n, _)| n.clone())
+            .collect();
         let v = version.to_string();
         let handle = event_loop::start(
             move || {
@@ -95,6 +115,9 @@ impl RefBroker {
             handle,
             version: version.to_string(),
             moving,
+            import_tls,
+            ssl_listeners,
+            spares: Mutex::new(Spares::default()),
         })
     }
 
@@ -133,6 +156,12 @@ pub fn debug(version: &str, line: std::fmt::Arguments<'_>) {
     }
 }
 
+/// `m` locked, even if a thread panicked holding it (the spares are
+/// only a cache).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The period of the summary line, if any.
 pub fn summary_every() -> Option<Duration> {
     match SUMMARY_SECS.load(Ordering::Relaxed) {
@@ -154,10 +183,34 @@ impl Service for RefBroker {
         }
     }
 
+    fn prepare_import(&self, listeners: &[emqx_handoff::broker::Listener]) {
+        let Some(config) = &self.import_tls else {
+            return;
+        };
+        let ports: Vec<u16> = listeners
+            .iter()
+            .filter(|l| self.ssl_listeners.contains(&l.name))
+            .filter_map(|l| l.socket.local_addr().ok())
+            .map(|a| a.port())
+            .collect();
+        let expected = established::on_ports(&ports).min(MAX_SPARES);
+        if expected == 0 {
+            return;
+        }
+        let mut spares = lock(&self.spares);
+        spares.fill(config, Side::Server, expected);
+        self.log(format_args!(
+            "TLS connections made ahead of the move: {} ({expected} established on the ssl listeners)",
+            spares.len()
+        ));
+    }
+
     fn accept(
         &self,
         listeners: Vec<emqx_handoff::broker::Listener>,
     ) -> Result<(), Vec<emqx_handoff::broker::Listener>> {
+        // Whatever the move did not take is not needed any more.
+        drop(std::mem::take(&mut *lock(&self.spares)));
         let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
         if self.handle.send(Cmd::Listen(listeners)) {
             Ok(())
@@ -258,17 +311,28 @@ impl Service for RefBroker {
         let refused = |e: snapshot::ImportError| TransferError::Refused(e.to_string());
         let gone = || TransferError::Refused("the event loop is gone".into());
         let shared = event_loop::decode_shared(&state.shared).map_err(refused)?;
+        let mut spares = std::mem::take(&mut *lock(&self.spares));
         if !self.handle.send(Cmd::ImportShared(shared)) {
             return Err(gone());
         }
-        // Each batch is decoded here while the loop adopts the last one.
+        // Each batch is decoded and its transports adopted (a TLS
+        // connection's s2n state is the costly part) here, while the loop
+        // takes in the batch before.
         let mut outcome = Ok(());
         loop {
             match state.next_batch() {
                 Ok(Some(batch)) => {
                     let conns = batch
                         .into_iter()
-                        .map(|(fd, mut bytes)| MovedConn::decode(fd, &schema, &mut bytes))
+                        .map(|(fd, mut bytes)| {
+                            MovedConn::adopt(
+                                fd,
+                                &schema,
+                                &mut bytes,
+                                self.import_tls.as_ref(),
+                                &mut spares,
+                            )
+                        })
                         .collect::<Result<Vec<_>, _>>();
                     match conns {
                         Ok(conns) => {

@@ -237,6 +237,11 @@ impl Broker {
         SharedState { retained, offline }
     }
 
+    /// Whether connection `conn` has a client here.
+    pub fn has_client(&self, conn: usize) -> bool {
+        self.clients.contains_key(&conn)
+    }
+
     /// Connection `conn`'s state, if the broker knows it.
     pub fn export_client(&self, conn: usize) -> Option<ClientState> {
         let c = self.clients.get(&conn)?;

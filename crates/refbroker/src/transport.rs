@@ -25,7 +25,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use emqx_tls::{TlsConfig, TlsState};
+use emqx_tls::{Spares, TlsConfig, TlsState};
 use mio::event::Source;
 use serde::{Deserialize, Serialize};
 
@@ -129,7 +129,7 @@ pub struct Reading {
 }
 
 /// Between one connection's socket and its MQTT byte queues.
-pub trait Transport {
+pub trait Transport: Send {
     /// What it is, for the connection's exported state.
     fn kind(&self) -> Kind;
 
@@ -253,11 +253,17 @@ pub fn adopt(
     kind: Kind,
     fd: OwnedFd,
     tls: Option<&TlsState>,
-    config: &TlsConfig,
+    config: Option<&TlsConfig>,
+    spares: &mut Spares,
 ) -> io::Result<Box<dyn Transport>> {
     match (kind, tls) {
         (Kind::Tcp, None) => Ok(Box::new(Tcp::adopt(fd)?)),
-        (Kind::Ssl, Some(state)) => Ok(Box::new(Tls::adopt(fd, state, config)?)),
+        (Kind::Ssl, Some(state)) => match config {
+            Some(config) => Ok(Box::new(Tls::adopt(fd, state, config, spares.take())?)),
+            None => Err(io::Error::other(
+                "no TLS configuration to continue it under",
+            )),
+        },
         (Kind::Tcp, Some(_)) => Err(io::Error::other("a plain TCP connection with a TLS state")),
         (Kind::Ssl, None) => Err(io::Error::other("a TLS connection without its TLS state")),
     }

@@ -29,7 +29,7 @@ pub use server::{About, HandoffServer, ServerEvent};
 
 /// What the library needs from a broker.
 ///
-/// The last six methods are protocol 2 (moving established sessions to
+/// The last seven methods are protocol 2 (moving established sessions to
 /// the next release); their defaults say "cannot move", so a broker that
 /// implements nothing drains as before.
 pub trait Service: Send + Sync + 'static {
@@ -43,6 +43,13 @@ pub trait Service: Send + Sync + 'static {
     /// [`Service::serve`] instead. The sockets are non-blocking.
     fn accept(&self, listeners: Vec<Listener>) -> Result<(), Vec<Listener>> {
         Err(listeners)
+    }
+    /// Called once, before ready, in a broker started to take over
+    /// another's connections: it may prepare what restoring them costs
+    /// (the old broker still serves meanwhile, so this is outside the
+    /// pause). `listeners` are the ones it will serve.
+    fn prepare_import(&self, listeners: &[Listener]) {
+        let _ = listeners;
     }
     /// Stops accepting on the listeners [`Service::accept`] took before it
     /// returns; the sockets stay open in the other processes that hold

@@ -108,6 +108,9 @@ pub fn run(options: Options, service: Arc<dyn Service>) -> std::io::Result<Drain
         protocol: options.protocol,
     };
     let server = HandoffServer::start(&options.handoff_path, about, handoff_fds, counter, events)?;
+    if incoming.is_some() {
+        service.prepare_import(&listeners);
+    }
     // Ready first, then accept: a new broker that is killed for not becoming
     // ready in time never held a client connection.
     std::thread::sleep(options.ready_delay);

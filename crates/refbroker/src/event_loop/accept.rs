@@ -32,19 +32,12 @@ const MAX_LISTENERS: usize = 1024;
 pub struct Listening {
     pub kinds: HashMap<String, ListenerKind>,
     pub tls: Option<TlsConfig>,
-    /// A configuration without a certificate, made on first need, for
-    /// TLS connections moved here when no `ssl` listener is configured.
-    pub(super) bare: Option<TlsConfig>,
 }
 
 impl Listening {
     /// Listeners of these kinds, `ssl` ones served with `tls`.
     pub fn new(kinds: HashMap<String, ListenerKind>, tls: Option<TlsConfig>) -> Listening {
-        Listening {
-            kinds,
-            tls,
-            bare: None,
-        }
+        Listening { kinds, tls }
     }
 
     /// The kind of the listener named `name`.
@@ -52,14 +45,14 @@ impl Listening {
         self.kinds.get(name).copied().unwrap_or_default()
     }
 
-    /// The configuration a moved TLS connection continues under.
-    pub(super) fn for_import(&mut self) -> Result<&TlsConfig, emqx_tls::ConfigError> {
-        if self.tls.is_none() && self.bare.is_none() {
-            self.bare = Some(TlsConfig::bare()?);
-        }
-        match (&self.tls, &self.bare) {
-            (Some(t), _) | (None, Some(t)) => Ok(t),
-            (None, None) => Err(emqx_tls::ConfigError::NoCa),
+    /// The configuration moved TLS connections continue under: the
+    /// `ssl` listeners', or a bare one when there is none (a TLS
+    /// connection keeps its negotiated state; the files matter only to
+    /// new handshakes). None if even a bare one cannot be made.
+    pub fn import_config(&self) -> Option<TlsConfig> {
+        match &self.tls {
+            Some(tls) => Some(tls.clone()),
+            None => TlsConfig::bare().ok(),
         }
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use emqx_handoff::broker::{ExportError, Exported};
 use emqx_handoff::transfer::{Sender, MAX_BATCH_FDS};
 use emqx_handoff::Channel;
-use emqx_tls::{wipe, TlsState};
+use emqx_tls::{wipe, Spares, TlsConfig, TlsState};
 use mio::{Interest, Token};
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +31,7 @@ const HANDSHAKE_GRACE: Duration = Duration::from_millis(100);
 use crate::broker::End;
 use crate::conns::{Carried, Conn};
 use crate::snapshot::{ClientState, ImportError, SharedState, SCHEMA, SCHEMA_TLS};
-use crate::transport::{self, Kind};
+use crate::transport::{self, Kind, Transport, Unmovable};
 
 /// One connection's state on the loop, with its broker-side state;
 /// decoded strictly (see [`crate::snapshot`]).
@@ -73,17 +73,18 @@ struct ConnStateRef<'a> {
     tls: Option<&'a TlsState>,
 }
 
-/// A connection on its way in: the socket and its state.
-#[derive(Debug)]
+/// A connection on its way in: its transport, already adopted (a TLS
+/// connection's s2n state restored) on the thread that receives the
+/// batches, while the loop takes in the batch before; and its state.
 pub struct MovedConn {
-    pub fd: OwnedFd,
+    pub transport: Box<dyn Transport>,
     pub state: ConnState,
 }
 
-impl MovedConn {
-    /// Decodes one received connection of `schema` ([`SCHEMA`] carries
-    /// plain TCP connections only), then wipes `bytes`.
-    pub fn decode(fd: OwnedFd, schema: &str, bytes: &mut [u8]) -> Result<MovedConn, ImportError> {
+impl ConnState {
+    /// Decodes one received connection's state of `schema` ([`SCHEMA`]
+    /// carries plain TCP connections only), then wipes `bytes`.
+    pub fn decode(schema: &str, bytes: &mut [u8]) -> Result<ConnState, ImportError> {
         let state: Result<ConnState, _> = serde_json::from_slice(bytes);
         wipe(bytes);
         let state = state
@@ -94,7 +95,37 @@ impl MovedConn {
                 state.transport
             )));
         }
-        Ok(MovedConn { fd, state })
+        Ok(state)
+    }
+}
+
+impl MovedConn {
+    /// Decodes one received connection and takes over its socket `fd`
+    /// with the transport it ran over (`tls`: the configuration TLS
+    /// connections continue under). The TLS state is wiped once used.
+    /// A TLS connection is restored into one of `spares` while any is
+    /// left.
+    pub fn adopt(
+        fd: OwnedFd,
+        schema: &str,
+        bytes: &mut [u8],
+        tls: Option<&TlsConfig>,
+        spares: &mut Spares,
+    ) -> Result<MovedConn, ImportError> {
+        let mut state = ConnState::decode(schema, bytes)?;
+        let frozen = state.tls.take();
+        let transport = transport::adopt(state.transport, fd, frozen.as_ref(), tls, spares)
+            .map_err(|e| ImportError::Invalid(format!("a moved socket: {e}")))?;
+        Ok(MovedConn { transport, state })
+    }
+}
+
+impl std::fmt::Debug for MovedConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MovedConn")
+            .field("kind", &self.transport.kind())
+            .field("state", &self.state)
+            .finish()
     }
 }
 
@@ -146,8 +177,8 @@ impl Loop {
             self.finish_handshakes();
         }
         let now = Instant::now();
-        let (moving, left, reasons) = self.freeze_all(schema);
-        self.frozen = Some((moving.iter().map(|(t, ..)| *t).collect(), now));
+        let (moving, left, reasons) = self.choose(schema);
+        self.frozen = Some((moving.clone(), now));
         let shared = serde_json::to_vec(&self.broker.export_shared()).map_err(failed)?;
         let mut tx = Sender::begin(ch, schema, &shared, moving.len()).map_err(failed)?;
         for chunk in moving.chunks(MAX_BATCH_FDS) {
@@ -156,32 +187,25 @@ impl Loop {
             if rest.is_zero() || ch.set_timeout(rest).is_err() {
                 return Err(failed("the deadline passed"));
             }
+            // Frozen a batch at a time: the first batch leaves at once,
+            // and the importer takes it in while the next is frozen.
             let mut states = Vec::with_capacity(chunk.len());
-            let mut fds = Vec::with_capacity(chunk.len());
-            for (t, client, tls) in chunk {
-                let Some(c) = self.conns.map.get(t) else {
-                    return Err(failed("a frozen connection went away"));
-                };
-                let state = ConnStateRef {
-                    client,
-                    inbuf: &c.inbuf,
-                    out: c.out.pending(),
-                    connected: c.connected,
-                    keep_alive: c.keep_alive,
-                    idle_ms: now.duration_since(c.last_read).as_millis() as u64,
-                    transport: c.transport.kind(),
-                    tls: tls.as_ref(),
-                };
-                states.push(serde_json::to_vec(&state).map_err(failed)?);
-                fds.push(c.transport.fd());
+            for t in chunk {
+                states.push(self.freeze_one(*t, now)?);
             }
-            let items: Vec<(BorrowedFd<'_>, &[u8])> =
-                fds.into_iter().zip(states.iter().map(|s| &s[..])).collect();
-            let sent = tx.batch(&items);
+            let items: Vec<(BorrowedFd<'_>, &[u8])> = chunk
+                .iter()
+                .zip(&states)
+                .filter_map(|(t, s)| Some((self.conns.map.get(t)?.transport.fd(), &s[..])))
+                .collect();
+            let sent = match items.len() == chunk.len() {
+                true => tx.batch(&items).map_err(failed),
+                false => Err(failed("a frozen connection went away")),
+            };
             for s in &mut states {
                 wipe(s);
             }
-            sent.map_err(failed)?;
+            sent?;
         }
         tx.end().map_err(failed)?;
         Ok(Exported {
@@ -222,43 +246,62 @@ impl Loop {
         }
     }
 
-    /// Which connections go in `schema`, each with its client state and
-    /// its transport's frozen state; how many stay, and why live ones do.
-    #[allow(clippy::type_complexity)]
-    fn freeze_all(
-        &mut self,
-        schema: &str,
-    ) -> (
-        Vec<(usize, ClientState, Option<TlsState>)>,
-        usize,
-        BTreeMap<String, usize>,
-    ) {
+    /// Which connections go in `schema`; how many stay, and why live
+    /// ones do (a TLS connection in `refbroker/1`, or in the middle of
+    /// its handshake).
+    fn choose(&mut self, schema: &str) -> (Vec<usize>, usize, BTreeMap<String, usize>) {
         let mut tokens: Vec<usize> = self.conns.map.keys().copied().collect();
         tokens.sort_unstable();
         let mut moving = Vec::with_capacity(tokens.len());
         let mut left = 0;
         let mut reasons = BTreeMap::new();
         for t in tokens {
-            let Some(c) = self.conns.map.get_mut(&t).filter(|c| !c.closing()) else {
+            let Some(c) = self.conns.map.get(&t).filter(|c| !c.closing()) else {
                 left += 1;
                 continue;
             };
-            let frozen = match c.transport.kind() {
-                Kind::Tcp => Ok(None),
-                Kind::Ssl if schema == SCHEMA => Err(format!("{SCHEMA} carries no TLS connection")),
-                Kind::Ssl => c.transport.freeze().map_err(|why| why.to_string()),
+            let why = match c.transport.kind() {
+                Kind::Tcp => None,
+                Kind::Ssl if schema == SCHEMA => {
+                    Some(format!("{SCHEMA} carries no TLS connection"))
+                }
+                Kind::Ssl if !c.transport.movable() => Some(Unmovable::Handshaking.to_string()),
+                Kind::Ssl => None,
             };
-            let exported = frozen.map(|tls| (tls, self.broker.export_client(t)));
-            match exported {
-                Ok((tls, Some(client))) => moving.push((t, client, tls)),
-                Ok((_, None)) => left += 1,
-                Err(why) => {
+            match why {
+                None if self.broker.has_client(t) => moving.push(t),
+                None => left += 1,
+                Some(why) => {
                     left += 1;
                     *reasons.entry(why).or_insert(0) += 1;
                 }
             }
         }
         (moving, left, reasons)
+    }
+
+    /// Freezes connection `t` (its TLS state serialized) and encodes
+    /// what it carries, frozen at `now`.
+    fn freeze_one(&mut self, t: usize, now: Instant) -> Result<Vec<u8>, ExportError> {
+        let client = self
+            .broker
+            .export_client(t)
+            .ok_or_else(|| failed("a frozen connection lost its client"))?;
+        let Some(c) = self.conns.map.get_mut(&t) else {
+            return Err(failed("a frozen connection went away"));
+        };
+        let tls = c.transport.freeze().map_err(failed)?;
+        let state = ConnStateRef {
+            client: &client,
+            inbuf: &c.inbuf,
+            out: c.out.pending(),
+            connected: c.connected,
+            keep_alive: c.keep_alive,
+            idle_ms: now.duration_since(c.last_read).as_millis() as u64,
+            transport: c.transport.kind(),
+            tls: tls.as_ref(),
+        };
+        serde_json::to_vec(&state).map_err(failed)
     }
 
     /// Carries on: every connection is read and flushed again, held
@@ -384,12 +427,10 @@ impl Loop {
 
     fn adopt(&mut self, m: MovedConn, now: Instant) -> Result<usize, ImportError> {
         let invalid = |e: std::io::Error| ImportError::Invalid(format!("a moved socket: {e}"));
-        let s = m.state;
-        let config = self.listening.for_import().map_err(|e| {
-            ImportError::Invalid(format!("a TLS configuration to import with: {e}"))
-        })?;
-        let mut transport =
-            transport::adopt(s.transport, m.fd, s.tls.as_ref(), config).map_err(invalid)?;
+        let MovedConn {
+            mut transport,
+            state: s,
+        } = m;
         let t = self.next;
         self.next += 1;
         self.poll

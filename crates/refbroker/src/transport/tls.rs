@@ -8,7 +8,7 @@ use std::io;
 use std::net::Shutdown;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use emqx_tls::{Engine, EngineError, Progress, Side, TlsConfig, TlsState};
+use emqx_tls::{Engine, EngineError, Progress, Side, Spare, TlsConfig, TlsState};
 use mio::event::Source;
 use mio::net::TcpStream;
 
@@ -34,11 +34,16 @@ impl Tls {
     }
 
     /// A connection moved from another broker, as its state says.
-    pub fn adopt(fd: OwnedFd, state: &TlsState, config: &TlsConfig) -> io::Result<Tls> {
+    pub fn adopt(
+        fd: OwnedFd,
+        state: &TlsState,
+        config: &TlsConfig,
+        spare: Option<Spare>,
+    ) -> io::Result<Tls> {
         let tcp = Tcp::adopt(fd)?;
         Ok(Tls {
             stream: tcp.into_stream(),
-            engine: Engine::adopt(config, Side::Server, state).map_err(other)?,
+            engine: Engine::adopt_into(spare, config, Side::Server, state).map_err(other)?,
         })
     }
 
