@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use emqx_mqtt::{read_packet, Packet};
 use emqx_testkit::BrokerHost;
 
+// The TLS storm's latency watch is not used here.
+#[allow(dead_code)]
 mod common;
 
 use common::{connect, number_after, ticker, timed_out};

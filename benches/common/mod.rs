@@ -2,6 +2,8 @@
 //! client, the QoS 1 ticker the probes listen to, and the pause read off
 //! the helper's note.
 
+pub mod latency;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
