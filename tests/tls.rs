@@ -295,6 +295,7 @@ fn a_reload_rotates_the_certificate_and_a_mismatched_key_changes_nothing() {
     assert_eq!(code, Some(5), "{out}{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("the new broker exited with code 2"), "{err}");
+    assert!(err.contains("its own line says why, in /"), "{err}");
     // The broker's own line says why (in its log, or the journal).
     let why = format!(
         "does not match the certificate {}",

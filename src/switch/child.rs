@@ -64,6 +64,16 @@ fn output_sink() -> std::io::Result<(OwnedFd, bool)> {
     Ok((null.into(), true))
 }
 
+/// Where a new broker's own lines went ([`output_sink`]), for an error
+/// that sends the operator there.
+fn output_named(log: Option<&Path>, journal: bool) -> String {
+    match log {
+        Some(path) => path.display().to_string(),
+        None if journal => "the journal (journalctl -t emqx)".into(),
+        None => "the unit's journal (journalctl -u emqx)".into(),
+    }
+}
+
 /// The names a new broker gets from the helper's environment, whatever
 /// the configuration adds (`pass_env`): nothing of root's session (no
 /// `HOME`, credentials, tokens, `SSH_*`), only what configures a broker.
@@ -356,7 +366,10 @@ pub fn launch(
             Err(match why {
                 NotReady::Exited(how) => match shim_report(&report_read) {
                     Some(line) => NotReady::Exited(format!("{how} ({line})")),
-                    None => NotReady::Exited(how),
+                    None => NotReady::Exited(format!(
+                        "{how} (its own line says why, in {})",
+                        output_named(config.broker_log.as_deref(), journal)
+                    )),
                 },
                 other => other,
             })
