@@ -19,12 +19,15 @@ use std::task::Poll;
 use nix::errno::Errno;
 use s2n_tls::connection::Connection;
 use s2n_tls::enums::{PeerKeyUpdate, Version};
-use serde::{Deserialize, Serialize};
 
 use crate::config::TlsConfig;
 use crate::identity::common_name;
 use crate::secret::Secret;
 use crate::spare::Spare;
+
+mod moving;
+
+pub use moving::TlsState;
 
 /// The longest TLS record: a 5-byte header and at most 2^14 + 2048
 /// bytes of ciphertext.
@@ -65,23 +68,6 @@ pub enum EngineError {
     Blocked,
 }
 
-/// What a frozen connection carries to another process: the serialized
-/// s2n connection (traffic secrets: it goes only over the brokers'
-/// channel and is wiped after use), the ciphertext read and not yet a
-/// whole record, the ciphertext not yet written, and what s2n does not
-/// restore (the peer certificate's identity, the protocol version).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TlsState {
-    pub blob: Secret,
-    pub incoming: Vec<u8>,
-    pub outgoing: Vec<u8>,
-    /// The client certificate's common name, if it showed one.
-    pub peer_cn: Option<String>,
-    /// `TLSv1.2` or `TLSv1.3`.
-    pub version: String,
-}
-
 /// The queues s2n's I/O callbacks reach (through a pointer to the
 /// `RefCell`, as s2n's own test harness does).
 #[derive(Default)]
@@ -114,6 +100,7 @@ pub struct Engine {
     /// Frozen: the serialized connection, kept for a thaw.
     frozen: Option<Secret>,
     peer_cn: Option<String>,
+    server_name: Option<String>,
     version: Option<Version>,
 }
 
@@ -209,6 +196,7 @@ impl Engine {
             established: false,
             frozen: None,
             peer_cn: None,
+            server_name: None,
             version: None,
         };
         let mut conn = engine.connection()?;
@@ -263,6 +251,11 @@ impl Engine {
     /// The client certificate's common name (servers, once established).
     pub fn peer_cn(&self) -> Option<&str> {
         self.peer_cn.as_deref()
+    }
+
+    /// The server name the client asked for (servers, once established).
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
     }
 
     fn conn(&mut self) -> Result<&mut Connection, EngineError> {
@@ -321,8 +314,11 @@ impl Engine {
                 .and_then(|c| c.der().ok().and_then(common_name)),
             Err(_) => None,
         };
+        // A client's own request, not worth keeping.
+        let server_name = conn.server_name().map(str::to_string);
         self.version = version;
         self.peer_cn = cn;
+        self.server_name = (self.side == Side::Server).then_some(server_name).flatten();
         Ok(())
     }
 
@@ -400,105 +396,5 @@ impl Engine {
             p.sent = 0;
         }
         Ok(())
-    }
-
-    /// Serializes the established connection for another process. The
-    /// s2n connection ends here; the engine keeps the blob until
-    /// [`Engine::thaw`] (the move failed) or its drop (it went).
-    pub fn freeze(&mut self) -> Result<TlsState, EngineError> {
-        if !self.started {
-            // A handshake not begun moves as its raw bytes (no blob): the
-            // importer begins it, as this side would have.
-            return Ok(TlsState {
-                blob: Secret::default(),
-                incoming: self.incoming.clone(),
-                outgoing: Vec::new(),
-                peer_cn: None,
-                version: String::new(),
-            });
-        }
-        if !self.established {
-            return Err(EngineError::Handshaking);
-        }
-        let conn = self.conn.as_ref().ok_or(EngineError::Frozen)?;
-        let mut blob = vec![0u8; conn.serialization_length()?];
-        conn.serialize(&mut blob)?;
-        self.retired = self.conn.take();
-        let state = TlsState {
-            blob: Secret::new(blob.clone()),
-            incoming: self.incoming.clone(),
-            outgoing: {
-                let p = self.pipe.borrow();
-                p.out[p.sent..].to_vec()
-            },
-            peer_cn: self.peer_cn.clone(),
-            version: self.version().unwrap_or("").to_string(),
-        };
-        self.frozen = Some(Secret::new(blob));
-        Ok(state)
-    }
-
-    /// Back as before [`Engine::freeze`]: a new s2n connection from the
-    /// kept blob.
-    pub fn thaw(&mut self) -> Result<(), EngineError> {
-        let Some(blob) = self.frozen.take() else {
-            return Ok(());
-        };
-        self.retired = None;
-        if blob.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.connection()?;
-        conn.deserialize(blob.bytes())?;
-        self.conn = Some(conn);
-        Ok(())
-    }
-
-    /// A connection moved from another process, as `state` carries it
-    /// (without a blob: a server's handshake not begun).
-    pub fn adopt(config: &TlsConfig, side: Side, state: &TlsState) -> Result<Engine, EngineError> {
-        Engine::adopt_into(None, config, side, state)
-    }
-
-    /// As [`Engine::adopt`], restoring into `spare` when there is one
-    /// (made under `config`, for `side`).
-    pub fn adopt_into(
-        spare: Option<Spare>,
-        config: &TlsConfig,
-        side: Side,
-        state: &TlsState,
-    ) -> Result<Engine, EngineError> {
-        if state.blob.is_empty() {
-            let mut engine = Engine::new(config, side, None)?;
-            engine.incoming = state.incoming.clone();
-            return Ok(engine);
-        }
-        let mut engine = Engine {
-            conn: None,
-            retired: None,
-            pipe: Box::new(RefCell::new(Pipe {
-                out: state.outgoing.clone(),
-                ..Pipe::default()
-            })),
-            config: config.clone(),
-            side,
-            incoming: state.incoming.clone(),
-            started: true,
-            established: true,
-            frozen: None,
-            peer_cn: state.peer_cn.clone(),
-            version: match state.version.as_str() {
-                "TLSv1.3" => Some(Version::TLS13),
-                "TLSv1.2" => Some(Version::TLS12),
-                _ => None,
-            },
-        };
-        let mut conn = match spare.filter(|s| s.side == side) {
-            Some(spare) => engine.attach(spare)?,
-            None => engine.connection()?,
-        };
-        conn.deserialize(state.blob.bytes())?;
-        engine.conn = Some(conn);
-        Ok(engine)
     }
 }

@@ -162,7 +162,8 @@ fn a_handshake_in_progress_cannot_move() {
 }
 
 #[test]
-fn mutual_tls_names_the_peer_and_refuses_a_client_without_a_certificate() {
+fn mutual_tls_names_the_peer_and_its_sni_across_a_move_and_refuses_a_client_without_a_certificate()
+{
     let pki = Pki::new();
     let required = server_config(&pki, Verify::Peer { required: true });
     let mut client =
@@ -170,9 +171,11 @@ fn mutual_tls_names_the_peer_and_refuses_a_client_without_a_certificate() {
     let mut server = Engine::new(&required, Side::Server, None).unwrap();
     handshake(&mut client, &mut server).unwrap();
     assert_eq!(server.peer_cn(), Some("device-1"));
-    // The name moves with the state.
+    assert_eq!(server.server_name(), Some("localhost"), "the client's SNI");
+    // The names move with the state (s2n restores neither).
     let new = moved(&mut server, &required);
     assert_eq!(new.peer_cn(), Some("device-1"));
+    assert_eq!(new.server_name(), Some("localhost"));
     let mut anonymous =
         Engine::new(&client_config(&pki, false), Side::Client, Some("localhost")).unwrap();
     let mut server = Engine::new(&required, Side::Server, None).unwrap();
