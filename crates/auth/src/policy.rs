@@ -8,7 +8,10 @@
 //!
 //! - a username from the client certificate is taken as is: the password
 //!   file is not consulted and `allow_anonymous` does not matter; no
-//!   certificate or no common name is "bad username or password" (4, 0x86);
+//!   certificate or no common name is "bad username or password" (4, 0x86)
+//!   (mosquitto asks for a client certificate only with
+//!   `require_certificate true`; a broker that asks without requiring one
+//!   gets `None` from a client without one);
 //! - with a password file, a client without a username is let in only
 //!   when anonymous clients are allowed; one with a username must give that
 //!   user's password; every refusal is "not authorized" (5, 0x87), a wrong

@@ -12,8 +12,13 @@ use std::path::Path;
 use std::process::Command;
 
 use emqx_auth::{Access, Credentials, Identity, Policy};
-use support::table::{rows, Ask, Net, Row, Who, ACL, ADMIN};
-use support::{connack, ensure_mosquitto, mosquitto_passwd, puback, suback, Broker, Login, Reader};
+use support::pki::{client, make_ca_and_server, ClientTls};
+use support::table::{
+    common_name, rows, Ask, CertRow, Net, Row, Who, ACL, ADMIN, CERTS, CERT_ROWS,
+};
+use support::{
+    connack, ensure_mosquitto, free_port, mosquitto_passwd, puback, suback, Broker, Login, Reader,
+};
 
 /// Our answer to a row, in the words of [`mosquitto_answer`].
 fn our_answer(policies: &BTreeMap<Net, Policy>, row: &Row) -> (String, bool) {
@@ -62,6 +67,7 @@ fn login(brokers: &BTreeMap<Net, Broker>, who: &Who, v5: bool) -> Login<'static>
         pass: who.pass,
         id: who.id,
         v5,
+        tls: None,
     }
 }
 
@@ -323,6 +329,7 @@ fn password_lines_mosquitto_drops_we_refuse() {
         pass: Some(pass),
         id: "c",
         v5: false,
+        tls: None,
     };
     assert_eq!(connack(&at("alice", "secret")), Some(0), "{}", broker.log());
     assert_eq!(
@@ -338,4 +345,100 @@ fn password_lines_mosquitto_drops_we_refuse() {
         "{}",
         broker.log()
     );
+}
+
+/// mosquitto's `use_identity_as_username` (our
+/// `EMQX_SSL_PEER_CERT_AS_USERNAME=cn`): the certificate's common name is
+/// the username, with no password check (a name outside the password file
+/// gets in, CONNECT credentials are ignored); no certificate or no common
+/// name is "bad username or password", 4 / 0x86. Each row: mosquitto's
+/// CONNACK (or MQTT 5 PUBACK) against ours.
+#[test]
+fn certificate_names_as_mosquitto_uses_them() {
+    ensure_mosquitto();
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (pw, acl) = write_files(dir.path());
+    let listener = make_ca_and_server(dir.path());
+    // The first listener requires a certificate (mosquitto only asks for
+    // one then); the second does not, so a client without one gets a
+    // CONNACK instead of a failed handshake.
+    let optional = free_port();
+    let conf = format!(
+        "{}{}listener {optional} 127.0.0.1\n{}",
+        config(&pw, &acl, false),
+        listener(true),
+        listener(false)
+    );
+    let broker = Broker::start(dir.path(), "tls", &conf);
+    let policy = Policy::load_files(Some(&pw), Some(&acl), None).expect("our load");
+    let clients: BTreeMap<&str, ClientTls> = CERTS
+        .iter()
+        .map(|&(name, subject)| (name, client(dir.path(), name, subject)))
+        .collect();
+    let mut differ = Vec::new();
+    for row in &CERT_ROWS {
+        for v5 in [false, true] {
+            let tls = &clients[row.cert];
+            let login = Login {
+                port: if tls.cert.is_some() {
+                    broker.port
+                } else {
+                    optional
+                },
+                user: row.connect_with.map(|c| c.0),
+                pass: row.connect_with.map(|c| c.1),
+                id: "tls-c",
+                v5,
+                tls: Some(tls),
+            };
+            let Some((theirs, ours)) = cert_answers(&policy, &login, row) else {
+                continue;
+            };
+            let line = format!(
+                "cert {} {:?} v5={v5} publish {:?}: mosquitto {theirs:?}, ours {ours:?}",
+                row.cert, row.connect_with, row.publish
+            );
+            println!("{line}");
+            if theirs != Some(ours) {
+                differ.push(line);
+            }
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "differ:\n{}\n{}",
+        differ.join("\n"),
+        broker.log()
+    );
+}
+
+/// mosquitto's and our CONNACK code, or for a publishing row (MQTT 5
+/// only, else `None`) PUBACK 0 or 135.
+fn cert_answers(policy: &Policy, login: &Login<'_>, row: &CertRow) -> Option<(Option<u8>, u8)> {
+    let username = common_name(row.cert);
+    let Some(topic) = row.publish else {
+        let d = policy.connect(&Credentials::Certificate { username });
+        let ours = if login.v5 {
+            d.v5_reason_code()
+        } else {
+            d.v311_return_code()
+        };
+        return Some((connack(login), ours));
+    };
+    if !login.v5 {
+        return None;
+    }
+    let who = Identity {
+        username,
+        client_id: login.id,
+    };
+    let ours = if policy.authorize(&who, topic, Access::Write) {
+        0
+    } else {
+        135
+    };
+    let theirs = puback(login, topic)
+        .ok()
+        .map(|c| if c == 135 { 135 } else { 0 });
+    Some((theirs, ours))
 }

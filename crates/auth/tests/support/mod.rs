@@ -4,6 +4,7 @@
 //! the numbers mosquitto sent (`-d` prints every CONNACK, SUBACK and
 //! PUBACK code).
 
+pub mod pki;
 pub mod table;
 
 use std::io::{BufRead, BufReader};
@@ -52,6 +53,14 @@ pub fn mosquitto_passwd(args: &[&str]) {
     );
 }
 
+/// A loopback port nobody listens on (yet).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A mosquitto broker with the given config lines, on a free loopback
 /// port, killed on drop.
 pub struct Broker {
@@ -62,10 +71,7 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path, name: &str, config: &str) -> Broker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = free_port();
         let conf = dir.join(format!("{name}.conf"));
         let text = format!(
             "per_listener_settings false\npersistence false\nuser root\nlog_dest stderr\n\
@@ -116,6 +122,8 @@ pub struct Login<'a> {
     pub pass: Option<&'a str>,
     pub id: &'a str,
     pub v5: bool,
+    /// TLS, with or without a client certificate.
+    pub tls: Option<&'a pki::ClientTls>,
 }
 
 impl Login<'_> {
@@ -133,6 +141,12 @@ impl Login<'_> {
         }
         if let Some(p) = self.pass {
             cmd.args(["-P", p]);
+        }
+        if let Some(tls) = self.tls {
+            cmd.arg("--insecure").arg("--cafile").arg(&tls.ca);
+            if let Some((cert, key)) = &tls.cert {
+                cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+            }
         }
         cmd
     }

@@ -221,3 +221,52 @@ fn deliveries() -> [(Who, Topics); 6] {
         (anon(Open, "anon-r"), &[("public/x", true), ("anon/rw", true), ("a/b", false), ("devices/anon-r/in", true), ("users/x/x", false)]),
     ]
 }
+
+/// A row of the certificate test: which client certificate (see
+/// [`CERTS`]), the user name and password also sent in CONNECT, and the
+/// topic published (MQTT 5 only), if any.
+pub struct CertRow {
+    pub cert: &'static str,
+    pub connect_with: Option<(&'static str, &'static str)>,
+    pub publish: Option<&'static str>,
+}
+
+/// The client certificates: name, subject (`None`: no certificate).
+pub const CERTS: [(&str, Option<&str>); 4] = [
+    ("alice", Some("/O=test/CN=alice")),
+    ("zed", Some("/CN=zed")),
+    ("nocn", Some("/O=test")),
+    ("none", None),
+];
+
+/// The common name of a certificate of [`CERTS`].
+pub fn common_name(cert: &str) -> Option<&str> {
+    ["alice", "zed"].contains(&cert).then_some(cert)
+}
+
+const fn cert(
+    cert: &'static str,
+    connect_with: Option<(&'static str, &'static str)>,
+    publish: Option<&'static str>,
+) -> CertRow {
+    CertRow {
+        cert,
+        connect_with,
+        publish,
+    }
+}
+
+#[rustfmt::skip]
+pub const CERT_ROWS: [CertRow; 11] = [
+    cert("alice", None, None),
+    cert("zed", None, None),                              // not in the password file
+    cert("nocn", None, None),
+    cert("none", None, None),
+    cert("none", Some(("alice", "secret")), None),        // a good password does not help
+    cert("alice", None, Some("a/b")),
+    cert("alice", None, Some("a/secret")),
+    cert("alice", Some(("bob", "hunter2")), Some("b/x/cmd")), // still alice, not bob
+    cert("alice", Some(("bob", "wrong")), Some("a/b")),   // the password is not checked
+    cert("zed", None, Some("users/zed/x")),               // %u is the common name
+    cert("zed", None, Some("a/b")),
+];
