@@ -1,7 +1,10 @@
 //! Encoding: a [`Packet`] to its bytes at a protocol [`Level`].
 
 use super::properties::{at, Properties};
-use super::{Level, Packet, ReasonCode, AUTH, DISCONNECT, MAX_FIELD, MAX_REMAINING};
+use super::{
+    Level, Packet, ReasonCode, AUTH, DISCONNECT, MAX_FIELD, MAX_REMAINING, PUBREL, SUBSCRIBE,
+    UNSUBSCRIBE,
+};
 
 /// Writes a length-prefixed field, cut at [`MAX_FIELD`] bytes.
 pub(crate) fn put_binary(out: &mut Vec<u8>, b: &[u8]) {
@@ -53,7 +56,7 @@ impl Packet {
     pub fn encode_as(&self, level: Level) -> Vec<u8> {
         let mut body = Vec::new();
         let v5 = level.is_v5();
-        let header: u8 = match self {
+        let header = match self {
             Packet::Connect { .. } => {
                 self.encode_connect(&mut body);
                 0x10
@@ -71,6 +74,28 @@ impl Packet {
                 0x20
             }
             Packet::Publish { .. } => self.encode_publish(&mut body, v5),
+            Packet::PingReq => 0xc0,
+            Packet::PingResp => 0xd0,
+            Packet::Disconnect { reason, properties } => {
+                if v5 {
+                    reason_and_properties(&mut body, DISCONNECT, *reason, properties);
+                }
+                0xe0
+            }
+            Packet::Auth { reason, properties } => {
+                reason_and_properties(&mut body, AUTH, *reason, properties);
+                0xf0
+            }
+            _ => self.encode_with_id(&mut body, v5),
+        };
+        frame(header, body)
+    }
+
+    /// The packets that start with a packet identifier (but PUBLISH):
+    /// writes the body, returns the first byte.
+    fn encode_with_id(&self, body: &mut Vec<u8>, v5: bool) -> u8 {
+        let kind = self.kind();
+        match self {
             Packet::PubAck {
                 packet_id,
                 reason,
@@ -93,78 +118,57 @@ impl Packet {
             } => {
                 body.extend_from_slice(&packet_id.to_be_bytes());
                 if v5 {
-                    reason_and_properties(&mut body, self.kind(), *reason, properties);
+                    reason_and_properties(body, kind, *reason, properties);
                 }
-                // PUBREL's fixed-header flags are 0010.
-                (self.kind() << 4) | if self.kind() == 6 { 2 } else { 0 }
             }
             Packet::Subscribe {
                 packet_id,
                 filters,
                 properties,
             } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                if v5 {
-                    properties.encode(at(8), &mut body);
-                }
+                head(body, *packet_id, kind, v5.then_some(properties));
                 for (f, o) in filters {
-                    put_str(&mut body, f);
+                    put_str(body, f);
                     body.push(if v5 { o.byte() } else { o.qos });
                 }
-                0x82
             }
             Packet::SubAck {
                 packet_id,
                 codes,
                 properties,
             } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                if v5 {
-                    properties.encode(at(9), &mut body);
-                }
+                head(body, *packet_id, kind, v5.then_some(properties));
                 body.extend(codes.iter().map(|c| c.0));
-                0x90
             }
             Packet::Unsubscribe {
                 packet_id,
                 filters,
                 properties,
             } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                if v5 {
-                    properties.encode(at(10), &mut body);
-                }
+                head(body, *packet_id, kind, v5.then_some(properties));
                 for f in filters {
-                    put_str(&mut body, f);
+                    put_str(body, f);
                 }
-                0xa2
             }
             Packet::UnsubAck {
                 packet_id,
                 codes,
                 properties,
             } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
+                head(body, *packet_id, kind, v5.then_some(properties));
                 if v5 {
-                    properties.encode(at(11), &mut body);
                     body.extend(codes.iter().map(|c| c.0));
                 }
-                0xb0
             }
-            Packet::PingReq => 0xc0,
-            Packet::PingResp => 0xd0,
-            Packet::Disconnect { reason, properties } => {
-                if v5 {
-                    reason_and_properties(&mut body, DISCONNECT, *reason, properties);
-                }
-                0xe0
+            _ => {}
+        }
+        // PUBREL, SUBSCRIBE and UNSUBSCRIBE have the fixed-header flags 0010.
+        (kind << 4)
+            | if matches!(kind, PUBREL | SUBSCRIBE | UNSUBSCRIBE) {
+                2
+            } else {
+                0
             }
-            Packet::Auth { reason, properties } => {
-                reason_and_properties(&mut body, AUTH, *reason, properties);
-                0xf0
-            }
-        };
-        frame(header, body)
     }
 
     fn encode_publish(&self, body: &mut Vec<u8>, v5: bool) -> u8 {
@@ -190,6 +194,14 @@ impl Packet {
         }
         body.extend_from_slice(payload);
         0x30 | (u8::from(*dup) << 3) | (qos << 1) | u8::from(*retain)
+    }
+}
+
+/// A packet identifier and, at 5, the properties of packet type `kind`.
+fn head(body: &mut Vec<u8>, packet_id: u16, kind: u8, properties: Option<&Properties>) {
+    body.extend_from_slice(&packet_id.to_be_bytes());
+    if let Some(p) = properties {
+        p.encode(at(kind), body);
     }
 }
 

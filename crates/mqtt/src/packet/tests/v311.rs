@@ -265,7 +265,7 @@ fn id() -> impl Strategy<Value = u16> {
     1u16..
 }
 
-fn any_packet() -> impl Strategy<Value = Packet> {
+pub(super) fn any_packet() -> impl Strategy<Value = Packet> {
     let connect = (
         text(),
         any::<u16>(),
