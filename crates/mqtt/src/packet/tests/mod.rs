@@ -1,6 +1,7 @@
 //! Tests of the codec: 3.1.1 as it always was, MQTT 5 packets and their
 //! malformed cases, properties, and round trips at every level.
 
+mod levels;
 mod props;
 mod roundtrip;
 mod v311;
