@@ -61,7 +61,7 @@ fn probe(addr: SocketAddr, i: usize, stop: Arc<AtomicBool>) -> Probe {
                     seen.ticks.push(n);
                 }
                 if let Some(id) = packet_id {
-                    let _ = c.write_all(&Packet::PubAck { packet_id: id }.encode());
+                    let _ = c.write_all(&Packet::puback(id).encode());
                 }
             }
             Ok(Some(_)) => {}

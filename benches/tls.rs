@@ -103,7 +103,7 @@ fn probe(addr: SocketAddr, config: TlsConfig, i: usize, stop: Arc<AtomicBool>) -
                     seen.ticks.push(n);
                 }
                 if let Some(id) = packet_id {
-                    let _ = c.send(&Packet::PubAck { packet_id: id });
+                    let _ = c.send(&Packet::puback(id));
                 }
             }
             Ok(_) => {}

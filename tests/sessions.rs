@@ -50,7 +50,7 @@ fn mosquitto_sub_stays_connected_through_ten_switches() {
 /// before.
 #[test]
 fn ten_thousand_persistent_sessions_move_in_one_switch() {
-    use emqx_mqtt::{read_packet, Packet};
+    use emqx_mqtt::{read_packet, Packet, ReasonCode};
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     use std::net::TcpStream;
     const N: usize = 10_000;
@@ -63,21 +63,20 @@ fn ten_thousand_persistent_sessions_move_in_one_switch() {
         let mut c = TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut hello = Packet::connect(format!("scale-{i}"), false, 600).encode();
-        hello.extend(
-            Packet::Subscribe {
-                packet_id: 1,
-                filters: vec![("scale/all".into(), 1)],
-            }
-            .encode(),
-        );
+        hello.extend(Packet::subscribe(1, [("scale/all", 1)]).encode());
         c.write_all(&hello).unwrap();
         clients.push(c);
     }
     for (i, c) in clients.iter_mut().enumerate() {
         let acks = [read_packet(c, 1024), read_packet(c, 1024)];
         assert!(
-            matches!(acks[0], Ok(Some(Packet::ConnAck { code: 0, .. })))
-                && matches!(acks[1], Ok(Some(Packet::SubAck { .. }))),
+            matches!(
+                acks[0],
+                Ok(Some(Packet::ConnAck {
+                    code: ReasonCode::SUCCESS,
+                    ..
+                }))
+            ) && matches!(acks[1], Ok(Some(Packet::SubAck { .. }))),
             "client {i}: {acks:?}"
         );
     }
@@ -103,8 +102,7 @@ fn ten_thousand_persistent_sessions_move_in_one_switch() {
                 ..
             })) => {
                 assert_eq!((topic.as_str(), &payload[..]), ("scale/all", &b"after"[..]));
-                c.write_all(&Packet::PubAck { packet_id: id }.encode())
-                    .unwrap();
+                c.write_all(&Packet::puback(id).encode()).unwrap();
             }
             other => panic!("client {i} after the move: {other:?}"),
         }

@@ -57,7 +57,7 @@ fn tls_client(b: &BrokerHost, id: &str) -> TlsClient {
 fn expect_ack_and_echo(c: &mut TlsClient, id: u16, payload: &[u8]) {
     let mut got = [c.recv().unwrap(), c.recv().unwrap()];
     got.sort_by_key(|p| matches!(p, Packet::Publish { .. }));
-    assert_eq!(got[0], Packet::PubAck { packet_id: id });
+    assert_eq!(got[0], Packet::puback(id));
     assert!(
         matches!(&got[1], Packet::Publish { payload: p, .. } if p == payload),
         "{got:?}"
@@ -72,6 +72,7 @@ fn publish(topic: &str, id: u16, payload: Vec<u8>) -> Packet {
         retain: false,
         dup: false,
         packet_id: Some(id),
+        properties: Default::default(),
     }
 }
 
@@ -220,7 +221,7 @@ fn megabytes_queued_for_a_client_that_reads_nothing_arrive_once_in_order() {
             } => {
                 seen.push(String::from_utf8_lossy(&payload[..6]).into_owned());
                 if let Some(id) = packet_id {
-                    slow.send(&Packet::PubAck { packet_id: id }).unwrap();
+                    slow.send(&Packet::puback(id)).unwrap();
                 }
             }
             other => panic!("{other:?}"),

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use emqx_mqtt::{read_packet, Packet, PacketError};
+use emqx_mqtt::{read_packet, Packet, PacketError, ReasonCode};
 
 /// Between two ticks.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -24,16 +24,14 @@ pub fn connect(addr: SocketAddr, id: &str, filter: &str) -> std::io::Result<(Tcp
     c.write_all(&Packet::connect(id, false, 600).encode())?;
     let present = match read_packet(&mut c, 1024) {
         Ok(Some(Packet::ConnAck {
-            code: 0,
+            code: ReasonCode::SUCCESS,
             session_present,
+            ..
         })) => session_present,
         other => return Err(std::io::Error::other(format!("{id}: {other:?}"))),
     };
     if !present {
-        let sub = Packet::Subscribe {
-            packet_id: 1,
-            filters: vec![(filter.into(), 1)],
-        };
+        let sub = Packet::subscribe(1, [(filter, 1)]);
         c.write_all(&sub.encode())?;
         match read_packet(&mut c, 1024) {
             Ok(Some(Packet::SubAck { .. })) => {}
@@ -62,6 +60,7 @@ pub fn ticker(addr: SocketAddr, stop: Arc<AtomicBool>) -> u64 {
             retain: false,
             dup: false,
             packet_id: Some((n % 60_000 + 1) as u16),
+            properties: Default::default(),
         };
         // PUBACKs pile up unread in the kernel: fine for a benchmark.
         if c.write_all(&p.encode()).is_err() {

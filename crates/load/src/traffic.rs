@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use emqx_mqtt::Packet;
+use emqx_mqtt::{Packet, Properties};
 
 use crate::class::Class;
 use crate::conn::Conn;
@@ -118,6 +118,7 @@ impl Traffic {
             retain: false,
             dup,
             packet_id,
+            properties: Properties::default(),
         }
     }
 
@@ -203,7 +204,7 @@ impl Traffic {
             f.released = true;
             ledger.acked(self.out, seq);
         }
-        conn.send(&Packet::PubRel { packet_id: id });
+        conn.send(&Packet::pubrel(id));
         Ok(())
     }
 
@@ -231,7 +232,7 @@ impl Traffic {
     /// PUBREL from the broker: the QoS 2 delivery is complete.
     pub fn pubrel(&mut self, id: u16, conn: &mut Conn) {
         self.awaiting_rel.remove(&id);
-        conn.send(&Packet::PubComp { packet_id: id });
+        conn.send(&Packet::pubcomp(id));
     }
 
     /// A PUBLISH from the broker. `answer` is false after our own
@@ -270,8 +271,8 @@ impl Traffic {
         }
         if let (Some(conn), Some(id)) = (answer, packet_id) {
             match qos {
-                1 => conn.send(&Packet::PubAck { packet_id: id }),
-                2 => conn.send(&Packet::PubRec { packet_id: id }),
+                1 => conn.send(&Packet::puback(id)),
+                2 => conn.send(&Packet::pubrec(id)),
                 _ => {}
             }
         }
@@ -282,9 +283,7 @@ impl Traffic {
     pub fn resend(&mut self, conn: &mut Conn) {
         for (seq, f) in &self.flight {
             if f.released {
-                conn.send(&Packet::PubRel {
-                    packet_id: f.packet_id,
-                });
+                conn.send(&Packet::pubrel(f.packet_id));
             } else {
                 conn.send(&self.publish_packet(*seq, Some(f.packet_id), true));
             }

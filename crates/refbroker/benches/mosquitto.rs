@@ -75,13 +75,7 @@ impl Swarm {
                 let mut s = TcpStream::from_std(std);
                 let mut bytes = Packet::connect(format!("{prefix}-{i}"), true, 0).encode();
                 if let Some(f) = filter {
-                    bytes.extend(
-                        Packet::Subscribe {
-                            packet_id: 1,
-                            filters: vec![(f.to_string(), 0)],
-                        }
-                        .encode(),
-                    );
+                    bytes.extend(Packet::subscribe(1, [(f, 0)]).encode());
                 }
                 // A few dozen bytes always fit a fresh socket's buffer.
                 s.write_all(&bytes).unwrap();
@@ -264,6 +258,7 @@ fn fan_out(name: &str, addr: SocketAddr, fanout: usize, messages: usize) -> (f64
                 retain: false,
                 dup: false,
                 packet_id: None,
+                properties: Default::default(),
             };
             publisher.write_all(&p.encode()).unwrap();
             std::thread::sleep(Duration::from_millis(5));
@@ -327,6 +322,7 @@ fn fan_in(name: &str, addr: SocketAddr, publishers: usize, messages: usize) -> f
                     retain: false,
                     dup: false,
                     packet_id: None,
+                    properties: Default::default(),
                 }
                 .encode();
                 let batch: Vec<u8> = p.iter().copied().cycle().take(p.len() * 10).collect();

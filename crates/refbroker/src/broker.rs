@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use emqx_mqtt::packet::CONNECT;
-use emqx_mqtt::{topic, Packet, Will};
+use emqx_mqtt::{topic, Packet, ReasonCode, Will};
 
 use crate::router::Router;
 use crate::session::{Message, Session};
@@ -287,37 +287,43 @@ impl Broker {
                 };
                 return self.publish(conn, id, message, packet_id.unwrap_or(0), wire);
             }
-            Packet::PubRel { packet_id } => {
+            Packet::PubRel { packet_id, .. } => {
                 if let Some(s) = self.sessions.get_mut(id) {
                     s.awaiting_rel.remove(&packet_id);
                 }
-                wire.send(conn, &Packet::PubComp { packet_id }.encode());
+                wire.send(conn, &Packet::pubcomp(packet_id).encode());
             }
-            Packet::PubAck { packet_id } => self.acked(id, packet_id, false, wire),
-            Packet::PubComp { packet_id } => self.acked(id, packet_id, true, wire),
-            Packet::PubRec { packet_id } => {
+            Packet::PubAck { packet_id, .. } => self.acked(id, packet_id, false, wire),
+            Packet::PubComp { packet_id, .. } => self.acked(id, packet_id, true, wire),
+            Packet::PubRec { packet_id, .. } => {
                 if self
                     .sessions
                     .get_mut(id)
                     .is_some_and(|s| s.received(packet_id))
                 {
-                    wire.send(conn, &Packet::PubRel { packet_id }.encode());
+                    wire.send(conn, &Packet::pubrel(packet_id).encode());
                 }
             }
-            Packet::Subscribe { packet_id, filters } => {
+            Packet::Subscribe {
+                packet_id, filters, ..
+            } => {
+                // The broker speaks 3.1.1: of the options only the QoS.
+                let filters = filters.into_iter().map(|(f, o)| (f, o.qos)).collect();
                 self.subscribe(conn, id, packet_id, filters, wire)
             }
-            Packet::Unsubscribe { packet_id, filters } => {
+            Packet::Unsubscribe {
+                packet_id, filters, ..
+            } => {
                 for f in &filters {
                     self.router.unsubscribe(id, f);
                     if let Some(s) = self.sessions.get_mut(id) {
                         s.unsubscribe(f);
                     }
                 }
-                wire.send(conn, &Packet::UnsubAck { packet_id }.encode());
+                wire.send(conn, &Packet::unsuback(packet_id).encode());
             }
             Packet::PingReq => wire.send(conn, &Packet::PingResp.encode()),
-            Packet::Disconnect => return Step::End(End::Disconnect),
+            Packet::Disconnect { .. } => return Step::End(End::Disconnect),
             Packet::Connect { .. } => return Step::End(End::Error("a second CONNECT".into())),
             other => {
                 return Step::End(End::Error(format!(
@@ -362,8 +368,8 @@ impl Broker {
             self.route(message, wire);
         }
         match qos {
-            1 => wire.send(conn, &Packet::PubAck { packet_id }.encode()),
-            2 => wire.send(conn, &Packet::PubRec { packet_id }.encode()),
+            1 => wire.send(conn, &Packet::puback(packet_id).encode()),
+            2 => wire.send(conn, &Packet::pubrec(packet_id).encode()),
             _ => {}
         }
         Step::Go
@@ -445,9 +451,5 @@ fn not_connect(what: impl std::fmt::Display) -> End {
 }
 
 fn connack(session_present: bool, code: u8) -> Vec<u8> {
-    Packet::ConnAck {
-        session_present,
-        code,
-    }
-    .encode()
+    Packet::connack(session_present, ReasonCode(code)).encode()
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use emqx_mqtt::{decode, Packet, Will};
+use emqx_mqtt::{decode, Level, Packet, ReasonCode, Will};
 
 use crate::broker::{Broker, End, Step, Wire, QOS0_BACKLOG};
 
@@ -38,12 +38,14 @@ impl Recorder {
 
 pub(crate) fn connect(id: &str, clean: bool, will: Option<Will>) -> Packet {
     Packet::Connect {
+        level: Level::V311,
         client_id: id.into(),
         keep_alive: 0,
         clean_session: clean,
         username: None,
         password: None,
         will,
+        properties: Default::default(),
     }
 }
 
@@ -55,6 +57,7 @@ pub(crate) fn publish(topic: &str, qos: u8, id: Option<u16>) -> Packet {
         retain: false,
         dup: false,
         packet_id: id,
+        properties: Default::default(),
     }
 }
 
@@ -67,17 +70,15 @@ pub(crate) fn open(b: &mut Broker, w: &mut Recorder, conn: usize, id: &str, clea
     match w.take(conn).as_slice() {
         [Packet::ConnAck {
             session_present,
-            code: 0,
+            code: ReasonCode::SUCCESS,
+            ..
         }] => *session_present,
         other => panic!("{other:?}"),
     }
 }
 
 pub(crate) fn subscribe(b: &mut Broker, w: &mut Recorder, conn: usize, filter: &str, qos: u8) {
-    let p = Packet::Subscribe {
-        packet_id: 1,
-        filters: vec![(filter.into(), qos)],
-    };
+    let p = Packet::subscribe(1, [(filter, qos)]);
     assert_eq!(b.packet(conn, p, w), Step::Go);
     w.take(conn);
 }
@@ -107,12 +108,12 @@ fn a_qos2_duplicate_is_acknowledged_not_routed() {
     open(&mut b, &mut w, 2, "pub", true);
     for _ in 0..2 {
         b.packet(2, publish("t", 2, Some(7)), &mut w);
-        assert_eq!(w.take(2), vec![Packet::PubRec { packet_id: 7 }]);
+        assert_eq!(w.take(2), vec![Packet::pubrec(7)]);
     }
     let got = w.take(1);
     assert_eq!(got.len(), 1, "one delivery: {got:?}");
-    b.packet(2, Packet::PubRel { packet_id: 7 }, &mut w);
-    assert_eq!(w.take(2), vec![Packet::PubComp { packet_id: 7 }]);
+    b.packet(2, Packet::pubrel(7), &mut w);
+    assert_eq!(w.take(2), vec![Packet::pubcomp(7)]);
     // The subscriber's side: PUBREC -> PUBREL, PUBCOMP ends it.
     let Packet::Publish {
         packet_id: Some(id),
@@ -121,9 +122,9 @@ fn a_qos2_duplicate_is_acknowledged_not_routed() {
     else {
         panic!("{got:?}")
     };
-    b.packet(1, Packet::PubRec { packet_id: id }, &mut w);
-    assert_eq!(w.take(1), vec![Packet::PubRel { packet_id: id }]);
-    b.packet(1, Packet::PubComp { packet_id: id }, &mut w);
+    b.packet(1, Packet::pubrec(id), &mut w);
+    assert_eq!(w.take(1), vec![Packet::pubrel(id)]);
+    b.packet(1, Packet::pubcomp(id), &mut w);
     assert!(w.take(1).is_empty());
 }
 
@@ -136,6 +137,7 @@ fn on_q(qos: u8, id: Option<u16>, payload: &str) -> Packet {
         retain: false,
         dup: false,
         packet_id: id,
+        properties: Default::default(),
     }
 }
 
@@ -159,13 +161,7 @@ fn an_offline_session_queues_and_redelivers_in_flight_with_dup() {
     b.opened(3, "mqtt", None);
     b.packet(3, connect("p", false, None), &mut w);
     let got = w.take(3);
-    assert_eq!(
-        got[0],
-        Packet::ConnAck {
-            session_present: true,
-            code: 0
-        }
-    );
+    assert_eq!(got[0], Packet::connack(true, ReasonCode::SUCCESS));
     let delivered: Vec<(u8, bool, String)> = got[1..]
         .iter()
         .map(|p| match p {
@@ -212,12 +208,7 @@ fn wills_follow_abnormal_closes_and_takeovers_not_disconnect() {
     let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 10), Recorder::default());
     open(&mut b, &mut w, 1, "watch", true);
     subscribe(&mut b, &mut w, 1, "will", 0);
-    let will = Some(Will {
-        topic: "will".into(),
-        payload: b"gone".to_vec(),
-        qos: 0,
-        retain: false,
-    });
+    let will = Some(Will::new("will", b"gone", 0, false));
     for (conn, end) in [(2, End::Eof), (3, End::Disconnect), (4, End::Shutdown)] {
         b.opened(conn, "mqtt", None);
         b.packet(

@@ -315,12 +315,12 @@ impl Broker {
                 peer: state.peer,
                 id,
                 will: state.will.as_ref().map(|w| {
-                    Box::new(Will {
-                        topic: w.topic.clone(),
-                        payload: w.payload.clone(),
-                        qos: w.qos,
-                        retain: w.retain,
-                    })
+                    Box::new(Will::new(
+                        w.topic.clone(),
+                        w.payload.clone(),
+                        w.qos,
+                        w.retain,
+                    ))
                 }),
             }),
         );

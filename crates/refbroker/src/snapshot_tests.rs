@@ -18,12 +18,7 @@ use crate::transport::Kind;
 fn busy() -> (Broker, Recorder) {
     let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 10), Recorder::default());
     b.opened(1, "mqtt", None);
-    let will = Will {
-        topic: "wills/sub".into(),
-        payload: b"gone".to_vec(),
-        qos: 1,
-        retain: false,
-    };
+    let will = Will::new("wills/sub", b"gone", 1, false);
     b.packet(1, connect("sub", false, Some(will)), &mut w);
     w.take(1);
     subscribe(&mut b, &mut w, 1, "t/#", 2);
@@ -43,6 +38,7 @@ fn busy() -> (Broker, Recorder) {
         retain: true,
         dup: false,
         packet_id: None,
+        properties: Default::default(),
     };
     b.packet(3, retained, &mut w);
     // The subscriber PUBRECs the first QoS 2 delivery only, and has sent
@@ -59,7 +55,7 @@ fn busy() -> (Broker, Recorder) {
             _ => None,
         })
         .unwrap();
-    b.packet(1, Packet::PubRec { packet_id: first }, &mut w);
+    b.packet(1, Packet::pubrec(first), &mut w);
     b.packet(1, publish("y", 2, Some(9)), &mut w);
     w.sent.clear();
     (b, w)
@@ -88,19 +84,12 @@ fn import(state: &(SharedState, Vec<(usize, ClientState)>)) -> Broker {
 /// The same packets to both brokers; what each sent, per connection.
 fn drive(b: &mut Broker) -> Recorder {
     let mut w = Recorder::default();
-    b.packet(1, Packet::PubRel { packet_id: 9 }, &mut w);
+    b.packet(1, Packet::pubrel(9), &mut w);
     b.packet(3, publish("t/3", 1, Some(4)), &mut w);
-    b.packet(1, Packet::PubAck { packet_id: 3 }, &mut w);
+    b.packet(1, Packet::puback(3), &mut w);
     b.opened(4, "mqtt", None);
     b.packet(4, connect("late", true, None), &mut w);
-    b.packet(
-        4,
-        Packet::Subscribe {
-            packet_id: 1,
-            filters: vec![("r".into(), 0)],
-        },
-        &mut w,
-    );
+    b.packet(4, Packet::subscribe(1, [("r", 0)]), &mut w);
     b.packet(4, connect("off", false, None), &mut w);
     b.opened(5, "mqtt", None);
     b.packet(5, connect("off", false, None), &mut w);

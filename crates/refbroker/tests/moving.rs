@@ -14,7 +14,7 @@ use std::time::Duration;
 use emqx_handoff::broker::{Exported, Service};
 use emqx_handoff::transfer::{self, Bounds, Receiver, Transfer, TransferError};
 use emqx_handoff::Channel;
-use emqx_mqtt::{read_packet, Packet, Will};
+use emqx_mqtt::{read_packet, Level, Packet, ReasonCode, Will};
 use emqx_refbroker::event_loop::ConnState;
 use emqx_refbroker::snapshot::SCHEMA;
 use emqx_refbroker::RefBroker;
@@ -41,15 +41,23 @@ fn client(h: &RefBroker, l: &TcpListener, id: &str, clean: bool, will: Option<Wi
     let (stream, _) = l.accept().unwrap();
     h.serve("mqtt", stream);
     let connect = Packet::Connect {
+        level: Level::V311,
         client_id: id.into(),
         keep_alive: 60,
         clean_session: clean,
         username: None,
         password: None,
         will,
+        properties: Default::default(),
     };
     c.write_all(&connect.encode()).unwrap();
-    assert!(matches!(next(&mut c), Packet::ConnAck { code: 0, .. }));
+    assert!(matches!(
+        next(&mut c),
+        Packet::ConnAck {
+            code: ReasonCode::SUCCESS,
+            ..
+        }
+    ));
     c
 }
 
@@ -69,17 +77,12 @@ fn publish(topic: &str, qos: u8, id: Option<u16>, payload: &[u8]) -> Packet {
         retain: false,
         dup: false,
         packet_id: id,
+        properties: Default::default(),
     }
 }
 
 fn subscribe(c: &mut TcpStream, filter: &str, qos: u8) {
-    send(
-        c,
-        Packet::Subscribe {
-            packet_id: 1,
-            filters: vec![(filter.into(), qos)],
-        },
-    );
+    send(c, Packet::subscribe(1, [(filter, qos)]));
     assert!(matches!(next(c), Packet::SubAck { .. }));
 }
 
@@ -148,18 +151,13 @@ fn quiet(c: &mut TcpStream) {
 fn connections_and_sessions_move_without_a_reconnect() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let old = broker("5.0.0");
-    let will = Will {
-        topic: "wills/s".into(),
-        payload: b"gone".to_vec(),
-        qos: 1,
-        retain: false,
-    };
+    let will = Will::new("wills/s", b"gone", 1, false);
     let mut s = client(&old, &l, "s", false, Some(will));
     subscribe(&mut s, "t", 1);
     let mut p = client(&old, &l, "p", true, None);
     subscribe(&mut p, "wills/#", 1);
     send(&mut p, publish("t", 1, Some(1), b"one"));
-    assert_eq!(next(&mut p), Packet::PubAck { packet_id: 1 });
+    assert_eq!(next(&mut p), Packet::puback(1));
     let Packet::Publish {
         packet_id: Some(first),
         ..
@@ -200,9 +198,9 @@ fn connections_and_sessions_move_without_a_reconnect() {
     assert_eq!(next(&mut p), Packet::PingResp);
     s.write_all(&[0x00]).unwrap();
     assert_eq!(next(&mut s), Packet::PingResp);
-    send(&mut s, Packet::PubAck { packet_id: first });
+    send(&mut s, Packet::puback(first));
     send(&mut p, publish("t", 1, Some(2), b"two"));
-    assert_eq!(next(&mut p), Packet::PubAck { packet_id: 2 });
+    assert_eq!(next(&mut p), Packet::puback(2));
     match next(&mut s) {
         Packet::Publish {
             payload,
@@ -250,7 +248,7 @@ fn a_thaw_leaves_the_old_broker_serving_as_before() {
     );
     old.thaw();
     let got = [next(&mut s), next(&mut s)];
-    assert!(got.contains(&Packet::PubAck { packet_id: 5 }), "{got:?}");
+    assert!(got.contains(&Packet::puback(5)), "{got:?}");
     assert!(
         got.iter().any(|p| matches!(p, Packet::Publish { .. })),
         "{got:?}"
@@ -303,7 +301,7 @@ fn unsent_output_is_written_by_the_importer() {
     let payload = vec![7u8; 200 * 1024];
     for i in 0..60u16 {
         send(&mut p, publish("big", 1, Some(i + 1), &payload));
-        assert_eq!(next(&mut p), Packet::PubAck { packet_id: i + 1 });
+        assert_eq!(next(&mut p), Packet::puback(i + 1));
     }
     // s has read nothing: the kernel buffers are full, the rest queued.
     std::thread::sleep(Duration::from_millis(300));

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use emqx_mqtt::Packet;
+use emqx_mqtt::{Packet, ReasonCode};
 use emqx_testkit::{free_port, MqttClient as Client, RefBroker as Broker};
 
 const BIN: &str = env!("CARGO_BIN_EXE_emqx-refbroker");
@@ -72,7 +72,7 @@ fn publishes_reach_subscribers_at_the_lower_qos() {
         ("t/a", &b"one"[..], 1, false)
     );
     let id1 = id1.unwrap();
-    sub.send(&Packet::PubAck { packet_id: id1 });
+    sub.send(&Packet::puback(id1));
     // The QoS 0 subscriber gets it at QoS 0.
     assert_eq!(
         sub0.message(),
@@ -131,11 +131,11 @@ fn unsubscribe_stops_delivery() {
     sub.subscribe(&[("u/x", 1), ("u/y", 0)]);
     p.publish("u/x", b"1", 1, false);
     assert_eq!(sub.message().1, b"1");
-    sub.send(&Packet::Unsubscribe {
-        packet_id: 77,
-        filters: vec!["u/x".into(), "never/subscribed".into()],
-    });
-    assert_eq!(sub.recv(), Packet::UnsubAck { packet_id: 77 });
+    sub.send(&Packet::unsubscribe(
+        77,
+        vec!["u/x".into(), "never/subscribed".into()],
+    ));
+    assert_eq!(sub.recv(), Packet::unsuback(77));
     p.publish("u/x", b"2", 1, false);
     p.publish("u/y", b"3", 1, false);
     assert_eq!(sub.message().1, b"3");
@@ -150,7 +150,7 @@ fn pingreq_gets_pingresp_and_disconnect_closes() {
         c.send(&Packet::PingReq);
         assert_eq!(c.recv(), Packet::PingResp);
     }
-    c.send(&Packet::Disconnect);
+    c.send(&Packet::disconnect());
     assert!(c.closed() < Duration::from_secs(2));
 }
 
@@ -220,13 +220,7 @@ fn protocol_errors_close_the_connection() {
     let mut connect = Packet::connect("old", true, 60).encode();
     connect[8] = 3;
     c.stream.write_all(&connect).unwrap();
-    assert_eq!(
-        c.recv(),
-        Packet::ConnAck {
-            session_present: false,
-            code: 1
-        }
-    );
+    assert_eq!(c.recv(), Packet::connack(false, ReasonCode(1)));
     c.closed();
     // An empty client id: generated with a clean session, else CONNACK 2.
     let mut c = Client::connect(b.mqtt(), "", 60);
@@ -234,13 +228,7 @@ fn protocol_errors_close_the_connection() {
     assert_eq!(c.recv(), Packet::PingResp);
     let mut c = Client::raw(b.mqtt());
     c.send(&Packet::connect("", false, 60));
-    assert_eq!(
-        c.recv(),
-        Packet::ConnAck {
-            session_present: false,
-            code: 2
-        }
-    );
+    assert_eq!(c.recv(), Packet::connack(false, ReasonCode(2)));
     c.closed();
     // A packet over 1 MiB.
     let mut c = b.client("big");

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use emqx_mqtt::{read_packet, Packet};
+use emqx_mqtt::{read_packet, Packet, ReasonCode};
 use emqx_testkit::RefBroker;
 
 const CLIENTS: usize = 10_000;
@@ -26,17 +26,14 @@ fn subscriber(addr: std::net::SocketAddr, n: usize) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut bytes = Packet::connect(format!("scale-{n}"), false, 0).encode();
-    bytes.extend(
-        Packet::Subscribe {
-            packet_id: 1,
-            filters: vec![("scale/all".into(), 1)],
-        }
-        .encode(),
-    );
+    bytes.extend(Packet::subscribe(1, [("scale/all", 1)]).encode());
     s.write_all(&bytes).unwrap();
     assert!(matches!(
         read_packet(&mut s, 1 << 20).unwrap(),
-        Some(Packet::ConnAck { code: 0, .. })
+        Some(Packet::ConnAck {
+            code: ReasonCode::SUCCESS,
+            ..
+        })
     ));
     assert!(matches!(
         read_packet(&mut s, 1 << 20).unwrap(),
@@ -78,6 +75,7 @@ fn ten_thousand_sessions_one_publish_flat_thread_count() {
             retain: false,
             dup: false,
             packet_id: Some(1),
+            properties: Default::default(),
         }
         .encode(),
     );

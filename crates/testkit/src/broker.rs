@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use emqx_mqtt::{read_packet, Packet};
+use emqx_mqtt::{read_packet, Packet, ReasonCode};
 
 use crate::package::{entry, exe, file, Entry, Kind};
 use crate::Host;
@@ -446,17 +446,17 @@ pub fn mqtt_version(addr: SocketAddr) -> String {
     s.write_all(&connect.encode()).unwrap();
     assert!(matches!(
         read_packet(&mut s, 1 << 20).unwrap(),
-        Some(Packet::ConnAck { code: 0, .. })
+        Some(Packet::ConnAck {
+            code: ReasonCode::SUCCESS,
+            ..
+        })
     ));
-    let sub = Packet::Subscribe {
-        packet_id: 1,
-        filters: vec![("$SYS/broker/version".into(), 0)],
-    };
+    let sub = Packet::subscribe(1, [("$SYS/broker/version", 0)]);
     s.write_all(&sub.encode()).unwrap();
     loop {
         match read_packet(&mut s, 1 << 20).unwrap() {
             Some(Packet::Publish { topic, payload, .. }) if topic == "$SYS/broker/version" => {
-                let _ = s.write_all(&Packet::Disconnect.encode());
+                let _ = s.write_all(&Packet::disconnect().encode());
                 return String::from_utf8(payload).unwrap();
             }
             Some(_) => continue,

@@ -5,7 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use emqx_mqtt::{read_packet, Packet, PacketError};
+use emqx_mqtt::{read_packet, Packet, PacketError, ReasonCode};
 
 /// How long a read waits.
 const WAIT: Duration = Duration::from_secs(5);
@@ -29,13 +29,7 @@ impl MqttClient {
     pub fn connect(addr: SocketAddr, id: &str, keep_alive: u16) -> MqttClient {
         let mut c = MqttClient::raw(addr);
         c.send(&Packet::connect(id, true, keep_alive));
-        assert_eq!(
-            c.recv(),
-            Packet::ConnAck {
-                session_present: false,
-                code: 0
-            }
-        );
+        assert_eq!(c.recv(), Packet::connack(false, ReasonCode::SUCCESS));
         c
     }
 
@@ -85,15 +79,13 @@ impl MqttClient {
     /// Subscribes; returns the SUBACK codes.
     pub fn subscribe(&mut self, filters: &[(&str, u8)]) -> Vec<u8> {
         let packet_id = self.id();
-        self.send(&Packet::Subscribe {
-            packet_id,
-            filters: filters.iter().map(|(f, q)| (f.to_string(), *q)).collect(),
-        });
+        self.send(&Packet::subscribe(packet_id, filters.iter().copied()));
         match self.recv() {
             Packet::SubAck {
                 packet_id: id,
                 codes,
-            } if id == packet_id => codes,
+                ..
+            } if id == packet_id => codes.into_iter().map(|c| c.0).collect(),
             other => panic!("expected SUBACK {packet_id}, got {other:?}"),
         }
     }
@@ -101,16 +93,15 @@ impl MqttClient {
     /// Publishes; at QoS 1, waits for the PUBACK.
     pub fn publish(&mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) {
         let packet_id = (qos > 0).then(|| self.id());
-        self.send(&Packet::Publish {
-            topic: topic.into(),
-            payload: payload.to_vec(),
+        self.send(&Packet::publish(
+            topic,
+            payload,
             qos,
             retain,
-            dup: false,
-            packet_id,
-        });
+            packet_id.unwrap_or(0),
+        ));
         if let Some(id) = packet_id {
-            assert_eq!(self.recv(), Packet::PubAck { packet_id: id });
+            assert_eq!(self.recv(), Packet::puback(id));
         }
     }
 
@@ -124,6 +115,7 @@ impl MqttClient {
                 retain,
                 dup,
                 packet_id,
+                ..
             } => {
                 assert!(!dup);
                 (topic, payload, qos, retain, packet_id)

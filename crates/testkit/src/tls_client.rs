@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-use emqx_mqtt::{decode, Packet};
+use emqx_mqtt::{decode, Packet, ReasonCode};
 use emqx_tls::{ClientFiles, Engine, Progress, Side, TlsConfig};
 
 /// A client's TLS configuration trusting the CA file `ca`.
@@ -61,8 +61,9 @@ impl TlsClient {
         c.send(&Packet::connect(id, clean, 600))?;
         match c.recv()? {
             Packet::ConnAck {
-                code: 0,
+                code: ReasonCode::SUCCESS,
                 session_present,
+                ..
             } => Ok((c, session_present)),
             other => Err(io::Error::other(format!("{id}: {other:?}"))),
         }
@@ -122,10 +123,7 @@ impl TlsClient {
 
     /// Subscribes to `topic` at QoS 1.
     pub fn subscribe(&mut self, topic: &str) -> io::Result<()> {
-        self.send(&Packet::Subscribe {
-            packet_id: 1,
-            filters: vec![(topic.into(), 1)],
-        })?;
+        self.send(&Packet::subscribe(1, [(topic, 1)]))?;
         match self.recv()? {
             Packet::SubAck { .. } => Ok(()),
             other => Err(io::Error::other(format!("{other:?}"))),

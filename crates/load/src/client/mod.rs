@@ -347,7 +347,7 @@ impl Client {
             let _ = conn.flush();
             return self.close(cx, back);
         }
-        conn.send(&Packet::Disconnect);
+        conn.send(&Packet::disconnect());
         let flushed = matches!(conn.flush(), Io::Open) && conn.backlog() == 0;
         if !flushed {
             // The DISCONNECT did not go out: this is an abrupt leave.
@@ -435,7 +435,7 @@ impl Client {
     /// The run's end: DISCONNECT on an established connection, then close.
     pub fn finish(&mut self, cx: &mut Ctx) {
         if let (Phase::Running, Some(conn)) = (&self.phase, self.conn.as_mut()) {
-            conn.send(&Packet::Disconnect);
+            conn.send(&Packet::disconnect());
             let _ = conn.flush();
         }
         self.close(cx, None);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use emqx_mqtt::Packet;
+use emqx_mqtt::{Packet, ReasonCode};
 
 use super::why::Why;
 use super::{relaxed, Client, Ctx, Kind, Phase, SUBSCRIBE_ID};
@@ -19,12 +19,13 @@ impl Client {
                 Packet::ConnAck {
                     session_present,
                     code,
+                    ..
                 },
             ) => {
                 cx.stats
                     .connack_latency(cx.now.duration_since(self.started));
-                if code != 0 {
-                    return Err(Why::Protocol(format!("CONNACK return code {code}")));
+                if code != ReasonCode::SUCCESS {
+                    return Err(Why::Protocol(format!("CONNACK return code {}", code.0)));
                 }
                 self.hold(cx, true);
                 self.connected(cx, session_present);
@@ -34,12 +35,16 @@ impl Client {
                 "expected CONNACK, got {}",
                 other.name()
             ))),
-            (Phase::SubAck { subacked, .. }, Packet::SubAck { packet_id, codes })
-                if packet_id == SUBSCRIBE_ID =>
-            {
-                if let Some(bad) = codes.iter().find(|c| **c > 2) {
+            (
+                Phase::SubAck { subacked, .. },
+                Packet::SubAck {
+                    packet_id, codes, ..
+                },
+            ) if packet_id == SUBSCRIBE_ID => {
+                if let Some(bad) = codes.iter().find(|c| c.0 > 2) {
                     return Err(Why::Protocol(format!(
-                        "SUBACK refused a filter (code {bad:#04x})"
+                        "SUBACK refused a filter (code {:#04x})",
+                        bad.0
                     )));
                 }
                 *subacked = true;
@@ -77,8 +82,8 @@ impl Client {
                     // A later version announcement, or a client without
                     // traffic: acknowledged, not counted.
                     (None, Some(conn)) => match (qos, packet_id) {
-                        (1, Some(id)) => conn.send(&Packet::PubAck { packet_id: id }),
-                        (2, Some(id)) => conn.send(&Packet::PubRec { packet_id: id }),
+                        (1, Some(id)) => conn.send(&Packet::puback(id)),
+                        (2, Some(id)) => conn.send(&Packet::pubrec(id)),
                         _ => {}
                     },
                     (None, None) => {}
@@ -103,11 +108,11 @@ impl Client {
             return Err(Why::Protocol(format!("unexpected {}", p.name())));
         };
         match p {
-            Packet::PubAck { packet_id } => t.puback(packet_id, cx.ledger)?,
-            Packet::PubComp { packet_id } => t.pubcomp(packet_id)?,
+            Packet::PubAck { packet_id, .. } => t.puback(packet_id, cx.ledger)?,
+            Packet::PubComp { packet_id, .. } => t.pubcomp(packet_id)?,
             Packet::PubRec { .. } | Packet::PubRel { .. } if closing => {}
-            Packet::PubRec { packet_id } => t.pubrec(packet_id, conn, cx.ledger)?,
-            Packet::PubRel { packet_id } => t.pubrel(packet_id, conn),
+            Packet::PubRec { packet_id, .. } => t.pubrec(packet_id, conn, cx.ledger)?,
+            Packet::PubRel { packet_id, .. } => t.pubrel(packet_id, conn),
             other => return Err(Why::Protocol(format!("unexpected {}", other.name()))),
         }
         Ok(())
@@ -144,10 +149,7 @@ impl Client {
         let mut filters: Vec<(String, u8)> = self.traffic.iter().map(|t| t.filter()).collect();
         filters.push((VERSION_TOPIC.to_string(), 0));
         if let Some(conn) = self.conn.as_mut() {
-            conn.send(&Packet::Subscribe {
-                packet_id: SUBSCRIBE_ID,
-                filters,
-            });
+            conn.send(&Packet::subscribe(SUBSCRIBE_ID, filters));
         }
         self.phase = Phase::SubAck {
             subacked: false,
@@ -179,7 +181,7 @@ impl Client {
         cx.stats.version_seen(version);
         let outcome = match self.conn.as_mut() {
             Some(conn) => {
-                conn.send(&Packet::Disconnect);
+                conn.send(&Packet::disconnect());
                 match conn.flush() {
                     Io::Failed(e) => classify_io("writing DISCONNECT", &e),
                     _ => Outcome::Ok,

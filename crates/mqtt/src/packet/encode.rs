@@ -1,16 +1,20 @@
-//! Encoding: a [`Packet`] to its bytes.
+//! Encoding: a [`Packet`] to its bytes at a protocol [`Level`].
 
-use super::{Packet, MAX_FIELD, MAX_REMAINING, PROTOCOL_LEVEL};
+use super::properties::{at, Properties};
+use super::{
+    Level, Packet, ReasonCode, AUTH, DISCONNECT, MAX_FIELD, MAX_REMAINING, PUBREL, SUBSCRIBE,
+    UNSUBSCRIBE,
+};
 
 /// Writes a length-prefixed field, cut at [`MAX_FIELD`] bytes.
-fn put_binary(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn put_binary(out: &mut Vec<u8>, b: &[u8]) {
     let b = &b[..b.len().min(MAX_FIELD)];
     out.extend_from_slice(&(b.len() as u16).to_be_bytes());
     out.extend_from_slice(b);
 }
 
 /// Writes a string, cut at [`MAX_FIELD`] bytes on a character boundary.
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     let mut end = s.len().min(MAX_FIELD);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -18,133 +22,214 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     put_binary(out, &s.as_bytes()[..end]);
 }
 
+/// Writes a Variable Byte Integer (`n` at most [`MAX_REMAINING`]).
+pub(crate) fn put_varint(out: &mut Vec<u8>, n: usize) {
+    let mut n = n.min(MAX_REMAINING);
+    loop {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if n == 0 {
+            break;
+        }
+    }
+}
+
 impl Packet {
-    /// The packet's bytes. Fields beyond what the protocol can carry are
-    /// cut (strings at 65,535 bytes, the body at [`MAX_REMAINING`]); a
-    /// PUBLISH carries its packet identifier when its QoS is above 0 (0 if
-    /// `packet_id` is `None`, which peers refuse).
+    /// The packet's bytes as MQTT 3.1.1 (`encode_as(Level::V311)`; a
+    /// CONNECT is written at its own level).
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_as(Level::V311)
+    }
+
+    /// The packet's bytes at `level`, the level of the connection it goes
+    /// to (a CONNECT is written at its own level). Fields beyond what the
+    /// protocol can carry are cut (strings at 65,535 bytes, the body at
+    /// [`MAX_REMAINING`]); what `level` cannot carry is left out
+    /// (properties and reason codes before 5, properties a packet may not
+    /// carry at 5); a PUBLISH carries its packet identifier when its QoS
+    /// is above 0 (0 if `packet_id` is `None`, which peers refuse); AUTH
+    /// exists only in 5 and is written as in 5 at any level.
+    pub fn encode_as(&self, level: Level) -> Vec<u8> {
         let mut body = Vec::new();
-        let header: u8 = match self {
-            Packet::Connect {
-                client_id,
-                keep_alive,
-                clean_session,
-                username,
-                password,
-                will,
-            } => {
-                put_str(&mut body, "MQTT");
-                body.push(PROTOCOL_LEVEL);
-                let mut cf = 0u8;
-                if *clean_session {
-                    cf |= 0x02;
-                }
-                if let Some(w) = will {
-                    cf |= 0x04 | ((w.qos & 3) << 3) | if w.retain { 0x20 } else { 0 };
-                }
-                if password.is_some() {
-                    cf |= 0x40;
-                }
-                if username.is_some() {
-                    cf |= 0x80;
-                }
-                body.push(cf);
-                body.extend_from_slice(&keep_alive.to_be_bytes());
-                put_str(&mut body, client_id);
-                if let Some(w) = will {
-                    put_str(&mut body, &w.topic);
-                    put_binary(&mut body, &w.payload);
-                }
-                if let Some(u) = username {
-                    put_str(&mut body, u);
-                }
-                if let Some(p) = password {
-                    put_binary(&mut body, p);
-                }
+        let v5 = level.is_v5();
+        let header = match self {
+            Packet::Connect { .. } => {
+                self.encode_connect(&mut body);
                 0x10
             }
             Packet::ConnAck {
                 session_present,
                 code,
+                properties,
             } => {
                 body.push(u8::from(*session_present));
-                body.push(*code);
+                body.push(code.0);
+                if v5 {
+                    properties.encode(at(2), &mut body);
+                }
                 0x20
             }
-            Packet::Publish {
-                topic,
-                payload,
-                qos,
-                retain,
-                dup,
-                packet_id,
-            } => {
-                let qos = qos & 3;
-                put_str(&mut body, topic);
-                if qos > 0 {
-                    body.extend_from_slice(&packet_id.unwrap_or(0).to_be_bytes());
-                }
-                body.extend_from_slice(payload);
-                0x30 | (u8::from(*dup) << 3) | (qos << 1) | u8::from(*retain)
-            }
-            Packet::PubAck { packet_id }
-            | Packet::PubRec { packet_id }
-            | Packet::PubRel { packet_id }
-            | Packet::PubComp { packet_id } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                match self {
-                    Packet::PubAck { .. } => 0x40,
-                    Packet::PubRec { .. } => 0x50,
-                    // PUBREL's fixed-header flags are 0010.
-                    Packet::PubRel { .. } => 0x62,
-                    _ => 0x70,
-                }
-            }
-            Packet::Subscribe { packet_id, filters } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                for (f, q) in filters {
-                    put_str(&mut body, f);
-                    body.push(*q);
-                }
-                0x82
-            }
-            Packet::SubAck { packet_id, codes } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                body.extend_from_slice(codes);
-                0x90
-            }
-            Packet::Unsubscribe { packet_id, filters } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                for f in filters {
-                    put_str(&mut body, f);
-                }
-                0xa2
-            }
-            Packet::UnsubAck { packet_id } => {
-                body.extend_from_slice(&packet_id.to_be_bytes());
-                0xb0
-            }
+            Packet::Publish { .. } => self.encode_publish(&mut body, v5),
             Packet::PingReq => 0xc0,
             Packet::PingResp => 0xd0,
-            Packet::Disconnect => 0xe0,
+            Packet::Disconnect { reason, properties } => {
+                if v5 {
+                    reason_and_properties(&mut body, DISCONNECT, *reason, properties);
+                }
+                0xe0
+            }
+            Packet::Auth { reason, properties } => {
+                reason_and_properties(&mut body, AUTH, *reason, properties);
+                0xf0
+            }
+            _ => self.encode_with_id(&mut body, v5),
         };
-        body.truncate(MAX_REMAINING);
-        let mut out = Vec::with_capacity(body.len() + 5);
-        out.push(header);
-        let mut len = body.len();
-        loop {
-            let mut byte = (len % 128) as u8;
-            len /= 128;
-            if len > 0 {
-                byte |= 0x80;
-            }
-            out.push(byte);
-            if len == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&body);
-        out
+        frame(header, body)
     }
+
+    /// The packets that start with a packet identifier (but PUBLISH):
+    /// writes the body, returns the first byte.
+    fn encode_with_id(&self, body: &mut Vec<u8>, v5: bool) -> u8 {
+        let kind = self.kind();
+        match self {
+            Packet::PubAck {
+                packet_id,
+                reason,
+                properties,
+            }
+            | Packet::PubRec {
+                packet_id,
+                reason,
+                properties,
+            }
+            | Packet::PubRel {
+                packet_id,
+                reason,
+                properties,
+            }
+            | Packet::PubComp {
+                packet_id,
+                reason,
+                properties,
+            } => {
+                body.extend_from_slice(&packet_id.to_be_bytes());
+                if v5 {
+                    reason_and_properties(body, kind, *reason, properties);
+                }
+            }
+            Packet::Subscribe {
+                packet_id,
+                filters,
+                properties,
+            } => {
+                head(body, *packet_id, kind, v5.then_some(properties));
+                for (f, o) in filters {
+                    put_str(body, f);
+                    body.push(if v5 { o.byte() } else { o.qos });
+                }
+            }
+            Packet::SubAck {
+                packet_id,
+                codes,
+                properties,
+            } => {
+                head(body, *packet_id, kind, v5.then_some(properties));
+                body.extend(codes.iter().map(|c| c.0));
+            }
+            Packet::Unsubscribe {
+                packet_id,
+                filters,
+                properties,
+            } => {
+                head(body, *packet_id, kind, v5.then_some(properties));
+                for f in filters {
+                    put_str(body, f);
+                }
+            }
+            Packet::UnsubAck {
+                packet_id,
+                codes,
+                properties,
+            } => {
+                head(body, *packet_id, kind, v5.then_some(properties));
+                if v5 {
+                    body.extend(codes.iter().map(|c| c.0));
+                }
+            }
+            _ => {}
+        }
+        // PUBREL, SUBSCRIBE and UNSUBSCRIBE have the fixed-header flags 0010.
+        (kind << 4)
+            | if matches!(kind, PUBREL | SUBSCRIBE | UNSUBSCRIBE) {
+                2
+            } else {
+                0
+            }
+    }
+
+    fn encode_publish(&self, body: &mut Vec<u8>, v5: bool) -> u8 {
+        let Packet::Publish {
+            topic,
+            payload,
+            qos,
+            retain,
+            dup,
+            packet_id,
+            properties,
+        } = self
+        else {
+            return 0x30;
+        };
+        let qos = qos & 3;
+        put_str(body, topic);
+        if qos > 0 {
+            body.extend_from_slice(&packet_id.unwrap_or(0).to_be_bytes());
+        }
+        if v5 {
+            properties.encode(at(3), body);
+        }
+        body.extend_from_slice(payload);
+        0x30 | (u8::from(*dup) << 3) | (qos << 1) | u8::from(*retain)
+    }
+}
+
+/// A packet identifier and, at 5, the properties of packet type `kind`.
+fn head(body: &mut Vec<u8>, packet_id: u16, kind: u8, properties: Option<&Properties>) {
+    body.extend_from_slice(&packet_id.to_be_bytes());
+    if let Some(p) = properties {
+        p.encode(at(kind), body);
+    }
+}
+
+/// The tail of an acknowledgement, DISCONNECT or AUTH at 5, in its
+/// shortest form: nothing for success without properties, the reason code
+/// alone without properties, else both.
+fn reason_and_properties(body: &mut Vec<u8>, kind: u8, reason: ReasonCode, p: &Properties) {
+    let empty = p.is_empty() || {
+        let mut probe = Vec::new();
+        p.encode(at(kind), &mut probe);
+        probe == [0]
+    };
+    if reason == ReasonCode::SUCCESS && empty {
+        return;
+    }
+    body.push(reason.0);
+    if !empty {
+        p.encode(at(kind), body);
+    }
+}
+
+/// The fixed header, the remaining length and the body (cut at
+/// [`MAX_REMAINING`]).
+fn frame(header: u8, mut body: Vec<u8>) -> Vec<u8> {
+    body.truncate(MAX_REMAINING);
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(header);
+    put_varint(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
 }

@@ -6,7 +6,7 @@
 
 use std::rc::Rc;
 
-use emqx_mqtt::{topic, Packet};
+use emqx_mqtt::{topic, Packet, Properties, ReasonCode};
 
 use super::{Broker, Wire, QOS0_BACKLOG};
 use crate::session::{Inflight, Message, Session};
@@ -21,10 +21,7 @@ impl Broker {
         for (packet_id, state) in &s.inflight {
             let bytes = match state {
                 Inflight::Sent(m) => publish(m, Some(*packet_id), true),
-                Inflight::Released => Packet::PubRel {
-                    packet_id: *packet_id,
-                }
-                .encode(),
+                Inflight::Released => Packet::pubrel(*packet_id).encode(),
             };
             wire.send(conn, &bytes);
         }
@@ -68,7 +65,8 @@ impl Broker {
                 codes.push(0x80);
             }
         }
-        wire.send(conn, &Packet::SubAck { packet_id, codes }.encode());
+        let codes = codes.into_iter().map(ReasonCode).collect();
+        wire.send(conn, &Packet::suback(packet_id, codes).encode());
         for (filter, q) in granted {
             for m in self.router.retained(&filter) {
                 self.deliver(id, m, q, &mut None, wire);
@@ -142,6 +140,7 @@ fn publish(m: &Message, packet_id: Option<u16>, dup: bool) -> Vec<u8> {
         retain: m.retain,
         dup,
         packet_id,
+        properties: Properties::default(),
     }
     .encode()
 }

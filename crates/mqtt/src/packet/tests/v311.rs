@@ -1,7 +1,9 @@
-//! Round trips, malformed input, and properties of the codec.
+//! MQTT 3.1.1 as it always was: round trips, malformed input, and
+//! properties of the codec through the 3.1.1-only entry points.
 
-use super::*;
+use super::super::*;
 use proptest::prelude::*;
+use std::io;
 
 fn read(bytes: &[u8]) -> Result<Option<Packet>, PacketError> {
     read_packet(&mut &bytes[..], 1 << 20)
@@ -16,29 +18,27 @@ fn round(p: Packet) {
 #[test]
 fn every_packet_round_trips() {
     round(Packet::Connect {
+        level: Level::V311,
         client_id: "c1".into(),
         keep_alive: 30,
         clean_session: true,
         username: Some("u".into()),
         password: Some(b"p".to_vec()),
         will: None,
+        properties: Properties::default(),
     });
     round(Packet::Connect {
+        level: Level::V311,
         client_id: String::new(),
         keep_alive: 0,
         clean_session: false,
         username: None,
         password: None,
         will: None,
+        properties: Properties::default(),
     });
-    round(Packet::ConnAck {
-        session_present: true,
-        code: 0,
-    });
-    round(Packet::ConnAck {
-        session_present: false,
-        code: 5,
-    });
+    round(Packet::connack(true, ReasonCode(0)));
+    round(Packet::connack(false, ReasonCode(5)));
     round(Packet::Publish {
         topic: "a/b".into(),
         payload: b"x".to_vec(),
@@ -46,6 +46,7 @@ fn every_packet_round_trips() {
         retain: true,
         dup: true,
         packet_id: Some(7),
+        properties: Properties::default(),
     });
     round(Packet::Publish {
         topic: "a".into(),
@@ -54,6 +55,7 @@ fn every_packet_round_trips() {
         retain: false,
         dup: false,
         packet_id: Some(65535),
+        properties: Properties::default(),
     });
     round(Packet::Publish {
         topic: "ünïcödé/$x".into(),
@@ -62,12 +64,14 @@ fn every_packet_round_trips() {
         retain: false,
         dup: false,
         packet_id: None,
+        properties: Properties::default(),
     });
-    round(Packet::PubAck { packet_id: 7 });
-    round(Packet::PubRec { packet_id: 8 });
-    round(Packet::PubRel { packet_id: 9 });
-    round(Packet::PubComp { packet_id: 10 });
+    round(Packet::puback(7));
+    round(Packet::pubrec(8));
+    round(Packet::pubrel(9));
+    round(Packet::pubcomp(10));
     round(Packet::Connect {
+        level: Level::V311,
         client_id: "w".into(),
         keep_alive: 5,
         clean_session: false,
@@ -78,24 +82,20 @@ fn every_packet_round_trips() {
             payload: vec![0, 1, 2],
             qos: 2,
             retain: false,
+            properties: Properties::default(),
         }),
+        properties: Properties::default(),
     });
-    round(Packet::Subscribe {
-        packet_id: 1,
-        filters: vec![("a/#".into(), 1), ("$SYS/+".into(), 0), ("x".into(), 2)],
-    });
-    round(Packet::SubAck {
-        packet_id: 1,
-        codes: vec![1, 0x80, 0, 2],
-    });
-    round(Packet::Unsubscribe {
-        packet_id: 2,
-        filters: vec!["a/#".into(), "b".into()],
-    });
-    round(Packet::UnsubAck { packet_id: 2 });
+    round(Packet::subscribe(1, [("a/#", 1), ("$SYS/+", 0), ("x", 2)]));
+    round(Packet::suback(
+        1,
+        [1, 0x80, 0, 2].into_iter().map(ReasonCode).collect(),
+    ));
+    round(Packet::unsubscribe(2, vec!["a/#".into(), "b".into()]));
+    round(Packet::unsuback(2));
     round(Packet::PingReq);
     round(Packet::PingResp);
-    round(Packet::Disconnect);
+    round(Packet::disconnect());
 }
 
 #[test]
@@ -110,6 +110,7 @@ fn remaining_length_uses_up_to_four_bytes() {
             retain: false,
             dup: false,
             packet_id: None,
+            properties: Properties::default(),
         };
         let bytes = p.encode();
         assert_eq!(bytes.len(), 1 + len_bytes + 3 + n, "payload {n}");
@@ -136,6 +137,7 @@ fn a_will_is_kept_with_its_flags() {
     assert_eq!(
         p,
         Packet::Connect {
+            level: Level::V311,
             client_id: "c".into(),
             keep_alive: 30,
             clean_session: true,
@@ -146,7 +148,9 @@ fn a_will_is_kept_with_its_flags() {
                 payload: b"bye".to_vec(),
                 qos: 1,
                 retain: true,
+                properties: Properties::default(),
             }),
+            properties: Properties::default(),
         }
     );
 }
@@ -241,6 +245,7 @@ fn long_strings_are_cut_on_a_character_boundary() {
         retain: false,
         dup: false,
         packet_id: None,
+        properties: Properties::default(),
     }
     .encode();
     match read(&bytes).unwrap() {
@@ -260,7 +265,7 @@ fn id() -> impl Strategy<Value = u16> {
     1u16..
 }
 
-fn any_packet() -> impl Strategy<Value = Packet> {
+pub(super) fn any_packet() -> impl Strategy<Value = Packet> {
     let connect = (
         text(),
         any::<u16>(),
@@ -282,17 +287,15 @@ fn any_packet() -> impl Strategy<Value = Packet> {
                 None => (None, None),
             };
             Packet::Connect {
+                level: Level::V311,
                 client_id,
                 keep_alive,
                 clean_session,
                 username,
                 password,
-                will: will.map(|(topic, payload, qos, retain)| Will {
-                    topic,
-                    payload,
-                    qos,
-                    retain,
-                }),
+                will: will
+                    .map(|(topic, payload, qos, retain)| Will::new(topic, payload, qos, retain)),
+                properties: Properties::default(),
             }
         });
     let publish = (
@@ -310,31 +313,33 @@ fn any_packet() -> impl Strategy<Value = Packet> {
             retain,
             dup: dup && qos > 0,
             packet_id: (qos > 0).then_some(id),
+            properties: Properties::default(),
         });
     prop_oneof![
         connect,
-        (any::<bool>(), 0u8..6).prop_map(|(session_present, code)| Packet::ConnAck {
-            session_present,
-            code
-        }),
+        (any::<bool>(), 0u8..6)
+            .prop_map(|(session_present, code)| Packet::connack(session_present, ReasonCode(code))),
         publish,
-        id().prop_map(|packet_id| Packet::PubAck { packet_id }),
-        id().prop_map(|packet_id| Packet::PubRec { packet_id }),
-        id().prop_map(|packet_id| Packet::PubRel { packet_id }),
-        id().prop_map(|packet_id| Packet::PubComp { packet_id }),
+        id().prop_map(Packet::puback),
+        id().prop_map(Packet::pubrec),
+        id().prop_map(Packet::pubrel),
+        id().prop_map(Packet::pubcomp),
         (id(), proptest::collection::vec((text(), 0u8..3), 1..5))
-            .prop_map(|(packet_id, filters)| Packet::Subscribe { packet_id, filters }),
+            .prop_map(|(packet_id, filters)| Packet::subscribe(packet_id, filters)),
         (
             id(),
             proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(2), Just(0x80)], 1..5)
         )
-            .prop_map(|(packet_id, codes)| Packet::SubAck { packet_id, codes }),
+            .prop_map(|(packet_id, codes)| Packet::suback(
+                packet_id,
+                codes.into_iter().map(ReasonCode).collect()
+            )),
         (id(), proptest::collection::vec(text(), 1..5))
-            .prop_map(|(packet_id, filters)| Packet::Unsubscribe { packet_id, filters }),
-        id().prop_map(|packet_id| Packet::UnsubAck { packet_id }),
+            .prop_map(|(packet_id, filters)| Packet::unsubscribe(packet_id, filters)),
+        id().prop_map(Packet::unsuback),
         Just(Packet::PingReq),
         Just(Packet::PingResp),
-        Just(Packet::Disconnect),
+        Just(Packet::disconnect()),
     ]
 }
 
