@@ -45,11 +45,7 @@ pub fn watch(plain: SocketAddr, tls: SocketAddr, config: &TlsConfig, k: usize) -
             let mut c = TlsClient::connect(tls, config, &format!("latency-{i}"), true)
                 .unwrap()
                 .0;
-            c.send(&Packet::Subscribe {
-                packet_id: 1,
-                filters: vec![(TOPIC.into(), 0)],
-            })
-            .unwrap();
+            c.send(&Packet::subscribe(1, [(TOPIC, 0)])).unwrap();
             let _ = c.stream.set_read_timeout(Some(Duration::from_millis(100)));
             let (stop, phase) = (Arc::clone(&stop), Arc::clone(&phase));
             std::thread::spawn(move || {
@@ -76,14 +72,7 @@ pub fn watch(plain: SocketAddr, tls: SocketAddr, config: &TlsConfig, k: usize) -
         std::thread::spawn(move || {
             use std::io::Write;
             while !stop.load(Ordering::SeqCst) {
-                let p = Packet::Publish {
-                    topic: TOPIC.into(),
-                    payload: now_us().to_string().into_bytes(),
-                    qos: 0,
-                    retain: false,
-                    dup: false,
-                    packet_id: None,
-                };
+                let p = Packet::publish(TOPIC, now_us().to_string(), 0, false, 0);
                 if c.write_all(&p.encode()).is_err() {
                     return;
                 }
