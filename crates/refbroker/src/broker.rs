@@ -10,12 +10,13 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use emqx_mqtt::packet::CONNECT;
-use emqx_mqtt::{topic, Packet, ReasonCode, Will};
+use emqx_mqtt::{topic, Level, Packet, ReasonCode, Will};
 
 use crate::router::Router;
-use crate::session::{Message, Session};
+use crate::session::{Message, Props, Session};
 pub use crate::wire::{End, Step, Wire};
 
+mod connect;
 mod delivery;
 
 /// QoS 0 deliveries are dropped while this much is unsent to a client.
@@ -29,6 +30,8 @@ pub(crate) struct Client {
     /// Set by CONNECT.
     pub(crate) id: Option<Rc<str>>,
     pub(crate) will: Option<Box<Will>>,
+    /// The protocol level of its CONNECT.
+    pub(crate) level: Level,
 }
 
 fn shown(peer: Option<SocketAddr>) -> String {
@@ -70,6 +73,7 @@ impl Broker {
             payload: Rc::from(version.as_bytes()),
             qos: 0,
             retain: true,
+            props: None,
         });
         Broker {
             version: version.to_string(),
@@ -119,6 +123,7 @@ impl Broker {
                 peer,
                 id: None,
                 will: None,
+                level: Level::V311,
             }),
         );
     }
@@ -154,16 +159,25 @@ impl Broker {
             End::Eof if client.id.is_none() => "closed before CONNECT".to_string(),
             End::Eof => "closed the connection".into(),
             End::Disconnect => "disconnected".into(),
-            End::Idle(m) | End::Error(m) | End::Lost(m) => format!("{m}: closing"),
+            End::Idle(m) | End::Error(m) | End::Violation(_, m) | End::Lost(m) => {
+                format!("{m}: closing")
+            }
+            End::DisconnectWithWill => "disconnected, asking for its will".into(),
             End::TakenOver | End::Shutdown => "closed by the broker".into(),
         };
-        if matches!(end, End::Error(_)) {
+        if client.level.is_v5() {
+            if let Some(reason) = end.reason() {
+                wire.send(conn, &encoded(client.level, &Packet::disconnect_with(reason)));
+            }
+        }
+        if end.is_violation() {
             self.malformed += 1;
             self.router.retain(&Message {
                 topic: crate::MALFORMED_TOPIC.into(),
                 payload: Rc::from(self.malformed.to_string().as_bytes()),
                 qos: 0,
                 retain: true,
+                props: None,
             });
         }
         let dropped = client
@@ -188,21 +202,45 @@ impl Broker {
             }
             _ => false,
         };
+        if let Some(s) = self.sessions.get_mut(&id).filter(|s| s.conn.is_none()) {
+            s.offline_since = Some(std::time::Instant::now());
+        }
         if let Some(will) = client.will.filter(|_| end.publishes_will()) {
             let will = *will;
-            self.route(
-                Message {
-                    topic: will.topic.as_str().into(),
-                    payload: will.payload.into(),
-                    qos: will.qos,
-                    retain: will.retain,
-                },
-                wire,
-            );
+            let message = Message {
+                topic: will.topic.as_str().into(),
+                payload: will.payload.into(),
+                qos: will.qos,
+                retain: will.retain,
+                props: Props::of(will.properties),
+            };
+            if message.retain {
+                self.router.retain(&message);
+            }
+            self.route(message, None, wire);
         }
         if clean {
             self.discard(&id);
         }
+    }
+
+    /// Ends the offline sessions whose expiry has passed at `now`.
+    pub fn expire(&mut self, now: std::time::Instant) {
+        let expired: Vec<Rc<str>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.conn.is_none() && s.expired(now))
+            .map(|(id, _)| Rc::clone(id))
+            .collect();
+        for id in expired {
+            self.debug(format_args!("the session of client {id:?} expired"));
+            self.discard(&id);
+        }
+    }
+
+    /// The protocol level of connection `conn`'s client.
+    pub fn level_of(&self, conn: usize) -> Level {
+        self.clients.get(&conn).map_or(Level::V311, |c| c.level)
     }
 
     fn discard(&mut self, id: &Rc<str>) {
@@ -239,24 +277,7 @@ impl Broker {
         let id = self.clients.get(&conn).and_then(|c| c.id.clone());
         match (id, packet) {
             (Some(id), packet) => self.session_packet(conn, &id, packet, wire),
-            (
-                None,
-                Packet::Connect {
-                    client_id,
-                    keep_alive,
-                    clean_session,
-                    will,
-                    ..
-                },
-            ) => {
-                let connect = Connect {
-                    client_id,
-                    keep_alive,
-                    clean_session,
-                    will,
-                };
-                self.connect(conn, connect, wire)
-            }
+            (None, connect @ Packet::Connect { .. }) => self.connect(conn, connect, wire),
             // What `admits` refuses, handed over decoded.
             (None, other) => Step::End(not_connect(other.name())),
         }
@@ -270,6 +291,8 @@ impl Broker {
         packet: Packet,
         wire: &mut dyn Wire,
     ) -> Step {
+        let level = self.clients.get(&conn).map_or(Level::V311, |c| c.level);
+        let send = |wire: &mut dyn Wire, p: &Packet| wire.send(conn, &encoded(level, p));
         match packet {
             Packet::Publish {
                 topic: name,
@@ -277,21 +300,40 @@ impl Broker {
                 qos,
                 retain,
                 packet_id,
+                properties,
                 ..
             } => {
+                if properties.topic_alias.is_some() {
+                    return Step::End(End::Violation(
+                        ReasonCode::TOPIC_ALIAS_INVALID,
+                        "a topic alias, above the topic alias maximum (0)".into(),
+                    ));
+                }
+                if !properties.subscription_identifiers.is_empty() {
+                    return Step::End(End::Violation(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "a subscription identifier in a client's PUBLISH".into(),
+                    ));
+                }
                 let message = Message {
                     topic: name.as_str().into(),
                     payload: payload.into(),
                     qos,
                     retain,
+                    props: Props::of(properties),
                 };
                 return self.publish(conn, id, message, packet_id.unwrap_or(0), wire);
             }
             Packet::PubRel { packet_id, .. } => {
-                if let Some(s) = self.sessions.get_mut(id) {
-                    s.awaiting_rel.remove(&packet_id);
-                }
-                wire.send(conn, &Packet::pubcomp(packet_id).encode());
+                let known = self
+                    .sessions
+                    .get_mut(id)
+                    .is_some_and(|s| s.awaiting_rel.remove(&packet_id));
+                let reason = match known {
+                    true => ReasonCode::SUCCESS,
+                    false => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
+                };
+                send(wire, &Packet::pubcomp(packet_id).with_reason(reason));
             }
             Packet::PubAck { packet_id, .. } => self.acked(id, packet_id, false, wire),
             Packet::PubComp { packet_id, .. } => self.acked(id, packet_id, true, wire),
@@ -301,37 +343,75 @@ impl Broker {
                     .get_mut(id)
                     .is_some_and(|s| s.received(packet_id))
                 {
-                    wire.send(conn, &Packet::pubrel(packet_id).encode());
+                    send(wire, &Packet::pubrel(packet_id));
                 }
             }
             Packet::Subscribe {
-                packet_id, filters, ..
+                packet_id,
+                filters,
+                properties,
             } => {
-                // The broker speaks 3.1.1: of the options only the QoS.
-                let filters = filters.into_iter().map(|(f, o)| (f, o.qos)).collect();
+                if !properties.subscription_identifiers.is_empty() {
+                    return Step::End(End::Violation(
+                        ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                        "a subscription identifier (not available here)".into(),
+                    ));
+                }
                 self.subscribe(conn, id, packet_id, filters, wire)
             }
             Packet::Unsubscribe {
                 packet_id, filters, ..
             } => {
+                let mut codes = Vec::with_capacity(filters.len());
                 for f in &filters {
                     self.router.unsubscribe(id, f);
-                    if let Some(s) = self.sessions.get_mut(id) {
-                        s.unsubscribe(f);
-                    }
+                    let had = self.sessions.get_mut(id).is_some_and(|s| s.unsubscribe(f));
+                    codes.push(match had {
+                        true => ReasonCode::SUCCESS,
+                        false => ReasonCode::NO_SUBSCRIPTION_EXISTED,
+                    });
                 }
-                wire.send(conn, &Packet::unsuback(packet_id).encode());
+                send(wire, &Packet::unsuback(packet_id).with_codes(codes));
             }
-            Packet::PingReq => wire.send(conn, &Packet::PingResp.encode()),
-            Packet::Disconnect { .. } => return Step::End(End::Disconnect),
+            Packet::PingReq => send(wire, &Packet::PingResp),
+            Packet::Disconnect { reason, properties } => {
+                return self.disconnected(id, reason, properties.session_expiry_interval)
+            }
             Packet::Connect { .. } => return Step::End(End::Error("a second CONNECT".into())),
+            Packet::Auth { .. } => {
+                return Step::End(End::Violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "AUTH without enhanced authentication".into(),
+                ))
+            }
             other => {
                 return Step::End(End::Error(format!(
-                    "a server's packet from a client: {other:?}"
+                    "a server's packet from a client: {}",
+                    other.name()
                 )))
             }
         }
         Step::Go
+    }
+
+    /// A DISCONNECT from client `id` (MQTT 5: with `reason`, perhaps a new
+    /// session expiry).
+    fn disconnected(&mut self, id: &Rc<str>, reason: ReasonCode, expiry: Option<u32>) -> Step {
+        if let (Some(secs), Some(s)) = (expiry, self.sessions.get_mut(id)) {
+            // MQTT-3.14.2-2: not from 0 to more.
+            if s.expiry == 0 && secs > 0 {
+                return Step::End(End::Violation(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "a session expiry set at DISCONNECT after 0 at CONNECT".into(),
+                ));
+            }
+            s.expiry = secs;
+            s.clean = secs == 0;
+        }
+        match reason {
+            ReasonCode::DISCONNECT_WITH_WILL => Step::End(End::DisconnectWithWill),
+            _ => Step::End(End::Disconnect),
+        }
     }
 
     /// A PUBLISH from client `id`: routed (once for QoS 2: a duplicate
@@ -350,11 +430,28 @@ impl Broker {
             return Step::End(End::Error(format!("PUBLISH to invalid topic {name:?}")));
         }
         let qos = message.qos;
+        let level = self.clients.get(&conn).map_or(Level::V311, |c| c.level);
         let duplicate = qos == 2
             && !self
                 .sessions
                 .get_mut(id)
                 .is_some_and(|s| s.awaiting_rel.insert(packet_id));
+        if qos == 2
+            && !duplicate
+            && self
+                .sessions
+                .get(id)
+                .is_some_and(|s| s.awaiting_rel.len() > crate::session::MAX_INFLIGHT)
+        {
+            return Step::End(End::Violation(
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                format!(
+                    "more than {} QoS 2 messages awaiting PUBREL",
+                    crate::session::MAX_INFLIGHT
+                ),
+            ));
+        }
+        let mut matched = true;
         if name.starts_with("$SYS/") {
             self.debug(format_args!(
                 "{}: PUBLISH to {name:?} ignored ($SYS is the broker's)",
@@ -365,84 +462,19 @@ impl Broker {
             if message.retain {
                 self.router.retain(&message);
             }
-            self.route(message, wire);
+            matched = self.route(message, Some(id), wire) > 0;
         }
+        let reason = match matched {
+            true => ReasonCode::SUCCESS,
+            false => ReasonCode::NO_MATCHING_SUBSCRIBERS,
+        };
         match qos {
-            1 => wire.send(conn, &Packet::puback(packet_id).encode()),
-            2 => wire.send(conn, &Packet::pubrec(packet_id).encode()),
+            1 => wire.send(conn, &encoded(level, &Packet::puback(packet_id).with_reason(reason))),
+            2 => wire.send(conn, &encoded(level, &Packet::pubrec(packet_id).with_reason(reason))),
             _ => {}
         }
         Step::Go
     }
-
-    fn connect(&mut self, conn: usize, connect: Connect, wire: &mut dyn Wire) -> Step {
-        let Connect {
-            client_id,
-            keep_alive,
-            clean_session,
-            will,
-        } = connect;
-        if let Some(w) = &will {
-            if !topic::valid_topic(&w.topic) {
-                return Step::End(End::Error(format!("a will on invalid topic {:?}", w.topic)));
-            }
-        }
-        let id: Rc<str> = if client_id.is_empty() {
-            if !clean_session {
-                wire.send(conn, &connack(false, 2));
-                return Step::End(End::Error(
-                    "refused an empty client id without a clean session (CONNACK 2)".into(),
-                ));
-            }
-            format!("refbroker-{}-{conn}", std::process::id()).into()
-        } else {
-            client_id.into()
-        };
-        let client = self.clients.get(&conn);
-        let peer = shown(client.and_then(|c| c.peer));
-        let listener = client.map_or_else(|| "?".into(), |c| Rc::clone(&c.listener));
-        // Takeover: the connection holding the id ends first (its will,
-        // its clean session), then this one takes what is left.
-        if let Some(old) = self.sessions.get(&id).and_then(|s| s.conn) {
-            let old_peer = shown(self.clients.get(&old).and_then(|c| c.peer));
-            self.debug(format_args!(
-                "client {id:?} connected again from {peer}: closing its connection from {old_peer}"
-            ));
-            self.closed(old, &End::TakenOver, wire);
-            wire.close(old);
-        }
-        if clean_session {
-            self.discard(&id);
-        }
-        let present = self.sessions.contains_key(&id);
-        let session = self
-            .sessions
-            .entry(Rc::clone(&id))
-            .or_insert_with(|| Box::new(Session::new(clean_session)));
-        session.clean = clean_session;
-        session.conn = Some(conn);
-        if let Some(c) = self.clients.get_mut(&conn) {
-            c.id = Some(Rc::clone(&id));
-            c.will = will.map(Box::new);
-        }
-        wire.send(conn, &connack(present, 0));
-        self.debug(format_args!(
-            "client {id:?} connected on {listener} from {peer} (keep-alive {keep_alive} s{})",
-            if present { ", session resumed" } else { "" }
-        ));
-        if present {
-            self.resume(&id, conn, wire);
-        }
-        Step::Connected(keep_alive)
-    }
-}
-
-/// What the broker keeps of a CONNECT.
-struct Connect {
-    client_id: String,
-    keep_alive: u16,
-    clean_session: bool,
-    will: Option<Will>,
 }
 
 /// Why a connection's first packet is refused: it is `what`, not CONNECT.
@@ -452,4 +484,9 @@ fn not_connect(what: impl std::fmt::Display) -> End {
 
 fn connack(session_present: bool, code: u8) -> Vec<u8> {
     Packet::connack(session_present, ReasonCode(code)).encode()
+}
+
+/// `packet` encoded at the level of `conn`'s client.
+pub(crate) fn encoded(level: Level, packet: &Packet) -> Vec<u8> {
+    packet.encode_as(level)
 }

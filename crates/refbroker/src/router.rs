@@ -116,6 +116,7 @@ mod tests {
             payload: Rc::from(payload),
             qos: 1,
             retain: true,
+            props: None,
         }
     }
 
