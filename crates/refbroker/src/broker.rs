@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use emqx_mqtt::packet::CONNECT;
-use emqx_mqtt::{topic, Level, Packet, ReasonCode, Will};
+use emqx_mqtt::{Level, Packet, ReasonCode, Will};
 
 use crate::router::Router;
 use crate::session::{Message, Props, Session};
@@ -18,6 +18,7 @@ pub use crate::wire::{End, Step, Wire};
 
 mod connect;
 mod delivery;
+mod packets;
 
 /// QoS 0 deliveries are dropped while this much is unsent to a client.
 pub const QOS0_BACKLOG: usize = 1 << 20;
@@ -32,6 +33,8 @@ pub(crate) struct Client {
     pub(crate) will: Option<Box<Will>>,
     /// The protocol level of its CONNECT.
     pub(crate) level: Level,
+    /// Its topic aliases (MQTT 5), at most [`connect::TOPIC_ALIAS_MAX`].
+    pub(crate) aliases: Vec<(u16, Rc<str>)>,
 }
 
 fn shown(peer: Option<SocketAddr>) -> String {
@@ -52,6 +55,8 @@ pub struct Broker {
     pub malformed: u64,
     /// Messages since the last summary line.
     pub(crate) traffic: Traffic,
+    /// Wills waiting out their delay (MQTT 5): client id, when, the will.
+    pub(crate) pending_wills: Vec<(Rc<str>, std::time::Instant, Message)>,
 }
 
 /// Messages counted for the summary line.
@@ -84,6 +89,7 @@ impl Broker {
             max_queued,
             malformed: 0,
             traffic: Traffic::default(),
+            pending_wills: Vec::new(),
         }
     }
 
@@ -124,6 +130,7 @@ impl Broker {
                 id: None,
                 will: None,
                 level: Level::V311,
+                aliases: Vec::new(),
             }),
         );
     }
@@ -167,7 +174,10 @@ impl Broker {
         };
         if client.level.is_v5() {
             if let Some(reason) = end.reason() {
-                wire.send(conn, &encoded(client.level, &Packet::disconnect_with(reason)));
+                wire.send(
+                    conn,
+                    &encoded(client.level, &Packet::disconnect_with(reason)),
+                );
             }
         }
         if end.is_violation() {
@@ -207,6 +217,13 @@ impl Broker {
         }
         if let Some(will) = client.will.filter(|_| end.publishes_will()) {
             let will = *will;
+            // Delayed (MQTT 5) while the session lives: until the delay
+            // passes or the session ends, whichever comes first.
+            let lives = self
+                .sessions
+                .get(&id)
+                .map_or(0, |s| if clean { 0 } else { s.expiry });
+            let wait = will.properties.will_delay_interval.unwrap_or(0).min(lives);
             let message = Message {
                 topic: will.topic.as_str().into(),
                 payload: will.payload.into(),
@@ -214,18 +231,54 @@ impl Broker {
                 retain: will.retain,
                 props: Props::of(will.properties),
             };
-            if message.retain {
-                self.router.retain(&message);
+            match wait {
+                0 => self.publish_will(message, wire),
+                secs => {
+                    let due =
+                        std::time::Instant::now() + std::time::Duration::from_secs(u64::from(secs));
+                    self.pending_wills.retain(|(i, ..)| *i != id);
+                    self.pending_wills.push((Rc::clone(&id), due, message));
+                }
             }
-            self.route(message, None, wire);
         }
         if clean {
             self.discard(&id);
         }
     }
 
-    /// Ends the offline sessions whose expiry has passed at `now`.
-    pub fn expire(&mut self, now: std::time::Instant) {
+    /// Publishes a will (retained if it asks).
+    fn publish_will(&mut self, message: Message, wire: &mut dyn Wire) {
+        if message.retain {
+            self.router.retain(&message);
+        }
+        self.route(message, None, wire);
+    }
+
+    /// A client `id` connected again: a will waiting out its delay is
+    /// not sent, unless the session ends now (`clean`: a clean start).
+    pub(crate) fn will_back(&mut self, id: &Rc<str>, clean: bool, wire: &mut dyn Wire) {
+        let Some(at) = self.pending_wills.iter().position(|(i, ..)| i == id) else {
+            return;
+        };
+        let (_, _, message) = self.pending_wills.remove(at);
+        if clean {
+            self.publish_will(message, wire);
+        }
+    }
+
+    /// Publishes the wills due at `now`, and ends the offline sessions
+    /// whose expiry has passed.
+    pub fn expire(&mut self, now: std::time::Instant, wire: &mut dyn Wire) {
+        let due: Vec<Message> = {
+            let (due, wait) = std::mem::take(&mut self.pending_wills)
+                .into_iter()
+                .partition(|(_, at, _)| *at <= now);
+            self.pending_wills = wait;
+            due.into_iter().map(|(_, _, m)| m).collect::<Vec<_>>()
+        };
+        for message in due {
+            self.publish_will(message, wire);
+        }
         let expired: Vec<Rc<str>> = self
             .sessions
             .iter()
@@ -281,199 +334,6 @@ impl Broker {
             // What `admits` refuses, handed over decoded.
             (None, other) => Step::End(not_connect(other.name())),
         }
-    }
-
-    /// A packet of connected client `id`.
-    fn session_packet(
-        &mut self,
-        conn: usize,
-        id: &Rc<str>,
-        packet: Packet,
-        wire: &mut dyn Wire,
-    ) -> Step {
-        let level = self.clients.get(&conn).map_or(Level::V311, |c| c.level);
-        let send = |wire: &mut dyn Wire, p: &Packet| wire.send(conn, &encoded(level, p));
-        match packet {
-            Packet::Publish {
-                topic: name,
-                payload,
-                qos,
-                retain,
-                packet_id,
-                properties,
-                ..
-            } => {
-                if properties.topic_alias.is_some() {
-                    return Step::End(End::Violation(
-                        ReasonCode::TOPIC_ALIAS_INVALID,
-                        "a topic alias, above the topic alias maximum (0)".into(),
-                    ));
-                }
-                if !properties.subscription_identifiers.is_empty() {
-                    return Step::End(End::Violation(
-                        ReasonCode::PROTOCOL_ERROR,
-                        "a subscription identifier in a client's PUBLISH".into(),
-                    ));
-                }
-                let message = Message {
-                    topic: name.as_str().into(),
-                    payload: payload.into(),
-                    qos,
-                    retain,
-                    props: Props::of(properties),
-                };
-                return self.publish(conn, id, message, packet_id.unwrap_or(0), wire);
-            }
-            Packet::PubRel { packet_id, .. } => {
-                let known = self
-                    .sessions
-                    .get_mut(id)
-                    .is_some_and(|s| s.awaiting_rel.remove(&packet_id));
-                let reason = match known {
-                    true => ReasonCode::SUCCESS,
-                    false => ReasonCode::PACKET_IDENTIFIER_NOT_FOUND,
-                };
-                send(wire, &Packet::pubcomp(packet_id).with_reason(reason));
-            }
-            Packet::PubAck { packet_id, .. } => self.acked(id, packet_id, false, wire),
-            Packet::PubComp { packet_id, .. } => self.acked(id, packet_id, true, wire),
-            Packet::PubRec { packet_id, .. } => {
-                if self
-                    .sessions
-                    .get_mut(id)
-                    .is_some_and(|s| s.received(packet_id))
-                {
-                    send(wire, &Packet::pubrel(packet_id));
-                }
-            }
-            Packet::Subscribe {
-                packet_id,
-                filters,
-                properties,
-            } => {
-                if !properties.subscription_identifiers.is_empty() {
-                    return Step::End(End::Violation(
-                        ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
-                        "a subscription identifier (not available here)".into(),
-                    ));
-                }
-                self.subscribe(conn, id, packet_id, filters, wire)
-            }
-            Packet::Unsubscribe {
-                packet_id, filters, ..
-            } => {
-                let mut codes = Vec::with_capacity(filters.len());
-                for f in &filters {
-                    self.router.unsubscribe(id, f);
-                    let had = self.sessions.get_mut(id).is_some_and(|s| s.unsubscribe(f));
-                    codes.push(match had {
-                        true => ReasonCode::SUCCESS,
-                        false => ReasonCode::NO_SUBSCRIPTION_EXISTED,
-                    });
-                }
-                send(wire, &Packet::unsuback(packet_id).with_codes(codes));
-            }
-            Packet::PingReq => send(wire, &Packet::PingResp),
-            Packet::Disconnect { reason, properties } => {
-                return self.disconnected(id, reason, properties.session_expiry_interval)
-            }
-            Packet::Connect { .. } => return Step::End(End::Error("a second CONNECT".into())),
-            Packet::Auth { .. } => {
-                return Step::End(End::Violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "AUTH without enhanced authentication".into(),
-                ))
-            }
-            other => {
-                return Step::End(End::Error(format!(
-                    "a server's packet from a client: {}",
-                    other.name()
-                )))
-            }
-        }
-        Step::Go
-    }
-
-    /// A DISCONNECT from client `id` (MQTT 5: with `reason`, perhaps a new
-    /// session expiry).
-    fn disconnected(&mut self, id: &Rc<str>, reason: ReasonCode, expiry: Option<u32>) -> Step {
-        if let (Some(secs), Some(s)) = (expiry, self.sessions.get_mut(id)) {
-            // MQTT-3.14.2-2: not from 0 to more.
-            if s.expiry == 0 && secs > 0 {
-                return Step::End(End::Violation(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "a session expiry set at DISCONNECT after 0 at CONNECT".into(),
-                ));
-            }
-            s.expiry = secs;
-            s.clean = secs == 0;
-        }
-        match reason {
-            ReasonCode::DISCONNECT_WITH_WILL => Step::End(End::DisconnectWithWill),
-            _ => Step::End(End::Disconnect),
-        }
-    }
-
-    /// A PUBLISH from client `id`: routed (once for QoS 2: a duplicate
-    /// packet id awaiting PUBREL is not routed again), retained if asked,
-    /// acknowledged at its QoS.
-    fn publish(
-        &mut self,
-        conn: usize,
-        id: &Rc<str>,
-        message: Message,
-        packet_id: u16,
-        wire: &mut dyn Wire,
-    ) -> Step {
-        let name = &message.topic;
-        if !topic::valid_topic(name) {
-            return Step::End(End::Error(format!("PUBLISH to invalid topic {name:?}")));
-        }
-        let qos = message.qos;
-        let level = self.clients.get(&conn).map_or(Level::V311, |c| c.level);
-        let duplicate = qos == 2
-            && !self
-                .sessions
-                .get_mut(id)
-                .is_some_and(|s| s.awaiting_rel.insert(packet_id));
-        if qos == 2
-            && !duplicate
-            && self
-                .sessions
-                .get(id)
-                .is_some_and(|s| s.awaiting_rel.len() > crate::session::MAX_INFLIGHT)
-        {
-            return Step::End(End::Violation(
-                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                format!(
-                    "more than {} QoS 2 messages awaiting PUBREL",
-                    crate::session::MAX_INFLIGHT
-                ),
-            ));
-        }
-        let mut matched = true;
-        if name.starts_with("$SYS/") {
-            self.debug(format_args!(
-                "{}: PUBLISH to {name:?} ignored ($SYS is the broker's)",
-                self.who(conn)
-            ));
-        } else if !duplicate {
-            self.traffic.published += 1;
-            if message.retain {
-                self.router.retain(&message);
-            }
-            matched = self.route(message, Some(id), wire) > 0;
-        }
-        let reason = match matched {
-            true => ReasonCode::SUCCESS,
-            false => ReasonCode::NO_MATCHING_SUBSCRIBERS,
-        };
-        match qos {
-            1 => wire.send(conn, &encoded(level, &Packet::puback(packet_id).with_reason(reason))),
-            2 => wire.send(conn, &encoded(level, &Packet::pubrec(packet_id).with_reason(reason))),
-            _ => {}
-        }
-        Step::Go
     }
 }
 

@@ -427,9 +427,7 @@ impl Loop {
                     self.broker.refuse_level(t, l, &mut self.conns)
                 }
                 Err(e) => match e.reason_code() {
-                    Some(code) if level.is_v5() => {
-                        Step::End(End::Violation(code, e.to_string()))
-                    }
+                    Some(code) if level.is_v5() => Step::End(End::Violation(code, e.to_string())),
                     _ => Step::End(End::Error(e.to_string())),
                 },
             };

@@ -48,9 +48,12 @@ impl Props {
             user_properties: p.user_properties,
             ..Properties::default()
         };
-        let expires = p
-            .message_expiry_interval
-            .map(|secs| (Instant::now() + std::time::Duration::from_secs(u64::from(secs)), secs));
+        let expires = p.message_expiry_interval.map(|secs| {
+            (
+                Instant::now() + std::time::Duration::from_secs(u64::from(secs)),
+                secs,
+            )
+        });
         (expires.is_some() || !forwarded.is_empty()).then(|| Rc::new(Props { forwarded, expires }))
     }
 
@@ -61,7 +64,8 @@ impl Props {
         if let Some((at, _)) = self.expires {
             let left = at.checked_duration_since(now)?;
             // Rounded up: a message is never shown as expired early.
-            p.message_expiry_interval = Some(left.as_secs() as u32 + u32::from(left.subsec_nanos() > 0));
+            p.message_expiry_interval =
+                Some(left.as_secs() as u32 + u32::from(left.subsec_nanos() > 0));
         }
         Some(p)
     }
@@ -121,6 +125,8 @@ pub struct Session {
     pub receive_max: u16,
     /// The largest packet the client takes (MQTT 5), if it said.
     pub max_packet: Option<u32>,
+    /// The subscription identifier of each filter that has one (MQTT 5).
+    pub sub_ids: Vec<(String, u32)>,
 }
 
 impl Session {
@@ -157,8 +163,18 @@ impl Session {
         }
     }
 
+    /// Sets (or, with `None`, clears) the identifier of `filter`'s
+    /// subscription: each SUBSCRIBE replaces it.
+    pub fn set_sub_id(&mut self, filter: &str, id: Option<u32>) {
+        self.sub_ids.retain(|(f, _)| f != filter);
+        if let Some(id) = id {
+            self.sub_ids.push((filter.to_string(), id));
+        }
+    }
+
     /// Forgets the subscription to `filter`; whether there was one.
     pub fn unsubscribe(&mut self, filter: &str) -> bool {
+        self.sub_ids.retain(|(f, _)| f != filter);
         let before = self.subs.len();
         self.subs.retain(|(f, _)| f != filter);
         self.subs.len() != before

@@ -339,6 +339,7 @@ impl Broker {
                 }),
                 // Only MQTT 3.1.1 clients move (refbroker/1 and /2).
                 level: emqx_mqtt::Level::V311,
+                aliases: Vec::new(),
             }),
         );
         if let Some((id, s)) = session {

@@ -14,6 +14,8 @@ use crate::session::Session;
 
 /// Session expiry that never ends (3.1.1 without clean session).
 pub const NEVER: u32 = u32::MAX;
+/// The most topic aliases a client may set (MQTT 5).
+pub const TOPIC_ALIAS_MAX: u16 = 16;
 
 impl Broker {
     pub(super) fn connect(&mut self, conn: usize, connect: Packet, wire: &mut dyn Wire) -> Step {
@@ -70,6 +72,7 @@ impl Broker {
             _ => NEVER,
         };
         self.take_over(conn, &id, wire);
+        self.will_back(&id, clean_session, wire);
         if clean_session {
             self.discard(&id);
         }
@@ -131,17 +134,17 @@ impl Broker {
     }
 }
 
-/// What an MQTT 5 CONNACK says the server can do: everything but shared
-/// subscriptions, subscription identifiers and topic aliases (not yet
-/// built: a client must not use them, and one that does is refused).
+/// What an MQTT 5 CONNACK says the server can do: everything, QoS 2
+/// included (no Maximum QoS), topic aliases from the client up to
+/// [`TOPIC_ALIAS_MAX`] (it sends none itself).
 fn capabilities(assigned: Option<String>) -> Properties {
     Properties {
         assigned_client_identifier: assigned,
         retain_available: Some(true),
         wildcard_subscription_available: Some(true),
-        subscription_identifier_available: Some(false),
-        shared_subscription_available: Some(false),
-        topic_alias_maximum: Some(0),
+        subscription_identifier_available: Some(true),
+        shared_subscription_available: Some(true),
+        topic_alias_maximum: Some(TOPIC_ALIAS_MAX),
         receive_maximum: Some(crate::session::MAX_INFLIGHT as u16),
         ..Properties::default()
     }

@@ -13,6 +13,7 @@ use std::time::Instant;
 use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode, RetainHandling, SubOptions};
 
 use super::{encoded, Broker, Wire, QOS0_BACKLOG};
+use crate::router::shared;
 use crate::session::{Inflight, Message, Session};
 
 impl Broker {
@@ -25,7 +26,7 @@ impl Broker {
         let now = Instant::now();
         for (packet_id, state) in &s.inflight {
             let packet = match state {
-                Inflight::Sent(m) => publish(m, Some(*packet_id), true, now),
+                Inflight::Sent(m) => publish(s, m, Some(*packet_id), true, now),
                 Inflight::Released => Some(Packet::pubrel(*packet_id)),
             };
             // An expired message in flight is sent all the same: the
@@ -57,15 +58,19 @@ impl Broker {
         id: &Rc<str>,
         packet_id: u16,
         filters: Vec<(String, SubOptions)>,
+        sub_id: Option<u32>,
         wire: &mut dyn Wire,
     ) {
         let level = self.sessions.get(id).map_or(Level::V311, |s| s.level);
         let mut codes = Vec::with_capacity(filters.len());
         let mut retained_for = Vec::new();
         for (filter, options) in filters {
-            let code = if filter.starts_with("$share/") {
-                ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
-            } else if !topic::valid_filter(&filter) {
+            let is_shared = filter.starts_with(shared::PREFIX);
+            let valid = match is_shared {
+                true => shared::split(&filter).is_some(),
+                false => topic::valid_filter(&filter),
+            };
+            let code = if !valid {
                 ReasonCode::TOPIC_FILTER_INVALID
             } else {
                 let options = SubOptions {
@@ -73,16 +78,17 @@ impl Broker {
                     ..options
                 };
                 self.router.subscribe(id, &filter, options.qos);
-                let new = self
-                    .sessions
-                    .get_mut(id)
-                    .is_some_and(|s| s.subscribe(&filter, options));
+                let new = self.sessions.get_mut(id).is_some_and(|s| {
+                    s.set_sub_id(&filter, sub_id);
+                    s.subscribe(&filter, options)
+                });
                 let wants = match options.retain_handling {
                     RetainHandling::OnSubscribe => true,
                     RetainHandling::OnNewSubscription => new,
                     RetainHandling::Never => false,
                 };
-                if wants {
+                // A new shared subscription gets no retained message.
+                if wants && !is_shared {
                     retained_for.push((filter, options.qos));
                 }
                 ReasonCode(options.qos)
@@ -113,8 +119,11 @@ impl Broker {
         // encoded once each.
         let mut qos0 = [None, None];
         let targets = self.router.targets(&message.topic);
-        let n = targets.len();
-        for (client, qos) in targets {
+        let sessions = &self.sessions;
+        let online = |c: &str| sessions.get(c).is_some_and(|s| s.conn.is_some());
+        let shared = self.router.shared.pick(&message.topic, online);
+        let n = targets.len() + shared.len();
+        for (client, qos) in targets.into_iter().chain(shared) {
             let why = Why::Published(from);
             self.deliver(&client, message.clone(), qos, why, &mut qos0, wire);
         }
@@ -150,12 +159,25 @@ impl Broker {
         if message.qos == 0 {
             match s.conn {
                 Some(c) if wire.backlog(c) < QOS0_BACKLOG => {
-                    let slot = &mut qos0[usize::from(s.level.is_v5())];
-                    if slot.is_none() {
-                        *slot = publish(&message, None, false, Instant::now())
-                            .map(|p| encoded(s.level, &p));
-                    }
-                    match slot {
+                    let now = Instant::now();
+                    let own;
+                    let bytes = match s.level.is_v5() && has_ids(s, &message.topic) {
+                        // Its subscription identifiers: a packet of its own.
+                        true => {
+                            own = publish(s, &message, None, false, now)
+                                .map(|p| encoded(s.level, &p));
+                            &own
+                        }
+                        false => {
+                            let slot = &mut qos0[usize::from(s.level.is_v5())];
+                            if slot.is_none() {
+                                *slot = publish(s, &message, None, false, now)
+                                    .map(|p| encoded(s.level, &p));
+                            }
+                            &*slot
+                        }
+                    };
+                    match bytes {
                         Some(bytes) if fits(s, bytes) => {
                             wire.send(c, bytes);
                             self.traffic.delivered += 1;
@@ -185,7 +207,10 @@ enum Why<'a> {
 /// Whether `s`'s subscriptions matching `name` all say `no local`, and
 /// whether one says `retain as published`.
 fn options(s: &Session, name: &str) -> (bool, bool) {
-    let mut matching = s.subs.iter().filter(|(f, _)| topic::matches(f, name));
+    let mut matching = s
+        .subs
+        .iter()
+        .filter(|(f, _)| topic::matches(shared::matching_filter(f), name));
     let first = matching.next();
     let no_local = first.is_some_and(|(_, o)| o.no_local);
     let rap = first.is_some_and(|(_, o)| o.retain_as_published);
@@ -194,10 +219,29 @@ fn options(s: &Session, name: &str) -> (bool, bool) {
     })
 }
 
+/// Whether a subscription of `s` with an identifier matches `name`.
+fn has_ids(s: &Session, name: &str) -> bool {
+    s.sub_ids
+        .iter()
+        .any(|(f, _)| topic::matches(shared::matching_filter(f), name))
+}
+
+/// The identifiers of `s`'s subscriptions that match `name`.
+fn ids(s: &Session, name: &str) -> Vec<u32> {
+    let mut ids: Vec<u32> = s
+        .sub_ids
+        .iter()
+        .filter(|(f, _)| topic::matches(shared::matching_filter(f), name))
+        .map(|(_, id)| *id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Whether `bytes` fit the client's maximum packet size.
 fn fits(s: &Session, bytes: &[u8]) -> bool {
-    s.max_packet
-        .is_none_or(|max| bytes.len() <= max as usize)
+    s.max_packet.is_none_or(|max| bytes.len() <= max as usize)
 }
 
 /// Puts queued messages in flight while the window is open; one expired
@@ -207,7 +251,7 @@ fn fill(s: &mut Session, wire: &mut dyn Wire) {
     while let (true, Some(c)) = (s.window_open() && !s.queue.is_empty(), s.conn) {
         let Some(m) = s.queue.pop_front() else { break };
         let id = s.next_packet_id();
-        let bytes = publish(&m, Some(id), false, now).map(|p| encoded(s.level, &p));
+        let bytes = publish(s, &m, Some(id), false, now).map(|p| encoded(s.level, &p));
         match bytes {
             Some(bytes) if fits(s, &bytes) => {
                 wire.send(c, &bytes);
@@ -218,12 +262,22 @@ fn fill(s: &mut Session, wire: &mut dyn Wire) {
     }
 }
 
-/// The PUBLISH of `m` at `now`; none once it has expired.
-fn publish(m: &Message, packet_id: Option<u16>, dup: bool, now: Instant) -> Option<Packet> {
-    let properties = match &m.props {
+/// The PUBLISH of `m` to session `s` at `now` (with the identifiers of
+/// its matching subscriptions); none once it has expired.
+fn publish(
+    s: &Session,
+    m: &Message,
+    packet_id: Option<u16>,
+    dup: bool,
+    now: Instant,
+) -> Option<Packet> {
+    let mut properties = match &m.props {
         Some(p) => p.at(now)?,
         None => Properties::default(),
     };
+    if s.level.is_v5() {
+        properties.subscription_identifiers = ids(s, &m.topic);
+    }
     Some(Packet::Publish {
         topic: m.topic.to_string(),
         payload: m.payload.to_vec(),
