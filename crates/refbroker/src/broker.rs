@@ -10,13 +10,15 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use emqx_mqtt::packet::CONNECT;
-use emqx_mqtt::{topic, Packet, ReasonCode, Will};
+use emqx_mqtt::{Level, Packet, ReasonCode, Will};
 
 use crate::router::Router;
-use crate::session::{Message, Session};
+use crate::session::{Message, Props, Session};
 pub use crate::wire::{End, Step, Wire};
 
+mod connect;
 mod delivery;
+mod packets;
 
 /// QoS 0 deliveries are dropped while this much is unsent to a client.
 pub const QOS0_BACKLOG: usize = 1 << 20;
@@ -29,6 +31,10 @@ pub(crate) struct Client {
     /// Set by CONNECT.
     pub(crate) id: Option<Rc<str>>,
     pub(crate) will: Option<Box<Will>>,
+    /// The protocol level of its CONNECT.
+    pub(crate) level: Level,
+    /// Its topic aliases (MQTT 5), at most [`connect::TOPIC_ALIAS_MAX`].
+    pub(crate) aliases: Vec<(u16, Rc<str>)>,
 }
 
 fn shown(peer: Option<SocketAddr>) -> String {
@@ -49,6 +55,8 @@ pub struct Broker {
     pub malformed: u64,
     /// Messages since the last summary line.
     pub(crate) traffic: Traffic,
+    /// Wills waiting out their delay (MQTT 5): client id, when, the will.
+    pub(crate) pending_wills: Vec<(Rc<str>, std::time::Instant, Message)>,
 }
 
 /// Messages counted for the summary line.
@@ -70,6 +78,7 @@ impl Broker {
             payload: Rc::from(version.as_bytes()),
             qos: 0,
             retain: true,
+            props: None,
         });
         Broker {
             version: version.to_string(),
@@ -80,6 +89,7 @@ impl Broker {
             max_queued,
             malformed: 0,
             traffic: Traffic::default(),
+            pending_wills: Vec::new(),
         }
     }
 
@@ -119,6 +129,8 @@ impl Broker {
                 peer,
                 id: None,
                 will: None,
+                level: Level::V311,
+                aliases: Vec::new(),
             }),
         );
     }
@@ -154,16 +166,28 @@ impl Broker {
             End::Eof if client.id.is_none() => "closed before CONNECT".to_string(),
             End::Eof => "closed the connection".into(),
             End::Disconnect => "disconnected".into(),
-            End::Idle(m) | End::Error(m) | End::Lost(m) => format!("{m}: closing"),
+            End::Idle(m) | End::Error(m) | End::Violation(_, m) | End::Lost(m) => {
+                format!("{m}: closing")
+            }
+            End::DisconnectWithWill => "disconnected, asking for its will".into(),
             End::TakenOver | End::Shutdown => "closed by the broker".into(),
         };
-        if matches!(end, End::Error(_)) {
+        if client.level.is_v5() {
+            if let Some(reason) = end.reason() {
+                wire.send(
+                    conn,
+                    &encoded(client.level, &Packet::disconnect_with(reason)),
+                );
+            }
+        }
+        if end.is_violation() {
             self.malformed += 1;
             self.router.retain(&Message {
                 topic: crate::MALFORMED_TOPIC.into(),
                 payload: Rc::from(self.malformed.to_string().as_bytes()),
                 qos: 0,
                 retain: true,
+                props: None,
             });
         }
         let dropped = client
@@ -188,21 +212,88 @@ impl Broker {
             }
             _ => false,
         };
+        if let Some(s) = self.sessions.get_mut(&id).filter(|s| s.conn.is_none()) {
+            s.offline_since = Some(std::time::Instant::now());
+        }
         if let Some(will) = client.will.filter(|_| end.publishes_will()) {
             let will = *will;
-            self.route(
-                Message {
-                    topic: will.topic.as_str().into(),
-                    payload: will.payload.into(),
-                    qos: will.qos,
-                    retain: will.retain,
-                },
-                wire,
-            );
+            // Delayed (MQTT 5) while the session lives: until the delay
+            // passes or the session ends, whichever comes first.
+            let lives = self
+                .sessions
+                .get(&id)
+                .map_or(0, |s| if clean { 0 } else { s.expiry });
+            let wait = will.properties.will_delay_interval.unwrap_or(0).min(lives);
+            let message = Message {
+                topic: will.topic.as_str().into(),
+                payload: will.payload.into(),
+                qos: will.qos,
+                retain: will.retain,
+                props: Props::of(will.properties),
+            };
+            match wait {
+                0 => self.publish_will(message, wire),
+                secs => {
+                    let due =
+                        std::time::Instant::now() + std::time::Duration::from_secs(u64::from(secs));
+                    self.pending_wills.retain(|(i, ..)| *i != id);
+                    self.pending_wills.push((Rc::clone(&id), due, message));
+                }
+            }
         }
         if clean {
             self.discard(&id);
         }
+    }
+
+    /// Publishes a will (retained if it asks).
+    fn publish_will(&mut self, message: Message, wire: &mut dyn Wire) {
+        if message.retain {
+            self.router.retain(&message);
+        }
+        self.route(message, None, wire);
+    }
+
+    /// A client `id` connected again: a will waiting out its delay is
+    /// not sent, unless the session ends now (`clean`: a clean start).
+    pub(crate) fn will_back(&mut self, id: &Rc<str>, clean: bool, wire: &mut dyn Wire) {
+        let Some(at) = self.pending_wills.iter().position(|(i, ..)| i == id) else {
+            return;
+        };
+        let (_, _, message) = self.pending_wills.remove(at);
+        if clean {
+            self.publish_will(message, wire);
+        }
+    }
+
+    /// Publishes the wills due at `now`, and ends the offline sessions
+    /// whose expiry has passed.
+    pub fn expire(&mut self, now: std::time::Instant, wire: &mut dyn Wire) {
+        let due: Vec<Message> = {
+            let (due, wait) = std::mem::take(&mut self.pending_wills)
+                .into_iter()
+                .partition(|(_, at, _)| *at <= now);
+            self.pending_wills = wait;
+            due.into_iter().map(|(_, _, m)| m).collect::<Vec<_>>()
+        };
+        for message in due {
+            self.publish_will(message, wire);
+        }
+        let expired: Vec<Rc<str>> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.conn.is_none() && s.expired(now))
+            .map(|(id, _)| Rc::clone(id))
+            .collect();
+        for id in expired {
+            self.debug(format_args!("the session of client {id:?} expired"));
+            self.discard(&id);
+        }
+    }
+
+    /// The protocol level of connection `conn`'s client.
+    pub fn level_of(&self, conn: usize) -> Level {
+        self.clients.get(&conn).map_or(Level::V311, |c| c.level)
     }
 
     fn discard(&mut self, id: &Rc<str>) {
@@ -239,210 +330,11 @@ impl Broker {
         let id = self.clients.get(&conn).and_then(|c| c.id.clone());
         match (id, packet) {
             (Some(id), packet) => self.session_packet(conn, &id, packet, wire),
-            (
-                None,
-                Packet::Connect {
-                    client_id,
-                    keep_alive,
-                    clean_session,
-                    will,
-                    ..
-                },
-            ) => {
-                let connect = Connect {
-                    client_id,
-                    keep_alive,
-                    clean_session,
-                    will,
-                };
-                self.connect(conn, connect, wire)
-            }
+            (None, connect @ Packet::Connect { .. }) => self.connect(conn, connect, wire),
             // What `admits` refuses, handed over decoded.
             (None, other) => Step::End(not_connect(other.name())),
         }
     }
-
-    /// A packet of connected client `id`.
-    fn session_packet(
-        &mut self,
-        conn: usize,
-        id: &Rc<str>,
-        packet: Packet,
-        wire: &mut dyn Wire,
-    ) -> Step {
-        match packet {
-            Packet::Publish {
-                topic: name,
-                payload,
-                qos,
-                retain,
-                packet_id,
-                ..
-            } => {
-                let message = Message {
-                    topic: name.as_str().into(),
-                    payload: payload.into(),
-                    qos,
-                    retain,
-                };
-                return self.publish(conn, id, message, packet_id.unwrap_or(0), wire);
-            }
-            Packet::PubRel { packet_id, .. } => {
-                if let Some(s) = self.sessions.get_mut(id) {
-                    s.awaiting_rel.remove(&packet_id);
-                }
-                wire.send(conn, &Packet::pubcomp(packet_id).encode());
-            }
-            Packet::PubAck { packet_id, .. } => self.acked(id, packet_id, false, wire),
-            Packet::PubComp { packet_id, .. } => self.acked(id, packet_id, true, wire),
-            Packet::PubRec { packet_id, .. } => {
-                if self
-                    .sessions
-                    .get_mut(id)
-                    .is_some_and(|s| s.received(packet_id))
-                {
-                    wire.send(conn, &Packet::pubrel(packet_id).encode());
-                }
-            }
-            Packet::Subscribe {
-                packet_id, filters, ..
-            } => {
-                // The broker speaks 3.1.1: of the options only the QoS.
-                let filters = filters.into_iter().map(|(f, o)| (f, o.qos)).collect();
-                self.subscribe(conn, id, packet_id, filters, wire)
-            }
-            Packet::Unsubscribe {
-                packet_id, filters, ..
-            } => {
-                for f in &filters {
-                    self.router.unsubscribe(id, f);
-                    if let Some(s) = self.sessions.get_mut(id) {
-                        s.unsubscribe(f);
-                    }
-                }
-                wire.send(conn, &Packet::unsuback(packet_id).encode());
-            }
-            Packet::PingReq => wire.send(conn, &Packet::PingResp.encode()),
-            Packet::Disconnect { .. } => return Step::End(End::Disconnect),
-            Packet::Connect { .. } => return Step::End(End::Error("a second CONNECT".into())),
-            other => {
-                return Step::End(End::Error(format!(
-                    "a server's packet from a client: {other:?}"
-                )))
-            }
-        }
-        Step::Go
-    }
-
-    /// A PUBLISH from client `id`: routed (once for QoS 2: a duplicate
-    /// packet id awaiting PUBREL is not routed again), retained if asked,
-    /// acknowledged at its QoS.
-    fn publish(
-        &mut self,
-        conn: usize,
-        id: &Rc<str>,
-        message: Message,
-        packet_id: u16,
-        wire: &mut dyn Wire,
-    ) -> Step {
-        let name = &message.topic;
-        if !topic::valid_topic(name) {
-            return Step::End(End::Error(format!("PUBLISH to invalid topic {name:?}")));
-        }
-        let qos = message.qos;
-        let duplicate = qos == 2
-            && !self
-                .sessions
-                .get_mut(id)
-                .is_some_and(|s| s.awaiting_rel.insert(packet_id));
-        if name.starts_with("$SYS/") {
-            self.debug(format_args!(
-                "{}: PUBLISH to {name:?} ignored ($SYS is the broker's)",
-                self.who(conn)
-            ));
-        } else if !duplicate {
-            self.traffic.published += 1;
-            if message.retain {
-                self.router.retain(&message);
-            }
-            self.route(message, wire);
-        }
-        match qos {
-            1 => wire.send(conn, &Packet::puback(packet_id).encode()),
-            2 => wire.send(conn, &Packet::pubrec(packet_id).encode()),
-            _ => {}
-        }
-        Step::Go
-    }
-
-    fn connect(&mut self, conn: usize, connect: Connect, wire: &mut dyn Wire) -> Step {
-        let Connect {
-            client_id,
-            keep_alive,
-            clean_session,
-            will,
-        } = connect;
-        if let Some(w) = &will {
-            if !topic::valid_topic(&w.topic) {
-                return Step::End(End::Error(format!("a will on invalid topic {:?}", w.topic)));
-            }
-        }
-        let id: Rc<str> = if client_id.is_empty() {
-            if !clean_session {
-                wire.send(conn, &connack(false, 2));
-                return Step::End(End::Error(
-                    "refused an empty client id without a clean session (CONNACK 2)".into(),
-                ));
-            }
-            format!("refbroker-{}-{conn}", std::process::id()).into()
-        } else {
-            client_id.into()
-        };
-        let client = self.clients.get(&conn);
-        let peer = shown(client.and_then(|c| c.peer));
-        let listener = client.map_or_else(|| "?".into(), |c| Rc::clone(&c.listener));
-        // Takeover: the connection holding the id ends first (its will,
-        // its clean session), then this one takes what is left.
-        if let Some(old) = self.sessions.get(&id).and_then(|s| s.conn) {
-            let old_peer = shown(self.clients.get(&old).and_then(|c| c.peer));
-            self.debug(format_args!(
-                "client {id:?} connected again from {peer}: closing its connection from {old_peer}"
-            ));
-            self.closed(old, &End::TakenOver, wire);
-            wire.close(old);
-        }
-        if clean_session {
-            self.discard(&id);
-        }
-        let present = self.sessions.contains_key(&id);
-        let session = self
-            .sessions
-            .entry(Rc::clone(&id))
-            .or_insert_with(|| Box::new(Session::new(clean_session)));
-        session.clean = clean_session;
-        session.conn = Some(conn);
-        if let Some(c) = self.clients.get_mut(&conn) {
-            c.id = Some(Rc::clone(&id));
-            c.will = will.map(Box::new);
-        }
-        wire.send(conn, &connack(present, 0));
-        self.debug(format_args!(
-            "client {id:?} connected on {listener} from {peer} (keep-alive {keep_alive} s{})",
-            if present { ", session resumed" } else { "" }
-        ));
-        if present {
-            self.resume(&id, conn, wire);
-        }
-        Step::Connected(keep_alive)
-    }
-}
-
-/// What the broker keeps of a CONNECT.
-struct Connect {
-    client_id: String,
-    keep_alive: u16,
-    clean_session: bool,
-    will: Option<Will>,
 }
 
 /// Why a connection's first packet is refused: it is `what`, not CONNECT.
@@ -452,4 +344,9 @@ fn not_connect(what: impl std::fmt::Display) -> End {
 
 fn connack(session_present: bool, code: u8) -> Vec<u8> {
     Packet::connack(session_present, ReasonCode(code)).encode()
+}
+
+/// `packet` encoded at the level of `conn`'s client.
+pub(crate) fn encoded(level: Level, packet: &Packet) -> Vec<u8> {
+    packet.encode_as(level)
 }

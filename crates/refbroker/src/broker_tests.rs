@@ -65,7 +65,10 @@ pub(crate) fn open(b: &mut Broker, w: &mut Recorder, conn: usize, id: &str, clea
     b.opened(conn, "mqtt", None);
     assert_eq!(
         b.packet(conn, connect(id, clean, None), w),
-        Step::Connected(0)
+        Step::Connected {
+            keep_alive: 0,
+            level: emqx_mqtt::Level::V311
+        }
     );
     match w.take(conn).as_slice() {
         [Packet::ConnAck {

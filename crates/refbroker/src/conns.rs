@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use emqx_mqtt::Level;
+
 use crate::transport::{Output, Transport};
 use crate::wire::Wire;
 
@@ -24,6 +26,8 @@ pub struct Conn {
     /// After CONNECT: its keep-alive in seconds (0: none).
     pub keep_alive: u16,
     pub connected: bool,
+    /// The protocol level its CONNECT named (3.1.1 until then).
+    pub level: Level,
     /// Since when it closes: it was reported to the broker as ended.
     pub closing_since: Option<Instant>,
     pub fin_sent: bool,
@@ -60,6 +64,8 @@ impl Conn {
             last_read: since,
             keep_alive: carried.keep_alive,
             connected: carried.connected,
+            // Only MQTT 3.1.1 connections move (refbroker/1 and /2).
+            level: Level::V311,
             closing_since: None,
             fin_sent: false,
             writable: false,

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use emqx_mqtt::{decode, read_frame};
+use emqx_mqtt::{decode_as, PacketError};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 mod accept;
@@ -404,6 +404,7 @@ impl Loop {
         let c = self.conns.map.get_mut(&t)?;
         let mut inbuf = std::mem::take(&mut c.inbuf);
         let mut connected = c.connected;
+        let mut level = c.level;
         let mut at = 0;
         let mut result = None;
         while at < inbuf.len() {
@@ -414,31 +415,34 @@ impl Loop {
                     break;
                 }
             }
-            let step = match decode(buf, MAX_PACKET) {
+            // A CONNECT is read at the level it names; the rest at the
+            // level of the connection's CONNECT.
+            let step = match decode_as(buf, MAX_PACKET, level) {
                 Ok(Some((packet, n))) => {
                     at += n;
                     self.broker.packet(t, packet, &mut self.conns)
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    let level = read_frame(&mut &buf[..], MAX_PACKET)
-                        .ok()
-                        .flatten()
-                        .and_then(|f| f.connect_level())
-                        .filter(|l| *l != emqx_mqtt::packet::PROTOCOL_LEVEL);
-                    match level {
-                        Some(l) if !connected => self.broker.refuse_level(t, l, &mut self.conns),
-                        _ => Step::End(End::Error(e.to_string())),
-                    }
+                Err(PacketError::UnsupportedVersion(l)) if !connected => {
+                    self.broker.refuse_level(t, l, &mut self.conns)
                 }
+                Err(e) => match e.reason_code() {
+                    Some(code) if level.is_v5() => Step::End(End::Violation(code, e.to_string())),
+                    _ => Step::End(End::Error(e.to_string())),
+                },
             };
             match step {
                 Step::Go => {}
-                Step::Connected(keep_alive) => {
+                Step::Connected {
+                    keep_alive,
+                    level: named,
+                } => {
                     connected = true;
+                    level = named;
                     if let Some(c) = self.conns.map.get_mut(&t) {
                         c.connected = true;
                         c.keep_alive = keep_alive;
+                        c.level = named;
                         if let Some(cn) = c.transport.peer_cn() {
                             self.broker.debug(format_args!(
                                 "connection {t} connected over TLS, certificate CN {cn:?}"

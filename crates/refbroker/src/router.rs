@@ -11,6 +11,8 @@ use emqx_mqtt::topic;
 
 use crate::session::Message;
 
+pub mod shared;
+
 type Table = HashMap<String, HashMap<Rc<str>, u8>>;
 
 /// The broker's routing state.
@@ -20,6 +22,8 @@ pub struct Router {
     exact: Table,
     /// Filter with wildcards -> client id -> QoS.
     wild: Table,
+    /// `$share/GROUP/FILTER` subscriptions.
+    pub shared: shared::Shared,
     retained: HashMap<String, Message>,
 }
 
@@ -35,6 +39,9 @@ impl Router {
     /// Subscribes `client` to a valid `filter` (replacing the QoS of the
     /// same filter).
     pub fn subscribe(&mut self, client: &Rc<str>, filter: &str, qos: u8) {
+        if filter.starts_with(shared::PREFIX) {
+            return self.shared.subscribe(client, filter, qos);
+        }
         self.table(filter)
             .entry(filter.to_string())
             .or_default()
@@ -43,6 +50,9 @@ impl Router {
 
     /// Removes `client`'s subscription to `filter`, if any.
     pub fn unsubscribe(&mut self, client: &str, filter: &str) {
+        if filter.starts_with(shared::PREFIX) {
+            return self.shared.unsubscribe(client, filter);
+        }
         let table = self.table(filter);
         if let Some(subs) = table.get_mut(filter) {
             subs.remove(client);
@@ -116,6 +126,7 @@ mod tests {
             payload: Rc::from(payload),
             qos: 1,
             retain: true,
+            props: None,
         }
     }
 

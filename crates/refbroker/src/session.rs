@@ -5,6 +5,9 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
+use std::time::Instant;
+
+use emqx_mqtt::{Level, Properties, SubOptions};
 
 /// An application message as the broker routes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +21,59 @@ pub struct Message {
     pub qos: u8,
     /// Whether it is delivered because of a new subscription (retained).
     pub retain: bool,
+    /// What an MQTT 5 publisher attached, if anything.
+    pub props: Option<Rc<Props>>,
+}
+
+/// The MQTT 5 properties a message carries to its subscribers untouched
+/// (payload format, content type, response topic, correlation data, user
+/// properties), and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Props {
+    /// Forwarded as they came (never an alias, expiry or identifier).
+    pub forwarded: Properties,
+    /// When its message expiry interval ends, and the interval.
+    pub expires: Option<(Instant, u32)>,
+}
+
+impl Props {
+    /// What of a PUBLISH's `properties` travels with its message; none if
+    /// nothing does.
+    pub fn of(p: Properties) -> Option<Rc<Props>> {
+        let forwarded = Properties {
+            payload_format_indicator: p.payload_format_indicator,
+            content_type: p.content_type,
+            response_topic: p.response_topic,
+            correlation_data: p.correlation_data,
+            user_properties: p.user_properties,
+            ..Properties::default()
+        };
+        let expires = p.message_expiry_interval.map(|secs| {
+            (
+                Instant::now() + std::time::Duration::from_secs(u64::from(secs)),
+                secs,
+            )
+        });
+        (expires.is_some() || !forwarded.is_empty()).then(|| Rc::new(Props { forwarded, expires }))
+    }
+
+    /// The properties of a delivery at `now`: the forwarded ones and
+    /// the expiry interval left; none when the message has expired.
+    pub fn at(&self, now: Instant) -> Option<Properties> {
+        let mut p = self.forwarded.clone();
+        if let Some((at, _)) = self.expires {
+            let left = at.checked_duration_since(now)?;
+            // Rounded up: a message is never shown as expired early.
+            p.message_expiry_interval =
+                Some(left.as_secs() as u32 + u32::from(left.subsec_nanos() > 0));
+        }
+        Some(p)
+    }
+
+    /// Whether the message has expired at `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|(at, _)| now >= at)
+    }
 }
 
 /// An outgoing QoS 1/2 delivery not yet acknowledged.
@@ -38,9 +94,10 @@ pub const MAX_INFLIGHT: usize = 64;
 pub struct Session {
     /// Ends with its connection (CONNECT's clean session flag).
     pub clean: bool,
-    /// Filter and granted QoS (a list: most clients hold one or two, and
-    /// a tree's first node costs hundreds of bytes).
-    pub subs: Vec<(String, u8)>,
+    /// Filter and its options, the QoS the granted one (a list: most
+    /// clients hold one or two, and a tree's first node costs hundreds of
+    /// bytes).
+    pub subs: Vec<(String, SubOptions)>,
     /// Deliveries in flight, in the order they were sent.
     pub inflight: VecDeque<(u16, Inflight)>,
     /// QoS 1/2 deliveries not sent yet (the client is offline, or the
@@ -56,6 +113,20 @@ pub struct Session {
     pub dropped: u64,
     /// The last packet id used.
     pub(crate) next_id: u16,
+    /// The protocol level of its client's last CONNECT.
+    pub level: Level,
+    /// Seconds it outlives its connection (0: it ends with it; `u32::MAX`:
+    /// never, as 3.1.1 without clean session).
+    pub expiry: u32,
+    /// Since when it has no connection (when its expiry counts).
+    pub offline_since: Option<Instant>,
+    /// The client's receive maximum: at most this many QoS 1/2 deliveries
+    /// in flight (MQTT 5; 65,535 before).
+    pub receive_max: u16,
+    /// The largest packet the client takes (MQTT 5), if it said.
+    pub max_packet: Option<u32>,
+    /// The subscription identifier of each filter that has one (MQTT 5).
+    pub sub_ids: Vec<(String, u32)>,
 }
 
 impl Session {
@@ -63,21 +134,50 @@ impl Session {
     pub fn new(clean: bool) -> Session {
         Session {
             clean,
+            expiry: if clean { 0 } else { u32::MAX },
+            receive_max: u16::MAX,
             ..Session::default()
         }
     }
 
-    /// Records a subscription, replacing one to the same filter.
-    pub fn subscribe(&mut self, filter: &str, qos: u8) {
-        match self.subs.iter_mut().find(|(f, _)| f == filter) {
-            Some((_, q)) => *q = qos,
-            None => self.subs.push((filter.to_string(), qos)),
+    /// Whether it has been offline past its expiry at `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        match (self.offline_since, self.expiry) {
+            (_, u32::MAX) | (None, _) => false,
+            (Some(since), secs) => now.duration_since(since).as_secs() >= u64::from(secs),
         }
     }
 
-    /// Forgets the subscription to `filter`.
-    pub fn unsubscribe(&mut self, filter: &str) {
+    /// Records a subscription, replacing one to the same filter; whether
+    /// it is new.
+    pub fn subscribe(&mut self, filter: &str, options: SubOptions) -> bool {
+        match self.subs.iter_mut().find(|(f, _)| f == filter) {
+            Some((_, o)) => {
+                *o = options;
+                false
+            }
+            None => {
+                self.subs.push((filter.to_string(), options));
+                true
+            }
+        }
+    }
+
+    /// Sets (or, with `None`, clears) the identifier of `filter`'s
+    /// subscription: each SUBSCRIBE replaces it.
+    pub fn set_sub_id(&mut self, filter: &str, id: Option<u32>) {
+        self.sub_ids.retain(|(f, _)| f != filter);
+        if let Some(id) = id {
+            self.sub_ids.push((filter.to_string(), id));
+        }
+    }
+
+    /// Forgets the subscription to `filter`; whether there was one.
+    pub fn unsubscribe(&mut self, filter: &str) -> bool {
+        self.sub_ids.retain(|(f, _)| f != filter);
+        let before = self.subs.len();
         self.subs.retain(|(f, _)| f != filter);
+        self.subs.len() != before
     }
 
     /// A packet id not in flight.
@@ -93,7 +193,7 @@ impl Session {
 
     /// Whether another delivery may be put in flight now.
     pub fn window_open(&self) -> bool {
-        self.conn.is_some() && self.inflight.len() < MAX_INFLIGHT
+        self.conn.is_some() && self.inflight.len() < MAX_INFLIGHT.min(usize::from(self.receive_max))
     }
 
     /// Queues a QoS 1/2 message; `false` (and counted) past `max_queued`.
@@ -148,6 +248,7 @@ mod tests {
             payload: Rc::from(&b"x"[..]),
             qos,
             retain: false,
+            props: None,
         }
     }
 

@@ -129,6 +129,7 @@ fn message(m: &MessageData) -> Result<Message, ImportError> {
         payload: Rc::from(&m.payload[..]),
         qos: m.qos,
         retain: m.retain,
+        props: None,
     })
 }
 
@@ -138,7 +139,7 @@ fn session_data(id: &str, s: &Session) -> SessionData {
     SessionData {
         id: id.to_string(),
         clean: s.clean,
-        subs: s.subs.clone(),
+        subs: s.subs.iter().map(|(f, o)| (f.clone(), o.qos)).collect(),
         inflight: s
             .inflight
             .iter()
@@ -208,7 +209,11 @@ fn session(d: &SessionData, max_queued: usize) -> Result<Session, ImportError> {
         ));
     }
     let mut s = Session::new(d.clean);
-    s.subs = d.subs.clone();
+    s.subs = d
+        .subs
+        .iter()
+        .map(|(f, q)| (f.clone(), emqx_mqtt::SubOptions::qos(*q)))
+        .collect();
     s.inflight = inflight;
     s.queue = d.queue.iter().map(message).collect::<Result<_, _>>()?;
     s.awaiting_rel = d.awaiting_rel.iter().copied().collect();
@@ -230,10 +235,20 @@ impl Broker {
         let mut offline: Vec<SessionData> = self
             .sessions
             .iter()
-            .filter(|(_, s)| s.conn.is_none())
+            .filter(|(_, s)| s.conn.is_none() && !s.level.is_v5())
             .map(|(id, s)| session_data(id, s))
             .collect();
         offline.sort_by(|a, b| a.id.cmp(&b.id));
+        let v5 = self
+            .sessions
+            .values()
+            .filter(|s| s.conn.is_none() && s.level.is_v5())
+            .count();
+        if v5 > 0 {
+            self.log(format_args!(
+                "{v5} offline MQTT 5 sessions stay here: this schema carries none (they end with this broker)"
+            ));
+        }
         SharedState { retained, offline }
     }
 
@@ -322,6 +337,9 @@ impl Broker {
                         w.retain,
                     ))
                 }),
+                // Only MQTT 3.1.1 clients move (refbroker/1 and /2).
+                level: emqx_mqtt::Level::V311,
+                aliases: Vec::new(),
             }),
         );
         if let Some((id, s)) = session {
@@ -351,7 +369,7 @@ impl Broker {
     fn adopt(&mut self, id: Rc<str>, mut s: Session, conn: Option<usize>) {
         s.conn = conn;
         for (filter, qos) in &s.subs {
-            self.router.subscribe(&id, filter, *qos);
+            self.router.subscribe(&id, filter, qos.qos);
         }
         self.sessions.insert(id, Box::new(s));
     }

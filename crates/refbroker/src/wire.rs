@@ -2,6 +2,8 @@
 //! packets go ([`Wire`]), why a connection ended ([`End`]), what a packet
 //! did ([`Step`]).
 
+use emqx_mqtt::{Level, ReasonCode};
+
 /// Where the broker's packets go: the event loop's connections.
 pub trait Wire {
     /// Bytes queued to `conn` and not yet written.
@@ -20,10 +22,15 @@ pub enum End {
     Eof,
     /// The client sent DISCONNECT: no will.
     Disconnect,
+    /// An MQTT 5 client sent DISCONNECT with reason 0x04: its will goes.
+    DisconnectWithWill,
     /// No packet within 1.5 × keep-alive, or no CONNECT in time.
     Idle(String),
     /// A malformed packet or a protocol violation (counted), to log.
     Error(String),
+    /// As [`End::Error`], with the MQTT 5 reason code its DISCONNECT
+    /// names (malformed 0x81, too large 0x95...).
+    Violation(ReasonCode, String),
     /// The connection failed or the client read too slowly, to log.
     Lost(String),
     /// Another connection took its client id over.
@@ -38,6 +45,24 @@ impl End {
     pub fn publishes_will(&self) -> bool {
         !matches!(self, End::Disconnect | End::Shutdown)
     }
+
+    /// Whether it counts as a malformed packet or protocol violation.
+    pub fn is_violation(&self) -> bool {
+        matches!(self, End::Error(_) | End::Violation(..))
+    }
+
+    /// The reason an MQTT 5 client is told in the server's DISCONNECT,
+    /// when the server ends the connection (none when the client did).
+    pub fn reason(&self) -> Option<ReasonCode> {
+        match self {
+            End::Eof | End::Disconnect | End::DisconnectWithWill | End::Lost(_) => None,
+            End::Idle(_) => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
+            End::Error(_) => Some(ReasonCode::PROTOCOL_ERROR),
+            End::Violation(code, _) => Some(*code),
+            End::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
+            End::Shutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+        }
+    }
 }
 
 /// What a packet did to its connection.
@@ -46,8 +71,8 @@ pub enum Step {
     /// Go on reading.
     Go,
     /// CONNECT accepted with this keep-alive (seconds, 0: none): close
-    /// after 1.5 times that without a packet.
-    Connected(u16),
+    /// after 1.5 times that without a packet; its packets are of `level`.
+    Connected { keep_alive: u16, level: Level },
     /// End the connection.
     End(End),
 }

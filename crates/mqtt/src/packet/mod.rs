@@ -349,6 +349,39 @@ impl Packet {
         }
     }
 
+    /// A DISCONNECT with `reason` (MQTT 5; before 5 the reason is not
+    /// on the wire).
+    pub fn disconnect_with(reason: ReasonCode) -> Packet {
+        Packet::Disconnect {
+            reason,
+            properties: Properties::default(),
+        }
+    }
+
+    /// The same packet with reason code `code` (PUBACK, PUBREC, PUBREL,
+    /// PUBCOMP, DISCONNECT, AUTH; any other packet is unchanged).
+    pub fn with_reason(mut self, code: ReasonCode) -> Packet {
+        match &mut self {
+            Packet::PubAck { reason, .. }
+            | Packet::PubRec { reason, .. }
+            | Packet::PubRel { reason, .. }
+            | Packet::PubComp { reason, .. }
+            | Packet::Disconnect { reason, .. }
+            | Packet::Auth { reason, .. } => *reason = code,
+            _ => {}
+        }
+        self
+    }
+
+    /// The same SUBACK or UNSUBACK with these reason codes (any other
+    /// packet is unchanged).
+    pub fn with_codes(mut self, new: Vec<ReasonCode>) -> Packet {
+        if let Packet::SubAck { codes, .. } | Packet::UnsubAck { codes, .. } = &mut self {
+            *codes = new;
+        }
+        self
+    }
+
     /// The packet type (1 = CONNECT ... 15 = AUTH).
     pub fn kind(&self) -> u8 {
         match self {

@@ -2,13 +2,18 @@
 //! one, QoS 0 sent at once or dropped (offline, or past
 //! [`QOS0_BACKLOG`](super::QOS0_BACKLOG) unsent), QoS 1/2 put in flight
 //! or queued, retained messages on SUBSCRIBE, and what a resumed session
-//! gets again.
+//! gets again. Each delivery is encoded at its session's protocol level;
+//! at MQTT 5 with the message's properties and the expiry left, never
+//! past the client's maximum packet size or receive maximum, and not
+//! back to a `no local` publisher. An expired message is dropped.
 
 use std::rc::Rc;
+use std::time::Instant;
 
-use emqx_mqtt::{topic, Packet, Properties, ReasonCode};
+use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode, RetainHandling, SubOptions};
 
-use super::{Broker, Wire, QOS0_BACKLOG};
+use super::{encoded, Broker, Wire, QOS0_BACKLOG};
+use crate::router::shared;
 use crate::session::{Inflight, Message, Session};
 
 impl Broker {
@@ -18,12 +23,17 @@ impl Broker {
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
+        let now = Instant::now();
         for (packet_id, state) in &s.inflight {
-            let bytes = match state {
-                Inflight::Sent(m) => publish(m, Some(*packet_id), true),
-                Inflight::Released => Packet::pubrel(*packet_id).encode(),
+            let packet = match state {
+                Inflight::Sent(m) => publish(s, m, Some(*packet_id), true, now),
+                Inflight::Released => Some(Packet::pubrel(*packet_id)),
             };
-            wire.send(conn, &bytes);
+            // An expired message in flight is sent all the same: the
+            // client holds its packet id.
+            if let Some(p) = packet {
+                wire.send(conn, &encoded(s.level, &p));
+            }
         }
         fill(s, wire);
     }
@@ -47,70 +57,133 @@ impl Broker {
         conn: usize,
         id: &Rc<str>,
         packet_id: u16,
-        filters: Vec<(String, u8)>,
+        filters: Vec<(String, SubOptions)>,
+        sub_id: Option<u32>,
         wire: &mut dyn Wire,
     ) {
+        let level = self.sessions.get(id).map_or(Level::V311, |s| s.level);
         let mut codes = Vec::with_capacity(filters.len());
-        let mut granted = Vec::new();
-        for (filter, qos) in filters {
-            if topic::valid_filter(&filter) {
-                let q = qos.min(2);
-                self.router.subscribe(id, &filter, q);
-                if let Some(s) = self.sessions.get_mut(id) {
-                    s.subscribe(&filter, q);
-                }
-                codes.push(q);
-                granted.push((filter, q));
+        let mut retained_for = Vec::new();
+        for (filter, options) in filters {
+            let is_shared = filter.starts_with(shared::PREFIX);
+            let valid = match is_shared {
+                true => shared::split(&filter).is_some(),
+                false => topic::valid_filter(&filter),
+            };
+            let code = if !valid {
+                ReasonCode::TOPIC_FILTER_INVALID
             } else {
-                codes.push(0x80);
-            }
+                let options = SubOptions {
+                    qos: options.qos.min(2),
+                    ..options
+                };
+                self.router.subscribe(id, &filter, options.qos);
+                let new = self.sessions.get_mut(id).is_some_and(|s| {
+                    s.set_sub_id(&filter, sub_id);
+                    s.subscribe(&filter, options)
+                });
+                let wants = match options.retain_handling {
+                    RetainHandling::OnSubscribe => true,
+                    RetainHandling::OnNewSubscription => new,
+                    RetainHandling::Never => false,
+                };
+                // A new shared subscription gets no retained message.
+                if wants && !is_shared {
+                    retained_for.push((filter, options.qos));
+                }
+                ReasonCode(options.qos)
+            };
+            // 3.1.1 knows one failure code.
+            codes.push(match (level, code.0 >= 0x80) {
+                (Level::V5, _) | (_, false) => code,
+                (_, true) => ReasonCode::UNSPECIFIED_ERROR,
+            });
         }
-        let codes = codes.into_iter().map(ReasonCode).collect();
-        wire.send(conn, &Packet::suback(packet_id, codes).encode());
-        for (filter, q) in granted {
+        wire.send(conn, &encoded(level, &Packet::suback(packet_id, codes)));
+        for (filter, q) in retained_for {
             for m in self.router.retained(&filter) {
-                self.deliver(id, m, q, &mut None, wire);
+                self.deliver(id, m, q, Why::Retained, &mut [None, None], wire);
             }
         }
     }
 
-    /// Delivers `message` to every matching session.
-    pub(super) fn route(&mut self, message: Message, wire: &mut dyn Wire) {
-        let message = Message {
-            retain: false,
-            ..message
-        };
-        // The QoS 0 packet is the same for every target: encoded once.
-        let mut qos0 = None;
-        for (client, qos) in self.router.targets(&message.topic) {
-            self.deliver(&client, message.clone(), qos, &mut qos0, wire);
+    /// Delivers `message` (from client `from`, if one published it) to
+    /// every matching session; how many it went to.
+    pub(super) fn route(
+        &mut self,
+        message: Message,
+        from: Option<&Rc<str>>,
+        wire: &mut dyn Wire,
+    ) -> usize {
+        // The QoS 0 packet is the same for every target of a level:
+        // encoded once each.
+        let mut qos0 = [None, None];
+        let targets = self.router.targets(&message.topic);
+        let sessions = &self.sessions;
+        let online = |c: &str| sessions.get(c).is_some_and(|s| s.conn.is_some());
+        let shared = self.router.shared.pick(&message.topic, online);
+        let n = targets.len() + shared.len();
+        for (client, qos) in targets.into_iter().chain(shared) {
+            let why = Why::Published(from);
+            self.deliver(&client, message.clone(), qos, why, &mut qos0, wire);
         }
+        n
     }
 
     /// One delivery at the lower of the message's and `granted` QoS: QoS 0
-    /// goes out now (as `qos0`, encoded on first use) or is dropped; QoS
-    /// 1/2 go in flight or wait queued.
+    /// goes out now (as `qos0`, encoded on first use per level) or is
+    /// dropped; QoS 1/2 go in flight or wait queued.
     fn deliver(
         &mut self,
-        client: &str,
+        client: &Rc<str>,
         message: Message,
         granted: u8,
-        qos0: &mut Option<Vec<u8>>,
+        why: Why<'_>,
+        qos0: &mut [Option<Vec<u8>>; 2],
         wire: &mut dyn Wire,
     ) {
-        let Some(s) = self.sessions.get_mut(client) else {
+        let Some(s) = self.sessions.get_mut(&**client) else {
             return;
+        };
+        let (no_local, as_published) = options(s, &message.topic);
+        let retain = match why {
+            Why::Retained => true,
+            Why::Published(from) if no_local && from == Some(client) => return,
+            Why::Published(_) => message.retain && as_published,
         };
         let message = Message {
             qos: message.qos.min(granted),
+            retain,
             ..message
         };
         if message.qos == 0 {
             match s.conn {
                 Some(c) if wire.backlog(c) < QOS0_BACKLOG => {
-                    let bytes = qos0.get_or_insert_with(|| publish(&message, None, false));
-                    wire.send(c, bytes);
-                    self.traffic.delivered += 1;
+                    let now = Instant::now();
+                    let own;
+                    let bytes = match s.level.is_v5() && has_ids(s, &message.topic) {
+                        // Its subscription identifiers: a packet of its own.
+                        true => {
+                            own = publish(s, &message, None, false, now)
+                                .map(|p| encoded(s.level, &p));
+                            &own
+                        }
+                        false => {
+                            let slot = &mut qos0[usize::from(s.level.is_v5())];
+                            if slot.is_none() {
+                                *slot = publish(s, &message, None, false, now)
+                                    .map(|p| encoded(s.level, &p));
+                            }
+                            &*slot
+                        }
+                    };
+                    match bytes {
+                        Some(bytes) if fits(s, bytes) => {
+                            wire.send(c, bytes);
+                            self.traffic.delivered += 1;
+                        }
+                        _ => s.dropped += 1,
+                    }
                 }
                 _ => s.dropped += 1,
             }
@@ -122,25 +195,96 @@ impl Broker {
     }
 }
 
-/// Puts queued messages in flight while the window is open.
+/// Why a message goes to a session.
+#[derive(Clone, Copy)]
+enum Why<'a> {
+    /// A client (or a will, `None`) published it.
+    Published(Option<&'a Rc<str>>),
+    /// It is retained and the session subscribed.
+    Retained,
+}
+
+/// Whether `s`'s subscriptions matching `name` all say `no local`, and
+/// whether one says `retain as published`.
+fn options(s: &Session, name: &str) -> (bool, bool) {
+    let mut matching = s
+        .subs
+        .iter()
+        .filter(|(f, _)| topic::matches(shared::matching_filter(f), name));
+    let first = matching.next();
+    let no_local = first.is_some_and(|(_, o)| o.no_local);
+    let rap = first.is_some_and(|(_, o)| o.retain_as_published);
+    matching.fold((no_local, rap), |(n, r), (_, o)| {
+        (n && o.no_local, r || o.retain_as_published)
+    })
+}
+
+/// Whether a subscription of `s` with an identifier matches `name`.
+fn has_ids(s: &Session, name: &str) -> bool {
+    s.sub_ids
+        .iter()
+        .any(|(f, _)| topic::matches(shared::matching_filter(f), name))
+}
+
+/// The identifiers of `s`'s subscriptions that match `name`.
+fn ids(s: &Session, name: &str) -> Vec<u32> {
+    let mut ids: Vec<u32> = s
+        .sub_ids
+        .iter()
+        .filter(|(f, _)| topic::matches(shared::matching_filter(f), name))
+        .map(|(_, id)| *id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Whether `bytes` fit the client's maximum packet size.
+fn fits(s: &Session, bytes: &[u8]) -> bool {
+    s.max_packet.is_none_or(|max| bytes.len() <= max as usize)
+}
+
+/// Puts queued messages in flight while the window is open; one expired
+/// or too large for the client is dropped (MQTT-3.3.2-5, MQTT-3.1.2-25).
 fn fill(s: &mut Session, wire: &mut dyn Wire) {
+    let now = Instant::now();
     while let (true, Some(c)) = (s.window_open() && !s.queue.is_empty(), s.conn) {
         let Some(m) = s.queue.pop_front() else { break };
         let id = s.next_packet_id();
-        wire.send(c, &publish(&m, Some(id), false));
-        s.inflight.push_back((id, Inflight::Sent(m)));
+        let bytes = publish(s, &m, Some(id), false, now).map(|p| encoded(s.level, &p));
+        match bytes {
+            Some(bytes) if fits(s, &bytes) => {
+                wire.send(c, &bytes);
+                s.inflight.push_back((id, Inflight::Sent(m)));
+            }
+            _ => s.dropped += 1,
+        }
     }
 }
 
-fn publish(m: &Message, packet_id: Option<u16>, dup: bool) -> Vec<u8> {
-    Packet::Publish {
+/// The PUBLISH of `m` to session `s` at `now` (with the identifiers of
+/// its matching subscriptions); none once it has expired.
+fn publish(
+    s: &Session,
+    m: &Message,
+    packet_id: Option<u16>,
+    dup: bool,
+    now: Instant,
+) -> Option<Packet> {
+    let mut properties = match &m.props {
+        Some(p) => p.at(now)?,
+        None => Properties::default(),
+    };
+    if s.level.is_v5() {
+        properties.subscription_identifiers = ids(s, &m.topic);
+    }
+    Some(Packet::Publish {
         topic: m.topic.to_string(),
         payload: m.payload.to_vec(),
         qos: m.qos,
         retain: m.retain,
         dup,
         packet_id,
-        properties: Properties::default(),
-    }
-    .encode()
+        properties,
+    })
 }

@@ -261,6 +261,9 @@ impl Loop {
                 continue;
             };
             let why = match c.transport.kind() {
+                _ if self.broker.level_of(t).is_v5() => {
+                    Some(format!("{schema} carries no MQTT 5 session"))
+                }
                 Kind::Tcp => None,
                 Kind::Ssl if schema == SCHEMA => {
                     Some(format!("{SCHEMA} carries no TLS connection"))

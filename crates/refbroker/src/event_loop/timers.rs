@@ -43,6 +43,7 @@ impl Loop {
         for t in drops {
             self.drop_conn(t);
         }
+        self.broker.expire(now, &mut self.conns);
     }
 
     /// The summary line, once per [`crate::summary_every`].

@@ -1,0 +1,151 @@
+//! CONNECT at every level: client identifiers (assigned at MQTT 5),
+//! takeover, session present, the session's expiry (3.1.1's clean session
+//! flag is expiry 0 or never; MQTT 5's interval, clean start apart), what
+//! the client says it can take (receive maximum, maximum packet size), the
+//! CONNACK (with the server's capabilities at 5), and enhanced
+//! authentication, which this broker refuses (0x8C).
+
+use std::rc::Rc;
+
+use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode};
+
+use super::{encoded, shown, Broker, End, Step, Wire};
+use crate::session::Session;
+
+/// Session expiry that never ends (3.1.1 without clean session).
+pub const NEVER: u32 = u32::MAX;
+/// The most topic aliases a client may set (MQTT 5).
+pub const TOPIC_ALIAS_MAX: u16 = 16;
+
+impl Broker {
+    pub(super) fn connect(&mut self, conn: usize, connect: Packet, wire: &mut dyn Wire) -> Step {
+        let Packet::Connect {
+            level,
+            client_id,
+            keep_alive,
+            clean_session,
+            will,
+            properties,
+            ..
+        } = connect
+        else {
+            return Step::End(End::Error("not a CONNECT".into()));
+        };
+        let refuse = |code: ReasonCode, why: String, wire: &mut dyn Wire| {
+            let ack = match level {
+                Level::V5 => Packet::connack(false, code),
+                _ => Packet::connack(false, ReasonCode(code.v3_connack())),
+            };
+            wire.send(conn, &encoded(level, &ack));
+            Step::End(End::Violation(code, why))
+        };
+        if properties.authentication_method.is_some() {
+            return refuse(
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "enhanced authentication (AUTH) is not supported (CONNACK 0x8C)".into(),
+                wire,
+            );
+        }
+        if let Some(w) = &will {
+            if !topic::valid_topic(&w.topic) {
+                return refuse(
+                    ReasonCode::TOPIC_NAME_INVALID,
+                    format!("a will on invalid topic {:?}", w.topic),
+                    wire,
+                );
+            }
+        }
+        let assigned = client_id.is_empty();
+        if assigned && !clean_session && !level.is_v5() {
+            wire.send(conn, &Packet::connack(false, ReasonCode(2)).encode());
+            return Step::End(End::Error(
+                "refused an empty client id without a clean session (CONNACK 2)".into(),
+            ));
+        }
+        let id: Rc<str> = match assigned {
+            true => format!("refbroker-{}-{conn}", std::process::id()).into(),
+            false => client_id.into(),
+        };
+        let expiry = match level {
+            Level::V5 => properties.session_expiry_interval.unwrap_or(0),
+            _ if clean_session => 0,
+            _ => NEVER,
+        };
+        self.take_over(conn, &id, wire);
+        self.will_back(&id, clean_session, wire);
+        if clean_session {
+            self.discard(&id);
+        }
+        let present = self.sessions.contains_key(&id);
+        let session = self
+            .sessions
+            .entry(Rc::clone(&id))
+            .or_insert_with(|| Box::new(Session::new(expiry == 0)));
+        session.clean = expiry == 0;
+        session.expiry = expiry;
+        session.offline_since = None;
+        session.conn = Some(conn);
+        session.level = level;
+        session.receive_max = properties.receive_maximum.unwrap_or(u16::MAX);
+        session.max_packet = properties.maximum_packet_size;
+        if let Some(c) = self.clients.get_mut(&conn) {
+            c.id = Some(Rc::clone(&id));
+            c.will = will.map(Box::new);
+            c.level = level;
+        }
+        let mut ack = Packet::connack(present, ReasonCode::SUCCESS);
+        if let (Level::V5, Packet::ConnAck { properties, .. }) = (level, &mut ack) {
+            *properties = capabilities(assigned.then(|| id.to_string()));
+        }
+        wire.send(conn, &encoded(level, &ack));
+        self.debug(format_args!(
+            "client {id:?} connected ({level:?}) on {} (keep-alive {keep_alive} s{})",
+            self.client_where(conn),
+            if present { ", session resumed" } else { "" }
+        ));
+        if present {
+            self.resume(&id, conn, wire);
+        }
+        Step::Connected { keep_alive, level }
+    }
+
+    /// Takeover: the connection holding `id` ends first (its will, its
+    /// clean session), then `conn` takes what is left.
+    fn take_over(&mut self, conn: usize, id: &Rc<str>, wire: &mut dyn Wire) {
+        if let Some(old) = self.sessions.get(id).and_then(|s| s.conn) {
+            self.debug(format_args!(
+                "client {id:?} connected again from {}: closing its connection from {}",
+                shown(self.clients.get(&conn).and_then(|c| c.peer)),
+                shown(self.clients.get(&old).and_then(|c| c.peer))
+            ));
+            self.closed(old, &End::TakenOver, wire);
+            wire.close(old);
+        }
+    }
+
+    /// "on LISTENER from PEER" of connection `conn`.
+    fn client_where(&self, conn: usize) -> String {
+        let client = self.clients.get(&conn);
+        format!(
+            "{} from {}",
+            client.map_or_else(|| "?".into(), |c| c.listener.to_string()),
+            shown(client.and_then(|c| c.peer))
+        )
+    }
+}
+
+/// What an MQTT 5 CONNACK says the server can do: everything, QoS 2
+/// included (no Maximum QoS), topic aliases from the client up to
+/// [`TOPIC_ALIAS_MAX`] (it sends none itself).
+fn capabilities(assigned: Option<String>) -> Properties {
+    Properties {
+        assigned_client_identifier: assigned,
+        retain_available: Some(true),
+        wildcard_subscription_available: Some(true),
+        subscription_identifier_available: Some(true),
+        shared_subscription_available: Some(true),
+        topic_alias_maximum: Some(TOPIC_ALIAS_MAX),
+        receive_maximum: Some(crate::session::MAX_INFLIGHT as u16),
+        ..Properties::default()
+    }
+}
