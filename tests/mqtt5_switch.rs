@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use emqx_mqtt::{decode_as, Level, Packet, Properties, ReasonCode};
+use emqx_mqtt::{decode_as, Level, Packet, ReasonCode};
 use emqx_testkit::mqtt_client::MqttClient;
 use emqx_testkit::BrokerHost;
 
@@ -17,31 +17,14 @@ use emqx_testkit::BrokerHost;
 fn v5_client(addr: std::net::SocketAddr, id: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let Packet::Connect {
-        client_id,
-        keep_alive,
-        clean_session,
-        username,
-        password,
-        will,
-        ..
-    } = Packet::connect(id, false, 60)
-    else {
-        unreachable!()
-    };
-    let connect = Packet::Connect {
-        level: Level::V5,
-        client_id,
-        keep_alive,
-        clean_session,
-        username,
-        password,
-        will,
-        properties: Properties {
-            session_expiry_interval: Some(300),
-            ..Properties::default()
-        },
-    };
+    let mut connect = Packet::connect(id, false, 60);
+    if let Packet::Connect {
+        level, properties, ..
+    } = &mut connect
+    {
+        *level = Level::V5;
+        properties.session_expiry_interval = Some(300);
+    }
     s.write_all(&connect.encode_as(Level::V5)).unwrap();
     match recv(&mut s) {
         Some(Packet::ConnAck { code, .. }) => assert_eq!(code, ReasonCode::SUCCESS),
