@@ -3,17 +3,20 @@
 //! sshd, the helper from its `.deb` and `emqx.service`, under MQTT load
 //! with persistent sessions on each host's address. A rolling upgrade and
 //! downgrade lose nothing, a rerun changes nothing, check mode changes no
-//! state file, a release that never becomes ready on host two stops the
-//! roll there, and a host on 5.1.x fails the pre-flight before any host
-//! changes. Also: ansible-lint's production profile and ansible-doc.
-//! Needs root, openssh-server and the helper's .deb (scripts/test).
+//! state file and puts no file on a host, a roll by OS package from the
+//! hosts' own apt repository loses nothing either, a release that never
+//! becomes ready on host two stops the roll there, and a host on 5.1.x
+//! fails the pre-flight before any host changes. Also: ansible-lint's
+//! production profile and ansible-doc. Needs root, openssh-server and the
+//! helper's .deb (scripts/test); installs dpkg-dev (dpkg-scanpackages, the
+//! repository) and python3-apt (Ansible's apt module on the hosts) itself.
 
 use std::path::Path;
 use std::time::Instant;
 
 use emqx_load::{Load, LoadOptions};
 use emqx_testkit::ansible::{collection_dir, Controller, Played};
-use emqx_testkit::fleet::{helper_deb, Fleet};
+use emqx_testkit::fleet::{ensure_debian_packages, helper_deb, Fleet, FleetHost};
 use emqx_testkit::sandbox::assert_moved;
 use emqx_testkit::text;
 
@@ -80,6 +83,19 @@ fn state_files(fleet: &Fleet) -> Vec<String> {
         .collect()
 }
 
+/// What every host holds under its drop folder and its release store:
+/// each file's path, size, mode and modification time.
+fn release_files(fleet: &Fleet) -> Vec<String> {
+    fleet
+        .hosts
+        .iter()
+        .map(|h| {
+            h.sandbox
+                .ok("find /usr/lib/emqx/releases /var/lib/emqx/releases -printf '%p %s %m %T@\\n' | sort")
+        })
+        .collect()
+}
+
 fn states(fleet: &Fleet) -> Vec<Vec<(String, String)>> {
     fleet.hosts.iter().map(|h| h.sandbox.versions()).collect()
 }
@@ -131,6 +147,8 @@ fn the_collection_is_lint_clean_and_documented() {
 #[test]
 fn a_rolling_upgrade_and_downgrade_of_three_hosts_keep_every_session() {
     let started = Instant::now();
+    // Before the hosts boot: their `/` is this machine's.
+    ensure_debian_packages(&["dpkg-dev", "python3-apt"]);
     let ctl = Controller::new();
     let fleet = timed("three hosts booted", || {
         Fleet::boot(
@@ -142,24 +160,40 @@ fn a_rolling_upgrade_and_downgrade_of_three_hosts_keep_every_session() {
     let inventory = fleet.inventory(&[]);
     let good = fleet.package("good", "5.0.1", "");
 
-    // Check mode: the plan of every host, no state file changed.
-    let before = state_files(&fleet);
+    // Check mode: the plan of every host, nothing on any host changed.
+    // Host one holds the package already (pushed before): the helper plans
+    // with it; the others would get it pushed, and check mode pushes nothing.
+    let one = &fleet.hosts[0].sandbox;
+    std::fs::copy(&good, one.share.path().join("emqx-5.0.1.zip")).unwrap();
+    one.ok(&format!(
+        "install -m 0644 {}/emqx-5.0.1.zip /usr/lib/emqx/releases/",
+        one.share.path().display()
+    ));
+    let before = (state_files(&fleet), release_files(&fleet));
     let mut check = vars("5.0.1", Some(&good));
     check.push("--check".into());
     let p = timed("check mode", || ctl.roll(&inventory, &check));
     assert_played(&p, "check mode");
-    for h in &fleet.hosts {
-        assert!(
-            p.text
-                .contains(&format!("{}: unpack, switch, make_permanent;", h.name)),
-            "no plan for {}:\n{}",
-            h.name,
-            p.text
-        );
+    println!("{}", summary(&p));
+    let planned = |h: &str| format!("{h}: unpack, switch, make_permanent;");
+    let would_push = |h: &str| {
+        format!("{h}: would push emqx-5.0.1.zip into /usr/lib/emqx/releases/, then move to 5.0.1")
+    };
+    for (i, h) in fleet.hosts.iter().enumerate() {
+        let said = if i == 0 {
+            planned(&h.name)
+        } else {
+            would_push(&h.name)
+        };
+        assert!(p.text.contains(&said), "no '{said}':\n{}", p.text);
         assert_eq!(h.serving(), "5.0.0");
     }
-    let after = state_files(&fleet);
-    assert_eq!(after, before, "check mode changed a state file");
+    let after = (state_files(&fleet), release_files(&fleet));
+    assert_eq!(after.0, before.0, "check mode changed a state file");
+    assert_eq!(
+        after.1, before.1,
+        "check mode changed a file under releases/"
+    );
 
     // The roll up and back down, under load on every host.
     let loads = load_on(&fleet);
@@ -194,6 +228,7 @@ fn a_rolling_upgrade_and_downgrade_of_three_hosts_keep_every_session() {
     );
     stop_and_check(&fleet, loads, true);
 
+    a_roll_by_os_package_from_the_hosts_repository(&ctl, &fleet);
     never_ready_on_host_two_stops_the_roll(&ctl, &fleet);
     a_minor_release_fails_the_preflight(&ctl, &fleet);
     println!(
@@ -202,9 +237,99 @@ fn a_rolling_upgrade_and_downgrade_of_three_hosts_keep_every_session() {
     );
 }
 
+/// The hosts on 5.0.0, as if 5.0.1 had never reached them, and their own
+/// apt repository holding `emqx-release-5.0.1`: check mode installs
+/// nothing; the roll installs it host by host (its maintainer hooks
+/// hot-upgrade the broker) under load and loses nothing, each host's
+/// summary giving the hooks' switch; a rerun changes nothing.
+fn a_roll_by_os_package_from_the_hosts_repository(ctl: &Controller, fleet: &Fleet) {
+    for h in &fleet.hosts {
+        h.sandbox.ok(
+            "emqx-relup uninstall 5.0.1 >/dev/null && rm -f /usr/lib/emqx/releases/emqx-5.0.1.*",
+        );
+    }
+    let deb = fleet.release_deb("5.0.1");
+    timed("the hosts' apt repository", || {
+        fleet.apt_repository(std::slice::from_ref(&deb))
+    });
+    let inventory = fleet.inventory(&[]);
+    let mut args = vars("5.0.1", None);
+    args.extend([
+        "-e".into(),
+        "rolling_upgrade_os_package=emqx-release-5.0.1".into(),
+    ]);
+    let installed = |h: &FleetHost| {
+        h.sandbox
+            .sh("dpkg-query -W --showformat='${Status}' emqx-release-5.0.1")
+            .stdout
+            .ends_with(b" ok installed")
+    };
+
+    // Check mode installs nothing and plans the install.
+    let before = (state_files(fleet), release_files(fleet));
+    let mut check = args.clone();
+    check.push("--check".into());
+    let p = timed("check mode by OS package", || ctl.roll(&inventory, &check));
+    assert_played(&p, "check mode by OS package");
+    println!("{}", summary(&p));
+    for h in &fleet.hosts {
+        let said = format!(
+            "{}: would install emqx-release-5.0.1 from its repository, whose hooks move the broker to 5.0.1",
+            h.name
+        );
+        assert!(p.text.contains(&said), "no '{said}':\n{}", p.text);
+        assert!(
+            !installed(h),
+            "{}: check mode installed the package",
+            h.name
+        );
+    }
+    assert_eq!(
+        (state_files(fleet), release_files(fleet)),
+        before,
+        "check mode changed a file under releases/"
+    );
+
+    let loads = load_on(fleet);
+    let p = timed("rolling upgrade by OS package", || {
+        ctl.roll(&inventory, &args)
+    });
+    assert_played(&p, "the rolling upgrade by OS package");
+    println!("{}", summary(&p));
+    for h in &fleet.hosts {
+        assert!(
+            p.text.contains(&format!(
+                "{}: install emqx-release-5.0.1 from its repository",
+                h.name
+            )),
+            "no pre-flight plan for {}:\n{}",
+            h.name,
+            p.text
+        );
+        let line = format!(
+            "{}: changed, 5.0.0 -> 5.0.1 by emqx-release-5.0.1, ",
+            h.name
+        );
+        assert!(p.text.contains(&line), "no '{line}':\n{}", p.text);
+        assert_eq!(h.serving(), "5.0.1");
+        assert!(installed(h), "{}: emqx-release-5.0.1 not installed", h.name);
+        assert!(p.recap(&h.name, "changed").unwrap_or(0) > 0, "{}", p.text);
+    }
+    assert_eq!(
+        states(fleet),
+        vec![vec![pair("5.0.1", "permanent"), pair("5.0.0", "old")]; 3]
+    );
+    let p = timed("rerun by OS package", || ctl.roll(&inventory, &args));
+    assert_played(&p, "the rerun by OS package");
+    for h in &fleet.hosts {
+        assert_eq!(p.recap(&h.name, "changed"), Some(0), "{}", p.text);
+    }
+    stop_and_check(fleet, loads, true);
+}
+
 /// Host two gets a 5.0.2 whose broker never reports ready: host one is
-/// on 5.0.2, host two serves 5.0.0 with its sessions, host three is
-/// untouched, and the play fails naming host two and why.
+/// on 5.0.2, host two serves 5.0.1 (what it ran) with its sessions, host
+/// three is untouched, and the play fails naming host two and why.
 fn never_ready_on_host_two_stops_the_roll(ctl: &Controller, fleet: &Fleet) {
     let good = fleet.package("good", "5.0.2", "");
     let bad = fleet.package("never-ready", "5.0.2", "fail = \"never-ready\"\n");
@@ -229,16 +354,16 @@ fn never_ready_on_host_two_stops_the_roll(ctl: &Controller, fleet: &Fleet) {
     );
     let (one, two, three) = (&fleet.hosts[0], &fleet.hosts[1], &fleet.hosts[2]);
     assert_eq!(one.serving(), "5.0.2");
-    assert_eq!(two.serving(), "5.0.0");
-    assert_eq!(three.serving(), "5.0.0");
+    assert_eq!(two.serving(), "5.0.1");
+    assert_eq!(three.serving(), "5.0.1");
     assert_eq!(three.sandbox.state_bytes(), third, "host three was touched");
-    // Unpacked before its switch failed; 5.0.0 is still permanent.
+    // Unpacked before its switch failed; 5.0.1 is still permanent.
     assert_eq!(
         two.sandbox.versions(),
         [
             pair("5.0.2", "unpacked"),
-            pair("5.0.1", "old"),
-            pair("5.0.0", "permanent")
+            pair("5.0.1", "permanent"),
+            pair("5.0.0", "old")
         ]
     );
     assert!(p.text.contains("host3: untouched"), "{}", p.text);

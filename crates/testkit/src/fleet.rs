@@ -1,8 +1,9 @@
 //! Broker hosts reached over SSH: systemd sandboxes, each in its own
 //! network namespace (the sandbox's) joined to this machine by a veth pair
 //! with an address of its own, running `sshd`, the helper from its `.deb`
-//! and `emqx.service` on release 5.0.0. The veths go with the sandboxes;
-//! traffic never leaves this machine.
+//! and `emqx.service` on release 5.0.0, and when a test asks, an apt
+//! repository of their own (a folder inside, `file:`). The veths go with
+//! the sandboxes; traffic never leaves this machine.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -126,6 +127,37 @@ pub fn helper_deb() -> PathBuf {
         })
 }
 
+/// Installs the Debian packages `names` on this machine (whose `/` every
+/// sandbox sees) unless they are installed; panics when apt cannot.
+pub fn ensure_debian_packages(names: &[&str]) {
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|p| {
+            let out = Command::new("dpkg-query")
+                .args(["-W", "--showformat=${Status}", p])
+                .output();
+            !out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).ends_with(" ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let list = missing.join(" ");
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            &format!("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {list}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "this test needs the Debian packages {list}, and apt-get could not install them: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 impl Fleet {
     /// A release package of the reference broker on the controller, in
     /// the fleet's folder `packages/<group>/`, with `refbroker_toml` in it.
@@ -138,6 +170,63 @@ impl Fleet {
             &crate::broker::broker_release(version, refbroker_toml),
         );
         path
+    }
+
+    /// The OS package `emqx-release-VSN` (a `.deb`, `scripts/package-release`)
+    /// of the reference broker's release `version`, in the fleet's folder.
+    pub fn release_deb(&self, version: &str) -> PathBuf {
+        let zip = self.package("os", version, "");
+        let out = Command::new(crate::bins::repo().join("scripts/package-release"))
+            .arg(&zip)
+            .arg(self.dir.path().join("debs"))
+            .arg("deb")
+            .env("SOURCE_DATE_EPOCH", "1795000000")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/package-release: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    }
+
+    /// Gives every host its own apt repository holding `debs`: a flat
+    /// repository (`dpkg-scanpackages`, from dpkg-dev, and a `Release`
+    /// naming its indexes' SHA-256) copied to `/srv/emqx-apt` inside and
+    /// listed as `deb [trusted=yes] file:/srv/emqx-apt ./`, the only
+    /// repository the host's apt knows: the sources and lists it sees of
+    /// this machine go (inside only; no mirror is reachable from there, and
+    /// apt would read their 60,000 packages at every call).
+    pub fn apt_repository(&self, debs: &[PathBuf]) {
+        let repo = self.dir.path().join("apt");
+        std::fs::create_dir_all(&repo).unwrap();
+        for deb in debs {
+            std::fs::copy(deb, repo.join(deb.file_name().unwrap())).unwrap();
+        }
+        sh(&format!(
+            r#"set -e; cd {}
+dpkg-scanpackages --multiversion . /dev/null > Packages 2>/dev/null
+gzip -9nkf Packages
+{{ echo 'Origin: emqx-relup tests'; echo 'Label: emqx-relup tests'; echo "Date: $(date -Ru)"; echo 'SHA256:'
+  for f in Packages Packages.gz; do echo " $(sha256sum $f | cut -d' ' -f1) $(stat -c %s $f) $f"; done; }} > Release"#,
+            repo.display()
+        ));
+        for h in &self.hosts {
+            let share = h.sandbox.share.path().join("apt");
+            let _ = std::fs::remove_dir_all(&share);
+            std::fs::create_dir_all(&share).unwrap();
+            for entry in std::fs::read_dir(&repo).unwrap().flatten() {
+                std::fs::copy(entry.path(), share.join(entry.file_name())).unwrap();
+            }
+            h.sandbox.ok(&format!(
+                "set -e; install -d -m 0755 /srv/emqx-apt; install -m 0644 {}/* /srv/emqx-apt/\n\
+                 rm -f /etc/apt/sources.list /etc/apt/sources.list.d/* /var/lib/apt/lists/*_*\n\
+                 echo 'deb [trusted=yes] file:/srv/emqx-apt ./' > /etc/apt/sources.list.d/emqx-relup-tests.list\n\
+                 apt-get update -qq",
+                share.display()
+            ));
+        }
     }
 }
 
