@@ -176,7 +176,7 @@ impl Broker {
             if let Some(reason) = end.reason() {
                 wire.send(
                     conn,
-                    &encoded(client.level, &Packet::disconnect_with(reason)),
+                    &Packet::disconnect_with(reason).encode_as(client.level),
                 );
             }
         }
@@ -208,7 +208,7 @@ impl Broker {
         let clean = match self.sessions.get_mut(&id) {
             Some(s) if s.conn == Some(conn) => {
                 s.conn = None;
-                s.clean
+                s.clean()
             }
             _ => false,
         };
@@ -344,9 +344,4 @@ fn not_connect(what: impl std::fmt::Display) -> End {
 
 fn connack(session_present: bool, code: u8) -> Vec<u8> {
     Packet::connack(session_present, ReasonCode(code)).encode()
-}
-
-/// `packet` encoded at the level of `conn`'s client.
-pub(crate) fn encoded(level: Level, packet: &Packet) -> Vec<u8> {
-    packet.encode_as(level)
 }

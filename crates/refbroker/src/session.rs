@@ -92,8 +92,6 @@ pub const MAX_INFLIGHT: usize = 64;
 /// A session.
 #[derive(Debug, Default)]
 pub struct Session {
-    /// Ends with its connection (CONNECT's clean session flag).
-    pub clean: bool,
     /// Filter and its options, the QoS the granted one (a list: most
     /// clients hold one or two, and a tree's first node costs hundreds of
     /// bytes).
@@ -133,11 +131,16 @@ impl Session {
     /// A fresh session.
     pub fn new(clean: bool) -> Session {
         Session {
-            clean,
             expiry: if clean { 0 } else { u32::MAX },
             receive_max: u16::MAX,
             ..Session::default()
         }
+    }
+
+    /// Whether it ends with its connection (3.1.1's clean session, or
+    /// MQTT 5's session expiry 0).
+    pub fn clean(&self) -> bool {
+        self.expiry == 0
     }
 
     /// Whether it has been offline past its expiry at `now`.

@@ -138,7 +138,7 @@ fn session_data(id: &str, s: &Session) -> SessionData {
     awaiting_rel.sort_unstable();
     SessionData {
         id: id.to_string(),
-        clean: s.clean,
+        clean: s.clean(),
         subs: s.subs.iter().map(|(f, o)| (f.clone(), o.qos)).collect(),
         inflight: s
             .inflight

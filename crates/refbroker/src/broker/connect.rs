@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode};
 
-use super::{encoded, shown, Broker, End, Step, Wire};
+use super::{shown, Broker, End, Step, Wire};
 use crate::session::Session;
 
 /// Session expiry that never ends (3.1.1 without clean session).
@@ -36,7 +36,7 @@ impl Broker {
                 Level::V5 => Packet::connack(false, code),
                 _ => Packet::connack(false, ReasonCode(code.v3_connack())),
             };
-            wire.send(conn, &encoded(level, &ack));
+            wire.send(conn, &ack.encode_as(level));
             Step::End(End::Violation(code, why))
         };
         if properties.authentication_method.is_some() {
@@ -81,7 +81,6 @@ impl Broker {
             .sessions
             .entry(Rc::clone(&id))
             .or_insert_with(|| Box::new(Session::new(expiry == 0)));
-        session.clean = expiry == 0;
         session.expiry = expiry;
         session.offline_since = None;
         session.conn = Some(conn);
@@ -97,7 +96,7 @@ impl Broker {
         if let (Level::V5, Packet::ConnAck { properties, .. }) = (level, &mut ack) {
             *properties = capabilities(assigned.then(|| id.to_string()));
         }
-        wire.send(conn, &encoded(level, &ack));
+        wire.send(conn, &ack.encode_as(level));
         self.debug(format_args!(
             "client {id:?} connected ({level:?}) on {} (keep-alive {keep_alive} s{})",
             self.client_where(conn),

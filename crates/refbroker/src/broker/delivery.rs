@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode, RetainHandling, SubOptions};
 
-use super::{encoded, Broker, Wire, QOS0_BACKLOG};
+use super::{Broker, Wire, QOS0_BACKLOG};
 use crate::router::shared;
 use crate::session::{Inflight, Message, Session};
 
@@ -32,7 +32,7 @@ impl Broker {
             // An expired message in flight is sent all the same: the
             // client holds its packet id.
             if let Some(p) = packet {
-                wire.send(conn, &encoded(s.level, &p));
+                wire.send(conn, &p.encode_as(s.level));
             }
         }
         fill(s, wire);
@@ -99,7 +99,7 @@ impl Broker {
                 (_, true) => ReasonCode::UNSPECIFIED_ERROR,
             });
         }
-        wire.send(conn, &encoded(level, &Packet::suback(packet_id, codes)));
+        wire.send(conn, &Packet::suback(packet_id, codes).encode_as(level));
         for (filter, q) in retained_for {
             for m in self.router.retained(&filter) {
                 self.deliver(id, m, q, Why::Retained, &mut [None, None], wire);
@@ -165,14 +165,14 @@ impl Broker {
                         // Its subscription identifiers: a packet of its own.
                         true => {
                             own = publish(s, &message, None, false, now)
-                                .map(|p| encoded(s.level, &p));
+                                .map(|p| p.encode_as(s.level));
                             &own
                         }
                         false => {
                             let slot = &mut qos0[usize::from(s.level.is_v5())];
                             if slot.is_none() {
                                 *slot = publish(s, &message, None, false, now)
-                                    .map(|p| encoded(s.level, &p));
+                                    .map(|p| p.encode_as(s.level));
                             }
                             &*slot
                         }
@@ -219,21 +219,22 @@ fn options(s: &Session, name: &str) -> (bool, bool) {
     })
 }
 
-/// Whether a subscription of `s` with an identifier matches `name`.
-fn has_ids(s: &Session, name: &str) -> bool {
+/// The identifiers of `s`'s subscriptions that match `name`, unsorted.
+fn matching_ids<'a>(s: &'a Session, name: &'a str) -> impl Iterator<Item = u32> + 'a {
     s.sub_ids
         .iter()
-        .any(|(f, _)| topic::matches(shared::matching_filter(f), name))
+        .filter(move |(f, _)| topic::matches(shared::matching_filter(f), name))
+        .map(|(_, id)| *id)
+}
+
+/// Whether a subscription of `s` with an identifier matches `name`.
+fn has_ids(s: &Session, name: &str) -> bool {
+    matching_ids(s, name).next().is_some()
 }
 
 /// The identifiers of `s`'s subscriptions that match `name`.
 fn ids(s: &Session, name: &str) -> Vec<u32> {
-    let mut ids: Vec<u32> = s
-        .sub_ids
-        .iter()
-        .filter(|(f, _)| topic::matches(shared::matching_filter(f), name))
-        .map(|(_, id)| *id)
-        .collect();
+    let mut ids: Vec<u32> = matching_ids(s, name).collect();
     ids.sort_unstable();
     ids.dedup();
     ids
@@ -251,7 +252,7 @@ fn fill(s: &mut Session, wire: &mut dyn Wire) {
     while let (true, Some(c)) = (s.window_open() && !s.queue.is_empty(), s.conn) {
         let Some(m) = s.queue.pop_front() else { break };
         let id = s.next_packet_id();
-        let bytes = publish(s, &m, Some(id), false, now).map(|p| encoded(s.level, &p));
+        let bytes = publish(s, &m, Some(id), false, now).map(|p| p.encode_as(s.level));
         match bytes {
             Some(bytes) if fits(s, &bytes) => {
                 wire.send(c, &bytes);

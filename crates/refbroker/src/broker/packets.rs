@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use emqx_mqtt::{topic, Level, Packet, ReasonCode};
 
-use super::{encoded, Broker, End, Step, Wire};
+use super::{Broker, End, Step, Wire};
 use crate::session::{Message, Props};
 
 impl Broker {
@@ -20,7 +20,7 @@ impl Broker {
         wire: &mut dyn Wire,
     ) -> Step {
         let level = self.clients.get(&conn).map_or(Level::V311, |c| c.level);
-        let send = |wire: &mut dyn Wire, p: &Packet| wire.send(conn, &encoded(level, p));
+        let send = |wire: &mut dyn Wire, p: &Packet| wire.send(conn, &p.encode_as(level));
         match packet {
             Packet::Publish {
                 topic: name,
@@ -165,7 +165,6 @@ impl Broker {
                 ));
             }
             s.expiry = secs;
-            s.clean = secs == 0;
         }
         match reason {
             ReasonCode::DISCONNECT_WITH_WILL => Step::End(End::DisconnectWithWill),
@@ -230,11 +229,15 @@ impl Broker {
         match qos {
             1 => wire.send(
                 conn,
-                &encoded(level, &Packet::puback(packet_id).with_reason(reason)),
+                &Packet::puback(packet_id)
+                    .with_reason(reason)
+                    .encode_as(level),
             ),
             2 => wire.send(
                 conn,
-                &encoded(level, &Packet::pubrec(packet_id).with_reason(reason)),
+                &Packet::pubrec(packet_id)
+                    .with_reason(reason)
+                    .encode_as(level),
             ),
             _ => {}
         }
