@@ -2,6 +2,9 @@
 //! persistent sessions (`tests/sessions.py`) and `mosquitto_sub -c`,
 //! over plain TCP or TLS (tests/sessions.rs, tests/tls.rs).
 
+// Each test file that includes this module uses part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
@@ -9,6 +12,8 @@ use emqx_testkit::clients::paho_python;
 use emqx_testkit::BrokerHost;
 
 const SESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sessions.py");
+/// The MQTT 5 clients of `tests/sessions5.py`.
+pub const SESSIONS5: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sessions5.py");
 
 /// Switches back and forth `n` times; each must move the connections.
 pub fn switch_back_and_forth(b: &BrokerHost, n: usize) {
@@ -42,8 +47,13 @@ impl Paho {
     /// On `port`, publishing `rate` messages a second each; over TLS
     /// verifying against `ca` when given.
     pub fn start(port: u16, rate: u32, ca: Option<&std::path::Path>) -> Paho {
+        Paho::run(SESSIONS, port, rate, ca)
+    }
+
+    /// The clients of `script` (as `tests/sessions.py`'s arguments).
+    pub fn run(script: &str, port: u16, rate: u32, ca: Option<&std::path::Path>) -> Paho {
         let mut child = Command::new(paho_python())
-            .arg(SESSIONS)
+            .arg(script)
             .arg("127.0.0.1")
             .arg(port.to_string())
             .arg(rate.to_string())
@@ -55,7 +65,7 @@ impl Paho {
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "sessions.py did not start");
+        assert_eq!(line.trim(), "ready", "{script} did not start");
         Paho { child, out }
     }
 

@@ -20,6 +20,8 @@ mod connect;
 mod delivery;
 mod packets;
 
+pub use connect::TOPIC_ALIAS_MAX;
+
 /// QoS 0 deliveries are dropped while this much is unsent to a client.
 pub const QOS0_BACKLOG: usize = 1 << 20;
 
@@ -57,6 +59,9 @@ pub struct Broker {
     pub(crate) traffic: Traffic,
     /// Wills waiting out their delay (MQTT 5): client id, when, the will.
     pub(crate) pending_wills: Vec<(Rc<str>, std::time::Instant, Message)>,
+    /// Shared groups' turn order from a broker this one is taking over,
+    /// applied once the import is whole.
+    pub(crate) moved_groups: Vec<crate::snapshot::GroupData>,
 }
 
 /// Messages counted for the summary line.
@@ -90,6 +95,7 @@ impl Broker {
             malformed: 0,
             traffic: Traffic::default(),
             pending_wills: Vec::new(),
+            moved_groups: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use emqx_mqtt::{decode, Level, Packet, ReasonCode, Will};
+use emqx_mqtt::{Level, Packet, ReasonCode, Will};
 
 use crate::broker::{Broker, End, Step, Wire, QOS0_BACKLOG};
 
@@ -15,6 +15,8 @@ pub(crate) struct Recorder {
     /// Bytes each connection has unsent, as the test sets them (none
     /// unless set).
     pub(crate) backlog: HashMap<usize, usize>,
+    /// Connections that speak MQTT 5 (decoded as such).
+    pub(crate) v5: std::collections::HashSet<usize>,
 }
 
 impl Wire for Recorder {
@@ -22,7 +24,13 @@ impl Wire for Recorder {
         self.backlog.get(&conn).copied().unwrap_or(0)
     }
     fn send(&mut self, conn: usize, bytes: &[u8]) {
-        let (p, _) = decode(bytes, 1 << 20).unwrap().unwrap();
+        let level = match self.v5.contains(&conn) {
+            true => Level::V5,
+            false => Level::V311,
+        };
+        let (p, _) = emqx_mqtt::decode_as(bytes, 1 << 20, level)
+            .unwrap()
+            .unwrap();
         self.sent.entry(conn).or_default().push(p);
     }
     fn close(&mut self, conn: usize) {

@@ -50,6 +50,8 @@ pub struct Carried {
     pub keep_alive: u16,
     /// How long since its last packet (and since it opened).
     pub idle: Duration,
+    /// The protocol level of its CONNECT (3.1.1 before one).
+    pub level: Level,
 }
 
 impl Conn {
@@ -64,8 +66,7 @@ impl Conn {
             last_read: since,
             keep_alive: carried.keep_alive,
             connected: carried.connected,
-            // Only MQTT 3.1.1 connections move (refbroker/1 and /2).
-            level: Level::V311,
+            level: carried.level,
             closing_since: None,
             fin_sent: false,
             writable: false,

@@ -65,7 +65,7 @@ pub enum Cmd {
     /// the schema named and answer what went.
     Export(
         emqx_handoff::Channel,
-        String,
+        crate::snapshot::Schema,
         Instant,
         mpsc::Sender<Result<emqx_handoff::broker::Exported, emqx_handoff::broker::ExportError>>,
     ),
@@ -75,7 +75,7 @@ pub enum Cmd {
     /// will, no FIN) and answer how many.
     Go(mpsc::Sender<usize>),
     /// Begin taking over another broker's state: its broker-wide part.
-    ImportShared(crate::snapshot::SharedState),
+    ImportShared(crate::snapshot::SharedState, crate::snapshot::Schema),
     /// A batch of its connections.
     ImportBatch(Vec<MovedConn>),
     /// The import is whole: answer how many connections now run here.
@@ -125,6 +125,7 @@ pub fn start(
                 closing_all: Vec::new(),
                 scratch: vec![0; 64 * 1024],
                 frozen: None,
+                schema: crate::snapshot::Schema::Mqtt5,
                 imported: Vec::new(),
                 import_error: None,
                 held: Vec::new(),
@@ -154,6 +155,8 @@ struct Loop {
     scratch: Vec<u8>,
     /// While frozen: the connections exported, and when the freeze began.
     frozen: Option<(Vec<usize>, Instant)>,
+    /// The schema of the move in progress (or the last one).
+    schema: crate::snapshot::Schema,
     /// While frozen after an import: the connections imported.
     imported: Vec<usize>,
     /// The first error of an import in progress.
@@ -260,7 +263,7 @@ impl Loop {
                     let _ = reply.send(());
                 }
                 Cmd::Export(ch, schema, deadline, reply) => {
-                    let exported = self.export(&ch, &schema, deadline);
+                    let exported = self.export(&ch, schema, deadline);
                     // Nobody takes the answer (the asker gave up): carry on.
                     if reply.send(exported).is_err() {
                         self.thaw();
@@ -270,7 +273,7 @@ impl Loop {
                 Cmd::Go(reply) => {
                     let _ = reply.send(self.go());
                 }
-                Cmd::ImportShared(shared) => self.import_shared(shared),
+                Cmd::ImportShared(shared, schema) => self.import_shared(shared, schema),
                 Cmd::ImportBatch(conns) => self.import_batch(conns),
                 Cmd::ImportEnd(reply) => {
                     let imported = self.import_end();

@@ -26,6 +26,8 @@ pub mod settings;
 pub mod snapshot;
 #[cfg(test)]
 mod snapshot_tests;
+#[cfg(test)]
+mod snapshot_tests_v5;
 pub mod transport;
 pub mod wire;
 
@@ -241,10 +243,10 @@ impl Service for RefBroker {
 
     fn schemas(&self) -> Schemas {
         let own = || {
-            vec![
-                snapshot::SCHEMA_TLS.to_string(),
-                snapshot::SCHEMA.to_string(),
-            ]
+            snapshot::Schema::ALL
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect()
         };
         Schemas {
             exports: own(),
@@ -258,14 +260,16 @@ impl Service for RefBroker {
         schema: &str,
         deadline: Instant,
     ) -> Result<Exported, ExportError> {
+        let Some(schema) = snapshot::Schema::parse(schema) else {
+            return Err(ExportError::Failed(format!(
+                "this broker does not export {schema}"
+            )));
+        };
         let ch = ch
             .try_clone()
             .map_err(|e| ExportError::Failed(format!("a copy of the channel: {e}")))?;
         let (tx, rx) = mpsc::channel();
-        if !self
-            .handle
-            .send(Cmd::Export(ch, schema.to_string(), deadline, tx))
-        {
+        if !self.handle.send(Cmd::Export(ch, schema, deadline, tx)) {
             return Err(ExportError::Cannot);
         }
         // The loop keeps to the deadline (each packet's timeout is what is
@@ -300,19 +304,19 @@ impl Service for RefBroker {
 
     fn import(&self, state: &mut Receiver<'_>) -> Result<usize, TransferError> {
         std::thread::sleep(self.moving.import_delay);
-        let schema = state.schema.clone();
-        if schema != snapshot::SCHEMA && schema != snapshot::SCHEMA_TLS {
+        let Some(schema) = snapshot::Schema::parse(&state.schema) else {
+            let own: Vec<&str> = snapshot::Schema::ALL.iter().map(|s| s.name()).collect();
             return Err(TransferError::Refused(format!(
-                "cannot import {schema} (this broker imports {} and {})",
-                snapshot::SCHEMA_TLS,
-                snapshot::SCHEMA
+                "cannot import {} (this broker imports {})",
+                state.schema,
+                own.join(", ")
             )));
-        }
+        };
         let refused = |e: snapshot::ImportError| TransferError::Refused(e.to_string());
         let gone = || TransferError::Refused("the event loop is gone".into());
-        let shared = event_loop::decode_shared(&state.shared).map_err(refused)?;
+        let shared = event_loop::decode_shared(&state.shared, schema).map_err(refused)?;
         let mut spares = std::mem::take(&mut *lock(&self.spares));
-        if !self.handle.send(Cmd::ImportShared(shared)) {
+        if !self.handle.send(Cmd::ImportShared(shared, schema)) {
             return Err(gone());
         }
         // Each batch is decoded and its transports adopted (a TLS
@@ -327,7 +331,7 @@ impl Service for RefBroker {
                         .map(|(fd, mut bytes)| {
                             MovedConn::adopt(
                                 fd,
-                                &schema,
+                                schema,
                                 &mut bytes,
                                 self.import_tls.as_ref(),
                                 &mut spares,

@@ -85,6 +85,59 @@ pub enum Inflight {
     Released,
 }
 
+/// The most topic aliases this broker sets towards one client, whatever
+/// larger maximum it allows (each holds a topic for the connection's life).
+pub const OUT_ALIAS_CAP: u16 = 16;
+
+/// The topic aliases this broker set towards its client on the current
+/// network connection (MQTT 5, MQTT-3.3.2-7: they end with it): alias
+/// `n` is `topics[n - 1]`, never more than the client's maximum.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OutAliases {
+    /// The client's Topic Alias Maximum, capped at [`OUT_ALIAS_CAP`].
+    pub max: u16,
+    pub topics: Vec<Rc<str>>,
+}
+
+/// How a PUBLISH names its topic to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alias {
+    /// By its name only (no alias left, or the client takes none).
+    Name,
+    /// By the alias alone: the client knows it.
+    Known(u16),
+    /// By its name and a new alias, recorded once the packet is sent.
+    Set(u16),
+}
+
+impl OutAliases {
+    /// None set yet, at most `max` (capped).
+    pub fn new(max: u16) -> OutAliases {
+        OutAliases {
+            max: max.min(OUT_ALIAS_CAP),
+            topics: Vec::new(),
+        }
+    }
+
+    /// How to name `topic` in the next PUBLISH.
+    pub fn lookup(&self, topic: &str) -> Alias {
+        match self.topics.iter().position(|t| &**t == topic) {
+            Some(i) => Alias::Known(i as u16 + 1),
+            None if self.topics.len() < usize::from(self.max) => {
+                Alias::Set(self.topics.len() as u16 + 1)
+            }
+            None => Alias::Name,
+        }
+    }
+
+    /// A PUBLISH that set alias `Set(n)` for `topic` went out.
+    pub fn record(&mut self, topic: Rc<str>) {
+        if self.topics.len() < usize::from(self.max) {
+            self.topics.push(topic);
+        }
+    }
+}
+
 /// The most QoS 1/2 deliveries in flight to one client (as EMQX's
 /// `max_inflight`); the rest wait in the queue, in order.
 pub const MAX_INFLIGHT: usize = 64;
@@ -125,6 +178,8 @@ pub struct Session {
     pub max_packet: Option<u32>,
     /// The subscription identifier of each filter that has one (MQTT 5).
     pub sub_ids: Vec<(String, u32)>,
+    /// The topic aliases set towards the client on its connection.
+    pub out_aliases: OutAliases,
 }
 
 impl Session {

@@ -1,32 +1,99 @@
-//! The broker's state as plain data, schema [`SCHEMA`]: what protocol 2
-//! (issue #12) carries to the next release. Broker-wide state (retained
-//! messages, sessions without a connection) and, per connection, the
-//! client (listener, peer, will) with its session (subscriptions, QoS 1/2
-//! in flight both ways, queue, next packet id). Importing rebuilds the
-//! routing index from the sessions, sends nothing and fires no will.
-//! The broker's own `$SYS/` topics are not carried: the importer has its
-//! own. Decoding is strict: a field this broker does not know (a newer
-//! exporter's, e.g. a TLS connection's) refuses the import rather than
-//! being dropped, so no state is read as less than it is.
+//! The broker's state as plain data: what protocol 2 (issue #12) carries
+//! to the next release, in one of three [`Schema`]s. Broker-wide state
+//! (retained messages, sessions without a connection, wills waiting out
+//! their delay, shared subscription groups) and, per connection, the
+//! client (listener, peer, protocol level, topic aliases, will) with its
+//! session (subscriptions and their options, QoS 1/2 in flight both ways,
+//! queue, next packet id, MQTT 5 limits and timers). Importing rebuilds
+//! the routing index from the sessions, sends nothing and fires no will.
+//! Timers (message and session expiry, will delay) travel as deadlines on
+//! the host's monotonic clock, so they continue across the move and never
+//! restart. The broker's own `$SYS/` topics are not carried: the importer
+//! has its own. Decoding is strict: a field this broker does not know (a
+//! newer exporter's), or one the schema does not carry, refuses the
+//! import rather than being dropped, so no state is read as less than it
+//! is.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use emqx_mqtt::{topic, Will};
 use serde::{Deserialize, Serialize};
 
-use crate::broker::{Broker, Client};
-use crate::session::{Inflight, Message, Session, MAX_INFLIGHT};
+mod broker;
+mod convert;
 
-/// The name importers match before reading a byte of it: plain TCP
-/// connections only.
+/// The name of [`Schema::Tcp`].
 pub const SCHEMA: &str = "refbroker/1";
-/// [`SCHEMA`] and TLS connections, each with its serialized TLS state.
-/// An importer that knows only [`SCHEMA`] gets that instead, and the TLS
-/// connections drain.
+/// The name of [`Schema::Tls`].
 pub const SCHEMA_TLS: &str = "refbroker/2";
+/// The name of [`Schema::Mqtt5`].
+pub const SCHEMA_MQTT5: &str = "refbroker/3";
+
+/// What a state carries; each schema carries all the one before does.
+/// An importer that knows only an older one gets that instead, and what
+/// it cannot carry stays and drains (the helper's report says why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Schema {
+    /// `refbroker/1`: MQTT 3.1.1 sessions over plain TCP.
+    Tcp,
+    /// `refbroker/2`: and TLS connections, each with its TLS state.
+    Tls,
+    /// `refbroker/3`: and MQTT 5 sessions, with every timer, alias,
+    /// option and property; shared subscription groups.
+    Mqtt5,
+}
+
+impl Schema {
+    /// Every schema, the newest first (the order a broker offers them).
+    pub const ALL: [Schema; 3] = [Schema::Mqtt5, Schema::Tls, Schema::Tcp];
+
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schema::Tcp => SCHEMA,
+            Schema::Tls => SCHEMA_TLS,
+            Schema::Mqtt5 => SCHEMA_MQTT5,
+        }
+    }
+
+    /// The schema named `name`, if this broker knows it.
+    pub fn parse(name: &str) -> Option<Schema> {
+        Schema::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether it carries TLS connections.
+    pub fn carries_tls(self) -> bool {
+        self >= Schema::Tls
+    }
+
+    /// Whether it carries MQTT 5 (and MQTT 3.1) sessions.
+    pub fn carries_mqtt5(self) -> bool {
+        self >= Schema::Mqtt5
+    }
+}
+
+impl fmt::Display for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The MQTT 5 properties a message carries to its subscribers untouched.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardedData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_format_indicator: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_data: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub user_properties: Vec<(String, String)>,
+}
 
 /// An application message.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -36,6 +103,13 @@ pub struct MessageData {
     pub payload: Vec<u8>,
     pub qos: u8,
     pub retain: bool,
+    /// What an MQTT 5 publisher attached (refbroker/3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<ForwardedData>,
+    /// When it expires, in milliseconds of the monotonic clock
+    /// (refbroker/3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 /// One outgoing delivery in flight.
@@ -45,12 +119,23 @@ pub enum InflightData {
     Released,
 }
 
+/// The protocol level of 3.1.1, left out of the data.
+fn v311() -> u8 {
+    4
+}
+
+fn is_v311(level: &u8) -> bool {
+    *level == 4
+}
+
 /// A session, connected or not.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SessionData {
     pub id: String,
     pub clean: bool,
+    /// Each filter with its options byte (MQTT 5 §3.8.3.1; before
+    /// refbroker/3 the QoS alone).
     pub subs: Vec<(String, u8)>,
     pub inflight: Vec<(u16, InflightData)>,
     pub queue: Vec<MessageData>,
@@ -58,6 +143,31 @@ pub struct SessionData {
     pub awaiting_rel: Vec<u16>,
     pub dropped: u64,
     pub next_id: u16,
+    /// The protocol level of its client's last CONNECT (3, 4 or 5;
+    /// refbroker/3; 4 when left out).
+    #[serde(default = "v311", skip_serializing_if = "is_v311")]
+    pub level: u8,
+    /// Its MQTT 5 state (refbroker/3, level 5 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v5: Option<SessionV5Data>,
+}
+
+/// What an MQTT 5 session holds beyond a 3.1.1 one.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionV5Data {
+    /// Session expiry interval, seconds (`u32::MAX`: never).
+    pub expiry: u32,
+    /// Since when it has had no connection (monotonic milliseconds).
+    pub offline_since: Option<u64>,
+    pub receive_max: u16,
+    pub max_packet: Option<u32>,
+    /// Each filter's subscription identifier.
+    pub sub_ids: Vec<(String, u32)>,
+    /// The client's Topic Alias Maximum towards it (capped), and the
+    /// topics of the aliases set on its connection, alias 1 first.
+    pub alias_max: u16,
+    pub aliases: Vec<String>,
 }
 
 /// A will, as CONNECT gave it.
@@ -68,6 +178,40 @@ pub struct WillData {
     pub payload: Vec<u8>,
     pub qos: u8,
     pub retain: bool,
+    /// Its MQTT 5 properties (refbroker/3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub props: Option<WillPropsData>,
+}
+
+/// A will's MQTT 5 properties: intervals as CONNECT gave them (they
+/// start when the connection ends).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WillPropsData {
+    pub delay: Option<u32>,
+    pub expiry: Option<u32>,
+    pub forwarded: ForwardedData,
+}
+
+/// A will waiting out its delay (MQTT 5).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PendingWillData {
+    pub client: String,
+    /// When it is published (monotonic milliseconds).
+    pub due: u64,
+    pub message: MessageData,
+}
+
+/// A shared subscription group: its members in turn order, and whose
+/// turn it is.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupData {
+    /// `$share/GROUP/FILTER`.
+    pub filter: String,
+    pub members: Vec<String>,
+    pub next: usize,
 }
 
 /// Everything that is not one connection's.
@@ -78,6 +222,12 @@ pub struct SharedState {
     pub retained: Vec<MessageData>,
     /// Sessions without a connection, sorted by client id.
     pub offline: Vec<SessionData>,
+    /// refbroker/3.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wills: Vec<PendingWillData>,
+    /// refbroker/3, sorted by filter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupData>,
 }
 
 /// One connection's broker-side state.
@@ -89,6 +239,12 @@ pub struct ClientState {
     /// None before its CONNECT.
     pub session: Option<SessionData>,
     pub will: Option<WillData>,
+    /// Its CONNECT's protocol level (refbroker/3; 4 when left out).
+    #[serde(default = "v311", skip_serializing_if = "is_v311")]
+    pub level: u8,
+    /// The topic aliases it set (MQTT 5, refbroker/3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<(u16, String)>,
 }
 
 /// Why an import was refused; the importer's state is then unchanged.
@@ -111,266 +267,57 @@ impl fmt::Display for ImportError {
 
 impl std::error::Error for ImportError {}
 
-fn message_data(m: &Message) -> MessageData {
-    MessageData {
-        topic: m.topic.to_string(),
-        payload: m.payload.to_vec(),
-        qos: m.qos,
-        retain: m.retain,
-    }
+/// The furthest ahead a carried deadline may be: the longest interval
+/// MQTT 5 has (`u32::MAX` seconds).
+const MAX_AHEAD_MS: u64 = u32::MAX as u64 * 1000;
+
+/// One reading of both clocks, to turn a deadline of this process
+/// ([`Instant`]) into one of the host's monotonic clock, which every
+/// process of one boot shares, and back.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    now: Instant,
+    /// The monotonic clock at `now`, in milliseconds.
+    mono: u64,
 }
 
-fn message(m: &MessageData) -> Result<Message, ImportError> {
-    if m.qos > 2 || !topic::valid_topic(&m.topic) {
-        return Err(ImportError::Invalid(format!("message on {:?}", m.topic)));
+impl Clock {
+    /// Both clocks now.
+    pub fn now() -> Clock {
+        let now = Instant::now();
+        let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .map(|t| Duration::from(t).as_millis() as u64)
+            .unwrap_or(0);
+        Clock { now, mono }
     }
-    Ok(Message {
-        topic: m.topic.as_str().into(),
-        payload: Rc::from(&m.payload[..]),
-        qos: m.qos,
-        retain: m.retain,
-        props: None,
-    })
-}
 
-fn session_data(id: &str, s: &Session) -> SessionData {
-    let mut awaiting_rel: Vec<u16> = s.awaiting_rel.iter().copied().collect();
-    awaiting_rel.sort_unstable();
-    SessionData {
-        id: id.to_string(),
-        clean: s.clean(),
-        subs: s.subs.iter().map(|(f, o)| (f.clone(), o.qos)).collect(),
-        inflight: s
-            .inflight
-            .iter()
-            .map(|(id, f)| {
-                let f = match f {
-                    Inflight::Sent(m) => InflightData::Sent(message_data(m)),
-                    Inflight::Released => InflightData::Released,
-                };
-                (*id, f)
-            })
-            .collect(),
-        queue: s.queue.iter().map(message_data).collect(),
-        awaiting_rel,
-        dropped: s.dropped,
-        next_id: s.next_id,
-    }
-}
-
-/// Checks `d` against this broker's bounds and rebuilds the session.
-fn session(d: &SessionData, max_queued: usize) -> Result<Session, ImportError> {
-    if d.id.is_empty() {
-        return Err(ImportError::Invalid("a session without a client id".into()));
-    }
-    if d.inflight.len() > MAX_INFLIGHT {
-        let n = d.inflight.len();
-        return Err(ImportError::Bound("deliveries in flight", n, MAX_INFLIGHT));
-    }
-    if d.queue.len() > max_queued {
-        return Err(ImportError::Bound(
-            "queued messages",
-            d.queue.len(),
-            max_queued,
-        ));
-    }
-    if let Some((f, _)) = d
-        .subs
-        .iter()
-        .find(|(f, q)| *q > 2 || !topic::valid_filter(f))
-    {
-        return Err(ImportError::Invalid(format!("subscription {f:?}")));
-    }
-    if d.awaiting_rel.contains(&0) {
-        return Err(ImportError::Invalid("packet id 0 awaiting PUBREL".into()));
-    }
-    let qos0 = |m: &MessageData| m.qos == 0;
-    let sent = d.inflight.iter().filter_map(|(_, f)| match f {
-        InflightData::Sent(m) => Some(m),
-        InflightData::Released => None,
-    });
-    if d.queue.iter().chain(sent).any(qos0) {
-        return Err(ImportError::Invalid(
-            "a QoS 0 message in flight or queued".into(),
-        ));
-    }
-    let mut ids = HashSet::new();
-    let mut inflight = std::collections::VecDeque::new();
-    for (id, f) in &d.inflight {
-        if *id == 0 || !ids.insert(*id) {
-            return Err(ImportError::Invalid(format!("packet id {id} in flight")));
+    /// `at` on the monotonic clock, in milliseconds.
+    pub fn to_mono(&self, at: Instant) -> u64 {
+        match at.checked_duration_since(self.now) {
+            Some(ahead) => self.mono.saturating_add(ahead.as_millis() as u64),
+            None => self
+                .mono
+                .saturating_sub(self.now.duration_since(at).as_millis() as u64),
         }
-        inflight.push_back((
-            *id,
-            match f {
-                InflightData::Sent(m) => Inflight::Sent(message(m)?),
-                InflightData::Released => Inflight::Released,
-            },
-        ));
-    }
-    let mut s = Session::new(d.clean);
-    s.subs = d
-        .subs
-        .iter()
-        .map(|(f, q)| (f.clone(), emqx_mqtt::SubOptions::qos(*q)))
-        .collect();
-    s.inflight = inflight;
-    s.queue = d.queue.iter().map(message).collect::<Result<_, _>>()?;
-    s.awaiting_rel = d.awaiting_rel.iter().copied().collect();
-    s.dropped = d.dropped;
-    s.next_id = d.next_id;
-    Ok(s)
-}
-
-impl Broker {
-    /// Retained messages and offline sessions.
-    pub fn export_shared(&self) -> SharedState {
-        let mut retained: Vec<MessageData> = self
-            .router
-            .all_retained()
-            .filter(|m| !m.topic.starts_with("$SYS/"))
-            .map(message_data)
-            .collect();
-        retained.sort_by(|a, b| a.topic.cmp(&b.topic));
-        let mut offline: Vec<SessionData> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.conn.is_none() && !s.level.is_v5())
-            .map(|(id, s)| session_data(id, s))
-            .collect();
-        offline.sort_by(|a, b| a.id.cmp(&b.id));
-        let v5 = self
-            .sessions
-            .values()
-            .filter(|s| s.conn.is_none() && s.level.is_v5())
-            .count();
-        if v5 > 0 {
-            self.log(format_args!(
-                "{v5} offline MQTT 5 sessions stay here: this schema carries none (they end with this broker)"
-            ));
-        }
-        SharedState { retained, offline }
     }
 
-    /// Whether connection `conn` has a client here.
-    pub fn has_client(&self, conn: usize) -> bool {
-        self.clients.contains_key(&conn)
-    }
-
-    /// Connection `conn`'s state, if the broker knows it.
-    pub fn export_client(&self, conn: usize) -> Option<ClientState> {
-        let c = self.clients.get(&conn)?;
-        let session =
-            c.id.as_ref()
-                .and_then(|id| Some(session_data(id, self.sessions.get(id)?)));
-        Some(ClientState {
-            listener: c.listener.to_string(),
-            peer: c.peer,
-            session,
-            will: c.will.as_ref().map(|w| WillData {
-                topic: w.topic.clone(),
-                payload: w.payload.clone(),
-                qos: w.qos,
-                retain: w.retain,
-            }),
-        })
-    }
-
-    /// Adds retained messages and offline sessions. All checked first:
-    /// on an error nothing changed.
-    pub fn import_shared(&mut self, state: &SharedState) -> Result<(), ImportError> {
-        // The importer's own `$SYS/` topics are never overwritten.
-        let retained: Vec<Message> = state
-            .retained
-            .iter()
-            .filter(|m| !m.topic.starts_with("$SYS/"))
-            .map(message)
-            .collect::<Result<_, _>>()?;
-        let mut sessions = Vec::with_capacity(state.offline.len());
-        let mut seen = HashSet::new();
-        for d in &state.offline {
-            if self.sessions.contains_key(d.id.as_str()) || !seen.insert(d.id.as_str()) {
-                return Err(ImportError::Invalid(format!("client {:?} twice", d.id)));
+    /// Monotonic milliseconds `ms` as an [`Instant`]; an error for one
+    /// further ahead than any MQTT interval (never a panic on a byte
+    /// another process wrote).
+    pub fn from_mono(&self, ms: u64) -> Result<Instant, ImportError> {
+        let too_far = || ImportError::Invalid(format!("a deadline {ms} ms on the monotonic clock"));
+        if ms >= self.mono {
+            let ahead = ms - self.mono;
+            if ahead > MAX_AHEAD_MS {
+                return Err(too_far());
             }
-            sessions.push((d.id.as_str(), session(d, self.max_queued)?));
+            return self
+                .now
+                .checked_add(Duration::from_millis(ahead))
+                .ok_or_else(too_far);
         }
-        for m in &retained {
-            self.router.retain(m);
-        }
-        for (id, s) in sessions {
-            self.adopt(id.into(), s, None);
-        }
-        Ok(())
-    }
-
-    /// Adds connection `conn` (a token of this broker's loop) with its
-    /// client and session. On an error nothing changed.
-    pub fn import_client(&mut self, conn: usize, state: &ClientState) -> Result<(), ImportError> {
-        if self.clients.contains_key(&conn) {
-            return Err(ImportError::Invalid(format!("connection {conn} twice")));
-        }
-        let session = match &state.session {
-            Some(d) if self.sessions.contains_key(d.id.as_str()) => {
-                return Err(ImportError::Invalid(format!("client {:?} twice", d.id)))
-            }
-            Some(d) => Some((Rc::<str>::from(d.id.as_str()), session(d, self.max_queued)?)),
-            None => None,
-        };
-        if let Some(w) = &state.will {
-            if w.qos > 2 || !topic::valid_topic(&w.topic) {
-                return Err(ImportError::Invalid(format!("a will on {:?}", w.topic)));
-            }
-        }
-        let listener = self.listener(&state.listener);
-        let id = session.as_ref().map(|(id, _)| Rc::clone(id));
-        self.clients.insert(
-            conn,
-            Box::new(Client {
-                listener,
-                peer: state.peer,
-                id,
-                will: state.will.as_ref().map(|w| {
-                    Box::new(Will::new(
-                        w.topic.clone(),
-                        w.payload.clone(),
-                        w.qos,
-                        w.retain,
-                    ))
-                }),
-                // Only MQTT 3.1.1 clients move (refbroker/1 and /2).
-                level: emqx_mqtt::Level::V311,
-                aliases: Vec::new(),
-            }),
-        );
-        if let Some((id, s)) = session {
-            self.adopt(id, s, Some(conn));
-        }
-        Ok(())
-    }
-
-    /// Forgets connection `conn` and its session without a trace (no
-    /// will, no log): they moved to another broker.
-    pub fn release_client(&mut self, conn: usize) {
-        let Some(c) = self.clients.remove(&conn) else {
-            return;
-        };
-        if let Some(id) = c.id {
-            if self.sessions.get(&id).is_some_and(|s| s.conn == Some(conn)) {
-                if let Some(s) = self.sessions.remove(&id) {
-                    for (filter, _) in &s.subs {
-                        self.router.unsubscribe(&id, filter);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Keeps session `s` of `id`, its subscriptions routed.
-    fn adopt(&mut self, id: Rc<str>, mut s: Session, conn: Option<usize>) {
-        s.conn = conn;
-        for (filter, qos) in &s.subs {
-            self.router.subscribe(&id, filter, qos.qos);
-        }
-        self.sessions.insert(id, Box::new(s));
+        // In the past: as far back as this process's clock goes.
+        let behind = Duration::from_millis(self.mono - ms);
+        Ok(self.now.checked_sub(behind).unwrap_or(self.now))
     }
 }

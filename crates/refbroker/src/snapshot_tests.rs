@@ -9,7 +9,10 @@ use serde_json::{json, Value};
 use crate::broker::{Broker, End};
 use crate::broker_tests::{connect, open, publish, subscribe, Recorder};
 use crate::event_loop::{decode_shared, ConnState};
-use crate::snapshot::{ClientState, ImportError, SharedState, SCHEMA, SCHEMA_TLS};
+use crate::snapshot::{ClientState, ImportError, Schema, SharedState};
+
+/// The schema these tests move in: this broker's newest.
+const NEW: Schema = Schema::Mqtt5;
 use crate::transport::Kind;
 
 /// A broker with a bit of everything: a retained message, an offline
@@ -63,10 +66,10 @@ fn busy() -> (Broker, Recorder) {
 
 /// Everything `b` would hand over, through its serialized form.
 fn snapshot(b: &Broker, conns: &[usize]) -> (SharedState, Vec<(usize, ClientState)>) {
-    let shared = b.export_shared();
+    let shared = b.export_shared(NEW);
     let clients: Vec<(usize, ClientState)> = conns
         .iter()
-        .map(|c| (*c, b.export_client(*c).unwrap()))
+        .map(|c| (*c, b.export_client(*c, NEW, &mut 0).unwrap()))
         .collect();
     let bytes = serde_json::to_vec(&(&shared, &clients)).unwrap();
     serde_json::from_slice(&bytes).unwrap()
@@ -74,9 +77,9 @@ fn snapshot(b: &Broker, conns: &[usize]) -> (SharedState, Vec<(usize, ClientStat
 
 fn import(state: &(SharedState, Vec<(usize, ClientState)>)) -> Broker {
     let mut b = Broker::new("5.0.1", "$SYS/v", 10);
-    b.import_shared(&state.0).unwrap();
+    b.import_shared(&state.0, NEW).unwrap();
     for (conn, c) in &state.1 {
-        b.import_client(*conn, c).unwrap();
+        b.import_client(*conn, c, NEW).unwrap();
     }
     b
 }
@@ -142,38 +145,42 @@ fn an_import_past_a_bound_or_invalid_changes_nothing() {
     // "off" queued the two QoS 2 messages (at its QoS 1) while away.
     assert_eq!(shared.offline[0].queue.len(), 2);
     let mut small = Broker::new("5.0.1", "$SYS/v", 1);
-    let before = small.export_shared();
-    let e = small.import_shared(&shared);
+    let before = small.export_shared(NEW);
+    let e = small.import_shared(&shared, NEW);
     assert_eq!(e, Err(ImportError::Bound("queued messages", 2, 1)));
-    assert_eq!(small.export_shared(), before, "nothing imported");
+    assert_eq!(small.export_shared(NEW), before, "nothing imported");
     let mut b = Broker::new("5.0.1", "$SYS/v", 10);
     let twice = SharedState {
         offline: vec![shared.offline[0].clone(), shared.offline[0].clone()],
         retained: vec![],
+        ..SharedState::default()
     };
     assert!(matches!(
-        b.import_shared(&twice),
+        b.import_shared(&twice, NEW),
         Err(ImportError::Invalid(_))
     ));
     let mut qos0 = shared.clone();
     qos0.offline[0].queue[0].qos = 0;
     assert!(matches!(
-        b.import_shared(&qos0),
+        b.import_shared(&qos0, NEW),
         Err(ImportError::Invalid(_))
     ));
-    assert!(b.export_shared().offline.is_empty(), "nothing imported");
+    assert!(b.export_shared(NEW).offline.is_empty(), "nothing imported");
     let mut bad = clients[0].1.clone();
     if let Some(s) = bad.session.as_mut() {
         s.subs.push(("a/#/b".into(), 1));
     }
     assert!(matches!(
-        b.import_client(1, &bad),
+        b.import_client(1, &bad, NEW),
         Err(ImportError::Invalid(_))
     ));
-    assert!(b.export_client(1).is_none(), "nothing imported");
-    b.import_client(1, &clients[0].1).unwrap();
     assert!(
-        b.import_client(1, &clients[0].1).is_err(),
+        b.export_client(1, NEW, &mut 0).is_none(),
+        "nothing imported"
+    );
+    b.import_client(1, &clients[0].1, NEW).unwrap();
+    assert!(
+        b.import_client(1, &clients[0].1, NEW).is_err(),
         "a connection twice"
     );
 }
@@ -196,7 +203,7 @@ fn with_field(value: &Value, path: &str, field: &str) -> Vec<u8> {
 fn a_field_this_broker_does_not_know_is_refused_on_import() {
     let (a, _) = busy();
     let conn = ConnState {
-        client: a.export_client(1).unwrap(),
+        client: a.export_client(1, NEW, &mut 0).unwrap(),
         inbuf: vec![0xC0],
         out: vec![0xD0, 0],
         connected: true,
@@ -205,15 +212,15 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
         transport: Kind::Tcp,
         tls: None,
     };
-    let decode_in = |schema: &str, bytes: &[u8]| ConnState::decode(schema, &mut bytes.to_vec());
-    let decode = |bytes: &[u8]| decode_in(SCHEMA_TLS, bytes);
+    let decode_in = |schema: Schema, bytes: &[u8]| ConnState::decode(schema, &mut bytes.to_vec());
+    let decode = |bytes: &[u8]| decode_in(Schema::Tls, bytes);
     let conn_value = serde_json::to_value(&conn).unwrap();
     assert_eq!(conn_value.get("transport"), None, "TCP is left unsaid");
     assert_eq!(decode(&serde_json::to_vec(&conn_value).unwrap()), Ok(conn));
-    let shared = a.export_shared();
+    let shared = a.export_shared(NEW);
     let shared_value = serde_json::to_value(&shared).unwrap();
     assert_eq!(
-        decode_shared(&serde_json::to_vec(&shared_value).unwrap()),
+        decode_shared(&serde_json::to_vec(&shared_value).unwrap(), NEW),
         Ok(shared)
     );
     let unknown = |r: Result<(), ImportError>| matches!(r, Err(ImportError::Invalid(m)) if m.contains("unknown field `ws`"));
@@ -229,7 +236,10 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
     }
     for path in ["", "/retained/0", "/offline/0", "/offline/0/queue/0"] {
         let bytes = with_field(&shared_value, path, "ws");
-        assert!(unknown(decode_shared(&bytes).map(drop)), "shared {path:?}");
+        assert!(
+            unknown(decode_shared(&bytes, NEW).map(drop)),
+            "shared {path:?}"
+        );
     }
     let mut tls = conn_value.clone();
     tls["transport"] = json!("tls");
@@ -242,10 +252,10 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
     // connection.
     let mut ssl = conn_value.clone();
     ssl["transport"] = json!("ssl");
-    let refused = decode_in(SCHEMA, &serde_json::to_vec(&ssl).unwrap());
+    let refused = decode_in(Schema::Tcp, &serde_json::to_vec(&ssl).unwrap());
     assert!(
         matches!(&refused, Err(ImportError::Invalid(m)) if m.contains("carries plain TCP only")),
         "{refused:?}"
     );
-    assert!(decode_in(SCHEMA, &serde_json::to_vec(&conn_value).unwrap()).is_ok());
+    assert!(decode_in(Schema::Tcp, &serde_json::to_vec(&conn_value).unwrap()).is_ok());
 }

@@ -7,9 +7,9 @@ use super::error::{bad, protocol};
 use super::properties::{at, Properties};
 use super::read::Body;
 use super::{
-    name_of, Level, Packet, PacketError, ReasonCode, RetainHandling, SubOptions, AUTH, CONNACK,
-    CONNECT, DISCONNECT, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK,
-    SUBSCRIBE, UNSUBACK, UNSUBSCRIBE,
+    name_of, Level, Packet, PacketError, ReasonCode, SubOptions, AUTH, CONNACK, CONNECT,
+    DISCONNECT, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, SUBSCRIBE,
+    UNSUBACK, UNSUBSCRIBE,
 };
 
 /// How to decode: the connection's level, and the levels a CONNECT may
@@ -235,15 +235,7 @@ fn sub_options(o: u8, v5: bool) -> Result<SubOptions, PacketError> {
     if o & 3 == 3 {
         return Err(protocol("subscription at QoS 3"));
     }
-    let Some(retain_handling) = RetainHandling::from_byte((o >> 4) & 3) else {
-        return Err(protocol("retain handling 3"));
-    };
-    Ok(SubOptions {
-        qos: o & 3,
-        no_local: o & 0x04 != 0,
-        retain_as_published: o & 0x08 != 0,
-        retain_handling,
-    })
+    SubOptions::from_byte(o).ok_or_else(|| protocol("retain handling 3"))
 }
 
 fn decode_suback(b: &mut Body<'_>, v5: bool) -> Result<Packet, PacketError> {

@@ -114,6 +114,20 @@ impl SubOptions {
             | (u8::from(self.retain_as_published) << 3)
             | (self.retain_handling.byte() << 4)
     }
+
+    /// The options of a valid MQTT 5 options byte; `None` for reserved
+    /// bits, QoS 3 or retain handling 3.
+    pub fn from_byte(o: u8) -> Option<SubOptions> {
+        if o & 0xc0 != 0 || o & 3 == 3 {
+            return None;
+        }
+        Some(SubOptions {
+            qos: o & 3,
+            no_local: o & 0x04 != 0,
+            retain_as_published: o & 0x08 != 0,
+            retain_handling: RetainHandling::from_byte((o >> 4) & 3)?,
+        })
+    }
 }
 
 /// When a subscription gets the retained messages (MQTT 5 §3.8.3.1).

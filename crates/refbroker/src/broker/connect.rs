@@ -10,7 +10,7 @@ use std::rc::Rc;
 use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode};
 
 use super::{shown, Broker, End, Step, Wire};
-use crate::session::Session;
+use crate::session::{OutAliases, Session};
 
 /// Session expiry that never ends (3.1.1 without clean session).
 pub const NEVER: u32 = u32::MAX;
@@ -87,6 +87,11 @@ impl Broker {
         session.level = level;
         session.receive_max = properties.receive_maximum.unwrap_or(u16::MAX);
         session.max_packet = properties.maximum_packet_size;
+        // A new network connection: no alias is set on it yet.
+        session.out_aliases = OutAliases::new(match level {
+            Level::V5 => properties.topic_alias_maximum.unwrap_or(0),
+            _ => 0,
+        });
         if let Some(c) = self.clients.get_mut(&conn) {
             c.id = Some(Rc::clone(&id));
             c.will = will.map(Box::new);
@@ -135,7 +140,8 @@ impl Broker {
 
 /// What an MQTT 5 CONNACK says the server can do: everything, QoS 2
 /// included (no Maximum QoS), topic aliases from the client up to
-/// [`TOPIC_ALIAS_MAX`] (it sends none itself).
+/// [`TOPIC_ALIAS_MAX`] (towards the client, as many as it allows, at most
+/// [`crate::session::OUT_ALIAS_CAP`]).
 fn capabilities(assigned: Option<String>) -> Properties {
     Properties {
         assigned_client_identifier: assigned,

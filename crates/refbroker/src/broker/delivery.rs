@@ -5,7 +5,9 @@
 //! gets again. Each delivery is encoded at its session's protocol level;
 //! at MQTT 5 with the message's properties and the expiry left, never
 //! past the client's maximum packet size or receive maximum, and not
-//! back to a `no local` publisher. An expired message is dropped.
+//! back to a `no local` publisher; a topic the client allows an alias for
+//! is named by its alias after the first time. An expired message is
+//! dropped.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -14,7 +16,7 @@ use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode, RetainHandling, Su
 
 use super::{Broker, Wire, QOS0_BACKLOG};
 use crate::router::shared;
-use crate::session::{Inflight, Message, Session};
+use crate::session::{Alias, Inflight, Message, Session};
 
 impl Broker {
     /// Redelivers what was in flight (PUBLISH with DUP, or PUBREL), then
@@ -24,15 +26,20 @@ impl Broker {
             return;
         };
         let now = Instant::now();
-        for (packet_id, state) in &s.inflight {
-            let packet = match state {
+        let packets: Vec<Packet> = s
+            .inflight
+            .iter()
+            .filter_map(|(packet_id, state)| match state {
                 Inflight::Sent(m) => publish(s, m, Some(*packet_id), true, now),
                 Inflight::Released => Some(Packet::pubrel(*packet_id)),
-            };
-            // An expired message in flight is sent all the same: the
-            // client holds its packet id.
-            if let Some(p) = packet {
-                wire.send(conn, &p.encode_as(s.level));
+            })
+            .collect();
+        for p in packets {
+            match p {
+                p @ Packet::Publish { .. } => {
+                    send(s, conn, p, wire);
+                }
+                p => wire.send(conn, &p.encode_as(s.level)),
             }
         }
         fill(s, wire);
@@ -160,29 +167,32 @@ impl Broker {
             match s.conn {
                 Some(c) if wire.backlog(c) < QOS0_BACKLOG => {
                     let now = Instant::now();
-                    let own;
-                    let bytes = match s.level.is_v5() && has_ids(s, &message.topic) {
-                        // Its subscription identifiers: a packet of its own.
-                        true => {
-                            own = publish(s, &message, None, false, now)
-                                .map(|p| p.encode_as(s.level));
-                            &own
-                        }
+                    // A packet of its own for its subscription identifiers
+                    // or topic aliases; else the one of every session of
+                    // its level.
+                    let sent = match s.level.is_v5()
+                        && (s.out_aliases.max > 0 || has_ids(s, &message.topic))
+                    {
+                        true => publish(s, &message, None, false, now)
+                            .is_some_and(|p| send(s, c, p, wire)),
                         false => {
                             let slot = &mut qos0[usize::from(s.level.is_v5())];
                             if slot.is_none() {
                                 *slot = publish(s, &message, None, false, now)
                                     .map(|p| p.encode_as(s.level));
                             }
-                            &*slot
+                            match &*slot {
+                                Some(bytes) if fits(s, bytes) => {
+                                    wire.send(c, bytes);
+                                    true
+                                }
+                                _ => false,
+                            }
                         }
                     };
-                    match bytes {
-                        Some(bytes) if fits(s, bytes) => {
-                            wire.send(c, bytes);
-                            self.traffic.delivered += 1;
-                        }
-                        _ => s.dropped += 1,
+                    match sent {
+                        true => self.traffic.delivered += 1,
+                        false => s.dropped += 1,
                     }
                 }
                 _ => s.dropped += 1,
@@ -252,15 +262,49 @@ fn fill(s: &mut Session, wire: &mut dyn Wire) {
     while let (true, Some(c)) = (s.window_open() && !s.queue.is_empty(), s.conn) {
         let Some(m) = s.queue.pop_front() else { break };
         let id = s.next_packet_id();
-        let bytes = publish(s, &m, Some(id), false, now).map(|p| p.encode_as(s.level));
-        match bytes {
-            Some(bytes) if fits(s, &bytes) => {
-                wire.send(c, &bytes);
-                s.inflight.push_back((id, Inflight::Sent(m)));
-            }
-            _ => s.dropped += 1,
+        let sent = publish(s, &m, Some(id), false, now).is_some_and(|p| send(s, c, p, wire));
+        match sent {
+            true => s.inflight.push_back((id, Inflight::Sent(m))),
+            false => s.dropped += 1,
         }
     }
+}
+
+/// Sends PUBLISH `p` to `s`'s client on connection `c`, naming its topic
+/// by an alias where the client takes them; false (nothing sent, no
+/// alias set) when it is larger than the client takes.
+fn send(s: &mut Session, c: usize, mut p: Packet, wire: &mut dyn Wire) -> bool {
+    let Packet::Publish {
+        topic, properties, ..
+    } = &mut p
+    else {
+        return false;
+    };
+    let alias = match s.level.is_v5() {
+        true => s.out_aliases.lookup(topic),
+        false => Alias::Name,
+    };
+    let set = match alias {
+        Alias::Name => None,
+        Alias::Known(n) => {
+            properties.topic_alias = Some(n);
+            topic.clear();
+            None
+        }
+        Alias::Set(n) => {
+            properties.topic_alias = Some(n);
+            Some(Rc::<str>::from(topic.as_str()))
+        }
+    };
+    let bytes = p.encode_as(s.level);
+    if !fits(s, &bytes) {
+        return false;
+    }
+    if let Some(topic) = set {
+        s.out_aliases.record(topic);
+    }
+    wire.send(c, &bytes);
+    true
 }
 
 /// The PUBLISH of `m` to session `s` at `now` (with the identifiers of

@@ -4,9 +4,10 @@
 //! packet boundary with its unparsed input and unsent output in hand; the
 //! export sends each connection's own socket (lent by its transport) with
 //! that state, the transport's kind and its frozen state (a TLS
-//! connection's serialized s2n connection: [`SCHEMA_TLS`] only; in
-//! [`SCHEMA`] a TLS connection stays and drains, and the answer says
-//! why), a batch at a time. The encoded states hold traffic secrets and
+//! connection's serialized s2n connection, in a schema that carries TLS),
+//! a batch at a time. What the schema cannot carry (a TLS connection in
+//! `refbroker/1`, an MQTT 5 session before `refbroker/3`) stays and
+//! drains, and the answer says why. The encoded states hold traffic secrets and
 //! are wiped once sent or decoded. Go closes our
 //! copies with close() only (never shutdown(): the connection lives on in
 //! the importer). Thaw resumes as if nothing happened; discard drops an
@@ -30,7 +31,7 @@ use super::{Loop, READ_TURN};
 const HANDSHAKE_GRACE: Duration = Duration::from_millis(100);
 use crate::broker::End;
 use crate::conns::{Carried, Conn};
-use crate::snapshot::{ClientState, ImportError, SharedState, SCHEMA, SCHEMA_TLS};
+use crate::snapshot::{ClientState, ImportError, Schema, SharedState};
 use crate::transport::{self, Kind, Transport, Unmovable};
 
 /// One connection's state on the loop, with its broker-side state;
@@ -52,7 +53,7 @@ pub struct ConnState {
     /// always was).
     #[serde(default, skip_serializing_if = "Kind::is_tcp")]
     pub transport: Kind,
-    /// A TLS connection's state ([`SCHEMA_TLS`] only).
+    /// A TLS connection's state (a schema that carries TLS only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsState>,
 }
@@ -82,16 +83,16 @@ pub struct MovedConn {
 }
 
 impl ConnState {
-    /// Decodes one received connection's state of `schema` ([`SCHEMA`]
+    /// Decodes one received connection's state of `schema` (`refbroker/1`
     /// carries plain TCP connections only), then wipes `bytes`.
-    pub fn decode(schema: &str, bytes: &mut [u8]) -> Result<ConnState, ImportError> {
+    pub fn decode(schema: Schema, bytes: &mut [u8]) -> Result<ConnState, ImportError> {
         let state: Result<ConnState, _> = serde_json::from_slice(bytes);
         wipe(bytes);
         let state = state
             .map_err(|e| ImportError::Invalid(format!("undecodable {schema} connection: {e}")))?;
-        if schema == SCHEMA && (state.transport != Kind::Tcp || state.tls.is_some()) {
+        if !schema.carries_tls() && (state.transport != Kind::Tcp || state.tls.is_some()) {
             return Err(ImportError::Invalid(format!(
-                "a {:?} connection in {SCHEMA}, which carries plain TCP only",
+                "a {:?} connection in {schema}, which carries plain TCP only",
                 state.transport
             )));
         }
@@ -107,7 +108,7 @@ impl MovedConn {
     /// left.
     pub fn adopt(
         fd: OwnedFd,
-        schema: &str,
+        schema: Schema,
         bytes: &mut [u8],
         tls: Option<&TlsConfig>,
         spares: &mut Spares,
@@ -129,10 +130,10 @@ impl std::fmt::Debug for MovedConn {
     }
 }
 
-/// Decodes the broker-wide state of [`SCHEMA`].
-pub fn decode_shared(bytes: &[u8]) -> Result<SharedState, ImportError> {
+/// Decodes the broker-wide state of `schema`.
+pub fn decode_shared(bytes: &[u8], schema: Schema) -> Result<SharedState, ImportError> {
     serde_json::from_slice(bytes)
-        .map_err(|e| ImportError::Invalid(format!("undecodable {SCHEMA} state: {e}")))
+        .map_err(|e| ImportError::Invalid(format!("undecodable {schema} state: {e}")))
 }
 
 fn failed(e: impl fmt::Display) -> ExportError {
@@ -162,25 +163,22 @@ impl Loop {
     pub(super) fn export(
         &mut self,
         ch: &Channel,
-        schema: &str,
+        schema: Schema,
         deadline: Instant,
     ) -> Result<Exported, ExportError> {
         if self.frozen.is_some() {
             return Err(ExportError::Failed("already frozen".into()));
         }
-        if schema != SCHEMA && schema != SCHEMA_TLS {
-            return Err(ExportError::Failed(format!(
-                "this broker does not export {schema}"
-            )));
-        }
-        if schema == SCHEMA_TLS {
+        if schema.carries_tls() {
             self.finish_handshakes();
         }
         let now = Instant::now();
         let (moving, left, reasons) = self.choose(schema);
         self.frozen = Some((moving.clone(), now));
-        let shared = serde_json::to_vec(&self.broker.export_shared()).map_err(failed)?;
-        let mut tx = Sender::begin(ch, schema, &shared, moving.len()).map_err(failed)?;
+        self.schema = schema;
+        let shared = serde_json::to_vec(&self.broker.export_shared(schema)).map_err(failed)?;
+        let mut tx = Sender::begin(ch, schema.name(), &shared, moving.len()).map_err(failed)?;
+        let mut stripped = 0;
         for chunk in moving.chunks(MAX_BATCH_FDS) {
             // Each packet may wait only for what is left of the deadline.
             let rest = deadline.saturating_duration_since(Instant::now());
@@ -191,7 +189,7 @@ impl Loop {
             // and the importer takes it in while the next is frozen.
             let mut states = Vec::with_capacity(chunk.len());
             for t in chunk {
-                states.push(self.freeze_one(*t, now)?);
+                states.push(self.freeze_one(*t, schema, now, &mut stripped)?);
             }
             let items: Vec<(BorrowedFd<'_>, &[u8])> = chunk
                 .iter()
@@ -208,6 +206,11 @@ impl Loop {
             sent?;
         }
         tx.end().map_err(failed)?;
+        if stripped > 0 {
+            self.broker.log(format_args!(
+                "{stripped} messages of moved sessions lose their MQTT 5 properties and expiry: {schema} carries none"
+            ));
+        }
         Ok(Exported {
             conns: moving.len(),
             left,
@@ -247,9 +250,9 @@ impl Loop {
     }
 
     /// Which connections go in `schema`; how many stay, and why live
-    /// ones do (a TLS connection in `refbroker/1`, or in the middle of
-    /// its handshake).
-    fn choose(&mut self, schema: &str) -> (Vec<usize>, usize, BTreeMap<String, usize>) {
+    /// ones do (an MQTT 5 session before `refbroker/3`, a TLS connection
+    /// in `refbroker/1`, or in the middle of its handshake).
+    fn choose(&mut self, schema: Schema) -> (Vec<usize>, usize, BTreeMap<String, usize>) {
         let mut tokens: Vec<usize> = self.conns.map.keys().copied().collect();
         tokens.sort_unstable();
         let mut moving = Vec::with_capacity(tokens.len());
@@ -261,12 +264,12 @@ impl Loop {
                 continue;
             };
             let why = match c.transport.kind() {
-                _ if self.broker.level_of(t).is_v5() => {
+                _ if self.broker.level_of(t).is_v5() && !schema.carries_mqtt5() => {
                     Some(format!("{schema} carries no MQTT 5 session"))
                 }
                 Kind::Tcp => None,
-                Kind::Ssl if schema == SCHEMA => {
-                    Some(format!("{SCHEMA} carries no TLS connection"))
+                Kind::Ssl if !schema.carries_tls() => {
+                    Some(format!("{schema} carries no TLS connection"))
                 }
                 Kind::Ssl if !c.transport.movable() => Some(Unmovable::Handshaking.to_string()),
                 Kind::Ssl => None,
@@ -284,11 +287,17 @@ impl Loop {
     }
 
     /// Freezes connection `t` (its TLS state serialized) and encodes
-    /// what it carries, frozen at `now`.
-    fn freeze_one(&mut self, t: usize, now: Instant) -> Result<Vec<u8>, ExportError> {
+    /// what it carries in `schema`, frozen at `now`.
+    fn freeze_one(
+        &mut self,
+        t: usize,
+        schema: Schema,
+        now: Instant,
+        stripped: &mut usize,
+    ) -> Result<Vec<u8>, ExportError> {
         let client = self
             .broker
-            .export_client(t)
+            .export_client(t, schema, stripped)
             .ok_or_else(|| failed("a frozen connection lost its client"))?;
         let Some(c) = self.conns.map.get_mut(&t) else {
             return Err(failed("a frozen connection went away"));
@@ -364,6 +373,7 @@ impl Loop {
             }
             self.broker.release_client(*t);
         }
+        self.broker.moved_out(self.schema);
         self.thaw();
         moved.len()
     }
@@ -372,12 +382,13 @@ impl Loop {
     /// first; the loop stays frozen (the imported connections are served
     /// from the thaw, which comes after the exporter's go: two brokers
     /// never serve one socket).
-    pub(super) fn import_shared(&mut self, shared: SharedState) {
+    pub(super) fn import_shared(&mut self, shared: SharedState, schema: Schema) {
         if self.frozen.is_none() {
             self.frozen = Some((Vec::new(), Instant::now()));
         }
+        self.schema = schema;
         if self.import_error.is_none() {
-            self.import_error = self.broker.import_shared(&shared).err();
+            self.import_error = self.broker.import_shared(&shared, schema).err();
         }
     }
 
@@ -406,7 +417,10 @@ impl Loop {
                 self.discard();
                 Err(e)
             }
-            None => Ok(self.imported.len()),
+            None => {
+                self.broker.imported();
+                Ok(self.imported.len())
+            }
         }
     }
 
@@ -440,7 +454,7 @@ impl Loop {
             .registry()
             .register(transport.source(), Token(t), Interest::READABLE)
             .map_err(invalid)?;
-        if let Err(e) = self.broker.import_client(t, &s.client) {
+        if let Err(e) = self.broker.import_client(t, &s.client, self.schema) {
             let _ = self.poll.registry().deregister(transport.source());
             return Err(e);
         }
@@ -456,6 +470,8 @@ impl Loop {
             connected: s.connected,
             keep_alive: s.keep_alive,
             idle: Duration::from_millis(s.idle_ms),
+            // Its packets are read at the level of its CONNECT.
+            level: self.broker.level_of(t),
         };
         let conn = Conn::new(transport, now, carried);
         self.conns.map.insert(t, Box::new(conn));

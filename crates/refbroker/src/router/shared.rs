@@ -74,6 +74,27 @@ impl Shared {
         }
     }
 
+    /// Every group: its full filter, its members in turn order, and whose
+    /// turn it is.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = &Rc<str>>, usize)> {
+        self.groups
+            .iter()
+            .map(|(f, g)| (f.as_str(), g.members.iter().map(|(c, _)| c), g.next))
+    }
+
+    /// Puts the members of group `full` in the turn order `order` (those
+    /// not in it after, as they were; names not members are ignored) and
+    /// makes it `next`'s turn: a group moved from another broker takes
+    /// turns where it left off.
+    pub fn restore(&mut self, full: &str, order: &[String], next: usize) {
+        let Some(group) = self.groups.get_mut(full) else {
+            return;
+        };
+        let rank = |c: &str| order.iter().position(|o| o == c).unwrap_or(usize::MAX);
+        group.members.sort_by_key(|(c, _)| rank(c));
+        group.next = next;
+    }
+
     /// For a message on `name`: one member of each matching group, the
     /// next in turn that `online` says is connected (else the next in
     /// turn), with its QoS.
