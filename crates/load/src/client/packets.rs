@@ -66,41 +66,9 @@ impl Client {
             }
             (
                 Phase::SubAck { .. } | Phase::Running | Phase::Closing { .. },
-                Packet::Publish {
-                    topic,
-                    payload,
-                    qos,
-                    dup,
-                    packet_id,
-                    properties,
-                    ..
-                },
+                p @ Packet::Publish { .. },
             ) => {
-                let answer = self.answering(cx);
-                if topic != VERSION_TOPIC {
-                    self.v5_check(cx, &topic, &payload, &properties);
-                }
-                if !answer && self.phase == Phase::Running {
-                    self.withheld = true;
-                }
-                let ours = self.traffic.as_mut().filter(|_| topic != VERSION_TOPIC);
-                let conn = self.conn.as_mut().filter(|_| answer);
-                match (ours, conn) {
-                    (Some(t), conn) => t.deliver(
-                        self.slot, &topic, &payload, qos, dup, packet_id, conn, cx.ledger,
-                    ),
-                    // A later version announcement, or a client without
-                    // traffic: acknowledged, not counted.
-                    (None, Some(conn)) => match (qos, packet_id) {
-                        (1, Some(id)) => conn.send(&Packet::puback(id)),
-                        (2, Some(id)) => conn.send(&Packet::pubrec(id)),
-                        _ => {}
-                    },
-                    (None, None) => {}
-                }
-                if let (true, 1, Some(id)) = (answer, qos, packet_id) {
-                    self.v5_acked(id);
-                }
+                self.on_publish(cx, p);
                 Ok(())
             }
             (_, Packet::PingResp) => Ok(()),
@@ -115,6 +83,48 @@ impl Client {
                 self.on_ack(cx, p)
             }
             (_, other) => Err(Why::Protocol(format!("unexpected {}", other.name()))),
+        }
+    }
+
+    /// A delivery once CONNACK came: checked (MQTT 5), counted when it
+    /// is ours, acknowledged unless the client withholds its acks.
+    fn on_publish(&mut self, cx: &mut Ctx, p: Packet) {
+        let Packet::Publish {
+            topic,
+            payload,
+            qos,
+            dup,
+            packet_id,
+            properties,
+            ..
+        } = p
+        else {
+            return;
+        };
+        let answer = self.answering(cx);
+        if topic != VERSION_TOPIC {
+            self.v5_check(cx, &topic, &payload, &properties);
+        }
+        if !answer && self.phase == Phase::Running {
+            self.withheld = true;
+        }
+        let ours = self.traffic.as_mut().filter(|_| topic != VERSION_TOPIC);
+        let conn = self.conn.as_mut().filter(|_| answer);
+        match (ours, conn) {
+            (Some(t), conn) => t.deliver(
+                self.slot, &topic, &payload, qos, dup, packet_id, conn, cx.ledger,
+            ),
+            // A later version announcement, or a client without
+            // traffic: acknowledged, not counted.
+            (None, Some(conn)) => match (qos, packet_id) {
+                (1, Some(id)) => conn.send(&Packet::puback(id)),
+                (2, Some(id)) => conn.send(&Packet::pubrec(id)),
+                _ => {}
+            },
+            (None, None) => {}
+        }
+        if let (true, 1, Some(id)) = (answer, qos, packet_id) {
+            self.v5_acked(id);
         }
     }
 
