@@ -1,11 +1,12 @@
 //! One non-blocking client connection: connect in progress, bytes in and
 //! out, packets decoded from what arrived; over TLS ([`emqx_tls::Engine`],
-//! its handshake a state of the connection) or plain TCP.
+//! its handshake a state of the connection) or plain TCP; at MQTT 3.1.1
+//! or 5 ([`Conn::set_level`]).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
-use emqx_mqtt::{decode, Packet, PacketError};
+use emqx_mqtt::{decode_as, Level, Packet, PacketError};
 use emqx_tls::{Engine, Progress, Side, TlsConfig};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -26,6 +27,8 @@ pub struct Conn {
     /// TLS between the socket and the queues above (which hold MQTT
     /// bytes: what is queued before the handshake ends waits for it).
     tls: Option<Engine>,
+    /// The protocol level packets are written and read at.
+    level: Level,
 }
 
 /// How the connection stands after I/O.
@@ -62,7 +65,13 @@ impl Conn {
             out_at: 0,
             connected: false,
             tls,
+            level: Level::V311,
         })
+    }
+
+    /// Speaks `level` from now on (3.1.1 until then).
+    pub fn set_level(&mut self, level: Level) {
+        self.level = level;
     }
 
     /// Whether it runs over TLS.
@@ -99,7 +108,7 @@ impl Conn {
 
     /// Queues one packet; [`Conn::flush`] writes it.
     pub fn send(&mut self, p: &Packet) {
-        self.out.extend_from_slice(&p.encode());
+        self.out.extend_from_slice(&p.encode_as(self.level));
     }
 
     /// Half-closes: the broker reads EOF after what was sent (over TLS,
@@ -179,7 +188,7 @@ impl Conn {
 
     /// The next complete packet that arrived, if any.
     pub fn packet(&mut self) -> Result<Option<Packet>, PacketError> {
-        match decode(&self.inbuf[self.in_at..], MAX_PACKET)? {
+        match decode_as(&self.inbuf[self.in_at..], MAX_PACKET, self.level)? {
             Some((p, n)) => {
                 self.in_at += n;
                 if self.in_at == self.inbuf.len() {

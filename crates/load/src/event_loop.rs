@@ -67,6 +67,70 @@ pub fn run(shared: &Shared) {
     lp.finish();
 }
 
+/// QoS `i` of a list given in turn.
+fn qos_of(list: &[u8], i: usize, lo: u8) -> u8 {
+    list.get(i % list.len().max(1)).copied().unwrap_or(lo)
+}
+
+/// A ring of persistent sessions of one class, each publishing to the
+/// next: those of `count` whose QoS in `qos` is the class's.
+struct Ring<'o> {
+    class: Class,
+    count: usize,
+    qos: &'o [u8],
+    tag: &'static str,
+}
+
+impl Ring<'_> {
+    fn build(&self, shared: &Shared, ledger: &mut Ledger, clients: &mut Vec<Client>) {
+        let o = &shared.opts;
+        let run = &shared.run_id;
+        let prefix = format!("{run}/");
+        let ring: Vec<usize> = (0..self.count)
+            .filter(|i| qos_of(self.qos, *i, 2).clamp(1, 2) == self.class.qos)
+            .collect();
+        let base = clients.len();
+        let streams: Vec<usize> = (0..ring.len())
+            .map(|j| ledger.add(self.class, base + (j + 1) % ring.len()))
+            .collect();
+        for (j, i) in ring.iter().enumerate() {
+            let input = streams[(j + ring.len() - 1) % ring.len()];
+            let t = Traffic::new(self.class, streams[j], Some(input), &prefix, o.publish_rate);
+            shared.stats.class(self.class).clients.fetch_add(1, Relaxed);
+            let slot = clients.len();
+            let name = format!("{run}-{}{i}", self.tag);
+            clients.push(Client::new(Kind::Session, slot, name, Some(t)));
+        }
+    }
+}
+
+/// Shared subscription `g` at `qos`: a publisher, and a group of
+/// subscribers of `$share/<run>-g<g>/<its topic>` receiving its stream.
+fn shared_group(
+    shared: &Shared,
+    ledger: &mut Ledger,
+    clients: &mut Vec<Client>,
+    g: usize,
+    qos: u8,
+) {
+    let o = &shared.opts;
+    let run = &shared.run_id;
+    let prefix = format!("{run}/");
+    let class = Class::v5_shared(qos);
+    let publisher = clients.len();
+    let members: Vec<usize> = (1..=o.v5.group.max(1)).map(|m| publisher + m).collect();
+    let s = ledger.add_group(class, members.clone());
+    let t = Traffic::new(class, s, None, &prefix, o.publish_rate);
+    shared.stats.class(class).clients.fetch_add(1, Relaxed);
+    let name = format!("{run}-v5p{g}");
+    clients.push(Client::new(Kind::Live, publisher, name, Some(t)));
+    for (m, slot) in members.into_iter().enumerate() {
+        let t = Traffic::new(class, s, Some(s), &prefix, 0.0).shared(format!("{run}-g{g}"));
+        let name = format!("{run}-v5s{g}-{m}");
+        clients.push(Client::new(Kind::Live, slot, name, Some(t)));
+    }
+}
+
 /// The clients of a run, their streams registered in `ledger`.
 fn build(shared: &Shared, ledger: &mut Ledger) -> Vec<Client> {
     let o = &shared.opts;
@@ -75,35 +139,30 @@ fn build(shared: &Shared, ledger: &mut Ledger) -> Vec<Client> {
     let mut clients = Vec::new();
     let classes = &shared.stats;
     // Persistent sessions: one ring per QoS, each publishing to the next.
-    let qos_of =
-        |list: &[u8], i: usize, lo: u8| list.get(i % list.len().max(1)).copied().unwrap_or(lo);
     for qos in [1u8, 2] {
-        let ring: Vec<usize> = (0..o.sessions)
-            .filter(|i| qos_of(&o.session_qos, *i, 2).clamp(1, 2) == qos)
-            .collect();
-        let base = clients.len();
-        let class = Class::session(qos);
-        let streams: Vec<usize> = (0..ring.len())
-            .map(|j| ledger.add(class, base + (j + 1) % ring.len()))
-            .collect();
-        for (j, i) in ring.iter().enumerate() {
-            let input = streams[(j + ring.len() - 1) % ring.len()];
-            let t = Traffic::new(class, streams[j], input, &prefix, o.publish_rate);
-            classes.class(class).clients.fetch_add(1, Relaxed);
-            let slot = clients.len();
-            clients.push(Client::new(
-                Kind::Session,
-                slot,
-                format!("{run}-c{i}"),
-                Some(t),
-            ));
-        }
+        let ring = Ring {
+            class: Class::session(qos),
+            count: o.sessions,
+            qos: &o.session_qos,
+            tag: "c",
+        };
+        ring.build(shared, ledger, &mut clients);
+        let ring = Ring {
+            class: Class::v5_session(qos),
+            count: o.v5.sessions,
+            qos: &o.v5.session_qos,
+            tag: "v5c",
+        };
+        ring.build(shared, ledger, &mut clients);
+    }
+    for (g, qos) in o.v5.shared_qos.iter().enumerate() {
+        shared_group(shared, ledger, &mut clients, g, (*qos).min(2));
     }
     for i in 0..o.persistent {
         let class = Class::live(qos_of(&o.qos, i, 1).min(2));
         let slot = clients.len();
         let s = ledger.add(class, slot);
-        let t = Traffic::new(class, s, s, &prefix, o.publish_rate);
+        let t = Traffic::new(class, s, Some(s), &prefix, o.publish_rate);
         classes.class(class).clients.fetch_add(1, Relaxed);
         clients.push(Client::new(
             Kind::Live,

@@ -7,6 +7,10 @@
 //! when the subscriber's session ended before it could arrive (a clean
 //! session closed, or a persistent session the broker no longer had):
 //! MQTT 3.1.1 promises nothing then, so it is counted apart from the lost.
+//!
+//! A stream of a shared subscription goes to a group of subscribers: each
+//! message must reach one of them (once at QoS 1 and 2), and the order is
+//! checked per subscriber (the group's connections interleave).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -21,14 +25,15 @@ const EXCUSED: u8 = 8;
 /// Given up in flight (publisher's session gone): never acked now.
 const ABANDONED: u8 = 16;
 
-/// One publisher's messages, delivered to one subscriber.
+/// One publisher's messages, delivered to one subscriber (or one of a
+/// shared subscription's group).
 struct Stream {
     class: Class,
-    subscriber: usize,
+    subscribers: Vec<usize>,
     /// Flags of message `seq` at `seq - 1`.
     flags: Vec<u8>,
-    /// Highest sequence number delivered so far.
-    max_seen: u64,
+    /// Highest sequence number delivered so far, per subscriber.
+    max_seen: Vec<u64>,
     /// Below this every message is received, excused or abandoned.
     settled: usize,
 }
@@ -59,14 +64,30 @@ impl Ledger {
 
     /// A new stream of `class` delivered to client `subscriber`.
     pub fn add(&mut self, class: Class, subscriber: usize) -> usize {
+        self.add_group(class, vec![subscriber])
+    }
+
+    /// A new stream of `class` delivered to one of the clients of
+    /// `group` (a shared subscription).
+    pub fn add_group(&mut self, class: Class, group: Vec<usize>) -> usize {
         self.streams.push(Stream {
             class,
-            subscriber,
+            max_seen: vec![0; group.len()],
+            subscribers: group,
             flags: Vec::new(),
-            max_seen: 0,
             settled: 0,
         });
         self.streams.len() - 1
+    }
+
+    /// Whether any subscriber of stream `st` is connected.
+    fn any_online(st: &Stream, online: &impl Fn(usize) -> bool) -> bool {
+        st.subscribers.iter().any(|s| online(*s))
+    }
+
+    /// The counters of `class`.
+    pub fn class_stats(&self, class: Class) -> &ClassStats {
+        self.stats.class(class)
     }
 
     fn class(&self, s: usize) -> &ClassStats {
@@ -129,7 +150,10 @@ impl Ledger {
     /// Client `receiver` got message `seq` of stream `s`; `dup` is the
     /// packet's DUP flag.
     pub fn delivered(&mut self, s: usize, seq: u64, receiver: usize, dup: bool) -> Delivery {
-        let owner = self.streams.get(s).map(|st| st.subscriber);
+        let who = self
+            .streams
+            .get(s)
+            .and_then(|st| st.subscribers.iter().position(|c| *c == receiver));
         let Some(flags) = self.flags(s, seq).map(|f| *f) else {
             // Unknown stream: counted with the first class.
             self.class(s).misrouted.fetch_add(1, Relaxed);
@@ -137,10 +161,10 @@ impl Ledger {
         };
         let stats = Arc::clone(&self.stats);
         let c = stats.class(self.streams[s].class);
-        if owner != Some(receiver) {
+        let Some(who) = who else {
             c.misrouted.fetch_add(1, Relaxed);
             return Delivery::Misrouted;
-        }
+        };
         if dup {
             c.redelivered.fetch_add(1, Relaxed);
         }
@@ -156,11 +180,12 @@ impl Ledger {
             // An excuse withdrawn: it arrived after all.
             c.lost_at_close.fetch_sub(1, Relaxed);
         }
-        let st = &mut self.streams[s];
-        if seq < st.max_seen {
-            c.out_of_order.fetch_add(1, Relaxed);
+        if let Some(max) = self.streams[s].max_seen.get_mut(who) {
+            if seq < *max {
+                c.out_of_order.fetch_add(1, Relaxed);
+            }
+            *max = (*max).max(seq);
         }
-        st.max_seen = st.max_seen.max(seq);
         if let Some(f) = self.flags(s, seq) {
             *f |= RECEIVED;
         }
@@ -208,7 +233,11 @@ impl Ledger {
     /// streams whose subscriber `online` says is connected.
     pub fn pending(&mut self, online: impl Fn(usize) -> bool) -> u64 {
         let mut n = 0;
-        for st in self.streams.iter_mut().filter(|st| online(st.subscriber)) {
+        for st in self
+            .streams
+            .iter_mut()
+            .filter(|st| Ledger::any_online(st, &online))
+        {
             while st
                 .flags
                 .get(st.settled)
@@ -230,7 +259,7 @@ impl Ledger {
     /// and 2: sent = acked + unacked at close + unacked at stop.
     pub fn finish(&mut self, online: impl Fn(usize) -> bool) {
         for s in 0..self.streams.len() {
-            let on = online(self.streams[s].subscriber);
+            let on = Ledger::any_online(&self.streams[s], &online);
             let (mut lost, mut undelivered, mut unacked) = (0u64, 0u64, 0u64);
             let st = &mut self.streams[s];
             for f in &mut st.flags {
@@ -372,6 +401,28 @@ mod tests {
         assert_eq!((c.lost_at_close, c.received, c.in_flight), (1, 1, 0));
         l.finish(|_| true);
         assert_eq!(get(&l, Class::session(2)).lost, 0);
+    }
+
+    #[test]
+    fn a_group_gets_each_message_once_in_order_per_member() {
+        let mut l = Ledger::new(Arc::default());
+        let s = l.add_group(Class::v5_shared(2), vec![4, 5]);
+        let seqs: Vec<u64> = (0..4).map(|_| l.publish(s)).collect();
+        for seq in &seqs {
+            l.acked(s, *seq);
+        }
+        // Members interleave: 2 reaches 5 before 1 reaches 4.
+        assert_eq!(l.delivered(s, seqs[1], 5, false), Delivery::First);
+        assert_eq!(l.delivered(s, seqs[0], 4, false), Delivery::First);
+        assert_eq!(l.delivered(s, seqs[2], 4, false), Delivery::First);
+        assert_eq!(l.delivered(s, seqs[2], 5, false), Delivery::Duplicate);
+        assert_eq!(l.delivered(s, seqs[3], 6, false), Delivery::Misrouted);
+        assert_eq!(l.pending(|c| c == 9), 0, "no member online");
+        assert_eq!(l.pending(|c| c == 5), 1);
+        l.finish(|c| c == 4);
+        let c = get(&l, Class::v5_shared(2));
+        assert_eq!((c.received, c.out_of_order, c.lost), (3, 0, 1));
+        assert_eq!((c.duplicates, c.dup_beyond_qos, c.misrouted), (1, 1, 1));
     }
 
     #[test]

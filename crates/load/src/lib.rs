@@ -7,6 +7,13 @@
 //! timed out, other error); every message is counted per class (see
 //! [`Report`]).
 //!
+//! MQTT 5 clients come on request ([`LoadOptions::v5`],
+//! [`LoadOptions::with_v5`]): persistent sessions with a Session Expiry
+//! Interval, and shared subscriptions, every message with a topic alias,
+//! a Message Expiry Interval and user properties, every client with a
+//! Receive Maximum of 2; each counted in classes of its own ("v5-session-
+//! qos1", "v5-shared-qos0", ...) with what MQTT 5 adds to check.
+//!
 //! [`Load::start`] runs in the background; [`Load::snapshot`] reads the
 //! counts; [`Load::stop`] drains, closes and returns the [`Report`].
 
@@ -18,6 +25,7 @@ mod ledger;
 mod report;
 mod stats;
 mod traffic;
+mod v5;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +38,7 @@ pub use emqx_tls::ClientFiles;
 
 pub use report::{ClassReport, Latency, Report, SessionReport};
 pub use stats::{ClassCounts, Outcome};
+pub use v5::{V5Load, MESSAGE_EXPIRY, RECEIVE_MAXIMUM, SESSION_EXPIRY};
 
 use stats::Stats;
 
@@ -68,6 +77,8 @@ pub struct LoadOptions {
     pub duration: Option<Duration>,
     /// A TLS listener: every other client connects there over TLS.
     pub tls: Option<LoadTls>,
+    /// MQTT 5 clients (none by default; see [`LoadOptions::with_v5`]).
+    pub v5: V5Load,
 }
 
 /// A TLS listener for the load, and what its clients trust and show.
@@ -107,6 +118,17 @@ impl LoadOptions {
 }
 
 impl LoadOptions {
+    /// The same load with the MQTT 5 clients of [`V5Load::on`] too (4
+    /// sessions, a shared subscription group per QoS: 16 clients).
+    /// Off in [`LoadOptions::switching`] and [`LoadOptions::moving`]
+    /// until the broker moves MQTT 5 sessions at a switch.
+    pub fn with_v5(self) -> LoadOptions {
+        LoadOptions {
+            v5: V5Load::on(),
+            ..self
+        }
+    }
+
     /// The same load with every other client over TLS, on the listener
     /// at `tls.0` verified against the CA file `tls.1`; `None`: as is.
     pub fn over_tls(self, tls: Option<(SocketAddr, std::path::PathBuf)>) -> LoadOptions {
@@ -137,6 +159,7 @@ impl Default for LoadOptions {
             connect_timeout: Duration::from_secs(5),
             duration: None,
             tls: None,
+            v5: V5Load::off(),
         }
     }
 }

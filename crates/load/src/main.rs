@@ -75,6 +75,11 @@ struct Args {
     /// Every client over TLS (with --tls-addr), not every other one.
     #[arg(long, requires = "tls_addr")]
     all_tls: bool,
+    /// Add the MQTT 5 clients: sessions with an expiry interval, shared
+    /// subscriptions, topic aliases, message expiry, user properties,
+    /// Receive Maximum 2.
+    #[arg(long)]
+    v5: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -167,6 +172,10 @@ fn main() -> ExitCode {
             },
             every: args.all_tls,
         }),
+        v5: match args.v5 {
+            true => emqx_load::V5Load::on(),
+            false => emqx_load::V5Load::off(),
+        },
     });
     while !load.is_finished() && !signals::stopped() {
         std::thread::sleep(Duration::from_millis(50));

@@ -1,7 +1,7 @@
 //! What a load run saw: counts per attempt class, CONNACK latency, message
 //! accounting per client kind and QoS, what the persistent sessions found
-//! on their reconnects, versions seen; as an aligned table or one JSON
-//! object.
+//! on their reconnects (3.1.1 and MQTT 5 apart), versions seen; as an
+//! aligned table or one JSON object.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use super::class::Class;
-use super::stats::{ClassCounts, Stats};
+use super::stats::{ClassCounts, SessionStats, Stats};
 
 /// CONNACK latency of every attempt (storm and persistent) that got one,
 /// from just before connect() to CONNACK received, in milliseconds;
@@ -56,7 +56,9 @@ fn ms(us: u64) -> f64 {
 pub struct ClassReport {
     #[serde(flatten)]
     pub counts: ClassCounts,
-    /// Nothing lost, duplicated beyond the QoS, out of order or misrouted.
+    /// Nothing lost, duplicated beyond the QoS, out of order or misrouted
+    /// (at MQTT 5: nor a property damaged, an expiry wrong, the Receive
+    /// Maximum exceeded or an alias unresolved).
     pub clean: bool,
 }
 
@@ -71,6 +73,30 @@ pub struct SessionReport {
     /// closed.
     pub left_gracefully: u64,
     pub left_abruptly: u64,
+}
+
+impl SessionReport {
+    fn from_stats(s: &SessionStats) -> SessionReport {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        SessionReport {
+            resumed: get(&s.resumed),
+            lost: get(&s.lost),
+            left_gracefully: get(&s.left_gracefully),
+            left_abruptly: get(&s.left_abruptly),
+        }
+    }
+
+    /// Its table rows, under `name`.
+    fn rows(&self, name: &str) -> Vec<(String, String)> {
+        vec![
+            (format!("{name} resumed"), self.resumed.to_string()),
+            ("  lost by broker".into(), self.lost.to_string()),
+            (
+                "  left gracefully/abruptly".into(),
+                format!("{}/{}", self.left_gracefully, self.left_abruptly),
+            ),
+        ]
+    }
 }
 
 /// The counts of a run, at its end or at a snapshot.
@@ -100,9 +126,12 @@ pub struct Report {
     pub closed_by_reset: u64,
     /// The first distinct reasons of those closes.
     pub close_samples: Vec<String>,
-    /// Per class with clients ("live-qos0" ... "session-qos2").
+    /// Per class with clients ("live-qos0" ... "session-qos2",
+    /// "v5-session-qos1" ... "v5-shared-qos2").
     pub messages: BTreeMap<String, ClassReport>,
     pub sessions: SessionReport,
+    /// The MQTT 5 sessions' reconnects.
+    pub v5_sessions: SessionReport,
     /// Version payload → storm connections that saw it.
     pub versions_seen: BTreeMap<String, u64>,
     pub elapsed_s: f64,
@@ -148,12 +177,8 @@ impl Report {
             closed_by_reset: get(&s.closed_by_reset),
             close_samples: s.close_reasons(),
             messages,
-            sessions: SessionReport {
-                resumed: get(&s.sessions.resumed),
-                lost: get(&s.sessions.lost),
-                left_gracefully: get(&s.sessions.left_gracefully),
-                left_abruptly: get(&s.sessions.left_abruptly),
-            },
+            sessions: SessionReport::from_stats(&s.sessions),
+            v5_sessions: SessionReport::from_stats(&s.v5_sessions),
             versions_seen: s.versions(),
             elapsed_s: (elapsed_s * 1000.0).round() / 1000.0,
         }
@@ -213,13 +238,10 @@ impl Report {
             ("  by reset".into(), self.closed_by_reset.to_string()),
         ];
         if self.messages.keys().any(|k| k.starts_with("session")) {
-            let s = &self.sessions;
-            rows.push(("sessions resumed".into(), s.resumed.to_string()));
-            rows.push(("  lost by broker".into(), s.lost.to_string()));
-            rows.push((
-                "  left gracefully/abruptly".into(),
-                format!("{}/{}", s.left_gracefully, s.left_abruptly),
-            ));
+            rows.extend(self.sessions.rows("sessions"));
+        }
+        if self.messages.keys().any(|k| k.starts_with("v5-session")) {
+            rows.extend(self.v5_sessions.rows("v5 sessions"));
         }
         if self.versions_seen.is_empty() {
             rows.push(("versions seen".into(), "-".into()));
@@ -263,7 +285,8 @@ impl Report {
         if self.messages.is_empty() {
             return String::new();
         }
-        let head = [
+        let v5 = self.messages.keys().any(|k| k.starts_with("v5"));
+        let mut head = vec![
             "messages",
             "clients",
             "sent",
@@ -279,12 +302,15 @@ impl Report {
             "undeliv@stop",
             "unacked@stop",
             "misrouted",
-            "clean",
         ];
+        if v5 {
+            head.extend(["props", "expiry", "rcv-max", "alias-err", "alias-sent"]);
+        }
+        head.push("clean");
         let mut rows: Vec<Vec<String>> = vec![head.iter().map(|h| h.to_string()).collect()];
         for (name, c) in &self.messages {
             let n = &c.counts;
-            let nums = [
+            let mut nums = vec![
                 n.clients,
                 n.sent,
                 n.acked,
@@ -300,6 +326,15 @@ impl Report {
                 n.unacked_at_stop,
                 n.misrouted,
             ];
+            if v5 {
+                nums.extend([
+                    n.props_damaged,
+                    n.expiry_bad,
+                    n.receive_max_exceeded,
+                    n.alias_errors,
+                    n.alias_sent,
+                ]);
+            }
             let mut row = vec![name.clone()];
             row.extend(nums.iter().map(u64::to_string));
             row.push(if c.clean { "yes" } else { "NO" }.into());

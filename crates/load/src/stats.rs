@@ -59,8 +59,10 @@ pub struct Stats {
     pub held_max: AtomicI64,
     /// Connections over TLS that got their CONNACK.
     pub tls_connects: AtomicU64,
-    classes: [ClassStats; 5],
+    classes: [ClassStats; Class::COUNT],
     pub sessions: SessionStats,
+    /// The MQTT 5 sessions' reconnects, apart from the 3.1.1 ones.
+    pub v5_sessions: SessionStats,
     errors: Mutex<Vec<String>>,
     close_reasons: Mutex<Vec<String>>,
     versions: Mutex<BTreeMap<String, u64>>,
@@ -220,6 +222,17 @@ pub struct ClassStats {
     pub undelivered_at_stop: AtomicU64,
     /// Still unacknowledged at the end.
     pub unacked_at_stop: AtomicU64,
+    /// MQTT 5: deliveries whose user properties were not the ones sent.
+    pub props_damaged: AtomicU64,
+    /// MQTT 5: deliveries without a Message Expiry Interval, or with one
+    /// above the one sent.
+    pub expiry_bad: AtomicU64,
+    /// MQTT 5: QoS 1/2 deliveries beyond the client's Receive Maximum.
+    pub receive_max_exceeded: AtomicU64,
+    /// MQTT 5: deliveries with a topic alias never set, or out of range.
+    pub alias_errors: AtomicU64,
+    /// MQTT 5: PUBLISH packets sent with an empty topic and an alias.
+    pub alias_sent: AtomicU64,
 }
 
 /// A plain copy of [`ClassStats`].
@@ -240,6 +253,11 @@ pub struct ClassCounts {
     pub lost: u64,
     pub undelivered_at_stop: u64,
     pub unacked_at_stop: u64,
+    pub props_damaged: u64,
+    pub expiry_bad: u64,
+    pub receive_max_exceeded: u64,
+    pub alias_errors: u64,
+    pub alias_sent: u64,
 }
 
 impl ClassStats {
@@ -261,14 +279,28 @@ impl ClassStats {
             lost: g(&self.lost),
             undelivered_at_stop: g(&self.undelivered_at_stop),
             unacked_at_stop: g(&self.unacked_at_stop),
+            props_damaged: g(&self.props_damaged),
+            expiry_bad: g(&self.expiry_bad),
+            receive_max_exceeded: g(&self.receive_max_exceeded),
+            alias_errors: g(&self.alias_errors),
+            alias_sent: g(&self.alias_sent),
         }
     }
 }
 
 impl ClassCounts {
-    /// Nothing lost, duplicated beyond the QoS, out of order or misrouted.
+    /// Nothing lost, duplicated beyond the QoS, out of order or
+    /// misrouted; at MQTT 5 no property damaged, expiry wrong, Receive
+    /// Maximum exceeded or alias unresolved either.
     pub fn clean(&self) -> bool {
         self.lost + self.dup_beyond_qos + self.out_of_order + self.misrouted == 0
+            && self.v5_failures() == 0
+    }
+
+    /// The MQTT 5 failures: properties damaged, expiry wrong, Receive
+    /// Maximum exceeded, aliases unresolved.
+    pub fn v5_failures(&self) -> u64 {
+        self.props_damaged + self.expiry_bad + self.receive_max_exceeded + self.alias_errors
     }
 }
 

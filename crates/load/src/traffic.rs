@@ -1,10 +1,13 @@
 //! The messages of one publishing client: its outgoing stream (QoS 0, 1
 //! or 2 with the packet ids in flight), the stream it subscribes to, and
 //! the receiver's QoS 2 state. A persistent session keeps all of it across
-//! reconnects; a clean session gives it up at every close.
+//! reconnects; a clean session gives it up at every close. At MQTT 5 a
+//! client may only publish, or only receive (a shared subscription's
+//! member), and its PUBLISH packets carry the properties of [`crate::v5`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use emqx_mqtt::{Packet, Properties};
@@ -57,8 +60,15 @@ pub struct Traffic {
     /// The stream this client publishes on, and its topic.
     out: usize,
     topic_out: String,
-    /// The stream delivered to this client.
-    pub input: usize,
+    /// The stream delivered to this client (None: it only publishes).
+    pub input: Option<usize>,
+    /// The shared subscription group it receives its input in.
+    share: Option<String>,
+    /// MQTT 5: whether its topic alias is set up on this connection
+    /// (None: the broker takes no alias, or the client is not MQTT 5).
+    alias: Option<bool>,
+    /// Most messages in flight now (the broker's Receive Maximum at 5).
+    max_in_flight: usize,
     /// Prefix of every topic of the run (`<run id>/`).
     prefix: String,
     period: Option<Duration>,
@@ -77,7 +87,7 @@ pub fn topic(prefix: &str, s: usize) -> String {
 }
 
 impl Traffic {
-    pub fn new(class: Class, out: usize, input: usize, prefix: &str, rate: f64) -> Traffic {
+    pub fn new(class: Class, out: usize, input: Option<usize>, prefix: &str, rate: f64) -> Traffic {
         let period = (rate.is_finite() && rate > 0.0)
             .then(|| Duration::from_secs_f64((1.0 / rate).max(1e-6)));
         Traffic {
@@ -85,6 +95,9 @@ impl Traffic {
             out,
             topic_out: topic(prefix, out),
             input,
+            share: None,
+            alias: None,
+            max_in_flight: MAX_IN_FLIGHT,
             prefix: prefix.to_string(),
             period,
             next_pub: Instant::now(),
@@ -95,9 +108,46 @@ impl Traffic {
         }
     }
 
-    /// The filter this client subscribes to.
-    pub fn filter(&self) -> (String, u8) {
-        (topic(&self.prefix, self.input), self.class.qos)
+    /// Receives its input in shared subscription `group`.
+    pub fn shared(mut self, group: String) -> Traffic {
+        self.share = Some(group);
+        self
+    }
+
+    /// Whether it receives in a shared subscription.
+    pub fn is_shared(&self) -> bool {
+        self.share.is_some()
+    }
+
+    /// The filter this client subscribes to, if it receives.
+    pub fn filter(&self) -> Option<(String, u8)> {
+        let t = topic(&self.prefix, self.input?);
+        let f = match &self.share {
+            Some(group) => format!("$share/{group}/{t}"),
+            None => t,
+        };
+        Some((f, self.class.qos))
+    }
+
+    /// A new MQTT 5 connection: the broker takes `alias_max` topic
+    /// aliases and `receive_max` messages in flight.
+    pub fn v5_limits(&mut self, alias_max: u16, receive_max: u16) {
+        self.alias = (alias_max >= crate::v5::OUR_ALIAS).then_some(false);
+        self.max_in_flight = MAX_IN_FLIGHT.min(usize::from(receive_max.max(1)));
+    }
+
+    /// Parses a delivery: its stream (from the topic) and sequence
+    /// number (the payload); `usize::MAX` and 0 when not ours.
+    pub fn parse(&self, topic: &str, payload: &[u8]) -> (usize, u64) {
+        let stream = topic
+            .strip_prefix(&self.prefix)
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(usize::MAX);
+        let seq = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        (stream, seq)
     }
 
     /// When the next message is due (None: not publishing).
@@ -110,16 +160,43 @@ impl Traffic {
         self.next_pub = now;
     }
 
-    fn publish_packet(&self, seq: u64, packet_id: Option<u16>, dup: bool) -> Packet {
+    /// The PUBLISH of message `seq`; at MQTT 5 with its properties, and
+    /// once the topic alias is set up with an empty topic.
+    fn publish_packet(&mut self, seq: u64, packet_id: Option<u16>, dup: bool) -> Packet {
+        let (mut topic, mut properties) = (self.topic_out.clone(), Properties::default());
+        if self.class.is_v5() {
+            properties = crate::v5::publish_properties(self.out, seq);
+            if let Some(ready) = self.alias {
+                properties.topic_alias = Some(crate::v5::OUR_ALIAS);
+                self.alias = Some(true);
+                if ready {
+                    topic.clear();
+                }
+            }
+        }
         Packet::Publish {
-            topic: self.topic_out.clone(),
+            topic,
             payload: seq.to_string().into_bytes(),
             qos: self.class.qos,
             retain: false,
             dup,
             packet_id,
-            properties: Properties::default(),
+            properties,
         }
+    }
+
+    /// Queues a PUBLISH, counting those that name their topic by alias
+    /// alone.
+    fn send_publish(&mut self, conn: &mut Conn, ledger: &Ledger, p: &Packet) {
+        if let Packet::Publish { topic, .. } = p {
+            if topic.is_empty() {
+                ledger
+                    .class_stats(self.class)
+                    .alias_sent
+                    .fetch_add(1, Relaxed);
+            }
+        }
+        conn.send(p);
     }
 
     fn free_id(&mut self) -> u16 {
@@ -151,14 +228,15 @@ impl Traffic {
     /// (or this client does not publish).
     pub fn publish_one(&mut self, conn: &mut Conn, ledger: &mut Ledger) {
         if self.period.is_none()
-            || self.flight.len() >= MAX_IN_FLIGHT
+            || self.flight.len() >= self.max_in_flight
             || conn.backlog() > MAX_BACKLOG
         {
             return;
         }
         let seq = ledger.publish(self.out);
         if self.class.qos == 0 {
-            conn.send(&self.publish_packet(seq, None, false));
+            let p = self.publish_packet(seq, None, false);
+            self.send_publish(conn, ledger, &p);
             ledger.acked(self.out, seq);
             return;
         }
@@ -171,7 +249,8 @@ impl Traffic {
             },
         );
         self.by_id.insert(id, seq);
-        conn.send(&self.publish_packet(seq, Some(id), false));
+        let p = self.publish_packet(seq, Some(id), false);
+        self.send_publish(conn, ledger, &p);
     }
 
     /// PUBACK (QoS 1). An unknown packet id is ignored (an ack of a
@@ -250,14 +329,7 @@ impl Traffic {
         answer: Option<&mut Conn>,
         ledger: &mut Ledger,
     ) {
-        let stream = topic
-            .strip_prefix(&self.prefix)
-            .and_then(|s| s.parse::<usize>().ok())
-            .unwrap_or(usize::MAX);
-        let seq = std::str::from_utf8(payload)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
+        let (stream, seq) = self.parse(topic, payload);
         let again = match (qos, packet_id) {
             // The same packet id and message before PUBREL: a protocol
             // retransmission, not a second delivery.
@@ -280,12 +352,18 @@ impl Traffic {
 
     /// A resumed session: resends what is in flight, in order (PUBLISH
     /// with DUP, or PUBREL once PUBREC came).
-    pub fn resend(&mut self, conn: &mut Conn) {
-        for (seq, f) in &self.flight {
-            if f.released {
-                conn.send(&Packet::pubrel(f.packet_id));
+    pub fn resend(&mut self, conn: &mut Conn, ledger: &Ledger) {
+        let flight: Vec<(u64, u16, bool)> = self
+            .flight
+            .iter()
+            .map(|(seq, f)| (*seq, f.packet_id, f.released))
+            .collect();
+        for (seq, id, released) in flight {
+            if released {
+                conn.send(&Packet::pubrel(id));
             } else {
-                conn.send(&self.publish_packet(*seq, Some(f.packet_id), true));
+                let p = self.publish_packet(seq, Some(id), true);
+                self.send_publish(conn, ledger, &p);
             }
         }
     }
@@ -321,7 +399,9 @@ impl Traffic {
         self.flight.clear();
         self.by_id.clear();
         self.awaiting_rel.clear();
-        ledger.excuse_sent(self.input);
+        if let Some(input) = self.input {
+            ledger.excuse_sent(input);
+        }
     }
 
     /// Messages of this client still in flight.
@@ -352,7 +432,7 @@ mod tests {
 
     #[test]
     fn an_ack_of_the_wrong_qos_is_refused() {
-        let mut t = Traffic::new(Class::live(2), 0, 0, "run/", 0.0);
+        let mut t = Traffic::new(Class::live(2), 0, Some(0), "run/", 0.0);
         let mut ledger = Ledger::new(std::sync::Arc::default());
         assert_eq!(
             t.puback(1, &mut ledger),

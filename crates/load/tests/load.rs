@@ -29,6 +29,7 @@ fn options(addrs: Vec<SocketAddr>) -> LoadOptions {
         connect_timeout: CONNECT_TIMEOUT,
         duration: None,
         tls: None,
+        v5: emqx_load::V5Load::off(),
     }
 }
 

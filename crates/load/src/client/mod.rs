@@ -1,7 +1,8 @@
 //! One load client's life on the event loop: a connection attempt
 //! (connect, CONNACK, SUBSCRIBE until SUBACK and the retained version),
 //! the established connection, and what follows its end, for each kind of
-//! client (storm, idle, clean-session publisher, persistent session).
+//! client (storm, idle, clean-session publisher, persistent session), at
+//! MQTT 3.1.1 or 5 ([`v5`]).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use emqx_mqtt::Packet;
 use mio::{Registry, Token};
 
 mod packets;
+mod v5;
 mod why;
 
 use why::Why;
@@ -120,6 +122,8 @@ pub struct Client {
     next_leave_graceful: bool,
     /// The timer the loop has queued for this client.
     pub scheduled: Option<Instant>,
+    /// MQTT 5: what this connection's broker set up and owes.
+    v5: Option<crate::v5::V5Conn>,
 }
 
 /// The poll token of a client's connection.
@@ -130,6 +134,9 @@ pub fn token(slot: usize, gen: u32) -> Token {
 impl Client {
     pub fn new(kind: Kind, slot: usize, name: String, traffic: Option<Traffic>) -> Client {
         let now = Instant::now();
+        // A shared subscription's group gets what is sent after its first
+        // member subscribed.
+        let shared = traffic.as_ref().is_some_and(|t| t.is_shared());
         Client {
             kind,
             slot,
@@ -145,11 +152,12 @@ impl Client {
             last_read: now,
             traffic,
             subscribed: false,
-            excuse_at_suback: kind == Kind::Session,
+            excuse_at_suback: kind == Kind::Session || shared,
             withheld: false,
             online_until: None,
             next_leave_graceful: slot.is_multiple_of(2),
             scheduled: None,
+            v5: None,
         }
     }
 
@@ -197,7 +205,8 @@ impl Client {
         self.deadline = cx.now + cx.opts.connect_timeout;
         let addr = self.addr(cx);
         match Conn::open(addr, cx.registry, token(self.slot, self.gen), self.tls(cx)) {
-            Ok(c) => {
+            Ok(mut c) => {
+                c.set_level(self.level());
                 self.conn = Some(c);
                 self.phase = Phase::Connecting;
             }
@@ -217,8 +226,7 @@ impl Client {
             match conn.check_connected() {
                 Ok(false) => return,
                 Ok(true) => {
-                    let clean = self.kind != Kind::Session;
-                    let connect = Packet::connect(self.client_id(), clean, KEEP_ALIVE);
+                    let connect = self.connect_packet();
                     if let Some(conn) = self.conn.as_mut() {
                         conn.send(&connect);
                     }
@@ -259,11 +267,13 @@ impl Client {
             return;
         };
         if conn.backlog() == 0 {
-            return;
+            return self.v5_flushed();
         }
         self.last_write = cx.now;
-        if let Io::Failed(e) = conn.flush() {
-            self.end(cx, Why::Io("writing", e));
+        match conn.flush() {
+            Io::Failed(e) => self.end(cx, Why::Io("writing", e)),
+            _ if conn.backlog() == 0 => self.v5_flushed(),
+            _ => {}
         }
     }
 
@@ -277,6 +287,7 @@ impl Client {
     /// Drops the connection (ours to close) and waits until `at`.
     fn close(&mut self, cx: &mut Ctx, at: Option<Instant>) {
         self.conn = None;
+        self.v5 = None;
         self.online_until = None;
         self.withheld = false;
         self.hold(cx, false);
@@ -336,11 +347,12 @@ impl Client {
         let graceful = graceful.unwrap_or(self.next_leave_graceful);
         self.next_leave_graceful = !graceful;
         let back = Some(cx.now + cx.opts.session_offline);
+        let stats = self.session_stats(cx);
         let Some(conn) = self.conn.as_mut() else {
             return self.close(cx, back);
         };
         if !graceful {
-            cx.stats.sessions.left_abruptly.fetch_add(1, relaxed());
+            stats.left_abruptly.fetch_add(1, relaxed());
             if let Some(t) = self.traffic.as_mut() {
                 t.publish_one(conn, cx.ledger);
             }
@@ -351,10 +363,10 @@ impl Client {
         let flushed = matches!(conn.flush(), Io::Open) && conn.backlog() == 0;
         if !flushed {
             // The DISCONNECT did not go out: this is an abrupt leave.
-            cx.stats.sessions.left_abruptly.fetch_add(1, relaxed());
+            stats.left_abruptly.fetch_add(1, relaxed());
             return self.close(cx, back);
         }
-        cx.stats.sessions.left_gracefully.fetch_add(1, relaxed());
+        stats.left_gracefully.fetch_add(1, relaxed());
         conn.shutdown_write();
         self.phase = Phase::Closing {
             until: cx.now + CLOSE_WAIT,
@@ -434,8 +446,9 @@ impl Client {
 
     /// The run's end: DISCONNECT on an established connection, then close.
     pub fn finish(&mut self, cx: &mut Ctx) {
+        let bye = self.goodbye();
         if let (Phase::Running, Some(conn)) = (&self.phase, self.conn.as_mut()) {
-            conn.send(&Packet::disconnect());
+            conn.send(&bye);
             let _ = conn.flush();
         }
         self.close(cx, None);

@@ -1,5 +1,7 @@
 //! What a client does with each packet from the broker: CONNACK, SUBACK
-//! and the version during an attempt, then deliveries and acknowledgements.
+//! and the version during an attempt, then deliveries and acknowledgements
+//! (at MQTT 5 after [`Client::v5_inbound`], and each delivery's properties
+//! checked).
 
 use std::time::Duration;
 
@@ -13,13 +15,16 @@ use crate::VERSION_TOPIC;
 
 impl Client {
     pub(super) fn on_packet(&mut self, cx: &mut Ctx, p: Packet) -> Result<(), Why> {
+        let Some(p) = self.v5_inbound(cx, p) else {
+            return Ok(());
+        };
         match (&mut self.phase, p) {
             (
                 Phase::ConnAck,
                 Packet::ConnAck {
                     session_present,
                     code,
-                    ..
+                    properties,
                 },
             ) => {
                 cx.stats
@@ -28,6 +33,7 @@ impl Client {
                     return Err(Why::Protocol(format!("CONNACK return code {}", code.0)));
                 }
                 self.hold(cx, true);
+                self.v5_connack(&properties);
                 self.connected(cx, session_present);
                 Ok(())
             }
@@ -60,41 +66,65 @@ impl Client {
             }
             (
                 Phase::SubAck { .. } | Phase::Running | Phase::Closing { .. },
-                Packet::Publish {
-                    topic,
-                    payload,
-                    qos,
-                    dup,
-                    packet_id,
-                    ..
-                },
+                p @ Packet::Publish { .. },
             ) => {
-                let answer = self.answering(cx);
-                if !answer && self.phase == Phase::Running {
-                    self.withheld = true;
-                }
-                let ours = self.traffic.as_mut().filter(|_| topic != VERSION_TOPIC);
-                let conn = self.conn.as_mut().filter(|_| answer);
-                match (ours, conn) {
-                    (Some(t), conn) => t.deliver(
-                        self.slot, &topic, &payload, qos, dup, packet_id, conn, cx.ledger,
-                    ),
-                    // A later version announcement, or a client without
-                    // traffic: acknowledged, not counted.
-                    (None, Some(conn)) => match (qos, packet_id) {
-                        (1, Some(id)) => conn.send(&Packet::puback(id)),
-                        (2, Some(id)) => conn.send(&Packet::pubrec(id)),
-                        _ => {}
-                    },
-                    (None, None) => {}
-                }
+                self.on_publish(cx, p);
                 Ok(())
             }
             (_, Packet::PingResp) => Ok(()),
+            (_, Packet::Disconnect { reason, properties }) => Err(Why::Protocol(format!(
+                "DISCONNECT from the broker, reason {:#04x}{}",
+                reason.0,
+                properties
+                    .reason_string
+                    .map_or_else(String::new, |r| format!(": {r}"))
+            ))),
             (Phase::SubAck { .. } | Phase::Running | Phase::Closing { .. }, p) => {
                 self.on_ack(cx, p)
             }
             (_, other) => Err(Why::Protocol(format!("unexpected {}", other.name()))),
+        }
+    }
+
+    /// A delivery once CONNACK came: checked (MQTT 5), counted when it
+    /// is ours, acknowledged unless the client withholds its acks.
+    fn on_publish(&mut self, cx: &mut Ctx, p: Packet) {
+        let Packet::Publish {
+            topic,
+            payload,
+            qos,
+            dup,
+            packet_id,
+            properties,
+            ..
+        } = p
+        else {
+            return;
+        };
+        let answer = self.answering(cx);
+        if topic != VERSION_TOPIC {
+            self.v5_check(cx, &topic, &payload, &properties);
+        }
+        if !answer && self.phase == Phase::Running {
+            self.withheld = true;
+        }
+        let ours = self.traffic.as_mut().filter(|_| topic != VERSION_TOPIC);
+        let conn = self.conn.as_mut().filter(|_| answer);
+        match (ours, conn) {
+            (Some(t), conn) => t.deliver(
+                self.slot, &topic, &payload, qos, dup, packet_id, conn, cx.ledger,
+            ),
+            // A later version announcement, or a client without
+            // traffic: acknowledged, not counted.
+            (None, Some(conn)) => match (qos, packet_id) {
+                (1, Some(id)) => conn.send(&Packet::puback(id)),
+                (2, Some(id)) => conn.send(&Packet::pubrec(id)),
+                _ => {}
+            },
+            (None, None) => {}
+        }
+        if let (true, 1, Some(id)) = (answer, qos, packet_id) {
+            self.v5_acked(id);
         }
     }
 
@@ -112,7 +142,10 @@ impl Client {
             Packet::PubComp { packet_id, .. } => t.pubcomp(packet_id)?,
             Packet::PubRec { .. } | Packet::PubRel { .. } if closing => {}
             Packet::PubRec { packet_id, .. } => t.pubrec(packet_id, conn, cx.ledger)?,
-            Packet::PubRel { packet_id, .. } => t.pubrel(packet_id, conn),
+            Packet::PubRel { packet_id, .. } => {
+                t.pubrel(packet_id, conn);
+                self.v5_acked(packet_id);
+            }
             other => return Err(Why::Protocol(format!("unexpected {}", other.name()))),
         }
         Ok(())
@@ -125,13 +158,13 @@ impl Client {
         }
         if self.kind == Kind::Session {
             if session_present && self.subscribed {
-                cx.stats.sessions.resumed.fetch_add(1, relaxed());
+                self.session_stats(cx).resumed.fetch_add(1, relaxed());
                 cx.stats.record(&Outcome::Ok);
                 self.run(cx);
                 return;
             }
             if self.subscribed {
-                cx.stats.sessions.lost.fetch_add(1, relaxed());
+                self.session_stats(cx).lost.fetch_add(1, relaxed());
                 if let Some(t) = self.traffic.as_mut() {
                     t.session_lost(cx.ledger);
                 }
@@ -146,7 +179,8 @@ impl Client {
             self.run(cx);
             return;
         }
-        let mut filters: Vec<(String, u8)> = self.traffic.iter().map(|t| t.filter()).collect();
+        let mut filters: Vec<(String, u8)> =
+            self.traffic.iter().filter_map(|t| t.filter()).collect();
         filters.push((VERSION_TOPIC.to_string(), 0));
         if let Some(conn) = self.conn.as_mut() {
             conn.send(&Packet::subscribe(SUBSCRIBE_ID, filters));
@@ -171,8 +205,8 @@ impl Client {
             self.subscribed = true;
             if self.excuse_at_suback {
                 self.excuse_at_suback = false;
-                if let Some(t) = &self.traffic {
-                    cx.ledger.excuse_sent(t.input);
+                if let Some(input) = self.traffic.as_ref().and_then(|t| t.input) {
+                    cx.ledger.excuse_sent(input);
                 }
             }
             self.run(cx);
@@ -206,7 +240,7 @@ impl Client {
         }
         if let (Some(t), Some(conn)) = (self.traffic.as_mut(), self.conn.as_mut()) {
             if self.kind == Kind::Session {
-                t.resend(conn);
+                t.resend(conn, cx.ledger);
             }
             t.restart_schedule(cx.now);
         }
