@@ -92,8 +92,8 @@ pub struct LoadTls {
 
 impl LoadOptions {
     /// The switch tests' and the soak's load on `addrs`: 8 live clients,
-    /// the persistent sessions, 2 storm clients, 20 publishes a second,
-    /// 3 s per attempt.
+    /// the persistent sessions, the MQTT 5 clients of [`V5Load::on`], 2
+    /// storm clients, 20 publishes a second, 3 s per attempt.
     pub fn switching(addrs: Vec<SocketAddr>) -> LoadOptions {
         LoadOptions {
             addrs,
@@ -101,6 +101,7 @@ impl LoadOptions {
             publish_rate: 20.0,
             storm: 2,
             connect_timeout: Duration::from_secs(3),
+            v5: V5Load::on(),
             ..LoadOptions::default()
         }
     }
@@ -120,8 +121,8 @@ impl LoadOptions {
 impl LoadOptions {
     /// The same load with the MQTT 5 clients of [`V5Load::on`] too (4
     /// sessions, a shared subscription group per QoS: 16 clients).
-    /// Off in [`LoadOptions::switching`] and [`LoadOptions::moving`]
-    /// until the broker moves MQTT 5 sessions at a switch.
+    /// On already in [`LoadOptions::switching`] and
+    /// [`LoadOptions::moving`].
     pub fn with_v5(self) -> LoadOptions {
         LoadOptions {
             v5: V5Load::on(),
