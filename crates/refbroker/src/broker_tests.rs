@@ -238,3 +238,34 @@ fn wills_follow_abnormal_closes_and_takeovers_not_disconnect() {
     assert_eq!(w.closed, vec![5]);
     assert_eq!(w.take(1).len(), 1);
 }
+
+/// MQTT-3.8.3-4: an MQTT 5 SUBSCRIBE with no local on a shared
+/// subscription is a protocol error (DISCONNECT 0x82); on another filter
+/// it is fine.
+#[test]
+fn no_local_on_a_shared_subscription_is_a_protocol_error() {
+    let (mut b, mut w) = (Broker::new("5.0.0", "$SYS/v", 10), Recorder::default());
+    w.v5.insert(1);
+    b.opened(1, "mqtt", None);
+    let mut hello = connect("five", true, None);
+    if let Packet::Connect { level, .. } = &mut hello {
+        *level = Level::V5;
+    }
+    b.packet(1, hello, &mut w);
+    let sub = |filter: &str| Packet::Subscribe {
+        packet_id: 1,
+        filters: vec![(
+            filter.into(),
+            emqx_mqtt::SubOptions {
+                no_local: true,
+                ..emqx_mqtt::SubOptions::qos(1)
+            },
+        )],
+        properties: Default::default(),
+    };
+    assert_eq!(b.packet(1, sub("t/#"), &mut w), Step::Go);
+    match b.packet(1, sub("$share/g/t/#"), &mut w) {
+        Step::End(End::Violation(code, _)) => assert_eq!(code, ReasonCode::PROTOCOL_ERROR),
+        other => panic!("{other:?}"),
+    }
+}

@@ -77,6 +77,16 @@ impl Broker {
                 filters,
                 properties,
             } => {
+                // MQTT-3.8.3-4: no local on a shared subscription.
+                let shared_no_local = filters
+                    .iter()
+                    .any(|(f, o)| o.no_local && f.starts_with(crate::router::shared::PREFIX));
+                if shared_no_local && level.is_v5() {
+                    return Step::End(End::Violation(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "no local on a shared subscription".into(),
+                    ));
+                }
                 let sub_id = properties.subscription_identifiers.first().copied();
                 self.subscribe(conn, id, packet_id, filters, sub_id, wire)
             }
