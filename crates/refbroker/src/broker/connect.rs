@@ -14,6 +14,10 @@ use crate::session::{OutAliases, Session};
 
 /// Session expiry that never ends (3.1.1 without clean session).
 pub const NEVER: u32 = u32::MAX;
+/// The largest packet a client may send, fixed header included (what
+/// the event loop reads: a remaining length up to [`crate::MAX_PACKET`],
+/// after one type byte and the three bytes that length takes).
+pub const MAX_PACKET_SIZE: u32 = crate::MAX_PACKET as u32 + 4;
 /// The most topic aliases a client may set (MQTT 5).
 pub const TOPIC_ALIAS_MAX: u16 = 16;
 
@@ -151,6 +155,10 @@ fn capabilities(assigned: Option<String>) -> Properties {
         shared_subscription_available: Some(true),
         topic_alias_maximum: Some(TOPIC_ALIAS_MAX),
         receive_maximum: Some(crate::session::MAX_INFLIGHT as u16),
+        // What the event loop takes: a remaining length up to
+        // MAX_PACKET, plus the fixed header (MQTT 5 §3.2.2.3.6: without
+        // it, a client may send any size).
+        maximum_packet_size: Some(MAX_PACKET_SIZE),
         ..Properties::default()
     }
 }
