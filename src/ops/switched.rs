@@ -66,6 +66,9 @@ pub struct SwitchFigures {
     pub moved: Option<u64>,
     /// What clients felt of the move, in ms.
     pub pause_ms: Option<f64>,
+    /// Of the moved connections, those the new broker closed because its
+    /// policy (password or ACL file) no longer lets their login in.
+    pub closed_by_policy: Option<u64>,
     /// Connections the old broker was left to drain.
     pub draining: u64,
     /// Why they drained instead of moving.
@@ -89,6 +92,7 @@ impl SwitchFigures {
             helper_ms: ms(r.helper),
             moved: r.moved.map(|m| m.moved),
             pause_ms: r.moved.map(|m| ms(m.pause)),
+            closed_by_policy: r.moved.map(|m| m.closed_by_policy),
             draining: r.draining,
             drain_reason: r.drain_reason.clone(),
             helper_peak_rss_kib: own_peak_rss_kib(),
@@ -126,10 +130,15 @@ fn connections(r: &crate::switch::SwitchReport) -> String {
     }
 }
 
-/// "N connections moved with their sessions (pause P ms)".
+/// "N connections moved with their sessions (pause P ms)", and ", K of
+/// them closed by policy" when the new broker's files refused some.
 fn moved_words(m: crate::switch::Moved) -> String {
+    let closed = match m.closed_by_policy {
+        0 => String::new(),
+        n => format!(", {n} of them closed by policy"),
+    };
     format!(
-        "{} connections moved with their sessions (pause {:.1} ms)",
+        "{} connections moved with their sessions (pause {:.1} ms){closed}",
         m.moved,
         m.pause.as_secs_f64() * 1000.0
     )

@@ -99,6 +99,9 @@ pub fn ended_status(version: &str, pid: u32, moved: Option<Moved>) -> String {
             m.moved,
             m.pause.as_micros()
         ));
+        if m.closed_by_policy > 0 {
+            text.push_str(&format!(", {} closed by policy", m.closed_by_policy));
+        }
     }
     text
 }
@@ -109,10 +112,17 @@ pub fn moved_from_status(text: &str, pid: u32) -> Option<Moved> {
     let rest = text.strip_prefix("running release ")?;
     let (_, rest) = rest.split_once(&format!(" (pid {pid}); moved "))?;
     let (moved, rest) = rest.split_once(" connections with their sessions, pause ")?;
-    let pause = rest.strip_suffix(" us")?;
+    let (pause, closed) = match rest.split_once(" us, ") {
+        Some((pause, closed)) => (
+            pause,
+            closed.strip_suffix(" closed by policy")?.parse().ok()?,
+        ),
+        None => (rest.strip_suffix(" us")?, 0),
+    };
     Some(Moved {
         moved: moved.parse().ok()?,
         pause: Duration::from_micros(pause.parse().ok()?),
+        closed_by_policy: closed,
     })
 }
 
@@ -125,9 +135,17 @@ mod tests {
         let m = Moved {
             moved: 9,
             pause: Duration::from_micros(912),
+            closed_by_policy: 0,
         };
         let text = ended_status("5.0.1", 42, Some(m));
         assert_eq!(moved_from_status(&text, 42), Some(m));
+        let closed = Moved {
+            closed_by_policy: 2,
+            ..m
+        };
+        let text = ended_status("5.0.1", 42, Some(closed));
+        assert!(text.ends_with("pause 912 us, 2 closed by policy"), "{text}");
+        assert_eq!(moved_from_status(&text, 42), Some(closed));
         // Another pid's, a drain's, or a text of somebody else: none.
         assert_eq!(moved_from_status(&text, 43), None);
         assert_eq!(

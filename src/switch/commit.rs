@@ -104,6 +104,7 @@ mod tests {
             drained: 0,
             drained_why: None,
             pause: std::time::Duration::from_millis(3),
+            closed_by_policy: 0,
         };
         assert_eq!(
             decide(Ok(moved.clone()), 1, || panic!("not asked")),

@@ -135,6 +135,10 @@ pub struct Moved {
     pub moved: u64,
     /// From the old broker's freeze to its go: what clients felt.
     pub pause: Duration,
+    /// Of `moved`, the connections the new broker closed at once because
+    /// its policy no longer lets their login in (a password or ACL file
+    /// changed): the switch did not close them, the operator's files did.
+    pub closed_by_policy: u64,
 }
 
 /// Finds and switches the running broker; a trait so that release logic can

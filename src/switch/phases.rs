@@ -348,7 +348,16 @@ impl Committed<'_> {
                 drained,
                 drained_why,
                 pause,
-            } => (drained, Some(Moved { moved, pause }), drained_why),
+                closed_by_policy,
+            } => (
+                drained,
+                Some(Moved {
+                    moved,
+                    pause,
+                    closed_by_policy,
+                }),
+                drained_why,
+            ),
         };
         let unpublished = self.run.publish(self.new_pid);
         let unfinished = unpublished.is_some();

@@ -43,6 +43,9 @@ pub enum Committed {
         drained_why: Option<String>,
         /// From its freeze to its go.
         pause: Duration,
+        /// Of `moved`, the connections the new broker closed because its
+        /// policy no longer lets their login in.
+        closed_by_policy: u64,
     },
 }
 
@@ -228,6 +231,7 @@ impl Session {
                     drained,
                     drained_why,
                     pause_us,
+                    closed_by_policy,
                 },
                 _,
             )) => Ok(Committed::Moved {
@@ -235,6 +239,7 @@ impl Session {
                 drained,
                 drained_why,
                 pause: Duration::from_micros(pause_us),
+                closed_by_policy,
             }),
             Ok((Message::Error { reason }, _)) => Err(CommitError::Refused(format!(
                 "the broker refused the commit: {reason}"

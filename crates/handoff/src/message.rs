@@ -72,12 +72,21 @@ pub enum Message {
         drained_why: Option<String>,
         /// Microseconds from the freeze to the go.
         pause_us: u64,
+        /// Of `moved`, connections the new broker closes because its
+        /// policy no longer lets their login in (left out when none, as
+        /// before there were any).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        closed_by_policy: u64,
     },
     /// New broker to old, on their channel: the state is imported and
     /// waits, frozen, for the go.
     Imported {
         /// Connections taken over.
         connections: u64,
+        /// Of those, the ones it closes at once: its policy refuses their
+        /// login (left out when none).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        closed_by_policy: u64,
     },
     /// Old broker to new, on their channel: the connections are yours.
     Go,
@@ -90,6 +99,10 @@ pub enum Message {
         /// Why.
         reason: String,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Message {
@@ -192,6 +205,11 @@ mod tests {
                 drained: 1,
                 drained_why: Some("1 connection: refbroker/1 carries no TLS connection".into()),
                 pause_us: 40,
+                closed_by_policy: 2,
+            },
+            Message::Imported {
+                connections: 3,
+                closed_by_policy: 1,
             },
         ] {
             assert_eq!(Message::decode(&m.encode()).unwrap(), m, "{}", m.kind());
@@ -203,10 +221,20 @@ mod tests {
             drained: 0,
             drained_why: None,
             pause_us: 40,
+            closed_by_policy: 0,
         };
         assert_eq!(
             String::from_utf8(m.encode()).unwrap(),
             r#"{"type":"moved","moved":3,"drained":0,"pause_us":40}"#
+        );
+        // Nobody closed by policy: `imported` is the bytes of before.
+        let m = Message::Imported {
+            connections: 3,
+            closed_by_policy: 0,
+        };
+        assert_eq!(
+            String::from_utf8(m.encode()).unwrap(),
+            r#"{"type":"imported","connections":3}"#
         );
     }
 

@@ -100,6 +100,12 @@ pub trait Service: Send + Sync + 'static {
             state.schema
         )))
     }
+    /// Of the connections the last import took, how many it closes as
+    /// soon as it serves them: its policy refuses their login (a file
+    /// changed since they connected).
+    fn closed_by_policy(&self) -> usize {
+        0
+    }
     /// Drops an import that will not go (the exporter thawed): closes our
     /// copies with close(), keeps nothing of it, fires no will.
     fn discard(&self) {}

@@ -50,6 +50,9 @@ pub struct Moved {
     pub left_why: Option<String>,
     /// From the freeze to the go.
     pub pause: Duration,
+    /// Of `moved`, the connections the new broker closes: its policy no
+    /// longer lets their login in.
+    pub closed_by_policy: usize,
 }
 
 /// Why the old broker did not move its connections.
@@ -112,9 +115,14 @@ pub fn export(
     if rest.is_zero() || ch.set_timeout(rest).is_err() {
         return fail(format!("no import within {:.0} s", bound.as_secs_f64()));
     }
-    match recv_past_reset(ch) {
-        Ok(Message::Imported { connections }) if connections == expected as u64 => {}
-        Ok(Message::Imported { connections }) => {
+    let closed_by_policy = match recv_past_reset(ch) {
+        Ok(Message::Imported {
+            connections,
+            closed_by_policy,
+        }) if connections == expected as u64 && closed_by_policy <= connections => {
+            closed_by_policy as usize
+        }
+        Ok(Message::Imported { connections, .. }) => {
             return fail(format!(
                 "the new broker imported {connections} of {expected} connections"
             ))
@@ -125,7 +133,7 @@ pub fn export(
             return fail(format!("no import within {:.0} s", bound.as_secs_f64()))
         }
         Err(e) => return fail(format!("the new broker: {e}")),
-    }
+    };
     if let Err(e) = crate::faults::step("old::before_go") {
         return fail(e.to_string());
     }
@@ -152,6 +160,7 @@ pub fn export(
         left,
         left_why,
         pause,
+        closed_by_policy,
     })
 }
 
@@ -242,6 +251,7 @@ pub fn import(
     if let Err(e) = ch.send(
         &Message::Imported {
             connections: connections as u64,
+            closed_by_policy: service.closed_by_policy() as u64,
         },
         &[],
     ) {

@@ -126,7 +126,14 @@ fn the_old_broker_closes_its_copies_only_once_go_is_delivered() {
         use std::os::fd::AsRawFd;
         nix::sys::socket::shutdown(b.as_fd().as_raw_fd(), nix::sys::socket::Shutdown::Read)
             .unwrap();
-        b.send(&Message::Imported { connections: 0 }, &[]).unwrap();
+        b.send(
+            &Message::Imported {
+                connections: 0,
+                closed_by_policy: 0,
+            },
+            &[],
+        )
+        .unwrap();
         drop(b);
     });
     // Past its imported: the new broker is gone when go is sent.
@@ -146,7 +153,14 @@ fn go_delivered_closes_the_old_copies() {
     let (a, b) = pair();
     let importer = std::thread::spawn(move || {
         transfer::recv(&b, &BOUNDS).unwrap();
-        b.send(&Message::Imported { connections: 0 }, &[]).unwrap();
+        b.send(
+            &Message::Imported {
+                connections: 0,
+                closed_by_policy: 0,
+            },
+            &[],
+        )
+        .unwrap();
         let go = b.recv().unwrap().0;
         b.send(&Message::Going, &[]).unwrap();
         go
@@ -173,7 +187,14 @@ fn go_delivered_to_a_new_broker_that_dies_before_going_thaws() {
     let (a, b) = pair();
     let importer = std::thread::spawn(move || {
         transfer::recv(&b, &BOUNDS).unwrap();
-        b.send(&Message::Imported { connections: 0 }, &[]).unwrap();
+        b.send(
+            &Message::Imported {
+                connections: 0,
+                closed_by_policy: 0,
+            },
+            &[],
+        )
+        .unwrap();
         // Dies with the go unread.
         drop(b);
     });

@@ -398,6 +398,7 @@ fn move_away(
                 drained: m.left as u64,
                 drained_why: m.left_why.clone(),
                 pause_us: u64::try_from(m.pause.as_micros()).unwrap_or(u64::MAX),
+                closed_by_policy: m.closed_by_policy as u64,
             };
             shared.answer(ch, &answer);
             Ok(())
