@@ -19,7 +19,14 @@ use emqx_handoff::Channel;
 use emqx_refbroker::RefBroker;
 
 fn broker(v: &str) -> RefBroker {
-    RefBroker::start(v, 1000, Default::default(), Default::default()).unwrap()
+    RefBroker::start(
+        v,
+        1000,
+        Default::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap()
 }
 
 fn run(n: usize) {

@@ -16,10 +16,12 @@ use crate::router::Router;
 use crate::session::{Message, Props, Session};
 pub use crate::wire::{End, Step, Wire};
 
+mod auth;
 mod connect;
 mod delivery;
 mod packets;
 
+pub use auth::{Auth, Login};
 pub use connect::TOPIC_ALIAS_MAX;
 
 /// QoS 0 deliveries are dropped while this much is unsent to a client.
@@ -37,6 +39,8 @@ pub(crate) struct Client {
     pub(crate) level: Level,
     /// Its topic aliases (MQTT 5), at most [`connect::TOPIC_ALIAS_MAX`].
     pub(crate) aliases: Vec<(u16, Rc<str>)>,
+    /// What it logged in with (its certificate's name before CONNECT).
+    pub(crate) login: Login,
 }
 
 fn shown(peer: Option<SocketAddr>) -> String {
@@ -62,6 +66,11 @@ pub struct Broker {
     /// Shared groups' turn order from a broker this one is taking over,
     /// applied once the import is whole.
     pub(crate) moved_groups: Vec<crate::snapshot::GroupData>,
+    /// Who may connect and do what.
+    pub(crate) auth: Auth,
+    /// Moved connections the policy refused at import, closed at the go
+    /// (and their reason).
+    pub(crate) refused: Vec<(usize, ReasonCode)>,
 }
 
 /// Messages counted for the summary line.
@@ -96,7 +105,16 @@ impl Broker {
             traffic: Traffic::default(),
             pending_wills: Vec::new(),
             moved_groups: Vec::new(),
+            auth: Auth::default(),
+            refused: Vec::new(),
         }
+    }
+
+    /// The broker with this policy (by default, everyone may do
+    /// everything).
+    pub fn with_auth(mut self, auth: Auth) -> Broker {
+        self.auth = auth;
+        self
     }
 
     /// Logs one line with the broker's prefix.
@@ -137,6 +155,7 @@ impl Broker {
                 will: None,
                 level: Level::V311,
                 aliases: Vec::new(),
+                login: Login::default(),
             }),
         );
     }
@@ -172,7 +191,11 @@ impl Broker {
             End::Eof if client.id.is_none() => "closed before CONNECT".to_string(),
             End::Eof => "closed the connection".into(),
             End::Disconnect => "disconnected".into(),
-            End::Idle(m) | End::Error(m) | End::Violation(_, m) | End::Lost(m) => {
+            End::Idle(m)
+            | End::Error(m)
+            | End::Violation(_, m)
+            | End::Lost(m)
+            | End::Refused(_, m) => {
                 format!("{m}: closing")
             }
             End::DisconnectWithWill => "disconnected, asking for its will".into(),

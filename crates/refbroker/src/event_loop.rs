@@ -23,7 +23,7 @@ mod flush;
 mod moving;
 mod timers;
 
-pub use moving::{decode_shared, ConnState, MovedConn};
+pub use moving::{decode_shared, ConnState, Imported, MovedConn};
 
 use crate::broker::{Broker, End, Step};
 use crate::conns::{Carried, Conn, Conns};
@@ -79,7 +79,7 @@ pub enum Cmd {
     /// A batch of its connections.
     ImportBatch(Vec<MovedConn>),
     /// The import is whole: answer how many connections now run here.
-    ImportEnd(mpsc::Sender<Result<usize, ImportError>>),
+    ImportEnd(mpsc::Sender<Result<moving::Imported, ImportError>>),
     /// Drop what was imported (the exporter thawed) and carry on.
     Discard,
 }
@@ -125,7 +125,7 @@ pub fn start(
                 closing_all: Vec::new(),
                 scratch: vec![0; 64 * 1024],
                 frozen: None,
-                schema: crate::snapshot::Schema::Mqtt5,
+                schema: crate::snapshot::Schema::ALL[0],
                 imported: Vec::new(),
                 import_error: None,
                 held: Vec::new(),
@@ -405,6 +405,10 @@ impl Loop {
     /// Feeds the whole packets read so far to the broker.
     fn packets(&mut self, t: usize) -> Option<End> {
         let c = self.conns.map.get_mut(&t)?;
+        if !c.connected && c.transport.is_tls() && !c.inbuf.is_empty() {
+            // The handshake is over: its certificate may name the client.
+            self.broker.certified(t, c.transport.peer_cn());
+        }
         let mut inbuf = std::mem::take(&mut c.inbuf);
         let mut connected = c.connected;
         let mut level = c.level;

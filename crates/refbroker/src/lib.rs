@@ -14,6 +14,8 @@
 //! accepts too: the thread count is the same at 10 connections and at
 //! 15,000, with one listener or ten.
 
+#[cfg(test)]
+mod auth_tests;
 pub mod broker;
 #[cfg(test)]
 mod broker_tests;
@@ -84,18 +86,21 @@ pub struct RefBroker {
     /// ([`Service::prepare_import`]); what the import does not take is
     /// dropped when the broker starts accepting.
     spares: Mutex<Spares>,
+    /// Of the connections the last import took, those its policy refuses.
+    closed_by_policy: std::sync::atomic::AtomicUsize,
 }
 
 impl RefBroker {
     /// A broker of release `version`, its version retained on
     /// [`VERSION_TOPIC`], queueing at most `max_queued` QoS 1/2 messages
     /// per session, moving as `moving` says, serving listeners as
-    /// `listening` says.
+    /// `listening` says, letting in and through what `auth` allows.
     pub fn start(
         version: &str,
         max_queued: usize,
         moving: Moving,
         listening: Listening,
+        auth: broker::Auth,
     ) -> std::io::Result<RefBroker> {
         let import_tls = listening.import_config();
         let ssl_listeners = listening
@@ -107,7 +112,7 @@ impl RefBroker {
         let v = version.to_string();
         let handle = event_loop::start(
             move || {
-                let broker = broker::Broker::new(&v, VERSION_TOPIC, max_queued);
+                let broker = broker::Broker::new(&v, VERSION_TOPIC, max_queued).with_auth(auth);
                 broker.log(format_args!("retained {VERSION_TOPIC} = {v}"));
                 broker
             },
@@ -120,6 +125,7 @@ impl RefBroker {
             import_tls,
             ssl_listeners,
             spares: Mutex::new(Spares::default()),
+            closed_by_policy: Default::default(),
         })
     }
 
@@ -356,7 +362,10 @@ impl Service for RefBroker {
             return Err(gone());
         }
         let imported = match rx.recv_timeout(MOVE_WAIT) {
-            Ok(r) => r.map_err(refused),
+            Ok(r) => r.map_err(refused).map(|i| {
+                self.closed_by_policy.store(i.refused, Ordering::SeqCst);
+                i.connections
+            }),
             Err(_) => Err(TransferError::Refused(format!(
                 "the import took over {} s",
                 MOVE_WAIT.as_secs()
@@ -374,7 +383,12 @@ impl Service for RefBroker {
         }
     }
 
+    fn closed_by_policy(&self) -> usize {
+        self.closed_by_policy.load(Ordering::SeqCst)
+    }
+
     fn discard(&self) {
+        self.closed_by_policy.store(0, Ordering::SeqCst);
         self.handle.send(Cmd::Discard);
     }
 

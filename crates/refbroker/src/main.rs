@@ -4,13 +4,16 @@
 //! listeners come from `EMQX_LISTENERS` (`name=[tcp|ssl://]ip:port,...`)
 //! or are inherited (their kind still named there); `ssl` listeners serve
 //! the certificate and key of `EMQX_SSL_CERTFILE`/`EMQX_SSL_KEYFILE`,
-//! read at start; `<tree>/etc/refbroker.toml` can make a release misbehave for
+//! read at start; `EMQX_AUTH_PASSWORD_FILE`, `EMQX_AUTH_ACL_FILE` and
+//! `EMQX_ALLOW_ANONYMOUS` set who may connect and do what (mosquitto's
+//! files, read at start); `<tree>/etc/refbroker.toml` can make a release misbehave for
 //! tests (`fail = "exit-at-once" | "never-ready" | "crash-after-ready"`,
 //! `ready_delay_ms = N`, `imports = [...]`, `import_max_conns = N`,
 //! `import_delay_ms = N`, `handoff_protocol = 1`, `move_bound_ms = N`).
 //! Exit codes: 0 after a drain, 1 on a failure to run, 2 on bad arguments
 //! or settings (a certificate or key that cannot be read or do not
-//! match included), 3 for `exit-at-once`.
+//! match, a password or ACL file that cannot be read or parsed included),
+//! 3 for `exit-at-once`.
 
 use std::process::ExitCode;
 
@@ -28,8 +31,10 @@ mod linux {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use emqx_auth::{Policy, PolicyError};
     use emqx_handoff::broker::{self, Options};
     use emqx_handoff::transfer::Bounds;
+    use emqx_refbroker::broker::Auth;
     use emqx_refbroker::event_loop::Listening;
     use emqx_refbroker::settings::{Fail, ListenerKind, Settings};
     use emqx_refbroker::{Moving, RefBroker};
@@ -70,6 +75,13 @@ mod linux {
                 return ExitCode::from(2);
             }
         };
+        let auth = match auth(&settings, &log) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("emqx-refbroker: ERROR: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let options = options(&settings, ready_delay, fd_room());
         let names: Vec<String> = settings
             .listeners
@@ -90,7 +102,8 @@ mod linux {
             imports: settings.behaviour.imports.clone(),
             import_delay: Duration::from_millis(settings.behaviour.import_delay_ms),
         };
-        let service = match RefBroker::start(&version, settings.max_queued, moving, listening) {
+        let service = match RefBroker::start(&version, settings.max_queued, moving, listening, auth)
+        {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 log(&format!("ERROR: starting the event loop: {e}"));
@@ -98,6 +111,39 @@ mod linux {
             }
         };
         run(options, service, &log)
+    }
+
+    /// The password and ACL files, read now (a file that cannot be read
+    /// or parsed fails the start: a switch to this broker fails, and the
+    /// old one serves on with its rules), and one line saying what they
+    /// hold.
+    fn auth(settings: &Settings, log: &dyn Fn(&str)) -> Result<Auth, PolicyError> {
+        let started = std::time::Instant::now();
+        let policy = Policy::load(&settings.auth)?;
+        let files = [
+            policy.passwords().map(|p| format!("{} users", p.len())),
+            policy.acl().map(|_| "an ACL".to_string()),
+        ];
+        let files: Vec<String> = files.into_iter().flatten().collect();
+        if !files.is_empty() {
+            log(&format!(
+                "authentication: {}, anonymous clients {} (read in {} ms)",
+                files.join(" and "),
+                if policy.allow_anonymous() {
+                    "allowed"
+                } else {
+                    "refused"
+                },
+                started.elapsed().as_millis()
+            ));
+        }
+        Ok(Auth {
+            policy,
+            cert_as_username: settings
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.peer_cert_as_username),
+        })
     }
 
     /// What the behaviour file asks to fail, set up: the delay before

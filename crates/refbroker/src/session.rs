@@ -180,6 +180,9 @@ pub struct Session {
     pub sub_ids: Vec<(String, u32)>,
     /// The topic aliases set towards the client on its connection.
     pub out_aliases: OutAliases,
+    /// The username its client logged in with last: the ACL's reads for
+    /// it, connected or not, are that user's.
+    pub username: Option<Rc<str>>,
 }
 
 impl Session {

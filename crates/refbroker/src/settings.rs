@@ -105,6 +105,10 @@ pub struct Settings {
     pub listeners: Vec<(String, ListenerSpec)>,
     /// The TLS files of `ssl` listeners (`EMQX_SSL_*`), when set.
     pub tls: Option<TlsSettings>,
+    /// Who may connect and do what (`EMQX_AUTH_PASSWORD_FILE`,
+    /// `EMQX_AUTH_ACL_FILE`, `EMQX_ALLOW_ANONYMOUS`): the files are named
+    /// here and read at start ([`emqx_auth::Policy::load`]).
+    pub auth: emqx_auth::Settings,
     /// The drain bound.
     pub drain: Duration,
     /// QoS 1/2 messages queued per session (`EMQX_MAX_QUEUED`).
@@ -163,6 +167,8 @@ impl Settings {
             None => Duration::from_secs(crate::DEFAULT_SUMMARY_SECS),
         };
         let tls = tls::from_env(var)?;
+        let auth = emqx_auth::Settings::from_env(|name| std::env::var(name).ok())
+            .map_err(SettingsError::Auth)?;
         if let Some((name, _)) = listeners
             .iter()
             .find(|(_, l)| l.kind == ListenerKind::Ssl)
@@ -178,6 +184,7 @@ impl Settings {
             version,
             listeners,
             tls,
+            auth,
             drain,
             max_queued,
             debug,

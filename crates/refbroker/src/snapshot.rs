@@ -1,5 +1,5 @@
 //! The broker's state as plain data: what protocol 2 (issue #12) carries
-//! to the next release, in one of three [`Schema`]s. Broker-wide state
+//! to the next release, in one of four [`Schema`]s. Broker-wide state
 //! (retained messages, sessions without a connection, wills waiting out
 //! their delay, shared subscription groups) and, per connection, the
 //! client (listener, peer, protocol level, topic aliases, will) with its
@@ -8,7 +8,9 @@
 //! the routing index from the sessions, sends nothing and fires no will.
 //! Timers (message and session expiry, will delay) travel as deadlines on
 //! the host's monotonic clock, so they continue across the move and never
-//! restart. The broker's own `$SYS/` topics are not carried: the importer
+//! restart. Each client's login travels (refbroker/4) for the importer
+//! to check against its own files; the files never do. The broker's own
+//! `$SYS/` topics are not carried: the importer
 //! has its own. Decoding is strict: a field this broker does not know (a
 //! newer exporter's), or one the schema does not carry, refuses the
 //! import rather than being dropped, so no state is read as less than it
@@ -29,6 +31,8 @@ pub const SCHEMA: &str = "refbroker/1";
 pub const SCHEMA_TLS: &str = "refbroker/2";
 /// The name of [`Schema::Mqtt5`].
 pub const SCHEMA_MQTT5: &str = "refbroker/3";
+/// The name of [`Schema::Login`].
+pub const SCHEMA_LOGIN: &str = "refbroker/4";
 
 /// What a state carries; each schema carries all the one before does.
 /// An importer that knows only an older one gets that instead, and what
@@ -42,11 +46,14 @@ pub enum Schema {
     /// `refbroker/3`: and MQTT 5 sessions, with every timer, alias,
     /// option and property; shared subscription groups.
     Mqtt5,
+    /// `refbroker/4`: and each client's login (username, password, or
+    /// certificate), which the importer checks against its own files.
+    Login,
 }
 
 impl Schema {
     /// Every schema, the newest first (the order a broker offers them).
-    pub const ALL: [Schema; 3] = [Schema::Mqtt5, Schema::Tls, Schema::Tcp];
+    pub const ALL: [Schema; 4] = [Schema::Login, Schema::Mqtt5, Schema::Tls, Schema::Tcp];
 
     /// Its name on the wire.
     pub fn name(self) -> &'static str {
@@ -54,6 +61,7 @@ impl Schema {
             Schema::Tcp => SCHEMA,
             Schema::Tls => SCHEMA_TLS,
             Schema::Mqtt5 => SCHEMA_MQTT5,
+            Schema::Login => SCHEMA_LOGIN,
         }
     }
 
@@ -70,6 +78,11 @@ impl Schema {
     /// Whether it carries MQTT 5 (and MQTT 3.1) sessions.
     pub fn carries_mqtt5(self) -> bool {
         self >= Schema::Mqtt5
+    }
+
+    /// Whether it carries who each client logged in as.
+    pub fn carries_login(self) -> bool {
+        self >= Schema::Login
     }
 }
 
@@ -150,6 +163,10 @@ pub struct SessionData {
     /// Its MQTT 5 state (refbroker/3, level 5 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v5: Option<SessionV5Data>,
+    /// The username its client last logged in as (refbroker/4): the
+    /// ACL reads for it as that user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
 /// What an MQTT 5 session holds beyond a 3.1.1 one.
@@ -245,6 +262,36 @@ pub struct ClientState {
     /// The topic aliases it set (MQTT 5, refbroker/3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<(u16, String)>,
+    /// What it logged in with (refbroker/4; none before its CONNECT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login: Option<LoginData>,
+}
+
+/// A connection's login: checked again by the importer, whose files
+/// may differ. The password is its client's (mosquitto keeps it too, to
+/// check connected clients again on reload); it travels only on the
+/// brokers' own channel, never to disk or a log.
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoginData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Vec<u8>>,
+    /// The username is the client certificate's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_certificate: bool,
+}
+
+/// Never shows the password.
+impl fmt::Debug for LoginData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoginData")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "..."))
+            .field("by_certificate", &self.by_certificate)
+            .finish()
+    }
 }
 
 /// Why an import was refused; the importer's state is then unchanged.

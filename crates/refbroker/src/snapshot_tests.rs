@@ -12,7 +12,7 @@ use crate::event_loop::{decode_shared, ConnState};
 use crate::snapshot::{ClientState, ImportError, Schema, SharedState};
 
 /// The schema these tests move in: this broker's newest.
-const NEW: Schema = Schema::Mqtt5;
+const NEW: Schema = Schema::Login;
 use crate::transport::Kind;
 
 /// A broker with a bit of everything: a retained message, an offline

@@ -182,6 +182,11 @@ pub trait Transport: Send {
         None
     }
 
+    /// Whether it is TLS (its client may be named by its certificate).
+    fn is_tls(&self) -> bool {
+        false
+    }
+
     /// In the middle of a handshake (TLS): its reads cost CPU, and the
     /// loop takes only so many per turn.
     fn handshaking(&self) -> bool {

@@ -33,6 +33,10 @@ pub enum End {
     Violation(ReasonCode, String),
     /// The connection failed or the client read too slowly, to log.
     Lost(String),
+    /// The policy refused the client (its CONNECT, or its login when it
+    /// moved in from a broker with older files): the reason code its
+    /// CONNACK or DISCONNECT names, and why, to log. Not a violation.
+    Refused(ReasonCode, String),
     /// Another connection took its client id over.
     TakenOver,
     /// The broker closes every connection (the end of a drain): no will.
@@ -58,7 +62,7 @@ impl End {
             End::Eof | End::Disconnect | End::DisconnectWithWill | End::Lost(_) => None,
             End::Idle(_) => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
             End::Error(_) => Some(ReasonCode::PROTOCOL_ERROR),
-            End::Violation(code, _) => Some(*code),
+            End::Violation(code, _) | End::Refused(code, _) => Some(*code),
             End::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
             End::Shutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
         }

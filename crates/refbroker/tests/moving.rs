@@ -25,7 +25,14 @@ const BOUNDS: Bounds = Bounds {
 };
 
 fn broker(version: &str) -> RefBroker {
-    RefBroker::start(version, 100, Default::default(), Default::default()).unwrap()
+    RefBroker::start(
+        version,
+        100,
+        Default::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap()
 }
 
 fn pair() -> (Channel, Channel) {

@@ -38,7 +38,10 @@ fn the_version_is_retained_and_both_listeners_serve() {
     let log = b.log();
     assert!(log.contains("emqx-refbroker[5.0.0]: "), "{log}");
     assert!(log.contains("client \"v-"), "{log}");
-    assert!(log.contains("ignored"), "{log}");
+    assert!(
+        log.contains("PUBLISH to \"$SYS/broker/version\" not authorized"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -2,11 +2,13 @@
 //! takeover, session present, the session's expiry (3.1.1's clean session
 //! flag is expiry 0 or never; MQTT 5's interval, clean start apart), what
 //! the client says it can take (receive maximum, maximum packet size), the
-//! CONNACK (with the server's capabilities at 5), and enhanced
-//! authentication, which this broker refuses (0x8C).
+//! CONNACK (with the server's capabilities at 5), the policy's answer
+//! (and the ACL's to a will), and enhanced authentication, which this
+//! broker refuses (0x8C).
 
 use std::rc::Rc;
 
+use emqx_auth::Access;
 use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode};
 
 use super::{shown, Broker, End, Step, Wire};
@@ -30,18 +32,26 @@ impl Broker {
             clean_session,
             will,
             properties,
-            ..
+            username,
+            password,
         } = connect
         else {
             return Step::End(End::Error("not a CONNECT".into()));
         };
-        let refuse = |code: ReasonCode, why: String, wire: &mut dyn Wire| {
+        let nack = |code: ReasonCode, wire: &mut dyn Wire| {
             let ack = match level {
                 Level::V5 => Packet::connack(false, code),
                 _ => Packet::connack(false, ReasonCode(code.v3_connack())),
             };
             wire.send(conn, &ack.encode_as(level));
+        };
+        let refuse = |code: ReasonCode, why: String, wire: &mut dyn Wire| {
+            nack(code, wire);
             Step::End(End::Violation(code, why))
+        };
+        let deny = |code: ReasonCode, why: String, wire: &mut dyn Wire| {
+            nack(code, wire);
+            Step::End(End::Refused(code, why))
         };
         if properties.authentication_method.is_some() {
             return refuse(
@@ -66,10 +76,33 @@ impl Broker {
                 "refused an empty client id without a clean session (CONNACK 2)".into(),
             ));
         }
+        // The login after the client id, as mosquitto checks them.
+        let (login, decision) = self.log_in(conn, username, password);
+        if !decision.is_allowed() {
+            return deny(
+                ReasonCode(decision.v5_reason_code()),
+                format!("login refused by the policy ({decision:?})"),
+                wire,
+            );
+        }
         let id: Rc<str> = match assigned {
             true => format!("refbroker-{}-{conn}", std::process::id()).into(),
             false => client_id.into(),
         };
+        let user = login.username.as_deref();
+        if let Some(w) = will
+            .as_ref()
+            .filter(|w| !self.may(&id, user, &w.topic, Access::Write))
+        {
+            return deny(
+                ReasonCode::NOT_AUTHORIZED,
+                format!(
+                    "a will on {:?}, which the ACL does not let it publish to",
+                    w.topic
+                ),
+                wire,
+            );
+        }
         let expiry = match level {
             Level::V5 => properties.session_expiry_interval.unwrap_or(0),
             _ if clean_session => 0,
@@ -89,6 +122,7 @@ impl Broker {
         session.offline_since = None;
         session.conn = Some(conn);
         session.level = level;
+        session.username = login.username.clone();
         session.receive_max = properties.receive_maximum.unwrap_or(u16::MAX);
         session.max_packet = properties.maximum_packet_size;
         // A new network connection: no alias is set on it yet.
@@ -100,6 +134,7 @@ impl Broker {
             c.id = Some(Rc::clone(&id));
             c.will = will.map(Box::new);
             c.level = level;
+            c.login = login;
         }
         let mut ack = Packet::connack(present, ReasonCode::SUCCESS);
         if let (Level::V5, Packet::ConnAck { properties, .. }) = (level, &mut ack) {

@@ -1,5 +1,5 @@
 //! What goes out to the sessions: a message routed to every matching
-//! one, QoS 0 sent at once or dropped (offline, or past
+//! one the ACL lets read it (filters are asked at SUBSCRIBE), QoS 0 sent at once or dropped (offline, or past
 //! [`QOS0_BACKLOG`](super::QOS0_BACKLOG) unsent), QoS 1/2 put in flight
 //! or queued, retained messages on SUBSCRIBE, and what a resumed session
 //! gets again. Each delivery is encoded at its session's protocol level;
@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode, RetainHandling, SubOptions};
 
-use super::{Broker, Wire, QOS0_BACKLOG};
+use emqx_auth::Access;
+
+use super::{auth, Broker, Wire, QOS0_BACKLOG};
 use crate::router::shared;
 use crate::session::{Alias, Inflight, Message, Session};
 
@@ -69,6 +71,7 @@ impl Broker {
         wire: &mut dyn Wire,
     ) {
         let level = self.sessions.get(id).map_or(Level::V311, |s| s.level);
+        let user = self.sessions.get(id).and_then(|s| s.username.clone());
         let mut codes = Vec::with_capacity(filters.len());
         let mut retained_for = Vec::new();
         for (filter, options) in filters {
@@ -77,8 +80,12 @@ impl Broker {
                 true => shared::split(&filter).is_some(),
                 false => topic::valid_filter(&filter),
             };
+            // A shared subscription is asked about the filter it shares.
+            let asked = shared::split(&filter).map_or(filter.as_str(), |(_, f)| f);
             let code = if !valid {
                 ReasonCode::TOPIC_FILTER_INVALID
+            } else if !self.may(id, user.as_deref(), asked, Access::Subscribe) {
+                ReasonCode::NOT_AUTHORIZED
             } else {
                 let options = SubOptions {
                     qos: options.qos.min(2),
@@ -152,6 +159,16 @@ impl Broker {
         let Some(s) = self.sessions.get_mut(&**client) else {
             return;
         };
+        let user = s.username.as_deref();
+        if !auth::may(
+            &self.auth.policy,
+            client,
+            user,
+            &message.topic,
+            Access::Read,
+        ) {
+            return;
+        }
         let (no_local, as_published) = options(s, &message.topic);
         let retain = match why {
             Why::Retained => true,

@@ -1,10 +1,12 @@
 //! The packets of a connected client: PUBLISH (topic aliases, what its
-//! properties carry, the acknowledgement's reason code), the QoS 2
+//! properties carry, the ACL's write check, the acknowledgement's reason
+//! code), the QoS 2
 //! handshake both ways, SUBSCRIBE, UNSUBSCRIBE, PINGREQ and DISCONNECT
 //! (MQTT 5: its reason, a new session expiry); AUTH is refused.
 
 use std::rc::Rc;
 
+use emqx_auth::Access;
 use emqx_mqtt::{topic, Level, Packet, ReasonCode};
 
 use super::{Broker, End, Step, Wire};
@@ -199,6 +201,24 @@ impl Broker {
         }
         let qos = message.qos;
         let level = self.clients.get(&conn).map_or(Level::V311, |c| c.level);
+        let user = self.sessions.get(id).and_then(|s| s.username.clone());
+        let allowed = self.may(id, user.as_deref(), name, Access::Write);
+        if !allowed && level.is_v5() {
+            // Refused in its acknowledgement; a QoS 2 exchange ends there.
+            self.debug(format_args!(
+                "{}: PUBLISH to {name:?} not authorized",
+                self.who(conn)
+            ));
+            ack(
+                conn,
+                qos,
+                packet_id,
+                ReasonCode::NOT_AUTHORIZED,
+                level,
+                wire,
+            );
+            return Step::Go;
+        }
         let duplicate = qos == 2
             && !self
                 .sessions
@@ -220,7 +240,13 @@ impl Broker {
             ));
         }
         let mut matched = true;
-        if name.starts_with("$SYS/") {
+        if !allowed {
+            // MQTT 3.1.1 has no way to say so: acknowledged, dropped.
+            self.debug(format_args!(
+                "{}: PUBLISH to {name:?} not authorized (acknowledged, dropped)",
+                self.who(conn)
+            ));
+        } else if name.starts_with("$SYS/") {
             self.debug(format_args!(
                 "{}: PUBLISH to {name:?} ignored ($SYS is the broker's)",
                 self.who(conn)
@@ -236,21 +262,24 @@ impl Broker {
             true => ReasonCode::SUCCESS,
             false => ReasonCode::NO_MATCHING_SUBSCRIBERS,
         };
-        match qos {
-            1 => wire.send(
-                conn,
-                &Packet::puback(packet_id)
-                    .with_reason(reason)
-                    .encode_as(level),
-            ),
-            2 => wire.send(
-                conn,
-                &Packet::pubrec(packet_id)
-                    .with_reason(reason)
-                    .encode_as(level),
-            ),
-            _ => {}
-        }
+        ack(conn, qos, packet_id, reason, level, wire);
         Step::Go
     }
+}
+
+/// The acknowledgement of a PUBLISH at `qos` (none at 0).
+fn ack(
+    conn: usize,
+    qos: u8,
+    packet_id: u16,
+    reason: ReasonCode,
+    level: Level,
+    wire: &mut dyn Wire,
+) {
+    let packet = match qos {
+        1 => Packet::puback(packet_id),
+        2 => Packet::pubrec(packet_id),
+        _ => return,
+    };
+    wire.send(conn, &packet.with_reason(reason).encode_as(level));
 }

@@ -27,6 +27,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{Loop, READ_TURN};
 
+/// What an import took: connections, and how many of them the policy
+/// refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Imported {
+    pub connections: usize,
+    pub refused: usize,
+}
+
 /// How long a freeze waits for TLS handshakes in flight to finish.
 const HANDSHAKE_GRACE: Duration = Duration::from_millis(100);
 use crate::broker::End;
@@ -344,6 +352,11 @@ impl Loop {
                 End::Lost(format!("its TLS state could not be restored: {e}")),
             );
         }
+        // Moved in with a login this broker's files refuse: closed first.
+        for (t, code) in self.broker.take_refused() {
+            let why = format!("its login is refused by this broker's files ({code})");
+            self.end(t, End::Refused(code, why));
+        }
         for (listener, stream) in std::mem::take(&mut self.held) {
             self.serve(&listener, stream);
         }
@@ -407,11 +420,12 @@ impl Loop {
         }
     }
 
-    /// The import is whole: how many connections it took, or its first
+    /// The import is whole: how many connections it took and how many
+    /// of them its policy refuses (closed once served), or its first
     /// error, after which every connection imported is dropped again
     /// (the exporter still has its own) and the loop carries on; the
     /// shared state stays, as an importer that failed is not used.
-    pub(super) fn import_end(&mut self) -> Result<usize, ImportError> {
+    pub(super) fn import_end(&mut self) -> Result<Imported, ImportError> {
         match self.import_error.take() {
             Some(e) => {
                 self.discard();
@@ -419,7 +433,10 @@ impl Loop {
             }
             None => {
                 self.broker.imported();
-                Ok(self.imported.len())
+                Ok(Imported {
+                    connections: self.imported.len(),
+                    refused: self.broker.refused.len(),
+                })
             }
         }
     }

@@ -36,6 +36,8 @@ pub enum SettingsError {
     NoCertificate(String),
     /// The `EMQX_SSL_*` settings cannot be used.
     Tls(super::TlsError),
+    /// `EMQX_ALLOW_ANONYMOUS` is not `true` or `false`.
+    Auth(emqx_auth::SettingsError),
 }
 
 impl fmt::Display for SettingsError {
@@ -56,6 +58,7 @@ impl fmt::Display for SettingsError {
                 "listener {name:?} is ssl:// but EMQX_SSL_CERTFILE and EMQX_SSL_KEYFILE are not set"
             ),
             SettingsError::Tls(e) => e.fmt(f),
+            SettingsError::Auth(e) => e.fmt(f),
         }
     }
 }
@@ -71,6 +74,7 @@ impl Error for SettingsError {
             SettingsError::Behaviour(e) => Some(e),
             SettingsError::NoCertificate(_) => None,
             SettingsError::Tls(e) => Some(e),
+            SettingsError::Auth(e) => Some(e),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use emqx_mqtt::Level;
+use emqx_mqtt::{Level, ReasonCode};
 
 use super::convert::Translator;
 use super::{ClientState, GroupData, ImportError, PendingWillData, Schema, SharedState};
@@ -119,6 +119,7 @@ impl Broker {
                 true => c.aliases.iter().map(|(a, t)| (*a, t.to_string())).collect(),
                 false => Vec::new(),
             },
+            login: c.id.as_ref().and_then(|_| t.login_data(&c.login)),
         };
         *stripped += t.stripped.get();
         Some(state)
@@ -213,6 +214,10 @@ impl Broker {
         }
         let will = state.will.as_ref().map(|w| t.will(w)).transpose()?;
         let aliases = self.moved_aliases(state, level)?;
+        let login = t.login(state.login.as_ref())?;
+        if session.is_none() && state.login.is_some() {
+            return Err(ImportError::Invalid("a login before CONNECT".into()));
+        }
         let listener = self.listener(&state.listener);
         let id = session.as_ref().map(|(id, _)| Rc::clone(id));
         self.clients.insert(
@@ -224,10 +229,17 @@ impl Broker {
                 will: will.map(Box::new),
                 level,
                 aliases,
+                login,
             }),
         );
         if let Some((id, s)) = session {
             self.adopt(id, s, Some(conn));
+        }
+        // Its login, as this broker's files answer it now.
+        let decision = self.recheck(conn);
+        if !decision.is_allowed() {
+            self.refused
+                .push((conn, ReasonCode(decision.v5_reason_code())));
         }
         Ok(())
     }
@@ -271,9 +283,17 @@ impl Broker {
         }
     }
 
+    /// The connections imported whose login this broker's policy
+    /// refuses, each with its reason: they are closed as soon as they are
+    /// served (taken, so asked once).
+    pub fn take_refused(&mut self) -> Vec<(usize, ReasonCode)> {
+        std::mem::take(&mut self.refused)
+    }
+
     /// Forgets connection `conn` and its session without a trace (no
     /// will, no log): they moved to another broker.
     pub fn release_client(&mut self, conn: usize) {
+        self.refused.retain(|(t, _)| *t != conn);
         let Some(c) = self.clients.remove(&conn) else {
             return;
         };

@@ -10,9 +10,10 @@ use std::rc::Rc;
 use emqx_mqtt::{topic, Level, Properties, SubOptions, Will};
 
 use super::{
-    Clock, ForwardedData, ImportError, InflightData, MessageData, Schema, SessionData,
+    Clock, ForwardedData, ImportError, InflightData, LoginData, MessageData, Schema, SessionData,
     SessionV5Data, WillData, WillPropsData,
 };
+use crate::broker::Login;
 use crate::session::{Inflight, Message, OutAliases, Props, Session, MAX_INFLIGHT, OUT_ALIAS_CAP};
 
 /// The largest subscription identifier (MQTT 5 §3.8.2.1.2).
@@ -59,6 +60,17 @@ fn forwarded(d: &ForwardedData) -> Result<Properties, ImportError> {
         user_properties: d.user_properties.clone(),
         ..Properties::default()
     })
+}
+
+/// The longest username or password MQTT can carry.
+const MAX_FIELD: usize = u16::MAX as usize;
+
+/// A carried username, checked as CONNECT's would be.
+fn username(u: Option<&str>) -> Result<(), ImportError> {
+    match u {
+        Some(u) if u.len() > MAX_FIELD || u.contains('\0') => Err(invalid("a username")),
+        _ => Ok(()),
+    }
 }
 
 /// A protocol level byte as the level.
@@ -206,7 +218,40 @@ impl Translator {
                 alias_max: s.out_aliases.max,
                 aliases: s.out_aliases.topics.iter().map(|t| t.to_string()).collect(),
             }),
+            username: match self.schema.carries_login() {
+                true => s.username.as_deref().map(str::to_string),
+                false => None,
+            },
         }
+    }
+
+    /// A connection's login, if the schema carries it.
+    pub fn login_data(&self, l: &Login) -> Option<LoginData> {
+        self.schema.carries_login().then(|| LoginData {
+            username: l.username.as_deref().map(str::to_string),
+            password: l.password.as_deref().map(<[u8]>::to_vec),
+            by_certificate: l.by_certificate,
+        })
+    }
+
+    /// A moved connection's login, checked (none: anonymous).
+    pub fn login(&self, d: Option<&LoginData>) -> Result<Login, ImportError> {
+        let Some(d) = d else {
+            return Ok(Login::default());
+        };
+        if !self.schema.carries_login() {
+            return Err(invalid(format!("a login in {}", self.schema)));
+        }
+        username(d.username.as_deref())?;
+        let long = d.password.as_ref().is_some_and(|p| p.len() > MAX_FIELD);
+        if long || (d.by_certificate && d.password.is_some()) {
+            return Err(invalid("a password too long, or with a certificate"));
+        }
+        Ok(Login {
+            username: d.username.as_deref().map(Rc::from),
+            password: d.password.clone().map(Vec::into_boxed_slice),
+            by_certificate: d.by_certificate,
+        })
     }
 
     /// Checks `d` against this broker's bounds and rebuilds the session.
@@ -246,6 +291,11 @@ impl Translator {
             return Err(invalid("a QoS 0 message queued"));
         }
         s.awaiting_rel = d.awaiting_rel.iter().copied().collect();
+        if d.username.is_some() && !self.schema.carries_login() {
+            return Err(invalid(format!("a username in {}", self.schema)));
+        }
+        username(d.username.as_deref())?;
+        s.username = d.username.as_deref().map(Rc::from);
         s.dropped = d.dropped;
         s.next_id = d.next_id;
         if let Some(v5) = &d.v5 {

@@ -121,6 +121,10 @@ impl Transport for Tls {
         self.engine.peer_cn()
     }
 
+    fn is_tls(&self) -> bool {
+        true
+    }
+
     fn handshaking(&self) -> bool {
         !self.engine.established()
     }

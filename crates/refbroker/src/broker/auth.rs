@@ -1,0 +1,127 @@
+//! Who a client is and what it may do: the login a connection presents
+//! (CONNECT's user name and password, or its TLS certificate's common
+//! name with `EMQX_SSL_PEER_CERT_AS_USERNAME=cn`), the CONNECT answer of
+//! the [`Policy`], the ACL questions at SUBSCRIBE, PUBLISH and each
+//! delivery, and the re-check of a connection moved in from another
+//! broker, whose files may have changed since it connected. Decisions
+//! are mosquitto 2.0's (see `emqx_auth`).
+
+use std::rc::Rc;
+
+use emqx_auth::{Access, ConnectDecision, Credentials, Identity, Policy};
+
+use super::Broker;
+
+/// The broker's policy and where a TLS client's identity comes from.
+#[derive(Debug, Default)]
+pub struct Auth {
+    /// The password file, ACL file and `allow_anonymous`, read at start.
+    pub policy: Policy,
+    /// On TLS listeners, the client certificate's common name is the
+    /// username (`EMQX_SSL_PEER_CERT_AS_USERNAME=cn`).
+    pub cert_as_username: bool,
+}
+
+/// What a connection logged in with, kept for as long as it lives: its
+/// username answers every ACL question, and the whole login is checked
+/// again when the connection moves to a broker with newer files (as
+/// mosquitto checks its connected clients again on reload).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Login {
+    pub username: Option<Rc<str>>,
+    /// CONNECT's password field (never logged).
+    pub password: Option<Box<[u8]>>,
+    /// The username is the client certificate's (the CONNECT fields are
+    /// ignored; `None`: no certificate or no common name).
+    pub by_certificate: bool,
+}
+
+impl Login {
+    /// The login as the policy reads it.
+    pub fn credentials(&self) -> Credentials<'_> {
+        match self.by_certificate {
+            true => Credentials::Certificate {
+                username: self.username.as_deref(),
+            },
+            false => Credentials::Password {
+                username: self.username.as_deref(),
+                password: self.password.as_deref(),
+            },
+        }
+    }
+}
+
+impl Broker {
+    /// Connection `conn` is a TLS one whose client certificate names
+    /// `cn` (or none): with certificate-as-username, that is its login,
+    /// whatever its CONNECT says.
+    pub fn certified(&mut self, conn: usize, cn: Option<&str>) {
+        if !self.auth.cert_as_username {
+            return;
+        }
+        if let Some(c) = self.clients.get_mut(&conn) {
+            c.login = Login {
+                username: cn.map(Rc::from),
+                password: None,
+                by_certificate: true,
+            };
+        }
+    }
+
+    /// The login of a CONNECT on `conn` with these fields, and the
+    /// policy's answer to it.
+    pub(super) fn log_in(
+        &mut self,
+        conn: usize,
+        username: Option<String>,
+        password: Option<Vec<u8>>,
+    ) -> (Login, ConnectDecision) {
+        let login = match self.clients.get(&conn).map(|c| &c.login) {
+            Some(l) if l.by_certificate => l.clone(),
+            _ => Login {
+                username: username.map(|u| Rc::from(u.as_str())),
+                password: password.map(Vec::into_boxed_slice),
+                by_certificate: false,
+            },
+        };
+        let decision = self.auth.policy.connect(&login.credentials());
+        (login, decision)
+    }
+
+    /// Whether client `id` (logged in as `username`) may do `access` on
+    /// `topic`.
+    pub(crate) fn may(
+        &self,
+        id: &str,
+        username: Option<&str>,
+        topic: &str,
+        access: Access,
+    ) -> bool {
+        may(&self.auth.policy, id, username, topic, access)
+    }
+
+    /// The policy's answer, now, to the login connection `conn` came with
+    /// (a connection moved in from a broker with older files).
+    pub fn recheck(&self, conn: usize) -> ConnectDecision {
+        match self.clients.get(&conn) {
+            Some(c) if c.id.is_some() => self.auth.policy.connect(&c.login.credentials()),
+            // Not logged in yet: its CONNECT is checked when it comes.
+            _ => ConnectDecision::Allowed,
+        }
+    }
+}
+
+/// [`Broker::may`], for a caller that holds a session mutably.
+pub(super) fn may(
+    policy: &Policy,
+    id: &str,
+    username: Option<&str>,
+    topic: &str,
+    access: Access,
+) -> bool {
+    let who = Identity {
+        username,
+        client_id: id,
+    };
+    policy.authorize(&who, topic, access)
+}
