@@ -176,6 +176,7 @@ fn main() -> ExitCode {
             true => emqx_load::V5Load::on(),
             false => emqx_load::V5Load::off(),
         },
+        auth: None,
     });
     while !load.is_finished() && !signals::stopped() {
         std::thread::sleep(Duration::from_millis(50));
