@@ -127,7 +127,10 @@ fn shared_group(
     for (m, slot) in members.into_iter().enumerate() {
         let t = Traffic::new(class, s, Some(s), &prefix, 0.0).shared(format!("{run}-g{g}"));
         let name = format!("{run}-v5s{g}-{m}");
-        clients.push(Client::new(Kind::Live, slot, name, Some(t)));
+        let mut member = Client::new(Kind::Live, slot, name, Some(t));
+        // With auth the group's topic names one receiving user.
+        member.user = publisher;
+        clients.push(member);
     }
 }
 
@@ -176,6 +179,14 @@ fn build(shared: &Shared, ledger: &mut Ledger) -> Vec<Client> {
             let slot = clients.len();
             clients.push(Client::new(kind, slot, format!("{run}-{tag}{i}"), None));
         }
+    }
+    if let Some(auth) = &o.auth {
+        for i in 0..crate::DENIED_PROBES {
+            let slot = clients.len();
+            let v5 = i >= crate::DENIED_PROBES / 2;
+            clients.push(Client::probe(slot, format!("{run}-d{i}"), v5));
+        }
+        crate::auth::name_topics(&mut clients, auth, &prefix);
     }
     clients
 }

@@ -14,9 +14,17 @@
 //! Receive Maximum of 2; each counted in classes of its own ("v5-session-
 //! qos1", "v5-shared-qos0", ...) with what MQTT 5 adds to check.
 //!
+//! With [`LoadOptions::auth`] every client connects with a username and
+//! password, the topics name who publishes and who receives (so a
+//! broker's ACL decides them with `%c` and `%u` patterns: see
+//! [`LoadAuth`] for the `acl_file` it needs), and probes check that the
+//! broker denies one topic to everyone (`denied_checks`, `denied_leaks`
+//! in the [`Report`]).
+//!
 //! [`Load::start`] runs in the background; [`Load::snapshot`] reads the
 //! counts; [`Load::stop`] drains, closes and returns the [`Report`].
 
+mod auth;
 mod class;
 mod client;
 mod conn;
@@ -33,6 +41,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+pub use auth::{AuthError, LoadAuth, DENIED_PROBES};
 pub use client::KEEP_ALIVE;
 pub use emqx_tls::ClientFiles;
 
@@ -79,6 +88,9 @@ pub struct LoadOptions {
     pub tls: Option<LoadTls>,
     /// MQTT 5 clients (none by default; see [`LoadOptions::with_v5`]).
     pub v5: V5Load,
+    /// Credentials for every client, and the denied probes ([`LoadAuth`];
+    /// none by default: the clients connect anonymously).
+    pub auth: Option<LoadAuth>,
 }
 
 /// A TLS listener for the load, and what its clients trust and show.
@@ -161,6 +173,7 @@ impl Default for LoadOptions {
             duration: None,
             tls: None,
             v5: V5Load::off(),
+            auth: None,
         }
     }
 }
@@ -223,6 +236,16 @@ impl Load {
             None => None,
         };
         let no_tls = opts.tls.is_some() && tls.is_none();
+        let bad_auth = match opts.auth.as_ref().map(LoadAuth::validate) {
+            Some(Err(e)) => {
+                // Counted, so the report of a run that never ran cannot
+                // look clean.
+                stats.record(&Outcome::Other(format!("the credentials: {e}")));
+                true
+            }
+            _ => false,
+        };
+        stats.auth.store(opts.auth.is_some(), Ordering::Relaxed);
         let shared = Arc::new(Shared {
             end: opts.duration.and_then(|d| start.checked_add(d)),
             run_id: format!("load-{}-{run}", std::process::id()),
@@ -237,7 +260,7 @@ impl Load {
             thread: None,
             stopped_at: None,
         };
-        if shared.opts.addrs.is_empty() || no_tls {
+        if shared.opts.addrs.is_empty() || no_tls || bad_auth {
             return load;
         }
         let s = Arc::clone(&shared);

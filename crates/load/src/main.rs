@@ -1,7 +1,8 @@
 //! `emqx-load`: drives clean-session publishers, persistent sessions,
 //! idle connections and a connection storm against loopback broker
 //! listeners, and prints what every connection attempt and every message
-//! ended in (see `emqx_load`).
+//! ended in (see `emqx_load`); with `--password`, as users of a broker
+//! with a password file and an ACL.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,15 +16,22 @@ use emqx_load::{ClientFiles, Load, LoadOptions, LoadTls};
 /// Load an MQTT broker; count refused, reset and timed-out connections
 /// and lost, duplicated and out-of-order messages.
 ///
+/// With --password every client connects with a username and that
+/// password, and probes check that --denied-topic is denied: the broker
+/// needs a password file with those users and the ACL --print-acl
+/// prints (mosquitto's password_file and acl_file).
+///
 /// Exit status: 0 when no connection was refused, reset or timed out and
 /// no message was lost, duplicated beyond its QoS, out of order or
-/// misrouted; 1 otherwise (the report is printed either way); 2 on bad
+/// misrouted (with --password: and no CONNECT refused its credentials,
+/// nothing of the denied topic was allowed, at least one probe was
+/// denied); 1 otherwise (the report is printed either way); 2 on bad
 /// usage.
 #[derive(Parser, Debug)]
 #[command(name = "emqx-load", version)]
 struct Args {
     /// Broker listener (loopback only); repeat for round-robin.
-    #[arg(long = "addr", required = true)]
+    #[arg(long = "addr", required_unless_present = "print_acl")]
     addrs: Vec<SocketAddr>,
     /// Long-lived clean-session clients publishing to themselves.
     #[arg(long, default_value_t = 9)]
@@ -80,9 +88,76 @@ struct Args {
     /// Receive Maximum 2.
     #[arg(long)]
     v5: bool,
+    /// Connect every client with a username and this password, and run
+    /// the denied probes: 2 clients at MQTT 3.1.1 and 2 at MQTT 5 that
+    /// subscribe and publish (QoS 1) to --denied-topic every second and
+    /// count the broker's answers ("denied checks") and whatever let
+    /// the topic through ("leaks": an MQTT 5 PUBACK success, a delivery
+    /// of it to any client).
+    #[arg(long)]
+    password: Option<String>,
+    /// Usernames: this prefix and a number from 0 to --users - 1, given
+    /// to the clients round-robin [default: load-].
+    #[arg(long)]
+    username_prefix: Option<String>,
+    /// How many usernames [default: 4].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    users: Option<u32>,
+    /// The topic the broker's ACL denies to every client [default:
+    /// emqx-load/denied].
+    #[arg(long)]
+    denied_topic: Option<String>,
+    /// The broker must refuse a SUBSCRIBE to --denied-topic: a granted one
+    /// counts as a leak (mosquitto 2.0 grants it and checks each delivery
+    /// instead, so by default a grant is only counted as "subscribed").
+    #[arg(long, requires = "password")]
+    refuse_subscribe: bool,
+    /// Print the acl_file granting what the load does (with these
+    /// --username-prefix, --denied-topic) and the usernames, then exit:
+    /// each topic is RUN/STREAM/PUBLISHER-CLIENT-ID/RECEIVER-USERNAME,
+    /// granted by `%c` and `%u` patterns.
+    #[arg(long)]
+    print_acl: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+}
+
+impl Args {
+    /// The credentials of the options, defaults filled in.
+    fn auth(&self) -> emqx_load::LoadAuth {
+        let d = emqx_load::LoadAuth::default();
+        emqx_load::LoadAuth {
+            username_prefix: self.username_prefix.clone().unwrap_or(d.username_prefix),
+            users: self.users.map_or(d.users, |n| n as usize),
+            password: self.password.clone().unwrap_or(d.password),
+            denied_topic: self.denied_topic.clone().unwrap_or(d.denied_topic),
+            refuse_subscribe: self.refuse_subscribe,
+        }
+    }
+}
+
+impl Args {
+    /// The credentials to connect with (None without --password), or why
+    /// the options cannot be used.
+    fn checked_auth(&self) -> Result<Option<emqx_load::LoadAuth>, String> {
+        let auth = self.auth();
+        auth.validate().map_err(|e| e.to_string())?;
+        let flags = self.username_prefix.is_some() || self.users.is_some();
+        let flags = flags || self.denied_topic.is_some();
+        if flags && self.password.is_none() && !self.print_acl {
+            return Err("--username-prefix, --users and --denied-topic need --password".into());
+        }
+        Ok(self.password.is_some().then_some(auth))
+    }
+}
+
+/// What --print-acl prints: the ACL, then the usernames as comments.
+fn acl_and_users(auth: &emqx_load::LoadAuth) -> String {
+    let mut out = auth.acl_file_text();
+    let names: Vec<String> = auth.credentials().into_iter().map(|(u, _)| u).collect();
+    out.push_str(&format!("# users (password_file): {}\n", names.join(" ")));
+    out
 }
 
 /// Longest time any option may give: a year.
@@ -124,6 +199,17 @@ fn seconds(what: &'static str, v: f64) -> Result<Duration, TimeError> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let auth = match args.checked_auth() {
+        Ok(auth) => auth,
+        Err(e) => {
+            eprintln!("emqx-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_acl {
+        print!("{}", acl_and_users(&args.auth()));
+        return ExitCode::SUCCESS;
+    }
     if let Some(a) = args
         .addrs
         .iter()
@@ -176,6 +262,7 @@ fn main() -> ExitCode {
             true => emqx_load::V5Load::on(),
             false => emqx_load::V5Load::off(),
         },
+        auth,
     });
     while !load.is_finished() && !signals::stopped() {
         std::thread::sleep(Duration::from_millis(50));

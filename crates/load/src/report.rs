@@ -1,7 +1,8 @@
 //! What a load run saw: counts per attempt class, CONNACK latency, message
 //! accounting per client kind and QoS, what the persistent sessions found
-//! on their reconnects (3.1.1 and MQTT 5 apart), versions seen; as an
-//! aligned table or one JSON object.
+//! on their reconnects (3.1.1 and MQTT 5 apart), versions seen, and with
+//! authentication the credentials refused and the denied topic's probes;
+//! as an aligned table or one JSON object.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -126,6 +127,22 @@ pub struct Report {
     pub closed_by_reset: u64,
     /// The first distinct reasons of those closes.
     pub close_samples: Vec<String>,
+    /// The clients connected with credentials ([`crate::LoadAuth`]) and
+    /// probed the denied topic.
+    pub auth: bool,
+    /// CONNACKs refusing the credentials (3.1.1 codes 4 and 5, MQTT 5
+    /// 0x86, 0x87, 0x8C); counted in `other_error` too.
+    pub auth_refused: u64,
+    /// Probes of the denied topic the broker answered as denied (a
+    /// SUBACK failure, an MQTT 5 PUBACK 0x87).
+    pub denied_checks: u64,
+    /// The denied topic allowed: an MQTT 5 PUBACK success, a message on
+    /// it delivered to any client, a SUBACK granting it when the broker
+    /// must refuse it ([`crate::LoadAuth::refuse_subscribe`]).
+    pub denied_leaks: u64,
+    /// SUBACKs granting the denied topic where the broker checks each
+    /// delivery instead (mosquitto 2.0): no leak.
+    pub denied_subscribed: u64,
     /// Per class with clients ("live-qos0" ... "session-qos2",
     /// "v5-session-qos1" ... "v5-shared-qos2").
     pub messages: BTreeMap<String, ClassReport>,
@@ -176,6 +193,11 @@ impl Report {
             closed_by_broker: get(&s.closed_by_broker),
             closed_by_reset: get(&s.closed_by_reset),
             close_samples: s.close_reasons(),
+            auth: s.auth.load(Ordering::Relaxed),
+            auth_refused: get(&s.auth_refused),
+            denied_checks: get(&s.denied_checks),
+            denied_leaks: get(&s.denied_leaks),
+            denied_subscribed: get(&s.denied_subscribed),
             messages,
             sessions: SessionReport::from_stats(&s.sessions),
             v5_sessions: SessionReport::from_stats(&s.v5_sessions),
@@ -195,9 +217,15 @@ impl Report {
         self.messages.values().all(|c| c.clean)
     }
 
-    /// Both of the above.
+    /// No credentials refused, nothing of the denied topic allowed, and
+    /// with auth at least one probe answered as denied.
+    pub fn auth_clean(&self) -> bool {
+        self.auth_refused == 0 && self.denied_leaks == 0 && (!self.auth || self.denied_checks > 0)
+    }
+
+    /// All three of the above.
     pub fn clean(&self) -> bool {
-        self.connections_clean() && self.messages_clean()
+        self.connections_clean() && self.messages_clean() && self.auth_clean()
     }
 
     /// The counts of one class ("live-qos1"...), zero when it had no
@@ -237,6 +265,9 @@ impl Report {
             ("closed by broker".into(), self.closed_by_broker.to_string()),
             ("  by reset".into(), self.closed_by_reset.to_string()),
         ];
+        if self.auth || self.auth_refused + self.denied_leaks > 0 {
+            rows.extend(self.auth_rows());
+        }
         if self.messages.keys().any(|k| k.starts_with("session")) {
             rows.extend(self.sessions.rows("sessions"));
         }
@@ -280,6 +311,19 @@ impl Report {
 }
 
 impl Report {
+    /// The rows of a run with credentials.
+    fn auth_rows(&self) -> Vec<(String, String)> {
+        [
+            ("auth refused", self.auth_refused),
+            ("denied checks", self.denied_checks),
+            ("  leaks", self.denied_leaks),
+            ("  subscribed", self.denied_subscribed),
+        ]
+        .into_iter()
+        .map(|(l, v)| (l.to_string(), v.to_string()))
+        .collect()
+    }
+
     /// One row per message class, one column per count.
     fn message_table(&self) -> String {
         if self.messages.is_empty() {

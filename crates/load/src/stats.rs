@@ -3,7 +3,7 @@
 //! sent, acknowledged, delivered, lost, duplicated and out of order.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -59,6 +59,17 @@ pub struct Stats {
     pub held_max: AtomicI64,
     /// Connections over TLS that got their CONNACK.
     pub tls_connects: AtomicU64,
+    /// The run connects with credentials and probes the denied topic.
+    pub auth: AtomicBool,
+    /// CONNACKs refusing the credentials (also in `other_error`).
+    pub auth_refused: AtomicU64,
+    /// Probes the broker answered as denied.
+    pub denied_checks: AtomicU64,
+    /// The denied topic allowed: an MQTT 5 PUBACK success, a delivery, a
+    /// SUBACK granting it where it must not.
+    pub denied_leaks: AtomicU64,
+    /// SUBACKs granting the denied topic where that is no leak.
+    pub denied_subscribed: AtomicU64,
     classes: [ClassStats; Class::COUNT],
     pub sessions: SessionStats,
     /// The MQTT 5 sessions' reconnects, apart from the 3.1.1 ones.

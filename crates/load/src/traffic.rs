@@ -62,6 +62,8 @@ pub struct Traffic {
     topic_out: String,
     /// The stream delivered to this client (None: it only publishes).
     pub input: Option<usize>,
+    /// The topic of `input`.
+    topic_in: Option<String>,
     /// The shared subscription group it receives its input in.
     share: Option<String>,
     /// MQTT 5: whether its topic alias is set up on this connection
@@ -95,6 +97,7 @@ impl Traffic {
             out,
             topic_out: topic(prefix, out),
             input,
+            topic_in: input.map(|i| topic(prefix, i)),
             share: None,
             alias: None,
             max_in_flight: MAX_IN_FLIGHT,
@@ -119,9 +122,22 @@ impl Traffic {
         self.share.is_some()
     }
 
+    /// The stream it publishes on (a shared group's members: the one
+    /// they receive).
+    pub fn out(&self) -> usize {
+        self.out
+    }
+
+    /// Names its topics otherwise than [`topic`] does: each still begins
+    /// with the run's prefix and the stream's number, then a `/`.
+    pub fn set_topics(&mut self, out: String, input: Option<String>) {
+        self.topic_out = out;
+        self.topic_in = input;
+    }
+
     /// The filter this client subscribes to, if it receives.
     pub fn filter(&self) -> Option<(String, u8)> {
-        let t = topic(&self.prefix, self.input?);
+        let t = self.topic_in.clone()?;
         let f = match &self.share {
             Some(group) => format!("$share/{group}/{t}"),
             None => t,
@@ -136,11 +152,13 @@ impl Traffic {
         self.max_in_flight = MAX_IN_FLIGHT.min(usize::from(receive_max.max(1)));
     }
 
-    /// Parses a delivery: its stream (from the topic) and sequence
-    /// number (the payload); `usize::MAX` and 0 when not ours.
+    /// Parses a delivery: its stream (from the topic's level after the
+    /// run's prefix) and sequence number (the payload); `usize::MAX` and
+    /// 0 when not ours.
     pub fn parse(&self, topic: &str, payload: &[u8]) -> (usize, u64) {
         let stream = topic
             .strip_prefix(&self.prefix)
+            .and_then(|s| s.split('/').next())
             .and_then(|s| s.parse::<usize>().ok())
             .unwrap_or(usize::MAX);
         let seq = std::str::from_utf8(payload)
@@ -428,6 +446,20 @@ mod tests {
             AckError::CompBeforeRec(7).to_string(),
             "PUBCOMP before PUBREC for packet 7"
         );
+    }
+
+    #[test]
+    fn topics_named_with_identities_still_parse() {
+        let mut t = Traffic::new(Class::live(1), 3, Some(3), "run/", 0.0);
+        assert_eq!(t.filter(), Some(("run/3".into(), 1)));
+        t.set_topics(
+            "run/3/run-p0/load-0".into(),
+            Some("run/3/run-p0/load-0".into()),
+        );
+        assert_eq!(t.filter(), Some(("run/3/run-p0/load-0".into(), 1)));
+        assert_eq!(t.parse("run/3/run-p0/load-0", b"7"), (3, 7));
+        assert_eq!(t.parse("run/3", b"8"), (3, 8));
+        assert_eq!(t.parse("other/3/x/y", b"8").0, usize::MAX);
     }
 
     #[test]

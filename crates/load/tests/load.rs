@@ -30,6 +30,7 @@ fn options(addrs: Vec<SocketAddr>) -> LoadOptions {
         duration: None,
         tls: None,
         v5: emqx_load::V5Load::off(),
+        auth: None,
     }
 }
 

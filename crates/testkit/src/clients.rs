@@ -64,35 +64,44 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// Debian's mosquitto on a free loopback port, anonymous, no persistence;
-/// killed on drop.
+/// Debian's mosquitto on a free loopback port, anonymous (unless
+/// configured otherwise: [`Mosquitto::start_configured`]), no
+/// persistence; killed on drop.
 pub struct Mosquitto {
     child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
     /// Its TLS listener, when it has one.
     pub tls_addr: Option<SocketAddr>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Mosquitto {
     /// Starts it and waits until it accepts.
     pub fn start() -> Mosquitto {
-        Mosquitto::start_with(None)
+        Mosquitto::start_with(None, "")
     }
 
     /// Starts it with a TLS listener too, serving `pki`'s server
     /// certificate.
     pub fn start_tls(pki: &crate::Pki) -> Mosquitto {
-        Mosquitto::start_with(Some(pki))
+        Mosquitto::start_with(Some(pki), "")
     }
 
-    fn start_with(pki: Option<&crate::Pki>) -> Mosquitto {
+    /// Starts it with `lines` (whole lines, each ending in a newline)
+    /// after its global settings, which they override (a later value
+    /// wins: `allow_anonymous false`, `password_file FILE`, `acl_file
+    /// FILE`), and with a TLS listener too when `pki` is given.
+    pub fn start_configured(pki: Option<&crate::Pki>, lines: &str) -> Mosquitto {
+        Mosquitto::start_with(pki, lines)
+    }
+
+    fn start_with(pki: Option<&crate::Pki>, lines: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         let mut text = format!(
-            "per_listener_settings false\nallow_anonymous true\npersistence false\nmax_queued_messages 1000\nset_tcp_nodelay true\nuser root\nlistener {port} 127.0.0.1\n"
+            "per_listener_settings false\nallow_anonymous true\npersistence false\nmax_queued_messages 1000\nset_tcp_nodelay true\nuser root\n{lines}listener {port} 127.0.0.1\n"
         );
         let tls_port = pki.map(|pki| {
             let port = free_port();
@@ -130,7 +139,7 @@ impl Mosquitto {
             child,
             addr,
             tls_addr,
-            _dir: dir,
+            dir,
         }
     }
 }
@@ -139,6 +148,11 @@ impl Mosquitto {
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 }
 

@@ -1,8 +1,8 @@
 //! One load client's life on the event loop: a connection attempt
 //! (connect, CONNACK, SUBSCRIBE until SUBACK and the retained version),
 //! the established connection, and what follows its end, for each kind of
-//! client (storm, idle, clean-session publisher, persistent session), at
-//! MQTT 3.1.1 or 5 ([`v5`]).
+//! client (storm, idle, clean-session publisher, persistent session,
+//! denied probe: [`probe`]), at MQTT 3.1.1 or 5 ([`v5`]).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use emqx_mqtt::Packet;
 use mio::{Registry, Token};
 
 mod packets;
+mod probe;
 mod v5;
 mod why;
 
@@ -48,6 +49,9 @@ pub enum Kind {
     Live,
     /// `clean_session=0`: leaves and comes back, expecting its session.
     Session,
+    /// With [`LoadOptions::auth`]: tries the denied topic about once a
+    /// second ([`probe`]).
+    Probe,
 }
 
 /// Where a client is.
@@ -124,6 +128,11 @@ pub struct Client {
     pub scheduled: Option<Instant>,
     /// MQTT 5: what this connection's broker set up and owes.
     v5: Option<crate::v5::V5Conn>,
+    /// With [`LoadOptions::auth`]: the number of the user it connects as
+    /// ([`crate::LoadAuth::username`]); its slot unless set.
+    pub user: usize,
+    /// A denied probe's state.
+    probe: Option<probe::Probe>,
 }
 
 /// The poll token of a client's connection.
@@ -158,7 +167,14 @@ impl Client {
             next_leave_graceful: slot.is_multiple_of(2),
             scheduled: None,
             v5: None,
+            user: slot,
+            probe: None,
         }
+    }
+
+    /// Its name: the client id (a storm client's ids add the attempt).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Connected past CONNACK and serving its traffic.
@@ -226,7 +242,7 @@ impl Client {
             match conn.check_connected() {
                 Ok(false) => return,
                 Ok(true) => {
-                    let connect = self.connect_packet();
+                    let connect = self.connect_packet(cx.opts.auth.as_ref());
                     if let Some(conn) = self.conn.as_mut() {
                         conn.send(&connect);
                     }
@@ -288,6 +304,9 @@ impl Client {
     fn close(&mut self, cx: &mut Ctx, at: Option<Instant>) {
         self.conn = None;
         self.v5 = None;
+        if let Some(p) = self.probe.as_mut() {
+            p.forget();
+        }
         self.online_until = None;
         self.withheld = false;
         self.hold(cx, false);
@@ -413,6 +432,9 @@ impl Client {
                 if let (Some(t), false) = (self.traffic.as_mut(), cx.stopping) {
                     t.publish_due(cx.now, conn, cx.ledger);
                 }
+                if let (Some(p), false) = (self.probe.as_mut(), cx.stopping) {
+                    p.probe_due(cx, conn);
+                }
                 if conn.backlog() == 0 && cx.now.duration_since(self.last_write) >= ka / 2 {
                     conn.send(&Packet::PingReq);
                 }
@@ -437,6 +459,9 @@ impl Client {
                     }
                     if self.kind == Kind::Session {
                         t = self.online_until.map_or(t, |o| t.min(o));
+                    }
+                    if let Some(p) = self.probe.as_ref() {
+                        t = t.min(p.next());
                     }
                 }
                 Some(t)

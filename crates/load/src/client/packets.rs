@@ -1,7 +1,7 @@
 //! What a client does with each packet from the broker: CONNACK, SUBACK
 //! and the version during an attempt, then deliveries and acknowledgements
 //! (at MQTT 5 after [`Client::v5_inbound`], and each delivery's properties
-//! checked).
+//! checked), a probe's answers apart ([`Client::probe_answer`]).
 
 use std::time::Duration;
 
@@ -15,7 +15,10 @@ use crate::VERSION_TOPIC;
 
 impl Client {
     pub(super) fn on_packet(&mut self, cx: &mut Ctx, p: Packet) -> Result<(), Why> {
-        let Some(p) = self.v5_inbound(cx, p) else {
+        let Some(p) = self
+            .v5_inbound(cx, p)
+            .and_then(|p| self.probe_answer(cx, p))
+        else {
             return Ok(());
         };
         match (&mut self.phase, p) {
@@ -30,6 +33,9 @@ impl Client {
                 cx.stats
                     .connack_latency(cx.now.duration_since(self.started));
                 if code != ReasonCode::SUCCESS {
+                    if crate::auth::refused_for_auth(self.level(), code) {
+                        cx.stats.auth_refused.fetch_add(1, relaxed());
+                    }
                     return Err(Why::Protocol(format!("CONNACK return code {}", code.0)));
                 }
                 self.hold(cx, true);
@@ -102,20 +108,22 @@ impl Client {
             return;
         };
         let answer = self.answering(cx);
-        if topic != VERSION_TOPIC {
+        let denied = self.denied_delivery(cx, &topic);
+        let ours = topic != VERSION_TOPIC && !denied;
+        if ours {
             self.v5_check(cx, &topic, &payload, &properties);
         }
         if !answer && self.phase == Phase::Running {
             self.withheld = true;
         }
-        let ours = self.traffic.as_mut().filter(|_| topic != VERSION_TOPIC);
+        let ours = self.traffic.as_mut().filter(|_| ours);
         let conn = self.conn.as_mut().filter(|_| answer);
         match (ours, conn) {
             (Some(t), conn) => t.deliver(
                 self.slot, &topic, &payload, qos, dup, packet_id, conn, cx.ledger,
             ),
-            // A later version announcement, or a client without
-            // traffic: acknowledged, not counted.
+            // A later version announcement, a client without traffic,
+            // or a denied message: acknowledged, not counted here.
             (None, Some(conn)) => match (qos, packet_id) {
                 (1, Some(id)) => conn.send(&Packet::puback(id)),
                 (2, Some(id)) => conn.send(&Packet::pubrec(id)),
@@ -231,6 +239,9 @@ impl Client {
     pub(super) fn run(&mut self, cx: &mut Ctx) {
         self.phase = Phase::Running;
         self.last_write = cx.now;
+        if let Some(p) = self.probe.as_mut() {
+            p.restart(cx.now);
+        }
         if self.kind == Kind::Session {
             let ms = cx.opts.session_online.as_millis() as u64;
             // Spread the sessions' cycles: between 0.5 and 1.5 times the

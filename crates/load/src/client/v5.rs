@@ -8,11 +8,13 @@ use emqx_mqtt::{Level, Packet, Properties};
 use super::{Client, Ctx, Kind, KEEP_ALIVE};
 use crate::stats::SessionStats;
 use crate::v5::{self, V5Conn, V5Error};
+use crate::LoadAuth;
 
 impl Client {
     /// Whether it speaks MQTT 5.
     pub(super) fn is_v5(&self) -> bool {
         self.traffic.as_ref().is_some_and(|t| t.class.is_v5())
+            || self.probe.as_ref().is_some_and(|p| p.v5)
     }
 
     /// The protocol level of its connections.
@@ -24,15 +26,21 @@ impl Client {
     }
 
     /// Its CONNECT: at 5 a session asks for Clean Start only until it
-    /// has subscribed (after that it expects its session back).
-    pub(super) fn connect_packet(&self) -> Packet {
+    /// has subscribed (after that it expects its session back); with
+    /// `auth`, with its username and the password.
+    pub(super) fn connect_packet(&self, auth: Option<&LoadAuth>) -> Packet {
         let session = self.kind == Kind::Session;
-        if !self.is_v5() {
-            return Packet::connect(self.client_id(), !session, KEEP_ALIVE);
+        let mut p = if self.is_v5() {
+            let expiry = if session { v5::SESSION_EXPIRY } else { 0 };
+            let clean = !session || !self.subscribed;
+            v5::connect(self.client_id(), clean, expiry, KEEP_ALIVE)
+        } else {
+            Packet::connect(self.client_id(), !session, KEEP_ALIVE)
+        };
+        if let Some(auth) = auth {
+            crate::auth::sign(&mut p, auth, self.user);
         }
-        let expiry = if session { v5::SESSION_EXPIRY } else { 0 };
-        let clean = !session || !self.subscribed;
-        v5::connect(self.client_id(), clean, expiry, KEEP_ALIVE)
+        p
     }
 
     /// The counters of its kind of session (3.1.1 or 5).
