@@ -8,19 +8,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
 use emqx_auth::{Access, Credentials, Identity, Policy};
 use support::pki::{client, make_ca_and_server, ClientTls};
-use support::table::{
-    common_name, rows, Ask, CertRow, Net, Row, Who, ACL, ADMIN, CERTS, CERT_ROWS,
-};
+use support::table::{common_name, rows, Ask, CertRow, Net, Row, CERTS, CERT_ROWS};
 use support::{
-    connack, ensure_mosquitto, free_port, mosquitto_passwd, puback, suback, Broker, Login, Reader,
+    config, connack, ensure_mosquitto, free_port, puback, wire, write_files, Broker, Login,
 };
 
-/// Our answer to a row, in the words of [`mosquitto_answer`].
+/// Our answer to a row, in the words of [`wire::answer`].
 fn our_answer(policies: &BTreeMap<Net, Policy>, row: &Row) -> (String, bool) {
     let policy = &policies[&row.who.net];
     let id = Identity {
@@ -60,135 +57,6 @@ fn our_answer(policies: &BTreeMap<Net, Policy>, row: &Row) -> (String, bool) {
     }
 }
 
-fn login(brokers: &BTreeMap<Net, Broker>, who: &Who, v5: bool) -> Login<'static> {
-    Login {
-        port: brokers[&who.net].port,
-        user: who.user,
-        pass: who.pass,
-        id: who.id,
-        v5,
-        tls: None,
-    }
-}
-
-/// mosquitto's answer to a CONNECT, PUBLISH or SUBSCRIBE row.
-fn mosquitto_answer(brokers: &BTreeMap<Net, Broker>, row: &Row) -> String {
-    match row.ask {
-        Ask::Connect { v5 } => match connack(&login(brokers, &row.who, v5)) {
-            Some(code) => format!("CONNACK {code}"),
-            None => "no CONNACK".to_string(),
-        },
-        // 0x10 ("no matching subscribers") is a success too.
-        Ask::Publish(topic) => match puback(&login(brokers, &row.who, true), topic) {
-            Ok(135) => "PUBACK 135".to_string(),
-            Ok(_) => "PUBACK ok".to_string(),
-            Err(out) => format!("failed: {out:?}"),
-        },
-        Ask::Subscribe { filter, v5 } => match suback(&login(brokers, &row.who, v5), filter) {
-            Ok(code) => format!("SUBACK {code}"),
-            Err(out) => format!("failed: {out:?}"),
-        },
-        Ask::Deliver(_) => unreachable!("deliveries are asked together"),
-    }
-}
-
-/// Whether mosquitto delivered each row's topic to its reader: every
-/// reader subscribes to `#`, admin publishes each topic once, then
-/// `probe/ID/done` to each reader (the ACL lets every client read its own),
-/// which arrives after everything published before it.
-fn mosquitto_deliveries(brokers: &BTreeMap<Net, Broker>, rows: &[&Row]) -> Vec<String> {
-    let mut readers: BTreeMap<Who, Reader> = BTreeMap::new();
-    for row in rows {
-        readers
-            .entry(row.who)
-            .or_insert_with(|| Reader::start(&login(brokers, &row.who, true)));
-    }
-    let admin = |net| login(brokers, &Who { net, ..ADMIN }, true);
-    let mut published = std::collections::BTreeSet::new();
-    for row in rows {
-        let Ask::Deliver(topic) = row.ask else {
-            continue;
-        };
-        if published.insert((row.who.net, topic)) {
-            let rc = puback(&admin(row.who.net), topic);
-            assert!(
-                matches!(rc, Ok(c) if c != 135),
-                "admin may publish {topic}: {rc:?}"
-            );
-        }
-    }
-    for (who, reader) in &mut readers {
-        let done = format!("probe/{}/done", who.id);
-        assert!(
-            puback(&admin(who.net), &done).is_ok(),
-            "admin publishes {done}"
-        );
-        assert!(reader.wait_for(&done), "{who:?} never got {done}");
-    }
-    let delivered = |row: &Row| match row.ask {
-        Ask::Deliver(topic) => readers[&row.who].seen.iter().any(|t| t == topic),
-        _ => false,
-    };
-    rows.iter()
-        .map(|row| {
-            if delivered(row) {
-                "delivered"
-            } else {
-                "withheld"
-            }
-            .to_string()
-        })
-        .collect()
-}
-
-/// The password file (mosquitto_passwd, plus a 1000-iteration `$7$` line
-/// from Python's hashlib) and the ACL file, in `dir`.
-fn write_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let pw = dir.join("passwd");
-    let p = pw.to_str().expect("a UTF-8 temporary path");
-    mosquitto_passwd(&["-c", "-b", p, "alice", "secret"]);
-    mosquitto_passwd(&["-H", "sha512", "-b", p, "bob", "hunter2"]);
-    for (name, pass) in [
-        ("admin", "adminpw"),
-        ("team/eve", "evepw"),
-        ("dev+x", "devpw"),
-    ] {
-        mosquitto_passwd(&["-b", p, name, pass]);
-    }
-    let script = "import base64,hashlib,os\n\
-        s=os.urandom(12)\n\
-        h=hashlib.pbkdf2_hmac('sha512',b'davepw',s,1000)\n\
-        b=lambda x: base64.b64encode(x).decode()\n\
-        print('dave:$7$1000$'+b(s)+'$'+b(h))";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "python3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut text = std::fs::read_to_string(&pw).expect("reading the password file");
-    text.push_str(&String::from_utf8_lossy(&out.stdout));
-    std::fs::write(&pw, &text).expect("writing the password file");
-    assert!(
-        text.contains("alice:$7$101$") && text.contains("\nbob:$6$"),
-        "{text}"
-    );
-    let acl = dir.join("acl");
-    std::fs::write(&acl, ACL).expect("writing the ACL file");
-    (pw, acl)
-}
-
-fn config(pw: &Path, acl: &Path, allow_anonymous: bool) -> String {
-    format!(
-        "allow_anonymous {allow_anonymous}\npassword_file {}\nacl_file {}\n",
-        pw.display(),
-        acl.display()
-    )
-}
-
 #[test]
 fn mosquitto_and_this_library_decide_alike() {
     ensure_mosquitto();
@@ -204,6 +72,7 @@ fn mosquitto_and_this_library_decide_alike() {
             Broker::start(dir.path(), "open", &config(&pw, &acl, true)),
         ),
     ]);
+    let ports: wire::Ports = brokers.iter().map(|(n, b)| (*n, b.port)).collect();
     let policy = |anon| Policy::load_files(Some(&pw), Some(&acl), Some(anon)).expect("our load");
     let policies = BTreeMap::from([(Net::Closed, policy(false)), (Net::Open, policy(true))]);
     let rows = rows();
@@ -211,13 +80,13 @@ fn mosquitto_and_this_library_decide_alike() {
         rows.iter().partition(|r| matches!(r.ask, Ask::Deliver(_)));
     let mut answers: Vec<(&Row, String)> = single
         .iter()
-        .map(|&r| (r, mosquitto_answer(&brokers, r)))
+        .map(|&r| (r, wire::answer(&ports, r)))
         .collect();
     answers.extend(
         deliver
             .iter()
             .copied()
-            .zip(mosquitto_deliveries(&brokers, &deliver)),
+            .zip(wire::deliveries(&ports, &deliver)),
     );
 
     let mut table = format!(

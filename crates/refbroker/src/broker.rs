@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use emqx_auth::Access;
 use emqx_mqtt::packet::CONNECT;
 use emqx_mqtt::{Level, Packet, ReasonCode, Will};
 
@@ -244,7 +245,18 @@ impl Broker {
         if let Some(s) = self.sessions.get_mut(&id).filter(|s| s.conn.is_none()) {
             s.offline_since = Some(std::time::Instant::now());
         }
-        if let Some(will) = client.will.filter(|_| end.publishes_will()) {
+        let user = client.login.username.as_deref();
+        let will = client.will.filter(|_| end.publishes_will());
+        if let Some(w) = will
+            .as_ref()
+            .filter(|w| !self.may(&id, user, &w.topic, Access::Write))
+        {
+            // As mosquitto: the CONNECT was let in, the will is dropped.
+            self.debug(format_args!(
+                "{who}: its will on {:?} is not authorized: dropped",
+                w.topic
+            ));
+        } else if let Some(will) = will {
             let will = *will;
             // Delayed (MQTT 5) while the session lives: until the delay
             // passes or the session ends, whichever comes first.

@@ -35,6 +35,12 @@ impl RefBroker {
 
     /// `program foreground` with `env` added, once both listeners accept.
     pub fn start_with(program: &Path, env: &[(&str, &str)]) -> RefBroker {
+        RefBroker::start_serving(program, "tcp", env)
+    }
+
+    /// [`RefBroker::start_with`], the `mqtt-alt` listener of kind `alt`
+    /// (`tcp` or `ssl`, whose files `env` names).
+    pub fn start_serving(program: &Path, alt: &str, env: &[(&str, &str)]) -> RefBroker {
         let dir = tempfile::tempdir().unwrap();
         let addrs = [free_port(), free_port()].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
         let log = fs::File::create(dir.path().join("broker.log")).unwrap();
@@ -42,7 +48,7 @@ impl RefBroker {
         cmd.arg("foreground")
             .env(
                 "EMQX_LISTENERS",
-                format!("mqtt={},mqtt-alt={}", addrs[0], addrs[1]),
+                format!("mqtt={},mqtt-alt={alt}://{}", addrs[0], addrs[1]),
             )
             .env("EMQX_RUNTIME_DIR", dir.path())
             .env_remove("EMQX_BROKER_VERSION")

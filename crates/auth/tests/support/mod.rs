@@ -6,6 +6,7 @@
 
 pub mod pki;
 pub mod table;
+pub mod wire;
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -200,9 +201,16 @@ pub struct Reader {
 impl Reader {
     /// Connects, subscribes to `#` and returns once mosquitto acknowledged.
     pub fn start(login: &Login<'_>) -> Reader {
+        Reader::start_with(login, &[])
+    }
+
+    /// [`Reader::start`] with more `mosquitto_sub` arguments (a will:
+    /// dropping the reader kills the client, which publishes it).
+    pub fn start_with(login: &Login<'_>, more: &[&str]) -> Reader {
         let mut cmd = login.command(SUB, true);
         // -W: gone after 60 s even if this process dies without killing it.
         cmd.args(["-t", "#", "-q", "1", "-W", "60"])
+            .args(more)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().expect("starting mosquitto_sub");
@@ -256,4 +264,52 @@ fn published_topic(line: &str) -> Option<String> {
     let start = rest.find('\'')? + 1;
     let len = rest[start..].find("', ")?;
     Some(rest[start..start + len].to_string())
+}
+
+/// The password file (mosquitto_passwd, plus a 1000-iteration `$7$` line
+/// from Python's hashlib) and the ACL file, in `dir`.
+pub fn write_files(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let pw = dir.join("passwd");
+    let p = pw.to_str().expect("a UTF-8 temporary path");
+    mosquitto_passwd(&["-c", "-b", p, "alice", "secret"]);
+    mosquitto_passwd(&["-H", "sha512", "-b", p, "bob", "hunter2"]);
+    for (name, pass) in [
+        ("admin", "adminpw"),
+        ("team/eve", "evepw"),
+        ("dev+x", "devpw"),
+    ] {
+        mosquitto_passwd(&["-b", p, name, pass]);
+    }
+    let script = "import base64,hashlib,os\n\
+        s=os.urandom(12)\n\
+        h=hashlib.pbkdf2_hmac('sha512',b'davepw',s,1000)\n\
+        b=lambda x: base64.b64encode(x).decode()\n\
+        print('dave:$7$1000$'+b(s)+'$'+b(h))";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut text = std::fs::read_to_string(&pw).expect("reading the password file");
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    std::fs::write(&pw, &text).expect("writing the password file");
+    assert!(
+        text.contains("alice:$7$101$") && text.contains("\nbob:$6$"),
+        "{text}"
+    );
+    let acl = dir.join("acl");
+    std::fs::write(&acl, table::ACL).expect("writing the ACL file");
+    (pw, acl)
+}
+
+pub fn config(pw: &Path, acl: &Path, allow_anonymous: bool) -> String {
+    format!(
+        "allow_anonymous {allow_anonymous}\npassword_file {}\nacl_file {}\n",
+        pw.display(),
+        acl.display()
+    )
 }

@@ -2,13 +2,11 @@
 //! takeover, session present, the session's expiry (3.1.1's clean session
 //! flag is expiry 0 or never; MQTT 5's interval, clean start apart), what
 //! the client says it can take (receive maximum, maximum packet size), the
-//! CONNACK (with the server's capabilities at 5), the policy's answer
-//! (and the ACL's to a will), and enhanced authentication, which this
-//! broker refuses (0x8C).
+//! CONNACK (with the server's capabilities at 5), the policy's answer,
+//! and enhanced authentication, which this broker refuses (0x8C).
 
 use std::rc::Rc;
 
-use emqx_auth::Access;
 use emqx_mqtt::{topic, Level, Packet, Properties, ReasonCode};
 
 use super::{shown, Broker, End, Step, Wire};
@@ -89,20 +87,6 @@ impl Broker {
             true => format!("refbroker-{}-{conn}", std::process::id()).into(),
             false => client_id.into(),
         };
-        let user = login.username.as_deref();
-        if let Some(w) = will
-            .as_ref()
-            .filter(|w| !self.may(&id, user, &w.topic, Access::Write))
-        {
-            return deny(
-                ReasonCode::NOT_AUTHORIZED,
-                format!(
-                    "a will on {:?}, which the ACL does not let it publish to",
-                    w.topic
-                ),
-                wire,
-            );
-        }
         let expiry = match level {
             Level::V5 => properties.session_expiry_interval.unwrap_or(0),
             _ if clean_session => 0,
