@@ -18,23 +18,29 @@ pub const SESSIONS5: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sessions
 /// Switches back and forth `n` times; each must move the connections.
 pub fn switch_back_and_forth(b: &BrokerHost, n: usize) {
     for i in 0..n {
-        let args = if i % 2 == 0 {
-            ["upgrade", "5.0.1"]
-        } else {
-            ["downgrade", "5.0.0"]
-        };
-        let (out, err, code) = b.emqx(&args);
-        assert_eq!(
-            code,
-            Some(0),
-            "switch {i}: {out}{err}\nlog:\n{}",
-            b.log_text()
-        );
-        assert!(
-            err.contains("connections moved with their sessions"),
-            "switch {i}: {err}"
-        );
+        switch_back_and_forth_once(b, i);
     }
+}
+
+/// Switch `i` of [`switch_back_and_forth`]: up to 5.0.1 when `i` is
+/// even, down to 5.0.0 when odd.
+pub fn switch_back_and_forth_once(b: &BrokerHost, i: usize) {
+    let args = if i % 2 == 0 {
+        ["upgrade", "5.0.1"]
+    } else {
+        ["downgrade", "5.0.0"]
+    };
+    let (out, err, code) = b.emqx(&args);
+    assert_eq!(
+        code,
+        Some(0),
+        "switch {i}: {out}{err}\nlog:\n{}",
+        b.log_text()
+    );
+    assert!(
+        err.contains("connections moved with their sessions"),
+        "switch {i}: {err}"
+    );
 }
 
 /// The paho clients of `tests/sessions.py`, started and subscribed.
