@@ -25,7 +25,7 @@ pub fn switch_back_and_forth(b: &BrokerHost, n: usize) {
 /// Switch `i` of [`switch_back_and_forth`]: up to 5.0.1 when `i` is
 /// even, down to 5.0.0 when odd.
 pub fn switch_back_and_forth_once(b: &BrokerHost, i: usize) {
-    let args = if i % 2 == 0 {
+    let args = if i.is_multiple_of(2) {
         ["upgrade", "5.0.1"]
     } else {
         ["downgrade", "5.0.0"]
@@ -174,10 +174,10 @@ pub fn mosquitto_sub_through_ten_switches(b: &BrokerHost, port: u16, tls: &[&str
             .unwrap();
         assert!(ok.success());
     };
-    for i in 0..10 {
+    for i in 0..10usize {
         publish(&format!("m{i}"));
         lines.until(|l| l == format!("m{i}"));
-        let args = if i % 2 == 0 {
+        let args = if i.is_multiple_of(2) {
             ["-v", "upgrade", "5.0.1"]
         } else {
             ["-v", "downgrade", "5.0.0"]
