@@ -304,8 +304,9 @@ systemctl daemon-reload
         self.start_load_with(&addrs.join(" "))
     }
 
-    /// Starts the load harness inside with these listener options.
-    fn start_load_with(&self, listeners: &str) -> Child {
+    /// Starts the load harness inside with these options (listeners,
+    /// credentials).
+    pub fn start_load_with(&self, listeners: &str) -> Child {
         let pidfile = self.share.path().join("load.pid");
         let child = self.spawn(&format!(
             "emqx-load {listeners} --persistent 10 --rate 10 --storm 2 --json & echo $! > {}; wait",
