@@ -28,6 +28,8 @@ mod topic;
 
 pub use acl::{Access, AclFile, AclFileError, AclProblem, Identity};
 pub use file::{FileError, MAX_FILE_SIZE};
-pub use password::{PasswordFile, PasswordFileError, PasswordProblem};
+pub use password::{
+    Fingerprint, PasswordFile, PasswordFileError, PasswordProblem, FINGERPRINT_LEN,
+};
 pub use policy::{ConnectDecision, Credentials, Policy, PolicyError};
 pub use settings::{Settings, SettingsError, ACL_FILE_VAR, ALLOW_ANONYMOUS_VAR, PASSWORD_FILE_VAR};

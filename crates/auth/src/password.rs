@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::file::{file_prefix, read_bounded, FileError, MAX_FILE_SIZE};
 use crate::text::{is_c_space, lines, trim_c};
 use hash::Hash;
+pub use hash::{Fingerprint, FINGERPRINT_LEN};
 
 /// The longest username and hash field mosquitto keeps.
 const MAX_FIELD: usize = 65535;
@@ -128,6 +129,14 @@ impl PasswordFile {
                 false
             }
         }
+    }
+
+    /// The fingerprint of `username`'s entry, if the file names it: a
+    /// broker that verified a login against an entry passes it on with the
+    /// login, and another broker whose entry has the same fingerprint
+    /// knows the password without hashing it again.
+    pub fn fingerprint(&self, username: &str) -> Option<Fingerprint> {
+        self.users.get(username).map(Hash::fingerprint)
     }
 
     /// Whether the file names `username`.

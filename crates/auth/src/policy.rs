@@ -25,7 +25,9 @@
 use std::path::Path;
 
 use crate::acl::check::dollar_denies;
-use crate::{Access, AclFile, AclFileError, Identity, PasswordFile, PasswordFileError, Settings};
+use crate::{
+    Access, AclFile, AclFileError, Fingerprint, Identity, PasswordFile, PasswordFileError, Settings,
+};
 
 /// What a client presents at CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +198,47 @@ impl Policy {
             ConnectDecision::Allowed
         } else {
             ConnectDecision::NotAuthorized
+        }
+    }
+
+    /// [`Policy::connect`] for a login checked again (a connection moved
+    /// in from another broker, whose files may differ), which that broker
+    /// verified against the password-file entry of fingerprint `verified`:
+    /// when this policy's entry for the user has the same fingerprint, the
+    /// password is not hashed again. The answer is the same either way.
+    pub fn reconnect(
+        &self,
+        credentials: &Credentials<'_>,
+        verified: Option<&Fingerprint>,
+    ) -> ConnectDecision {
+        if let (
+            Credentials::Password {
+                username: Some(user),
+                password: Some(_),
+            },
+            Some(file),
+            Some(seen),
+        ) = (credentials, &self.passwords, verified)
+        {
+            if file.fingerprint(user).as_ref() == Some(seen) {
+                return ConnectDecision::Allowed;
+            }
+        }
+        self.connect(credentials)
+    }
+
+    /// The fingerprint of the entry a password login is verified against
+    /// (none without a password file, a username or a password).
+    pub fn entry_of(&self, credentials: &Credentials<'_>) -> Option<Fingerprint> {
+        match (credentials, &self.passwords) {
+            (
+                Credentials::Password {
+                    username: Some(user),
+                    password: Some(_),
+                },
+                Some(file),
+            ) => file.fingerprint(user),
+            _ => None,
         }
     }
 

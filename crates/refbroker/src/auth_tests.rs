@@ -239,7 +239,16 @@ fn the_login_moves_and_the_importer_checks_it_against_its_own_files() {
     let login = state.1[0].1.login.as_ref().unwrap();
     assert_eq!(login.username.as_deref(), Some("alice"));
     assert_eq!(login.password.as_deref(), Some(&b"secret"[..]));
+    assert_eq!(login.verified.as_ref().map(Vec::len), Some(32));
     assert!(!format!("{:?}", state.1).contains("secret"), "never shown");
+    // A fingerprint that is not one is refused, changing nothing.
+    let mut forged = state.1[0].1.clone();
+    if let Some(l) = forged.login.as_mut() {
+        l.verified = Some(vec![0; 31]);
+    }
+    let mut d = broker(&[ALICE, BOB], Some(ACL));
+    assert!(d.import_client(1, &forged, Schema::Login).is_err());
+    assert!(d.clients.is_empty());
     assert!(export(&a, Schema::Mqtt5).1[0].1.login.is_none());
     // alice is gone from the new broker's password file, and bob's
     // pattern with her.
@@ -265,4 +274,5 @@ fn the_login_moves_and_the_importer_checks_it_against_its_own_files() {
         c.import_client(*conn, s, Schema::Login).unwrap();
     }
     assert!(c.take_refused().is_empty());
+    assert_eq!(c.clients[&1].login.verified, a.clients[&1].login.verified);
 }

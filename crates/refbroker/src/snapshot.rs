@@ -281,6 +281,11 @@ pub struct LoginData {
     /// The username is the client certificate's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub by_certificate: bool,
+    /// The fingerprint of the password-file entry the exporter verified
+    /// the password against (32 bytes; not the entry): an importer whose
+    /// entry has the same one need not hash the password again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Vec<u8>>,
 }
 
 /// Never shows the password.
@@ -290,6 +295,7 @@ impl fmt::Debug for LoginData {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "..."))
             .field("by_certificate", &self.by_certificate)
+            .field("verified", &self.verified.is_some())
             .finish()
     }
 }

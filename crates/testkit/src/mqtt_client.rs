@@ -33,6 +33,27 @@ impl MqttClient {
         c
     }
 
+    /// Connects at 3.1.1 with a clean session as `user` with `password`;
+    /// the client and its CONNACK return code (0: let in).
+    pub fn login(addr: SocketAddr, id: &str, user: &str, password: &str) -> (MqttClient, u8) {
+        let mut c = MqttClient::raw(addr);
+        let mut connect = Packet::connect(id, true, 60);
+        if let Packet::Connect {
+            username,
+            password: pw,
+            ..
+        } = &mut connect
+        {
+            *username = Some(user.into());
+            *pw = Some(password.as_bytes().to_vec());
+        }
+        c.send(&connect);
+        match c.recv() {
+            Packet::ConnAck { code, .. } => (c, code.0),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
     /// Sends one packet.
     pub fn send(&mut self, p: &Packet) {
         self.stream.write_all(&p.encode()).unwrap();

@@ -91,6 +91,42 @@ impl Hash {
     }
 }
 
+impl Hash {
+    /// A fingerprint of the entry (hash type, iteration count, salt and
+    /// digest): equal fingerprints are the same entry, so a password
+    /// verified against one is verified against the other.
+    pub(crate) fn fingerprint(&self) -> Fingerprint {
+        let rounds = match self.kind {
+            Kind::Sha512 => 0,
+            Kind::Pbkdf2(n) => n,
+        };
+        let d = Sha512::new()
+            .chain_update(b"emqx-auth entry\0")
+            .chain_update(rounds.to_be_bytes())
+            .chain_update(self.salt)
+            .chain_update(self.digest)
+            .finalize();
+        let mut out = [0u8; FINGERPRINT_LEN];
+        out.copy_from_slice(&d[..FINGERPRINT_LEN]);
+        Fingerprint(out)
+    }
+}
+
+/// The length of a [`Fingerprint`].
+pub const FINGERPRINT_LEN: usize = 32;
+
+/// Which password-file entry a login was verified against (see
+/// [`crate::PasswordFile::fingerprint`]); not the hash, from which it
+/// cannot be recovered.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; FINGERPRINT_LEN]);
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprint(..)")
+    }
+}
+
 /// An iteration count: digits, 1 to `i32::MAX` (mosquitto keeps an int).
 fn parse_iterations(text: &str) -> Result<u32, PasswordProblem> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {

@@ -123,3 +123,36 @@ fn load_reads_the_settings_files_and_reports_the_failing_one() {
         "{err}"
     );
 }
+
+/// alice with another password (`mosquitto_passwd -H sha512`, hunter2).
+const ALICE_OTHER: &str = "alice:$6$9ko2pMwHKt98PLA8$HO4bdRSofGtl3t8MlouD7ZEtEALSEGpaAFmekMj+08ga0LndG3lcrMWo4xRzhLIb08KfikYlJTIu7pBJOBdbYQ==";
+
+#[test]
+fn a_moved_login_is_answered_as_a_connect_would_be() {
+    use ConnectDecision::*;
+    let old = with_passwords(None);
+    let good = pw(Some("alice"), Some("secret"));
+    let seen = old.entry_of(&good).unwrap();
+    assert_eq!(old.entry_of(&pw(Some("mallory"), Some("x"))), None);
+    assert_eq!(old.entry_of(&pw(Some("alice"), None)), None);
+    // The same entry (another parse of the same line): not hashed again.
+    let same = with_passwords(None);
+    assert_eq!(same.entry_of(&good), Some(seen));
+    assert_eq!(same.reconnect(&good, Some(&seen)), Allowed);
+    // A changed entry, a removed user, no password file, no fingerprint:
+    // the full check, whose answer a connect would give.
+    let changed = Policy::new(Some(PasswordFile::parse(ALICE_OTHER).unwrap()), None, None);
+    assert_ne!(changed.entry_of(&good), Some(seen));
+    assert_eq!(changed.reconnect(&good, Some(&seen)), NotAuthorized);
+    let empty = Policy::new(Some(PasswordFile::parse("").unwrap()), None, None);
+    assert_eq!(empty.reconnect(&good, Some(&seen)), NotAuthorized);
+    assert_eq!(Policy::default().reconnect(&good, Some(&seen)), Allowed);
+    assert_eq!(same.reconnect(&good, None), Allowed);
+    assert_eq!(
+        same.reconnect(&pw(Some("alice"), Some("wrong")), None),
+        NotAuthorized
+    );
+    // Anonymous and certificates never use it.
+    assert_eq!(same.reconnect(&pw(None, None), Some(&seen)), NotAuthorized);
+    assert_eq!(same.reconnect(&cert(None), Some(&seen)), BadCredentials);
+}

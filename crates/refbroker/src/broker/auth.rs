@@ -8,7 +8,7 @@
 
 use std::rc::Rc;
 
-use emqx_auth::{Access, ConnectDecision, Credentials, Identity, Policy};
+use emqx_auth::{Access, ConnectDecision, Credentials, Fingerprint, Identity, Policy};
 
 use super::Broker;
 
@@ -34,6 +34,8 @@ pub struct Login {
     /// The username is the client certificate's (the CONNECT fields are
     /// ignored; `None`: no certificate or no common name).
     pub by_certificate: bool,
+    /// The password-file entry its password was verified against.
+    pub verified: Option<Fingerprint>,
 }
 
 impl Login {
@@ -62,8 +64,8 @@ impl Broker {
         if let Some(c) = self.clients.get_mut(&conn) {
             c.login = Login {
                 username: cn.map(Rc::from),
-                password: None,
                 by_certificate: true,
+                ..Login::default()
             };
         }
     }
@@ -81,11 +83,15 @@ impl Broker {
             _ => Login {
                 username: username.map(|u| Rc::from(u.as_str())),
                 password: password.map(Vec::into_boxed_slice),
-                by_certificate: false,
+                ..Login::default()
             },
         };
         let decision = self.auth.policy.connect(&login.credentials());
-        (login, decision)
+        let verified = decision
+            .is_allowed()
+            .then(|| self.auth.policy.entry_of(&login.credentials()))
+            .flatten();
+        (Login { verified, ..login }, decision)
     }
 
     /// Whether client `id` (logged in as `username`) may do `access` on
@@ -101,10 +107,19 @@ impl Broker {
     }
 
     /// The policy's answer, now, to the login connection `conn` came with
-    /// (a connection moved in from a broker with older files).
-    pub fn recheck(&self, conn: usize) -> ConnectDecision {
-        match self.clients.get(&conn) {
-            Some(c) if c.id.is_some() => self.auth.policy.connect(&c.login.credentials()),
+    /// (a connection moved in from a broker with older files): without
+    /// hashing the password again when the exporter verified it against
+    /// the same entry. An allowed login now names this broker's entry.
+    pub fn recheck(&mut self, conn: usize) -> ConnectDecision {
+        let policy = &self.auth.policy;
+        match self.clients.get_mut(&conn) {
+            Some(c) if c.id.is_some() => {
+                let creds = c.login.credentials();
+                let decision = policy.reconnect(&creds, c.login.verified.as_ref());
+                let entry = decision.is_allowed().then(|| policy.entry_of(&creds));
+                c.login.verified = entry.flatten();
+                decision
+            }
             // Not logged in yet: its CONNECT is checked when it comes.
             _ => ConnectDecision::Allowed,
         }

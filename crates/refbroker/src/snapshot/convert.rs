@@ -7,6 +7,7 @@ use std::cell::Cell;
 use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 
+use emqx_auth::Fingerprint;
 use emqx_mqtt::{topic, Level, Properties, SubOptions, Will};
 
 use super::{
@@ -231,6 +232,7 @@ impl Translator {
             username: l.username.as_deref().map(str::to_string),
             password: l.password.as_deref().map(<[u8]>::to_vec),
             by_certificate: l.by_certificate,
+            verified: l.verified.map(|f| f.0.to_vec()),
         })
     }
 
@@ -247,10 +249,20 @@ impl Translator {
         if long || (d.by_certificate && d.password.is_some()) {
             return Err(invalid("a password too long, or with a certificate"));
         }
+        let verified = match d.verified.as_deref() {
+            None => None,
+            Some(f) if d.password.is_some() => {
+                Some(Fingerprint(f.try_into().map_err(|_| {
+                    invalid("a fingerprint that is not 32 bytes")
+                })?))
+            }
+            Some(_) => return Err(invalid("a fingerprint without a password")),
+        };
         Ok(Login {
             username: d.username.as_deref().map(Rc::from),
             password: d.password.clone().map(Vec::into_boxed_slice),
             by_certificate: d.by_certificate,
+            verified,
         })
     }
 
