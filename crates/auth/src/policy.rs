@@ -29,8 +29,9 @@ use crate::{
     Access, AclFile, AclFileError, Fingerprint, Identity, PasswordFile, PasswordFileError, Settings,
 };
 
-/// What a client presents at CONNECT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a client presents at CONNECT (its Debug never shows the
+/// password).
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Credentials<'a> {
     /// The user name and password fields of CONNECT (each absent when its
     /// flag is clear).
@@ -44,6 +45,22 @@ pub enum Credentials<'a> {
     /// when the client sent no certificate or it has no common name. The
     /// CONNECT user name and password are ignored.
     Certificate { username: Option<&'a str> },
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Password { username, password } => f
+                .debug_struct("Password")
+                .field("username", username)
+                .field("password", &password.map(|_| ".."))
+                .finish(),
+            Credentials::Certificate { username } => f
+                .debug_struct("Certificate")
+                .field("username", username)
+                .finish(),
+        }
+    }
 }
 
 impl<'a> Credentials<'a> {

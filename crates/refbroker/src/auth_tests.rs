@@ -60,7 +60,11 @@ fn attempt(b: &mut Broker, w: &mut Recorder, conn: usize, connect: Packet) -> (S
     }
     b.opened(conn, "mqtt", None);
     let step = b.packet(conn, connect, w);
-    match w.take(conn).as_slice() {
+    // The CONNACK; what follows it (a resumed session's) stays.
+    let mut sent = w.take(conn);
+    let rest = sent.split_off(1.min(sent.len()));
+    w.sent.insert(conn, rest);
+    match sent.as_slice() {
         [Packet::ConnAck { code, .. }] => (step, *code),
         other => panic!("{other:?}"),
     }
@@ -248,6 +252,12 @@ fn the_login_moves_and_the_importer_checks_it_against_its_own_files() {
     }
     let mut d = broker(&[ALICE, BOB], Some(ACL));
     assert!(d.import_client(1, &forged, Schema::Login).is_err());
+    // So is a session that reads as another user than its login.
+    let mut forged = state.1[0].1.clone();
+    if let Some(s) = forged.session.as_mut() {
+        s.username = Some("admin".into());
+    }
+    assert!(d.import_client(1, &forged, Schema::Login).is_err());
     assert!(d.clients.is_empty());
     assert!(export(&a, Schema::Mqtt5).1[0].1.login.is_none());
     // alice is gone from the new broker's password file, and bob's
@@ -256,6 +266,7 @@ fn the_login_moves_and_the_importer_checks_it_against_its_own_files() {
     b.import_shared(&state.0, Schema::Login).unwrap();
     for (conn, c) in &state.1 {
         b.import_client(*conn, c, Schema::Login).unwrap();
+        b.recheck_moved(*conn, None);
     }
     b.imported();
     assert_eq!(b.take_refused(), [(1, ReasonCode::NOT_AUTHORIZED)]);
@@ -272,7 +283,136 @@ fn the_login_moves_and_the_importer_checks_it_against_its_own_files() {
     c.import_shared(&state.0, Schema::Login).unwrap();
     for (conn, s) in &state.1 {
         c.import_client(*conn, s, Schema::Login).unwrap();
+        c.recheck_moved(*conn, None);
     }
     assert!(c.take_refused().is_empty());
     assert_eq!(c.clients[&1].login.verified, a.clients[&1].login.verified);
+}
+
+/// `login`, keeping the session (clean session 0).
+fn keeping(p: Packet) -> Packet {
+    match p {
+        Packet::Connect {
+            level,
+            client_id,
+            keep_alive,
+            username,
+            password,
+            will,
+            properties,
+            ..
+        } => Packet::Connect {
+            level,
+            client_id,
+            keep_alive,
+            clean_session: false,
+            username,
+            password,
+            will,
+            properties,
+        },
+        other => other,
+    }
+}
+
+/// As mosquitto's `connection_check_acl`: what a session holds for
+/// delivery goes only to a client that may read it now.
+#[test]
+fn a_resumed_session_gets_only_what_its_login_may_read() {
+    for (user, pw, expect) in [("bob", "hunter2", 0), ("alice", "secret", 1)] {
+        let (mut b, mut w) = (broker(&[ALICE, BOB], Some(ACL)), Recorder::default());
+        let p = keeping(login(Level::V311, "dev1", Some("alice"), "secret", None));
+        attempt(&mut b, &mut w, 1, p);
+        b.packet(1, Packet::subscribe(1, [("a/#", 1)]), &mut w);
+        b.closed(1, &End::Eof, &mut w);
+        attempt(
+            &mut b,
+            &mut w,
+            2,
+            login(Level::V5, "b", Some("bob"), "hunter2", None),
+        );
+        b.packet(2, publish("a/x", 1, Some(1)), &mut w);
+        assert_eq!(b.sessions["dev1"].queue.len(), 1);
+        // Someone resumes dev1's session.
+        let p = keeping(login(Level::V311, "dev1", Some(user), pw, None));
+        assert_eq!(attempt(&mut b, &mut w, 3, p).1, ReasonCode::SUCCESS);
+        assert_eq!(topics(&mut w, 3).len(), expect, "{user}");
+    }
+}
+
+/// A connection refused at import is closed without its will.
+#[test]
+fn a_login_refused_at_import_sends_no_will() {
+    let (mut a, mut w) = alice_and_bob();
+    // bob (connection 2) reads in/bob/#, where alice may write.
+    let will = Will::new("in/bob/will", b"x", 0, false);
+    let p = login(Level::V5, "w", Some("alice"), "secret", Some(will));
+    attempt(&mut a, &mut w, 3, p);
+    let mut b = broker(&[BOB], Some(ACL));
+    for conn in [2, 3] {
+        let state = a.export_client(conn, Schema::Login, &mut 0).unwrap();
+        b.import_client(conn, &state, Schema::Login).unwrap();
+        b.recheck_moved(conn, None);
+    }
+    let refused = b.take_refused();
+    assert_eq!(refused, [(3, ReasonCode::NOT_AUTHORIZED)]);
+    let mut w = Recorder::default();
+    w.v5.extend([2, 3]);
+    b.closed(3, &End::Refused(refused[0].1, "test".into()), &mut w);
+    assert!(topics(&mut w, 2).is_empty(), "no will");
+    assert!(b.pending_wills.is_empty());
+    // The same close for another reason sends it.
+    attempt(
+        &mut a,
+        &mut w,
+        4,
+        login(
+            Level::V5,
+            "w2",
+            Some("alice"),
+            "secret",
+            Some(Will::new("in/bob/will", b"x", 0, false)),
+        ),
+    );
+    a.closed(4, &End::Eof, &mut w);
+    assert_eq!(topics(&mut w, 2), ["in/bob/will"]);
+}
+
+/// Where a login's name comes from must be what this broker would use
+/// now: a changed certificate setting or another certificate name
+/// refuses it (the client logs in again); NUL in a name is no name.
+#[test]
+fn a_moved_login_from_another_source_is_refused() {
+    let cert_login = |cn: Option<&str>| {
+        let mut a = broker(&[ALICE], None);
+        a.auth.cert_as_username = true;
+        let mut w = Recorder::default();
+        a.opened(1, "mqtts", None);
+        a.certified(1, cn);
+        let step = a.packet(1, login(Level::V311, "c", None, "", None), &mut w);
+        (a.export_client(1, Schema::Login, &mut 0).unwrap(), step)
+    };
+    let (state, _) = cert_login(Some("device-1"));
+    let refused = |cert_as_username: bool, tls: Option<Option<&str>>, state: &ClientState| {
+        let mut b = broker(&[ALICE], None);
+        b.auth.cert_as_username = cert_as_username;
+        b.import_client(1, state, Schema::Login).unwrap();
+        b.recheck_moved(1, tls);
+        !b.take_refused().is_empty()
+    };
+    assert!(!refused(true, Some(Some("device-1")), &state));
+    assert!(refused(true, Some(Some("device-2")), &state));
+    assert!(
+        refused(false, Some(Some("device-1")), &state),
+        "passwords now"
+    );
+    let a = alice_and_bob().0;
+    let password_state = a.export_client(1, Schema::Login, &mut 0).unwrap();
+    assert!(
+        !refused(true, None, &password_state),
+        "plain TCP: passwords"
+    );
+    assert!(refused(true, Some(Some("alice")), &password_state));
+    let (_, step) = cert_login(Some("dev\0ice"));
+    assert!(matches!(step, Step::End(End::Refused(..))), "{step:?}");
 }

@@ -245,50 +245,54 @@ impl Broker {
         if let Some(s) = self.sessions.get_mut(&id).filter(|s| s.conn.is_none()) {
             s.offline_since = Some(std::time::Instant::now());
         }
-        let user = client.login.username.as_deref();
-        let will = client.will.filter(|_| end.publishes_will());
-        if let Some(w) = will
-            .as_ref()
-            .filter(|w| !self.may(&id, user, &w.topic, Access::Write))
-        {
-            // As mosquitto: the CONNECT was let in, the will is dropped.
-            self.debug(format_args!(
-                "{who}: its will on {:?} is not authorized: dropped",
-                w.topic
-            ));
-        } else if let Some(will) = will {
-            let will = *will;
-            // Delayed (MQTT 5) while the session lives: until the delay
-            // passes or the session ends, whichever comes first.
-            let lives = self
-                .sessions
-                .get(&id)
-                .map_or(0, |s| if clean { 0 } else { s.expiry });
-            let wait = will.properties.will_delay_interval.unwrap_or(0).min(lives);
-            let message = Message {
-                topic: will.topic.as_str().into(),
-                payload: will.payload.into(),
-                qos: will.qos,
-                retain: will.retain,
-                props: Props::of(will.properties),
-            };
-            match wait {
-                0 => self.publish_will(message, wire),
-                secs => {
-                    let due =
-                        std::time::Instant::now() + std::time::Duration::from_secs(u64::from(secs));
-                    self.pending_wills.retain(|(i, ..)| *i != id);
-                    self.pending_wills.push((Rc::clone(&id), due, message));
-                }
-            }
+        if let Some(will) = client.will.filter(|_| end.publishes_will()) {
+            self.will_at_close(&id, *will, clean, wire);
         }
         if clean {
             self.discard(&id);
         }
     }
 
-    /// Publishes a will (retained if it asks).
-    fn publish_will(&mut self, message: Message, wire: &mut dyn Wire) {
+    /// A closed client's will: published now, or (MQTT 5) once its delay
+    /// passes while its session lives (`clean`: the session ends now),
+    /// whichever comes first.
+    fn will_at_close(&mut self, id: &Rc<str>, will: Will, clean: bool, wire: &mut dyn Wire) {
+        let lives = self
+            .sessions
+            .get(id)
+            .map_or(0, |s| if clean { 0 } else { s.expiry });
+        let wait = will.properties.will_delay_interval.unwrap_or(0).min(lives);
+        let message = Message {
+            topic: will.topic.as_str().into(),
+            payload: will.payload.into(),
+            qos: will.qos,
+            retain: will.retain,
+            props: Props::of(will.properties),
+        };
+        match wait {
+            0 => self.publish_will(id, message, wire),
+            secs => {
+                let due =
+                    std::time::Instant::now() + std::time::Duration::from_secs(u64::from(secs));
+                self.pending_wills.retain(|(i, ..)| i != id);
+                self.pending_wills.push((Rc::clone(id), due, message));
+            }
+        }
+    }
+
+    /// Publishes client `id`'s will (retained if it asks) when the ACL
+    /// lets its session's user write the topic now: as mosquitto, which
+    /// lets the CONNECT in and checks when the will is sent (after a
+    /// delay, or a switch, the rules may be new).
+    fn publish_will(&mut self, id: &str, message: Message, wire: &mut dyn Wire) {
+        let user = self.sessions.get(id).and_then(|s| s.username.clone());
+        if !self.may(id, user.as_deref(), &message.topic, Access::Write) {
+            self.debug(format_args!(
+                "client {id:?}: its will on {:?} is not authorized: dropped",
+                message.topic
+            ));
+            return;
+        }
         if message.retain {
             self.router.retain(&message);
         }
@@ -303,22 +307,19 @@ impl Broker {
         };
         let (_, _, message) = self.pending_wills.remove(at);
         if clean {
-            self.publish_will(message, wire);
+            self.publish_will(id, message, wire);
         }
     }
 
     /// Publishes the wills due at `now`, and ends the offline sessions
     /// whose expiry has passed.
     pub fn expire(&mut self, now: std::time::Instant, wire: &mut dyn Wire) {
-        let due: Vec<Message> = {
-            let (due, wait) = std::mem::take(&mut self.pending_wills)
-                .into_iter()
-                .partition(|(_, at, _)| *at <= now);
-            self.pending_wills = wait;
-            due.into_iter().map(|(_, _, m)| m).collect::<Vec<_>>()
-        };
-        for message in due {
-            self.publish_will(message, wire);
+        let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_wills)
+            .into_iter()
+            .partition(|(_, at, _)| *at <= now);
+        self.pending_wills = wait;
+        for (id, _, message) in due {
+            self.publish_will(&id, message, wire);
         }
         let expired: Vec<Rc<str>> = self
             .sessions

@@ -20,10 +20,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 mod accept;
 mod flush;
+mod moved;
 mod moving;
 mod timers;
 
-pub use moving::{decode_shared, ConnState, Imported, MovedConn};
+pub use moved::{decode_shared, ConnState, MovedConn};
+pub use moving::Imported;
 
 use crate::broker::{Broker, End, Step};
 use crate::conns::{Carried, Conn, Conns};

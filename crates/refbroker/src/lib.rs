@@ -363,7 +363,19 @@ impl Service for RefBroker {
         }
         let imported = match rx.recv_timeout(MOVE_WAIT) {
             Ok(r) => r.map_err(refused).map(|i| {
-                self.closed_by_policy.store(i.refused, Ordering::SeqCst);
+                // Only a broker that exports logins (this build or newer)
+                // reads the count; an older one would refuse the answer.
+                if schema.carries_login() {
+                    self.closed_by_policy.store(i.refused, Ordering::SeqCst);
+                } else if i.refused > 0 {
+                    log(
+                        &self.version,
+                        format_args!(
+                            "move: {} moved connections without a login ({schema}) are closed by policy; the old broker cannot report it",
+                            i.refused
+                        ),
+                    );
+                }
                 i.connections
             }),
             Err(_) => Err(TransferError::Refused(format!(

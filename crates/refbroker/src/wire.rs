@@ -45,9 +45,11 @@ pub enum End {
 
 impl End {
     /// Whether the will is published (any close but DISCONNECT; not when
-    /// the broker itself shuts down).
+    /// the broker itself shuts down, nor when the policy refuses the
+    /// client: a revoked credential's will is not its to send, as in
+    /// mosquitto).
     pub fn publishes_will(&self) -> bool {
-        !matches!(self, End::Disconnect | End::Shutdown)
+        !matches!(self, End::Disconnect | End::Shutdown | End::Refused(..))
     }
 
     /// Whether it counts as a malformed packet or protocol violation.

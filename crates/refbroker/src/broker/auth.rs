@@ -26,7 +26,7 @@ pub struct Auth {
 /// username answers every ACL question, and the whole login is checked
 /// again when the connection moves to a broker with newer files (as
 /// mosquitto checks its connected clients again on reload).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Login {
     pub username: Option<Rc<str>>,
     /// CONNECT's password field (never logged).
@@ -36,6 +36,18 @@ pub struct Login {
     pub by_certificate: bool,
     /// The password-file entry its password was verified against.
     pub verified: Option<Fingerprint>,
+}
+
+/// Never shows the password.
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .field("by_certificate", &self.by_certificate)
+            .field("verified", &self.verified.is_some())
+            .finish()
+    }
 }
 
 impl Login {
@@ -63,7 +75,7 @@ impl Broker {
         }
         if let Some(c) = self.clients.get_mut(&conn) {
             c.login = Login {
-                username: cn.map(Rc::from),
+                username: usable_name(cn).map(Rc::from),
                 by_certificate: true,
                 ..Login::default()
             };
@@ -107,13 +119,25 @@ impl Broker {
     }
 
     /// The policy's answer, now, to the login connection `conn` came with
-    /// (a connection moved in from a broker with older files): without
+    /// (a connection moved in from a broker with older files), `tls` being
+    /// its socket's TLS identity (see [`Broker::recheck_moved`]): without
     /// hashing the password again when the exporter verified it against
-    /// the same entry. An allowed login now names this broker's entry.
-    pub fn recheck(&mut self, conn: usize) -> ConnectDecision {
+    /// the same entry. A login whose source this broker would not use now
+    /// (a certificate where it reads passwords, or the other way round,
+    /// or another certificate name) is refused: the client connects
+    /// again and logs in as this broker asks. An allowed login now names
+    /// this broker's entry.
+    pub(crate) fn recheck(&mut self, conn: usize, tls: Option<Option<&str>>) -> ConnectDecision {
+        let by_certificate = self.auth.cert_as_username && tls.is_some();
         let policy = &self.auth.policy;
         match self.clients.get_mut(&conn) {
             Some(c) if c.id.is_some() => {
+                let same_source = c.login.by_certificate == by_certificate
+                    && (!by_certificate
+                        || c.login.username.as_deref() == usable_name(tls.flatten()));
+                if !same_source {
+                    return ConnectDecision::NotAuthorized;
+                }
                 let creds = c.login.credentials();
                 let decision = policy.reconnect(&creds, c.login.verified.as_ref());
                 let entry = decision.is_allowed().then(|| policy.entry_of(&creds));
@@ -124,6 +148,12 @@ impl Broker {
             _ => ConnectDecision::Allowed,
         }
     }
+}
+
+/// A certificate's common name as a username: none when it holds a NUL
+/// (mosquitto refuses such a name: bad username or password).
+fn usable_name(cn: Option<&str>) -> Option<&str> {
+    cn.filter(|n| !n.contains('\0'))
 }
 
 /// [`Broker::may`], for a caller that holds a session mutably.

@@ -23,6 +23,9 @@ pub const TOPIC_ALIAS_MAX: u16 = 16;
 
 impl Broker {
     pub(super) fn connect(&mut self, conn: usize, connect: Packet, wire: &mut dyn Wire) -> Step {
+        if let Some(refused) = screen(conn, &connect, wire) {
+            return refused;
+        }
         let Packet::Connect {
             level,
             client_id,
@@ -36,53 +39,15 @@ impl Broker {
         else {
             return Step::End(End::Error("not a CONNECT".into()));
         };
-        let nack = |code: ReasonCode, wire: &mut dyn Wire| {
-            let ack = match level {
-                Level::V5 => Packet::connack(false, code),
-                _ => Packet::connack(false, ReasonCode(code.v3_connack())),
-            };
-            wire.send(conn, &ack.encode_as(level));
-        };
-        let refuse = |code: ReasonCode, why: String, wire: &mut dyn Wire| {
-            nack(code, wire);
-            Step::End(End::Violation(code, why))
-        };
-        let deny = |code: ReasonCode, why: String, wire: &mut dyn Wire| {
-            nack(code, wire);
-            Step::End(End::Refused(code, why))
-        };
-        if properties.authentication_method.is_some() {
-            return refuse(
-                ReasonCode::BAD_AUTHENTICATION_METHOD,
-                "enhanced authentication (AUTH) is not supported (CONNACK 0x8C)".into(),
-                wire,
-            );
-        }
-        if let Some(w) = &will {
-            if !topic::valid_topic(&w.topic) {
-                return refuse(
-                    ReasonCode::TOPIC_NAME_INVALID,
-                    format!("a will on invalid topic {:?}", w.topic),
-                    wire,
-                );
-            }
-        }
-        let assigned = client_id.is_empty();
-        if assigned && !clean_session && !level.is_v5() {
-            wire.send(conn, &Packet::connack(false, ReasonCode(2)).encode());
-            return Step::End(End::Error(
-                "refused an empty client id without a clean session (CONNACK 2)".into(),
-            ));
-        }
         // The login after the client id, as mosquitto checks them.
         let (login, decision) = self.log_in(conn, username, password);
         if !decision.is_allowed() {
-            return deny(
-                ReasonCode(decision.v5_reason_code()),
-                format!("login refused by the policy ({decision:?})"),
-                wire,
-            );
+            let code = ReasonCode(decision.v5_reason_code());
+            nack(conn, level, code, wire);
+            let why = format!("login refused by the policy ({decision:?})");
+            return Step::End(End::Refused(code, why));
         }
+        let assigned = client_id.is_empty();
         let id: Rc<str> = match assigned {
             true => format!("refbroker-{}-{conn}", std::process::id()).into(),
             false => client_id.into(),
@@ -98,22 +63,14 @@ impl Broker {
             self.discard(&id);
         }
         let present = self.sessions.contains_key(&id);
-        let session = self
-            .sessions
-            .entry(Rc::clone(&id))
-            .or_insert_with(|| Box::new(Session::new(expiry == 0)));
-        session.expiry = expiry;
-        session.offline_since = None;
-        session.conn = Some(conn);
-        session.level = level;
-        session.username = login.username.clone();
-        session.receive_max = properties.receive_maximum.unwrap_or(u16::MAX);
-        session.max_packet = properties.maximum_packet_size;
-        // A new network connection: no alias is set on it yet.
-        session.out_aliases = OutAliases::new(match level {
-            Level::V5 => properties.topic_alias_maximum.unwrap_or(0),
-            _ => 0,
-        });
+        self.attach(
+            conn,
+            &id,
+            level,
+            expiry,
+            &properties,
+            login.username.clone(),
+        );
         if let Some(c) = self.clients.get_mut(&conn) {
             c.id = Some(Rc::clone(&id));
             c.will = will.map(Box::new);
@@ -134,6 +91,35 @@ impl Broker {
             self.resume(&id, conn, wire);
         }
         Step::Connected { keep_alive, level }
+    }
+
+    /// Session `id` (made now if there is none) runs on `conn` at
+    /// `level`, for `user`, with what this CONNECT says it can take.
+    fn attach(
+        &mut self,
+        conn: usize,
+        id: &Rc<str>,
+        level: Level,
+        expiry: u32,
+        properties: &Properties,
+        user: Option<Rc<str>>,
+    ) {
+        let session = self
+            .sessions
+            .entry(Rc::clone(id))
+            .or_insert_with(|| Box::new(Session::new(expiry == 0)));
+        session.expiry = expiry;
+        session.offline_since = None;
+        session.conn = Some(conn);
+        session.level = level;
+        session.username = user;
+        session.receive_max = properties.receive_maximum.unwrap_or(u16::MAX);
+        session.max_packet = properties.maximum_packet_size;
+        // A new network connection: no alias is set on it yet.
+        session.out_aliases = OutAliases::new(match level {
+            Level::V5 => properties.topic_alias_maximum.unwrap_or(0),
+            _ => 0,
+        });
     }
 
     /// Takeover: the connection holding `id` ends first (its will, its
@@ -180,4 +166,49 @@ fn capabilities(assigned: Option<String>) -> Properties {
         maximum_packet_size: Some(MAX_PACKET_SIZE),
         ..Properties::default()
     }
+}
+
+/// A refused CONNECT's CONNACK, with the code at `level` (3.1.1 knows
+/// fewer).
+fn nack(conn: usize, level: Level, code: ReasonCode, wire: &mut dyn Wire) {
+    let ack = match level {
+        Level::V5 => Packet::connack(false, code),
+        _ => Packet::connack(false, ReasonCode(code.v3_connack())),
+    };
+    wire.send(conn, &ack.encode_as(level));
+}
+
+/// What a CONNECT must pass before its login is asked: no enhanced
+/// authentication, a valid will topic, and at 3.1.1 a client id unless
+/// the session is clean. The refusal (its CONNACK sent), if any.
+fn screen(conn: usize, connect: &Packet, wire: &mut dyn Wire) -> Option<Step> {
+    let Packet::Connect {
+        level,
+        client_id,
+        clean_session,
+        will,
+        properties,
+        ..
+    } = connect
+    else {
+        return None;
+    };
+    let refuse = |code: ReasonCode, why: String, wire: &mut dyn Wire| {
+        nack(conn, *level, code, wire);
+        Some(Step::End(End::Violation(code, why)))
+    };
+    if properties.authentication_method.is_some() {
+        let why = "enhanced authentication (AUTH) is not supported (CONNACK 0x8C)";
+        return refuse(ReasonCode::BAD_AUTHENTICATION_METHOD, why.into(), wire);
+    }
+    if let Some(w) = will.as_ref().filter(|w| !topic::valid_topic(&w.topic)) {
+        let why = format!("a will on invalid topic {:?}", w.topic);
+        return refuse(ReasonCode::TOPIC_NAME_INVALID, why, wire);
+    }
+    if client_id.is_empty() && !clean_session && !level.is_v5() {
+        wire.send(conn, &Packet::connack(false, ReasonCode(2)).encode());
+        let why = "refused an empty client id without a clean session (CONNACK 2)";
+        return Some(Step::End(End::Error(why.into())));
+    }
+    None
 }

@@ -22,11 +22,21 @@ use crate::session::{Alias, Inflight, Message, Session};
 
 impl Broker {
     /// Redelivers what was in flight (PUBLISH with DUP, or PUBREL), then
-    /// what was queued.
+    /// what was queued; first, as mosquitto's `connection_check_acl`,
+    /// drops what the client now connected may not read (another user
+    /// may resume the session, or the ACL changed since it was queued).
     pub(super) fn resume(&mut self, id: &Rc<str>, conn: usize, wire: &mut dyn Wire) {
+        let policy = &self.auth.policy;
         let Some(s) = self.sessions.get_mut(id) else {
             return;
         };
+        let user = s.username.clone();
+        let may_read = |m: &Message| auth::may(policy, id, user.as_deref(), &m.topic, Access::Read);
+        s.inflight.retain(|(_, state)| match state {
+            Inflight::Sent(m) => may_read(m),
+            Inflight::Released => true,
+        });
+        s.queue.retain(may_read);
         let now = Instant::now();
         let packets: Vec<Packet> = s
             .inflight

@@ -15,16 +15,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use emqx_handoff::broker::{ExportError, Exported};
 use emqx_handoff::transfer::{Sender, MAX_BATCH_FDS};
 use emqx_handoff::Channel;
-use emqx_tls::{wipe, Spares, TlsConfig, TlsState};
+use emqx_tls::wipe;
 use mio::{Interest, Token};
-use serde::{Deserialize, Serialize};
 
+use super::moved::{ConnStateRef, MovedConn};
 use super::{Loop, READ_TURN};
 
 /// What an import took: connections, and how many of them the policy
@@ -39,110 +39,8 @@ pub struct Imported {
 const HANDSHAKE_GRACE: Duration = Duration::from_millis(100);
 use crate::broker::End;
 use crate::conns::{Carried, Conn};
-use crate::snapshot::{ClientState, ImportError, Schema, SharedState};
-use crate::transport::{self, Kind, Transport, Unmovable};
-
-/// One connection's state on the loop, with its broker-side state;
-/// decoded strictly (see [`crate::snapshot`]).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ConnState {
-    pub client: ClientState,
-    /// Bytes read and not yet a whole packet.
-    pub inbuf: Vec<u8>,
-    /// Bytes queued and not yet written.
-    pub out: Vec<u8>,
-    /// Its CONNECT came (and with it the keep-alive, in seconds).
-    pub connected: bool,
-    pub keep_alive: u16,
-    /// Milliseconds since its last packet: keep-alive continues from it.
-    pub idle_ms: u64,
-    /// What it runs over; left out for plain TCP (as `refbroker/1`
-    /// always was).
-    #[serde(default, skip_serializing_if = "Kind::is_tcp")]
-    pub transport: Kind,
-    /// A TLS connection's state (a schema that carries TLS only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsState>,
-}
-
-/// What [`ConnState`] serializes from, borrowed from the live connection
-/// (no copy of its buffers before it is encoded).
-#[derive(Serialize)]
-struct ConnStateRef<'a> {
-    client: &'a ClientState,
-    inbuf: &'a [u8],
-    out: &'a [u8],
-    connected: bool,
-    keep_alive: u16,
-    idle_ms: u64,
-    #[serde(skip_serializing_if = "Kind::is_tcp")]
-    transport: Kind,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls: Option<&'a TlsState>,
-}
-
-/// A connection on its way in: its transport, already adopted (a TLS
-/// connection's s2n state restored) on the thread that receives the
-/// batches, while the loop takes in the batch before; and its state.
-pub struct MovedConn {
-    pub transport: Box<dyn Transport>,
-    pub state: ConnState,
-}
-
-impl ConnState {
-    /// Decodes one received connection's state of `schema` (`refbroker/1`
-    /// carries plain TCP connections only), then wipes `bytes`.
-    pub fn decode(schema: Schema, bytes: &mut [u8]) -> Result<ConnState, ImportError> {
-        let state: Result<ConnState, _> = serde_json::from_slice(bytes);
-        wipe(bytes);
-        let state = state
-            .map_err(|e| ImportError::Invalid(format!("undecodable {schema} connection: {e}")))?;
-        if !schema.carries_tls() && (state.transport != Kind::Tcp || state.tls.is_some()) {
-            return Err(ImportError::Invalid(format!(
-                "a {:?} connection in {schema}, which carries plain TCP only",
-                state.transport
-            )));
-        }
-        Ok(state)
-    }
-}
-
-impl MovedConn {
-    /// Decodes one received connection and takes over its socket `fd`
-    /// with the transport it ran over (`tls`: the configuration TLS
-    /// connections continue under). The TLS state is wiped once used.
-    /// A TLS connection is restored into one of `spares` while any is
-    /// left.
-    pub fn adopt(
-        fd: OwnedFd,
-        schema: Schema,
-        bytes: &mut [u8],
-        tls: Option<&TlsConfig>,
-        spares: &mut Spares,
-    ) -> Result<MovedConn, ImportError> {
-        let mut state = ConnState::decode(schema, bytes)?;
-        let frozen = state.tls.take();
-        let transport = transport::adopt(state.transport, fd, frozen.as_ref(), tls, spares)
-            .map_err(|e| ImportError::Invalid(format!("a moved socket: {e}")))?;
-        Ok(MovedConn { transport, state })
-    }
-}
-
-impl std::fmt::Debug for MovedConn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MovedConn")
-            .field("kind", &self.transport.kind())
-            .field("state", &self.state)
-            .finish()
-    }
-}
-
-/// Decodes the broker-wide state of `schema`.
-pub fn decode_shared(bytes: &[u8], schema: Schema) -> Result<SharedState, ImportError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ImportError::Invalid(format!("undecodable {schema} state: {e}")))
-}
+use crate::snapshot::{ImportError, Schema, SharedState};
+use crate::transport::{Kind, Unmovable};
 
 fn failed(e: impl fmt::Display) -> ExportError {
     ExportError::Failed(e.to_string())
@@ -475,6 +373,8 @@ impl Loop {
             let _ = self.poll.registry().deregister(transport.source());
             return Err(e);
         }
+        let tls = transport.is_tls().then(|| transport.peer_cn());
+        self.broker.recheck_moved(t, tls);
         if let (Some(cn), Some(session)) = (transport.peer_cn(), &s.client.session) {
             self.broker.debug(format_args!(
                 "client {:?} moved in over TLS, certificate CN {cn:?}",

@@ -109,6 +109,8 @@ impl Broker {
             c.id.as_ref()
                 .and_then(|id| Some(t.session_data(id, self.sessions.get(id)?)));
         let v5 = schema.carries_mqtt5();
+        // A login goes with a session (the importer refuses one without).
+        let login = session.as_ref().and_then(|_| t.login_data(&c.login));
         let state = ClientState {
             listener: c.listener.to_string(),
             peer: c.peer,
@@ -119,7 +121,7 @@ impl Broker {
                 true => c.aliases.iter().map(|(a, t)| (*a, t.to_string())).collect(),
                 false => Vec::new(),
             },
-            login: c.id.as_ref().and_then(|_| t.login_data(&c.login)),
+            login,
         };
         *stripped += t.stripped.get();
         Some(state)
@@ -215,8 +217,17 @@ impl Broker {
         let will = state.will.as_ref().map(|w| t.will(w)).transpose()?;
         let aliases = self.moved_aliases(state, level)?;
         let login = t.login(state.login.as_ref())?;
-        if session.is_none() && state.login.is_some() {
-            return Err(ImportError::Invalid("a login before CONNECT".into()));
+        match &session {
+            None if state.login.is_some() => {
+                return Err(ImportError::Invalid("a login before CONNECT".into()))
+            }
+            // The ACL reads for the session's user: the login's.
+            Some((_, s)) if schema.carries_login() && s.username != login.username => {
+                return Err(ImportError::Invalid(
+                    "a session whose user is not its login's".into(),
+                ))
+            }
+            _ => {}
         }
         let listener = self.listener(&state.listener);
         let id = session.as_ref().map(|(id, _)| Rc::clone(id));
@@ -235,13 +246,20 @@ impl Broker {
         if let Some((id, s)) = session {
             self.adopt(id, s, Some(conn));
         }
-        // Its login, as this broker's files answer it now.
-        let decision = self.recheck(conn);
+        Ok(())
+    }
+
+    /// Checks the login of connection `conn`, just imported, against this
+    /// broker's files, `tls` being its socket's TLS identity (`None`: not
+    /// TLS; `Some(cn)`: its certificate's common name, if any). A login
+    /// the files refuse now is closed when the import goes, with its
+    /// reason ([`Broker::take_refused`]).
+    pub fn recheck_moved(&mut self, conn: usize, tls: Option<Option<&str>>) {
+        let decision = self.recheck(conn, tls);
         if !decision.is_allowed() {
             self.refused
                 .push((conn, ReasonCode(decision.v5_reason_code())));
         }
-        Ok(())
     }
 
     /// The topic aliases a moved MQTT 5 client had set, checked.
