@@ -13,11 +13,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use emqx_load::{Load, LoadAuth, LoadOptions, Report};
 use emqx_mqtt::{decode_as, Level, Packet, Properties, ReasonCode};
+use emqx_testkit::clients::mosquitto_password_file;
 use emqx_testkit::BrokerHost;
 
 mod clients;
@@ -55,19 +55,7 @@ impl Files {
     /// Both files anew, each replaced whole (a rename), as an operator's
     /// tools do.
     fn write(&self, users: &[(String, String)], acl: &str) {
-        let next = self.dir.path().join("passwd.new");
-        let _ = fs::remove_file(&next);
-        fs::write(&next, "").unwrap();
-        for (user, password) in users {
-            let out = Command::new("/usr/bin/mosquitto_passwd")
-                .arg("-b")
-                .arg(&next)
-                .args([user, password])
-                .output()
-                .expect("mosquitto_passwd (scripts/test installs mosquitto)");
-            assert!(out.status.success(), "mosquitto_passwd: {out:?}");
-        }
-        replace(&next, &self.passwords());
+        mosquitto_password_file(&self.passwords(), users);
         let next = self.dir.path().join("acl.new");
         fs::write(&next, acl).unwrap();
         replace(&next, &self.acl());

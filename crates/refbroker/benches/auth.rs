@@ -11,14 +11,13 @@ use std::fs;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use emqx_testkit::bins::bin;
-use emqx_testkit::clients::Mosquitto;
+use emqx_testkit::clients::{mosquitto_password_file, Mosquitto};
 use emqx_testkit::mqtt_client::MqttClient;
 use emqx_testkit::refbroker::RefBroker;
 
@@ -35,14 +34,10 @@ fn env_or(name: &str, default: usize) -> usize {
 /// use `rt/#`, in `dir`.
 fn files(dir: &Path, n: usize) -> (String, String) {
     let pw = dir.join("passwd");
-    let text: String = (0..n).map(|k| format!("user{k}:pw{k}\n")).collect();
-    fs::write(&pw, text).unwrap();
-    let out = Command::new("/usr/bin/mosquitto_passwd")
-        .arg("-U")
-        .arg(&pw)
-        .output()
-        .expect("mosquitto_passwd (apt-get install mosquitto)");
-    assert!(out.status.success(), "{out:?}");
+    let users: Vec<(String, String)> = (0..n)
+        .map(|k| (format!("user{k}"), format!("pw{k}")))
+        .collect();
+    mosquitto_password_file(&pw, &users);
     let acl = dir.join("acl");
     fs::write(&acl, "pattern readwrite rt/%u/#\n").unwrap();
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();

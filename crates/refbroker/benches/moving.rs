@@ -48,16 +48,10 @@ fn broker(v: &str, passwords: Option<&Path>) -> RefBroker {
 /// A password file of the load's users, made by `mosquitto_passwd`.
 fn password_file(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(&path, "").unwrap();
-    for k in 0..4 {
-        let ok = Command::new("/usr/bin/mosquitto_passwd")
-            .arg("-b")
-            .arg(&path)
-            .args([&format!("load-{k}"), PASSWORD])
-            .status()
-            .expect("mosquitto_passwd (apt-get install mosquitto)");
-        assert!(ok.success());
-    }
+    let users: Vec<(String, String)> = (0..4)
+        .map(|k| (format!("load-{k}"), PASSWORD.into()))
+        .collect();
+    emqx_testkit::clients::mosquitto_password_file(&path, &users);
     path
 }
 

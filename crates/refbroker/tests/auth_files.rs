@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use emqx_testkit::bins::bin;
 use emqx_testkit::broker::free_port;
-use emqx_testkit::clients::Mosquitto;
+use emqx_testkit::clients::{mosquitto_password_file, Mosquitto};
 use emqx_testkit::mqtt_client::MqttClient;
 use emqx_testkit::refbroker::RefBroker;
 
@@ -126,14 +126,10 @@ fn a_file_that_cannot_be_used_stops_the_start_with_one_line() {
 /// `mosquitto_passwd -U` (its default, PBKDF2-SHA512 `$7$`).
 fn many_users(dir: &Path, n: usize) -> String {
     let path = dir.join("passwd");
-    let text: String = (0..n).map(|k| format!("user{k}:pw{k}\n")).collect();
-    fs::write(&path, text).unwrap();
-    let out = Command::new("/usr/bin/mosquitto_passwd")
-        .arg("-U")
-        .arg(&path)
-        .output()
-        .expect("mosquitto_passwd (scripts/test installs mosquitto)");
-    assert!(out.status.success(), "{out:?}");
+    let users: Vec<(String, String)> = (0..n)
+        .map(|k| (format!("user{k}"), format!("pw{k}")))
+        .collect();
+    mosquitto_password_file(&path, &users);
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
     path.to_string_lossy().into_owned()
 }

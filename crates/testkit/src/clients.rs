@@ -53,6 +53,22 @@ pub fn pinned_venv(name: &str, requirements: &[&str]) -> PathBuf {
     venv
 }
 
+/// Writes a mosquitto `password_file` of `users` (name, password) at
+/// `path`, readable by all, hashed by Debian's `mosquitto_passwd -U` in
+/// one run (its default: `$7$`, PBKDF2-SHA512, 101 iterations), the
+/// file replaced whole (a rename), as an operator's tools do.
+pub fn mosquitto_password_file(path: &std::path::Path, users: &[(String, String)]) {
+    use std::os::unix::fs::PermissionsExt;
+    let next = path.with_extension("new");
+    let text: String = users.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
+    fs::write(&next, text).unwrap();
+    run(Command::new("/usr/bin/mosquitto_passwd")
+        .arg("-U")
+        .arg(&next));
+    fs::set_permissions(&next, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::rename(&next, path).unwrap();
+}
+
 fn run(cmd: &mut Command) {
     let out = cmd
         .output()
