@@ -10,6 +10,9 @@ use super::{Pending, RunningBroker, SwitchReport, Switcher};
 use crate::systemd::{short_name, BusError, ServiceManager, UnitStatus};
 use crate::Error;
 
+/// How long a reload's outcome waits for some broker to answer.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Switches the broker of an active unit by asking systemd to reload it.
 pub struct UnitSwitch {
     manager: Box<dyn ServiceManager>,
@@ -44,6 +47,20 @@ impl UnitSwitch {
                 load: s.load_state,
             }),
             None => Err(UnitFailure::NotLoaded(self.unit.clone())),
+        }
+    }
+
+    /// The broker that answers now; when none does, asked again for up
+    /// to [`SETTLE`]: a broker just past its commit, whose unit helper
+    /// died, may be slow to answer on a loaded host.
+    fn answering(&self) -> Option<RunningBroker> {
+        let until = Instant::now() + SETTLE;
+        loop {
+            let running = self.probe.probe().ok().flatten();
+            if running.is_some() || Instant::now() >= until {
+                return running;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
 }
@@ -87,7 +104,7 @@ impl Switcher for UnitSwitch {
         // What runs now decides, not the job's word alone: a reload killed
         // after its commit did switch, a `done` that left the old release
         // running did not.
-        let running = self.probe.probe().ok().flatten();
+        let running = self.answering();
         let after = self.status().ok();
         let runs_target = running
             .as_ref()
