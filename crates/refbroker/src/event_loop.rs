@@ -307,7 +307,8 @@ impl Loop {
 
     fn serve(&mut self, listener: &str, stream: std::net::TcpStream) {
         let kind = self.listening.kind(listener);
-        let (peer, transport) = transport::accept(kind, stream, self.listening.tls.as_ref());
+        let path = self.listening.path(listener);
+        let (peer, transport) = transport::accept(kind, stream, self.listening.tls.as_ref(), path);
         let t = self.next;
         let registered = transport.and_then(|mut transport| {
             self.poll

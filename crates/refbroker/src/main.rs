@@ -88,7 +88,7 @@ mod linux {
             .iter()
             .map(|(n, l)| match l.kind {
                 ListenerKind::Tcp => format!("{n}={}", l.addr),
-                ListenerKind::Ssl => format!("{n}=ssl://{}", l.addr),
+                k => format!("{n}={}://{}{}", k.scheme(), l.addr, l.path),
             })
             .collect();
         log(&format!(
@@ -191,11 +191,17 @@ mod linux {
             .iter()
             .map(|(n, l)| (n.clone(), l.kind))
             .collect();
+        let paths = settings
+            .listeners
+            .iter()
+            .filter(|(_, l)| l.kind.is_websocket())
+            .map(|(n, l)| (n.clone(), l.path.clone()))
+            .collect();
         let tls = match &settings.tls {
             Some(t) => Some(TlsConfig::server(&t.files)?),
             None => None,
         };
-        Ok(Listening::new(kinds, tls))
+        Ok(Listening::new(kinds, tls).with_paths(paths))
     }
 
     /// One fd per connection: allows as many as the hard limit does (the

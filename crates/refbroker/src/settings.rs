@@ -67,7 +67,7 @@ pub struct Behaviour {
 }
 
 /// What a listener speaks (`EMQX_LISTENERS` items are
-/// `NAME=[KIND://]HOST:PORT`; `ws` and `wss` are reserved for WebSocket).
+/// `NAME=[KIND://]HOST:PORT[/PATH]`, a path for `ws` and `wss` only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ListenerKind {
     /// MQTT over plain TCP (the default).
@@ -75,25 +75,55 @@ pub enum ListenerKind {
     Tcp,
     /// MQTT over TLS.
     Ssl,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
 }
 
+/// The path a WebSocket listener serves unless told (EMQX's).
+pub const DEFAULT_WS_PATH: &str = "/mqtt";
+
 impl ListenerKind {
+    /// Whether it speaks WebSocket (and takes a path).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, ListenerKind::Ws | ListenerKind::Wss)
+    }
+
+    /// Whether it needs the TLS settings.
+    pub fn is_tls(self) -> bool {
+        matches!(self, ListenerKind::Ssl | ListenerKind::Wss)
+    }
+
+    /// Its `KIND://` prefix.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Ssl => "ssl",
+            ListenerKind::Ws => "ws",
+            ListenerKind::Wss => "wss",
+        }
+    }
+
     /// The kind a `KIND://` prefix names.
     fn parse(kind: &str) -> Result<ListenerKind, ListenerError> {
         match kind {
             "tcp" => Ok(ListenerKind::Tcp),
             "ssl" => Ok(ListenerKind::Ssl),
-            "ws" | "wss" => Err(ListenerError::Reserved(kind.to_string())),
+            "ws" => Ok(ListenerKind::Ws),
+            "wss" => Ok(ListenerKind::Wss),
             _ => Err(ListenerError::BadKind(kind.to_string())),
         }
     }
 }
 
 /// One listener of `EMQX_LISTENERS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSpec {
     pub kind: ListenerKind,
     pub addr: SocketAddr,
+    /// The HTTP path of a WebSocket listener (empty for the others).
+    pub path: String,
 }
 
 /// Everything the binary needs.
@@ -171,7 +201,7 @@ impl Settings {
             .map_err(SettingsError::Auth)?;
         if let Some((name, _)) = listeners
             .iter()
-            .find(|(_, l)| l.kind == ListenerKind::Ssl)
+            .find(|(_, l)| l.kind.is_tls())
             .filter(|_| tls.is_none())
         {
             return Err(SettingsError::NoCertificate(name.clone()));
@@ -245,8 +275,9 @@ pub fn version_in_tree(tree: &Path) -> Result<String, TreeError> {
     }
 }
 
-/// `name=[kind://]ip:port,...`: names non-empty, unique, without `:`
-/// (the `LISTEN_FDNAMES` separator); kind `tcp` (the default) or `ssl`.
+/// `name=[kind://]ip:port[/path],...`: names non-empty, unique, without
+/// `:` (the `LISTEN_FDNAMES` separator); kind `tcp` (the default), `ssl`,
+/// `ws` or `wss`, the last two with a path (`/mqtt` unless given).
 pub fn parse_listeners(spec: &str) -> Result<Vec<(String, ListenerSpec)>, ListenerError> {
     let mut out: Vec<(String, ListenerSpec)> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -263,11 +294,21 @@ pub fn parse_listeners(spec: &str) -> Result<Vec<(String, ListenerSpec)>, Listen
             Some((kind, addr)) => (ListenerKind::parse(kind)?, addr),
             None => (ListenerKind::Tcp, addr),
         };
+        let (addr, path) = match addr.find('/') {
+            Some(at) => (&addr[..at], &addr[at..]),
+            None => (addr, ""),
+        };
+        let path = match (kind.is_websocket(), path) {
+            (true, "") => DEFAULT_WS_PATH.to_string(),
+            (true, p) if !p.contains([' ', '?', '#']) => p.to_string(),
+            (false, "") => String::new(),
+            _ => return Err(ListenerError::BadPath(item.to_string())),
+        };
         let addr = addr.parse().map_err(|source| ListenerError::BadAddress {
             item: item.to_string(),
             source,
         })?;
-        out.push((name.to_string(), ListenerSpec { kind, addr }));
+        out.push((name.to_string(), ListenerSpec { kind, addr, path }));
     }
     if out.is_empty() {
         return Err(ListenerError::Empty);
@@ -346,10 +387,21 @@ mod tests {
         assert_eq!(l[1].1.addr.port(), 1884);
         assert_eq!(l[1].1.kind, ListenerKind::Tcp);
         assert_eq!(parse_listeners(" a=[::1]:1,").unwrap()[0].1.addr.port(), 1);
-        let kinds = parse_listeners("a=tcp://127.0.0.1:1,b=ssl://127.0.0.1:2").unwrap();
+        let kinds = parse_listeners(
+            "a=tcp://127.0.0.1:1,b=ssl://127.0.0.1:2,c=ws://127.0.0.1:3,d=wss://[::1]:4/x/y",
+        )
+        .unwrap();
         assert_eq!(
-            kinds.iter().map(|(_, l)| l.kind).collect::<Vec<_>>(),
-            [ListenerKind::Tcp, ListenerKind::Ssl]
+            kinds
+                .iter()
+                .map(|(_, l)| (l.kind, l.path.as_str()))
+                .collect::<Vec<_>>(),
+            [
+                (ListenerKind::Tcp, ""),
+                (ListenerKind::Ssl, ""),
+                (ListenerKind::Ws, "/mqtt"),
+                (ListenerKind::Wss, "/x/y")
+            ]
         );
         let kind = |e: ListenerError| match e {
             ListenerError::NotNamed(_) => "not named",
@@ -358,7 +410,7 @@ mod tests {
             ListenerError::BadAddress { .. } => "bad address",
             ListenerError::Empty => "empty",
             ListenerError::BadKind(_) => "bad kind",
-            ListenerError::Reserved(_) => "reserved",
+            ListenerError::BadPath(_) => "bad path",
         };
         for (bad, want) in [
             ("", "empty"),
@@ -368,8 +420,8 @@ mod tests {
             ("a:b=1.2.3.4:1", "bad name"),
             ("a=1.1.1.1:1,a=1.1.1.1:2", "twice"),
             ("a=tls://1.1.1.1:1", "bad kind"),
-            ("a=ws://1.1.1.1:1", "reserved"),
-            ("a=wss://1.1.1.1:1", "reserved"),
+            ("a=tcp://1.1.1.1:1/mqtt", "bad path"),
+            ("a=ws://1.1.1.1:1/a b", "bad path"),
             ("a=ssl://1.1.1.1", "bad address"),
         ] {
             assert_eq!(parse_listeners(bad).map_err(kind), Err(want), "{bad:?}");

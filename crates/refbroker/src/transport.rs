@@ -10,15 +10,17 @@
 //! plaintext to the input queue; it encrypts the output queue into its
 //! own ciphertext queue, so at a packet boundary s2n holds nothing and
 //! the unsent and unparsed ciphertext move as bytes ([`emqx_tls`]).
-//! WebSocket is to sit between TLS (or the socket) and MQTT. Each is a
+//! WebSocket ([`Ws`]) sits between TLS (or the socket) and MQTT. Each is a
 //! [`Kind`], which a moved connection's state records; a transport's
 //! own state beyond its queues ([`Transport::freeze`]) moves with it.
 
 mod tcp;
 mod tls;
+mod ws;
 
 pub use tcp::Tcp;
 pub use tls::Tls;
+pub use ws::Ws;
 
 use std::fmt;
 use std::io;
@@ -40,6 +42,10 @@ pub enum Kind {
     Tcp,
     /// TLS (s2n-tls), its state carried serialized.
     Ssl,
+    /// WebSocket over plain TCP (does not move yet).
+    Ws,
+    /// WebSocket over TLS (does not move yet).
+    Wss,
 }
 
 impl Kind {
@@ -240,6 +246,8 @@ pub enum Unmovable {
     Handshaking,
     /// The TLS library would not serialize it (why).
     Tls(String),
+    /// WebSocket connections do not move yet.
+    WebSocket,
 }
 
 impl fmt::Display for Unmovable {
@@ -247,6 +255,7 @@ impl fmt::Display for Unmovable {
         match self {
             Unmovable::Handshaking => f.write_str("in the middle of its TLS handshake"),
             Unmovable::Tls(why) => write!(f, "its TLS state cannot be serialized: {why}"),
+            Unmovable::WebSocket => f.write_str("a WebSocket connection (they do not move yet)"),
         }
     }
 }
@@ -271,26 +280,38 @@ pub fn adopt(
         },
         (Kind::Tcp, Some(_)) => Err(io::Error::other("a plain TCP connection with a TLS state")),
         (Kind::Ssl, None) => Err(io::Error::other("a TLS connection without its TLS state")),
+        (Kind::Ws | Kind::Wss, _) => Err(io::Error::other(
+            "a WebSocket connection (they do not move yet)",
+        )),
     }
 }
 
 /// A transport for a connection accepted on a listener of `kind` (`tls`:
-/// the configuration of `ssl` listeners), and its peer's address (known
-/// even when it cannot be served).
+/// the configuration of `ssl` and `wss` listeners; `path`: the HTTP path
+/// of `ws` and `wss` ones), and its peer's address (known even when it
+/// cannot be served).
 pub fn accept(
     kind: ListenerKind,
     stream: std::net::TcpStream,
     tls: Option<&TlsConfig>,
+    path: &str,
 ) -> (Option<SocketAddr>, io::Result<Box<dyn Transport>>) {
     let (peer, tcp) = Tcp::accept(stream);
+    let secure = |tcp: Tcp| match tls {
+        Some(config) => Tls::new(tcp, config).map(|t| Box::new(t) as Box<dyn Transport>),
+        None => Err(io::Error::other(
+            "a TLS listener without a TLS configuration",
+        )),
+    };
     let transport = match (kind, tcp) {
         (ListenerKind::Tcp, Ok(tcp)) => Ok(Box::new(tcp) as Box<dyn Transport>),
-        (ListenerKind::Ssl, Ok(tcp)) => match tls {
-            Some(config) => Tls::new(tcp, config).map(|t| Box::new(t) as Box<dyn Transport>),
-            None => Err(io::Error::other(
-                "an ssl listener without a TLS configuration",
-            )),
-        },
+        (ListenerKind::Ssl, Ok(tcp)) => secure(tcp),
+        (ListenerKind::Ws, Ok(tcp)) => {
+            Ok(Box::new(Ws::new(Box::new(tcp), path)) as Box<dyn Transport>)
+        }
+        (ListenerKind::Wss, Ok(tcp)) => {
+            secure(tcp).map(|t| Box::new(Ws::new(t, path)) as Box<dyn Transport>)
+        }
         (_, Err(e)) => Err(e),
     };
     (peer, transport)

@@ -32,12 +32,30 @@ const MAX_LISTENERS: usize = 1024;
 pub struct Listening {
     pub kinds: HashMap<String, ListenerKind>,
     pub tls: Option<TlsConfig>,
+    /// The HTTP paths of the WebSocket listeners.
+    pub paths: HashMap<String, String>,
 }
 
 impl Listening {
-    /// Listeners of these kinds, `ssl` ones served with `tls`.
+    /// Listeners of these kinds, `ssl` and `wss` ones served with `tls`.
     pub fn new(kinds: HashMap<String, ListenerKind>, tls: Option<TlsConfig>) -> Listening {
-        Listening { kinds, tls }
+        Listening {
+            kinds,
+            tls,
+            paths: HashMap::new(),
+        }
+    }
+
+    /// With these paths for the WebSocket listeners (by name).
+    pub fn with_paths(self, paths: HashMap<String, String>) -> Listening {
+        Listening { paths, ..self }
+    }
+
+    /// The HTTP path the WebSocket listener `name` serves.
+    pub fn path(&self, name: &str) -> &str {
+        self.paths
+            .get(name)
+            .map_or(crate::settings::DEFAULT_WS_PATH, String::as_str)
     }
 
     /// The kind of the listener named `name`.

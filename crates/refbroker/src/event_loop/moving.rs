@@ -179,6 +179,7 @@ impl Loop {
                 }
                 Kind::Ssl if !c.transport.movable() => Some(Unmovable::Handshaking.to_string()),
                 Kind::Ssl => None,
+                Kind::Ws | Kind::Wss => Some(Unmovable::WebSocket.to_string()),
             };
             match why {
                 None if self.broker.has_client(t) => moving.push(t),

@@ -186,10 +186,11 @@ pub enum ListenerError {
     },
     /// No listener at all.
     Empty,
-    /// A kind that is not `tcp` or `ssl`.
+    /// A kind that is not `tcp`, `ssl`, `ws` or `wss`.
     BadKind(String),
-    /// `ws` or `wss`: reserved for MQTT over WebSocket, not served yet.
-    Reserved(String),
+    /// A path on a `tcp` or `ssl` listener, or a `ws`/`wss` path that
+    /// does not start with `/` or holds a space or `?`.
+    BadPath(String),
 }
 
 impl fmt::Display for ListenerError {
@@ -205,12 +206,15 @@ impl fmt::Display for ListenerError {
             }
             ListenerError::Empty => f.write_str("no listener"),
             ListenerError::BadKind(kind) => {
-                write!(f, "bad listener kind {kind:?} (want tcp:// or ssl://)")
-            }
-            ListenerError::Reserved(kind) => {
                 write!(
                     f,
-                    "listener kind {kind:?} is not served yet (tcp:// or ssl://)"
+                    "bad listener kind {kind:?} (want tcp://, ssl://, ws:// or wss://)"
+                )
+            }
+            ListenerError::BadPath(item) => {
+                write!(
+                    f,
+                    "bad path in {item:?} (ws:// and wss:// take one, as /mqtt)"
                 )
             }
         }

@@ -1,0 +1,200 @@
+//! MQTT over WebSocket on top of plain TCP (`ws`) or TLS (`wss`): the
+//! inner transport carries the socket's bytes; this one answers the HTTP
+//! upgrade, reads the client's frames with an [`emqx_ws::Reader`]
+//! (binary payloads to the input queue, pings answered, a close echoed)
+//! and frames the output queue into binary frames of its own queue,
+//! which the inner transport writes. A request or a frame it refuses is
+//! answered (an HTTP status, a close frame with RFC 6455's code) and ends
+//! the connection. Its connections do not move yet: they drain.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use emqx_ws::frames::{self, Control, Side};
+use emqx_ws::{server_upgrade, Reader, Upgrade};
+use mio::event::Source;
+
+use super::{Kind, Output, ReadEnd, Reading, Transport, Unmovable};
+
+/// The largest frame payload read: an MQTT packet as large as the broker
+/// takes ([`crate::MAX_PACKET`]) and its header.
+const MAX_FRAME: u64 = crate::MAX_PACKET as u64 + 5;
+
+enum Phase {
+    /// Reading the HTTP upgrade request (the bytes so far).
+    Upgrading(Vec<u8>),
+    /// Upgraded: frames both ways.
+    Open,
+    /// Refused or closed: nothing more is read into the input queue.
+    Done,
+}
+
+/// WebSocket over another transport.
+pub struct Ws {
+    inner: Box<dyn Transport>,
+    path: String,
+    phase: Phase,
+    reader: Reader,
+    /// The upgrade answer and frames, not yet written by the inner
+    /// transport.
+    framed: Output,
+    /// Raw bytes of one read.
+    raw: Vec<u8>,
+}
+
+impl Ws {
+    /// WebSocket for a connection just accepted on a listener serving
+    /// `path`, over `inner` (TCP, or TLS for `wss`).
+    pub fn new(inner: Box<dyn Transport>, path: &str) -> Ws {
+        Ws {
+            inner,
+            path: path.to_string(),
+            phase: Phase::Upgrading(Vec::new()),
+            reader: Reader::default(),
+            framed: Output::default(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// Reads what `raw` holds into `input`; the end the read should
+    /// report instead of its own, if the WebSocket ends.
+    fn take_in(&mut self, raw: &[u8], input: Option<&mut Vec<u8>>) -> Option<ReadEnd> {
+        let bytes = match &mut self.phase {
+            Phase::Upgrading(request) => {
+                request.extend_from_slice(raw);
+                match server_upgrade(request, &self.path) {
+                    Upgrade::Incomplete => return None,
+                    Upgrade::Accepted {
+                        consumed, response, ..
+                    } => {
+                        self.framed.push(&response);
+                        let rest = request.split_off(consumed);
+                        self.phase = Phase::Open;
+                        rest
+                    }
+                    Upgrade::Refused { response, why, .. } => {
+                        self.framed.push(&response);
+                        self.phase = Phase::Done;
+                        return Some(ReadEnd::Failed(io::Error::other(format!(
+                            "WebSocket upgrade refused: {why}"
+                        ))));
+                    }
+                }
+            }
+            Phase::Open => raw.to_vec(),
+            Phase::Done => return None,
+        };
+        self.frames_in(&bytes, input)
+    }
+
+    /// Reads frames: payloads to `input`, controls answered.
+    fn frames_in(&mut self, bytes: &[u8], input: Option<&mut Vec<u8>>) -> Option<ReadEnd> {
+        let (mut data, mut controls) = (Vec::new(), Vec::new());
+        let result = self
+            .reader
+            .feed(Side::Server, bytes, MAX_FRAME, &mut data, &mut controls);
+        if let Some(input) = input {
+            input.extend_from_slice(&data);
+        }
+        let mut out = Vec::new();
+        let mut end = None;
+        for c in controls {
+            match c {
+                Control::Ping(payload) => frames::pong(&payload, None, &mut out),
+                Control::Pong => {}
+                Control::Close(code) => {
+                    frames::close(code.unwrap_or(1000), None, &mut out);
+                    self.phase = Phase::Done;
+                    end = Some(ReadEnd::Eof);
+                }
+            }
+        }
+        if let Err(e) = result {
+            frames::close(e.close_code(), None, &mut out);
+            self.phase = Phase::Done;
+            end = Some(ReadEnd::Failed(io::Error::other(format!("WebSocket: {e}"))));
+        }
+        self.framed.push(&out);
+        end
+    }
+}
+
+impl Transport for Ws {
+    fn kind(&self) -> Kind {
+        match self.inner.is_tls() {
+            true => Kind::Wss,
+            false => Kind::Ws,
+        }
+    }
+
+    fn source(&mut self) -> &mut dyn Source {
+        self.inner.source()
+    }
+
+    fn read(&mut self, input: Option<&mut Vec<u8>>, scratch: &mut [u8], limit: usize) -> Reading {
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.clear();
+        let mut reading = self.inner.read(Some(&mut raw), scratch, limit);
+        if let Some(end) = self.take_in(&raw, input) {
+            reading.end = end;
+        }
+        raw.clear();
+        self.raw = raw;
+        reading
+    }
+
+    fn write(&mut self, out: &mut Output) -> io::Result<()> {
+        if matches!(self.phase, Phase::Open) && !out.is_empty() {
+            let mut frame = Vec::with_capacity(out.len() + 10);
+            frames::binary(out.pending(), None, &mut frame);
+            self.framed.push(&frame);
+            out.consume(out.len());
+        }
+        self.inner.write(&mut self.framed)
+    }
+
+    fn unsent(&self, out: &Output) -> usize {
+        out.len() + self.inner.unsent(&self.framed)
+    }
+
+    fn close(&mut self) {
+        if matches!(self.phase, Phase::Open) {
+            let mut frame = Vec::new();
+            frames::close(1000, None, &mut frame);
+            self.framed.push(&frame);
+            self.phase = Phase::Done;
+            let _ = self.inner.write(&mut self.framed);
+        }
+        self.inner.close();
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.inner.fd()
+    }
+
+    fn freeze(&mut self) -> Result<Option<emqx_tls::TlsState>, Unmovable> {
+        Err(Unmovable::WebSocket)
+    }
+
+    fn peer_cn(&self) -> Option<&str> {
+        self.inner.peer_cn()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
+
+    fn handshaking(&self) -> bool {
+        self.inner.handshaking()
+    }
+
+    fn movable(&self) -> bool {
+        false
+    }
+
+    fn release(&mut self) {
+        self.framed.release();
+        self.raw = Vec::new();
+        self.inner.release();
+    }
+}
