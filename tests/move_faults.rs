@@ -124,7 +124,7 @@ fn a_new_broker_that_imports_nothing_gets_the_connections_drained_and_says_why()
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         err.contains(
-            "connections draining (5.0.2 cannot import refbroker/4, refbroker/3, refbroker/2, refbroker/1)"
+            "connections draining (5.0.2 cannot import refbroker/5, refbroker/4, refbroker/3, refbroker/2, refbroker/1)"
         ),
         "{err}"
     );

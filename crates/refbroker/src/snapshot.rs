@@ -1,5 +1,5 @@
 //! The broker's state as plain data: what protocol 2 (issue #12) carries
-//! to the next release, in one of four [`Schema`]s. Broker-wide state
+//! to the next release, in one of five [`Schema`]s. Broker-wide state
 //! (retained messages, sessions without a connection, wills waiting out
 //! their delay, shared subscription groups) and, per connection, the
 //! client (listener, peer, protocol level, topic aliases, will) with its
@@ -33,6 +33,8 @@ pub const SCHEMA_TLS: &str = "refbroker/2";
 pub const SCHEMA_MQTT5: &str = "refbroker/3";
 /// The name of [`Schema::Login`].
 pub const SCHEMA_LOGIN: &str = "refbroker/4";
+/// The name of [`Schema::WebSocket`].
+pub const SCHEMA_WEBSOCKET: &str = "refbroker/5";
 
 /// What a state carries; each schema carries all the one before does.
 /// An importer that knows only an older one gets that instead, and what
@@ -49,11 +51,20 @@ pub enum Schema {
     /// `refbroker/4`: and each client's login (username, password, or
     /// certificate), which the importer checks against its own files.
     Login,
+    /// `refbroker/5`: and WebSocket connections (ws and wss), with their
+    /// upgrade, frame reader and framed output.
+    WebSocket,
 }
 
 impl Schema {
     /// Every schema, the newest first (the order a broker offers them).
-    pub const ALL: [Schema; 4] = [Schema::Login, Schema::Mqtt5, Schema::Tls, Schema::Tcp];
+    pub const ALL: [Schema; 5] = [
+        Schema::WebSocket,
+        Schema::Login,
+        Schema::Mqtt5,
+        Schema::Tls,
+        Schema::Tcp,
+    ];
 
     /// Its name on the wire.
     pub fn name(self) -> &'static str {
@@ -62,6 +73,7 @@ impl Schema {
             Schema::Tls => SCHEMA_TLS,
             Schema::Mqtt5 => SCHEMA_MQTT5,
             Schema::Login => SCHEMA_LOGIN,
+            Schema::WebSocket => SCHEMA_WEBSOCKET,
         }
     }
 
@@ -83,6 +95,11 @@ impl Schema {
     /// Whether it carries who each client logged in as.
     pub fn carries_login(self) -> bool {
         self >= Schema::Login
+    }
+
+    /// Whether it carries WebSocket connections.
+    pub fn carries_websocket(self) -> bool {
+        self >= Schema::WebSocket
     }
 }
 

@@ -12,7 +12,7 @@ use crate::event_loop::{decode_shared, ConnState};
 use crate::snapshot::{ClientState, ImportError, Schema, SharedState};
 
 /// The schema these tests move in: this broker's newest.
-const NEW: Schema = Schema::Login;
+const NEW: Schema = Schema::WebSocket;
 use crate::transport::Kind;
 
 /// A broker with a bit of everything: a retained message, an offline
@@ -211,11 +211,20 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
         idle_ms: 5,
         transport: Kind::Tcp,
         tls: None,
+        ws: None,
     };
     let decode_in = |schema: Schema, bytes: &[u8]| ConnState::decode(schema, &mut bytes.to_vec());
     let decode = |bytes: &[u8]| decode_in(Schema::Tls, bytes);
     let conn_value = serde_json::to_value(&conn).unwrap();
     assert_eq!(conn_value.get("transport"), None, "TCP is left unsaid");
+    // A WebSocket connection in a schema before refbroker/5 is refused.
+    let mut ws_value = conn_value.clone();
+    ws_value["transport"] = json!("ws");
+    let ws_bytes = serde_json::to_vec(&ws_value).unwrap();
+    assert!(matches!(
+        decode_in(Schema::Login, &ws_bytes),
+        Err(ImportError::Invalid(_))
+    ));
     assert_eq!(decode(&serde_json::to_vec(&conn_value).unwrap()), Ok(conn));
     let shared = a.export_shared(NEW);
     let shared_value = serde_json::to_value(&shared).unwrap();
@@ -223,7 +232,7 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
         decode_shared(&serde_json::to_vec(&shared_value).unwrap(), NEW),
         Ok(shared)
     );
-    let unknown = |r: Result<(), ImportError>| matches!(r, Err(ImportError::Invalid(m)) if m.contains("unknown field `ws`"));
+    let unknown = |r: Result<(), ImportError>| matches!(r, Err(ImportError::Invalid(m)) if m.contains("unknown field `quic`"));
     for path in [
         "",
         "/client",
@@ -231,11 +240,11 @@ fn a_field_this_broker_does_not_know_is_refused_on_import() {
         "/client/session/inflight/1/1/Sent",
         "/client/will",
     ] {
-        let bytes = with_field(&conn_value, path, "ws");
+        let bytes = with_field(&conn_value, path, "quic");
         assert!(unknown(decode(&bytes).map(drop)), "connection {path:?}");
     }
     for path in ["", "/retained/0", "/offline/0", "/offline/0/queue/0"] {
-        let bytes = with_field(&shared_value, path, "ws");
+        let bytes = with_field(&shared_value, path, "quic");
         assert!(
             unknown(decode_shared(&bytes, NEW).map(drop)),
             "shared {path:?}"

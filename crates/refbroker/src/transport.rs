@@ -20,7 +20,7 @@ mod ws;
 
 pub use tcp::Tcp;
 pub use tls::Tls;
-pub use ws::Ws;
+pub use ws::{Ws, WsState};
 
 use std::fmt;
 use std::io;
@@ -42,9 +42,9 @@ pub enum Kind {
     Tcp,
     /// TLS (s2n-tls), its state carried serialized.
     Ssl,
-    /// WebSocket over plain TCP (does not move yet).
+    /// WebSocket over plain TCP, its state carried ([`WsState`]).
     Ws,
-    /// WebSocket over TLS (does not move yet).
+    /// WebSocket over TLS, both states carried.
     Wss,
 }
 
@@ -208,6 +208,12 @@ pub trait Transport: Send {
     /// Everything is written: free what buffers it can (an idle
     /// connection holds as little as possible).
     fn release(&mut self) {}
+
+    /// Its WebSocket state, to move (WebSocket only; call after
+    /// [`Transport::freeze`]).
+    fn ws_state(&self) -> Option<WsState> {
+        None
+    }
 }
 
 /// Reads `stream` through `scratch` until it would block, ends, fails
@@ -246,8 +252,6 @@ pub enum Unmovable {
     Handshaking,
     /// The TLS library would not serialize it (why).
     Tls(String),
-    /// WebSocket connections do not move yet.
-    WebSocket,
 }
 
 impl fmt::Display for Unmovable {
@@ -255,33 +259,47 @@ impl fmt::Display for Unmovable {
         match self {
             Unmovable::Handshaking => f.write_str("in the middle of its TLS handshake"),
             Unmovable::Tls(why) => write!(f, "its TLS state cannot be serialized: {why}"),
-            Unmovable::WebSocket => f.write_str("a WebSocket connection (they do not move yet)"),
         }
     }
 }
 
 /// A transport of `kind` on a descriptor received from another broker,
 /// with the TLS state it carried (TLS connections only; `config` is the
-/// importer's TLS configuration, a bare one if it has no TLS listener).
+/// importer's TLS configuration, a bare one if it has no TLS listener)
+/// and its WebSocket state (WebSocket connections only).
 pub fn adopt(
     kind: Kind,
     fd: OwnedFd,
     tls: Option<&TlsState>,
+    ws: Option<WsState>,
     config: Option<&TlsConfig>,
     spares: &mut Spares,
 ) -> io::Result<Box<dyn Transport>> {
-    match (kind, tls) {
-        (Kind::Tcp, None) => Ok(Box::new(Tcp::adopt(fd)?)),
-        (Kind::Ssl, Some(state)) => match config {
-            Some(config) => Ok(Box::new(Tls::adopt(fd, state, config, spares.take())?)),
-            None => Err(io::Error::other(
-                "no TLS configuration to continue it under",
-            )),
+    let inner: Box<dyn Transport> = match (kind, tls) {
+        (Kind::Tcp | Kind::Ws, None) => Box::new(Tcp::adopt(fd)?),
+        (Kind::Ssl | Kind::Wss, Some(state)) => match config {
+            Some(config) => Box::new(Tls::adopt(fd, state, config, spares.take())?),
+            None => {
+                return Err(io::Error::other(
+                    "no TLS configuration to continue it under",
+                ))
+            }
         },
-        (Kind::Tcp, Some(_)) => Err(io::Error::other("a plain TCP connection with a TLS state")),
-        (Kind::Ssl, None) => Err(io::Error::other("a TLS connection without its TLS state")),
-        (Kind::Ws | Kind::Wss, _) => Err(io::Error::other(
-            "a WebSocket connection (they do not move yet)",
+        (Kind::Tcp | Kind::Ws, Some(_)) => {
+            return Err(io::Error::other("a plain connection with a TLS state"))
+        }
+        (Kind::Ssl | Kind::Wss, None) => {
+            return Err(io::Error::other("a TLS connection without its TLS state"))
+        }
+    };
+    match (kind, ws) {
+        (Kind::Ws | Kind::Wss, Some(state)) => Ok(Box::new(Ws::adopt(inner, state)?)),
+        (Kind::Tcp | Kind::Ssl, None) => Ok(inner),
+        (Kind::Ws | Kind::Wss, None) => Err(io::Error::other(
+            "a WebSocket connection without its WebSocket state",
+        )),
+        (Kind::Tcp | Kind::Ssl, Some(_)) => Err(io::Error::other(
+            "a connection with a WebSocket state it does not speak",
         )),
     }
 }

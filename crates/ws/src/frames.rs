@@ -25,8 +25,8 @@ pub enum Side {
 pub enum Control {
     /// Answer with a pong carrying this payload.
     Ping(Vec<u8>),
-    /// A pong (nothing to do).
-    Pong,
+    /// A pong, with its payload (nothing to do).
+    Pong(Vec<u8>),
     /// The peer closes, with its status code if it gave one: answer with
     /// a close, then close the connection.
     Close(Option<u16>),
@@ -177,7 +177,7 @@ impl Reader {
                 Ok(())
             }
             OpCode::Control(Ctl::Pong) => {
-                controls.push(Control::Pong);
+                controls.push(Control::Pong(payload.to_vec()));
                 Ok(())
             }
             OpCode::Control(Ctl::Close) => {
@@ -251,6 +251,11 @@ pub fn binary(payload: &[u8], mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
 /// Appends the pong that answers a ping with `payload`.
 pub fn pong(payload: &[u8], mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
     frame(OpCode::Control(Ctl::Pong), payload, mask, out);
+}
+
+/// Appends a ping with `payload`.
+pub fn ping(payload: &[u8], mask: Option<[u8; 4]>, out: &mut Vec<u8>) {
+    frame(OpCode::Control(Ctl::Ping), payload, mask, out);
 }
 
 /// Appends a close frame with status `code`.

@@ -10,7 +10,7 @@ use emqx_tls::{wipe, Spares, TlsConfig, TlsState};
 use serde::{Deserialize, Serialize};
 
 use crate::snapshot::{ClientState, ImportError, Schema, SharedState};
-use crate::transport::{self, Kind, Transport};
+use crate::transport::{self, Kind, Transport, WsState};
 
 /// One connection's state on the loop, with its broker-side state;
 /// decoded strictly (see [`crate::snapshot`]).
@@ -34,6 +34,9 @@ pub struct ConnState {
     /// A TLS connection's state (a schema that carries TLS only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsState>,
+    /// A WebSocket connection's state (`refbroker/5` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws: Option<WsState>,
 }
 
 /// What [`ConnState`] serializes from, borrowed from the live connection
@@ -50,6 +53,8 @@ pub(super) struct ConnStateRef<'a> {
     pub(super) transport: Kind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) tls: Option<&'a TlsState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) ws: Option<WsState>,
 }
 
 /// A connection on its way in: its transport, already adopted (a TLS
@@ -91,6 +96,12 @@ impl ConnState {
                 state.transport
             )));
         }
+        let websocket = matches!(state.transport, Kind::Ws | Kind::Wss);
+        if !schema.carries_websocket() && (websocket || state.ws.is_some()) {
+            return Err(ImportError::Invalid(format!(
+                "a WebSocket connection in {schema}, which carries none"
+            )));
+        }
         Ok(state)
     }
 }
@@ -110,7 +121,8 @@ impl MovedConn {
     ) -> Result<MovedConn, ImportError> {
         let mut state = ConnState::decode(schema, bytes)?;
         let frozen = state.tls.take();
-        let transport = transport::adopt(state.transport, fd, frozen.as_ref(), tls, spares)
+        let ws = state.ws.take();
+        let transport = transport::adopt(state.transport, fd, frozen.as_ref(), ws, tls, spares)
             .map_err(|e| ImportError::Invalid(format!("a moved socket: {e}")))?;
         Ok(MovedConn { transport, state })
     }

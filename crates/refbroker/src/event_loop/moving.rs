@@ -179,7 +179,11 @@ impl Loop {
                 }
                 Kind::Ssl if !c.transport.movable() => Some(Unmovable::Handshaking.to_string()),
                 Kind::Ssl => None,
-                Kind::Ws | Kind::Wss => Some(Unmovable::WebSocket.to_string()),
+                Kind::Ws | Kind::Wss if !schema.carries_websocket() => {
+                    Some(format!("{schema} carries no WebSocket connection"))
+                }
+                Kind::Wss if !c.transport.movable() => Some(Unmovable::Handshaking.to_string()),
+                Kind::Ws | Kind::Wss => None,
             };
             match why {
                 None if self.broker.has_client(t) => moving.push(t),
@@ -219,6 +223,7 @@ impl Loop {
             idle_ms: now.duration_since(c.last_read).as_millis() as u64,
             transport: c.transport.kind(),
             tls: tls.as_ref(),
+            ws: c.transport.ws_state(),
         };
         serde_json::to_vec(&state).map_err(failed)
     }

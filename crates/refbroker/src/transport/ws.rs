@@ -5,7 +5,10 @@
 //! and frames the output queue into binary frames of its own queue,
 //! which the inner transport writes. A request or a frame it refuses is
 //! answered (an HTTP status, a close frame with RFC 6455's code) and ends
-//! the connection. Its connections do not move yet: they drain.
+//! the connection. At a move its state beyond the queues ([`WsState`]:
+//! an unfinished upgrade request, the frame reader, framed bytes not yet
+//! written) goes along, and the importer continues it over the inner
+//! transport it restores.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -13,12 +16,37 @@ use std::os::fd::BorrowedFd;
 use emqx_ws::frames::{self, Control, Side};
 use emqx_ws::{server_upgrade, Reader, Upgrade};
 use mio::event::Source;
+use serde::{Deserialize, Serialize};
 
 use super::{Kind, Output, ReadEnd, Reading, Transport, Unmovable};
 
 /// The largest frame payload read: an MQTT packet as large as the broker
 /// takes ([`crate::MAX_PACKET`]) and its header.
 const MAX_FRAME: u64 = crate::MAX_PACKET as u64 + 5;
+
+/// A WebSocket connection's state beyond its socket and MQTT queues, as
+/// it moves (`refbroker/5`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WsState {
+    /// The HTTP path its listener serves.
+    pub path: String,
+    /// The upgrade request read so far, while it is not whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrading: Option<Vec<u8>>,
+    /// What was read of the client's frames.
+    #[serde(default)]
+    pub reader: Reader,
+    /// The upgrade answer and frames not yet written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub framed: Vec<u8>,
+    /// Refused or closed: nothing more is read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
+}
+
+/// The longest upgrade request a moved state may hold.
+const MAX_MOVED_REQUEST: usize = emqx_ws::handshake::MAX_REQUEST;
 
 enum Phase {
     /// Reading the HTTP upgrade request (the bytes so far).
@@ -54,6 +82,33 @@ impl Ws {
             framed: Output::default(),
             raw: Vec::new(),
         }
+    }
+
+    /// A connection moved in with `state`, over `inner` restored.
+    pub fn adopt(inner: Box<dyn Transport>, state: WsState) -> io::Result<Ws> {
+        let bound = MAX_FRAME as usize + 14;
+        let too_big = state
+            .upgrading
+            .as_ref()
+            .is_some_and(|r| r.len() > MAX_MOVED_REQUEST)
+            || state.reader.partial.len() > bound
+            || state.framed.len() > bound + MAX_MOVED_REQUEST;
+        if too_big {
+            return Err(io::Error::other("a WebSocket state over its bounds"));
+        }
+        let phase = match (state.upgrading, state.done) {
+            (_, true) => Phase::Done,
+            (Some(request), false) => Phase::Upgrading(request),
+            (None, false) => Phase::Open,
+        };
+        Ok(Ws {
+            inner,
+            path: state.path,
+            phase,
+            reader: state.reader,
+            framed: Output::from_vec(state.framed),
+            raw: Vec::new(),
+        })
     }
 
     /// Reads what `raw` holds into `input`; the end the read should
@@ -101,7 +156,7 @@ impl Ws {
         for c in controls {
             match c {
                 Control::Ping(payload) => frames::pong(&payload, None, &mut out),
-                Control::Pong => {}
+                Control::Pong(_) => {}
                 Control::Close(code) => {
                     frames::close(code.unwrap_or(1000), None, &mut out);
                     self.phase = Phase::Done;
@@ -173,7 +228,24 @@ impl Transport for Ws {
     }
 
     fn freeze(&mut self) -> Result<Option<emqx_tls::TlsState>, Unmovable> {
-        Err(Unmovable::WebSocket)
+        self.inner.freeze()
+    }
+
+    fn thaw(&mut self) -> io::Result<()> {
+        self.inner.thaw()
+    }
+
+    fn ws_state(&self) -> Option<WsState> {
+        Some(WsState {
+            path: self.path.clone(),
+            upgrading: match &self.phase {
+                Phase::Upgrading(request) => Some(request.clone()),
+                _ => None,
+            },
+            reader: self.reader.clone(),
+            framed: self.framed.pending().to_vec(),
+            done: matches!(self.phase, Phase::Done),
+        })
     }
 
     fn peer_cn(&self) -> Option<&str> {
@@ -189,7 +261,7 @@ impl Transport for Ws {
     }
 
     fn movable(&self) -> bool {
-        false
+        self.inner.movable()
     }
 
     fn release(&mut self) {

@@ -173,5 +173,8 @@ fn ping_and_close_are_reported_and_answered_frames_read_back() {
     c.feed(Side::Client, &out, MAX, &mut data, &mut controls)
         .unwrap();
     assert_eq!(data, b"\xd0\x00");
-    assert_eq!(controls, [Control::Pong, Control::Close(Some(1000))]);
+    assert_eq!(
+        controls,
+        [Control::Pong(b"p".to_vec()), Control::Close(Some(1000))]
+    );
 }
