@@ -4,7 +4,9 @@ write) held through switches: two subscribers with clean_session=False
 QoS 2) on one topic. Usage: sessions.py HOST PORT [RATE [CAFILE]]; with
 CAFILE every client connects over TLS, verifying the broker against it
 (subscriber 1 and publisher 1 on TLS 1.2, the others on TLS 1.3), and
-the report names the version each negotiated. Prints "ready"
+the report names the version each negotiated. With PAHO_TRANSPORT=
+websockets in the environment they speak MQTT over WebSocket (path
+/mqtt; over TLS with CAFILE). Prints "ready"
 once both subscriptions are acknowledged, publishes RATE messages a second
 per publisher until a line (or the end) on stdin, waits for every
 acknowledged message, and prints one JSON object of what it counted:
@@ -13,6 +15,7 @@ delivered, lost, duplicated (with and without DUP, at QoS 2), and out of
 per-publisher order. Exit 0 whatever it counted; the caller judges."""
 
 import json
+import os
 import ssl
 import sys
 import threading
@@ -28,6 +31,7 @@ CAFILE = sys.argv[4] if len(sys.argv) > 4 else None
 RUN = uuid.uuid4().hex[:8]
 TOPIC = f"paho-sessions/{RUN}"
 WAIT = 20.0
+TRANSPORT = os.environ.get("PAHO_TRANSPORT", "tcp")
 
 
 class Peer:
@@ -40,7 +44,10 @@ class Peer:
             client_id=f"{name}-{RUN}",
             clean_session=False,
             protocol=mqtt.MQTTv311,
+            transport=TRANSPORT,
         )
+        if TRANSPORT == "websockets":
+            self.c.ws_set_options(path="/mqtt")
         if CAFILE:
             ctx = ssl.create_default_context(cafile=CAFILE)
             if tls12:
@@ -72,7 +79,10 @@ class Peer:
 
     def tls_version(self):
         sock = self.c.socket()
-        return sock.version() if CAFILE and sock is not None else None
+        # Over WebSocket paho wraps the TLS socket: ask the one inside.
+        sock = getattr(sock, "_socket", sock)
+        version = getattr(sock, "version", None)
+        return version() if CAFILE and callable(version) else None
 
     def stop(self):
         self.c.disconnect()

@@ -56,9 +56,26 @@ impl Paho {
         Paho::run(SESSIONS, port, rate, ca)
     }
 
+    /// As [`Paho::start`], speaking MQTT over WebSocket (`ws`, or `wss`
+    /// with `ca`).
+    pub fn start_websocket(port: u16, rate: u32, ca: Option<&std::path::Path>) -> Paho {
+        Paho::run_with(SESSIONS, port, rate, ca, "websockets")
+    }
+
     /// The clients of `script` (as `tests/sessions.py`'s arguments).
     pub fn run(script: &str, port: u16, rate: u32, ca: Option<&std::path::Path>) -> Paho {
+        Paho::run_with(script, port, rate, ca, "tcp")
+    }
+
+    fn run_with(
+        script: &str,
+        port: u16,
+        rate: u32,
+        ca: Option<&std::path::Path>,
+        transport: &str,
+    ) -> Paho {
         let mut child = Command::new(paho_python())
+            .env("PAHO_TRANSPORT", transport)
             .arg(script)
             .arg("127.0.0.1")
             .arg(port.to_string())
