@@ -152,6 +152,14 @@ fn bad_requests_and_frames_get_their_status_or_close_code() {
     let text = String::from_utf8_lossy(&reply);
     let at = text.find("\r\n\r\n").unwrap() + 4;
     assert_eq!(&reply[at..], [0x8a, 0x01, b'p', 0x88, 0x02, 0x03, 0xe8]);
+    // A close code a peer may not send (1005) is answered with 1002,
+    // and bytes after a close get no second close frame.
+    let bad_close = frame(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xed, 0x82], b"");
+    let reply = answer(addr, &bad_close);
+    assert_eq!(close_code(&reply), Some(1002));
+    let text = String::from_utf8_lossy(&reply);
+    let at = text.find("\r\n\r\n").unwrap() + 4;
+    assert_eq!(reply.len() - at, 4, "one close frame");
     // And it serves on.
     assert!(
         paho(addr.port(), 5, "").contains("received 20 in order"),

@@ -85,7 +85,12 @@ pub fn server_upgrade(request: &[u8], path: &str) -> Upgrade {
     if !valid_key(key) {
         return refuse(400, "no valid Sec-WebSocket-Key");
     }
-    let offered = tokens("sec-websocket-protocol");
+    // Subprotocol names are case-sensitive (RFC 6455 §4.1): the one
+    // chosen is echoed as offered.
+    let offered: Vec<String> = header("sec-websocket-protocol")
+        .split(',')
+        .map(|t| t.trim().to_string())
+        .collect();
     let Some(subprotocol) = SUBPROTOCOLS
         .into_iter()
         .find(|p| offered.iter().any(|o| o == p))

@@ -23,6 +23,10 @@ use super::{Kind, Output, ReadEnd, Reading, Transport, Unmovable};
 /// The largest frame payload read: an MQTT packet as large as the broker
 /// takes ([`crate::MAX_PACKET`]) and its header.
 const MAX_FRAME: u64 = crate::MAX_PACKET as u64 + 5;
+/// The most output bytes put in one frame: the backlog stays in the
+/// output queue (where the broker's backpressure counts it and a move
+/// carries it as any connection's), at most one frame in `framed`.
+const OUT_FRAME: usize = 64 * 1024;
 
 /// A WebSocket connection's state beyond its socket and MQTT queues, as
 /// it moves (`refbroker/5`).
@@ -92,7 +96,7 @@ impl Ws {
             .as_ref()
             .is_some_and(|r| r.len() > MAX_MOVED_REQUEST)
             || state.reader.partial.len() > bound
-            || state.framed.len() > bound + MAX_MOVED_REQUEST;
+            || state.framed.len() > OUT_FRAME + 2 * 14 + 125 + MAX_MOVED_REQUEST;
         if too_big {
             return Err(io::Error::other("a WebSocket state over its bounds"));
         }
@@ -158,13 +162,21 @@ impl Ws {
                 Control::Ping(payload) => frames::pong(&payload, None, &mut out),
                 Control::Pong(_) => {}
                 Control::Close(code) => {
-                    frames::close(code.unwrap_or(1000), None, &mut out);
+                    // Echoed when it is one a peer may send, else 1002.
+                    let echo = match code {
+                        None => 1000,
+                        Some(c) if sendable(c) => c,
+                        Some(_) => 1002,
+                    };
+                    frames::close(echo, None, &mut out);
                     self.phase = Phase::Done;
                     end = Some(ReadEnd::Eof);
                 }
             }
         }
-        if let Err(e) = result {
+        // After the peer's close, bytes that follow are ignored: one
+        // close frame answers it.
+        if let (Err(e), None) = (result, &end) {
             frames::close(e.close_code(), None, &mut out);
             self.phase = Phase::Done;
             end = Some(ReadEnd::Failed(io::Error::other(format!("WebSocket: {e}"))));
@@ -199,13 +211,23 @@ impl Transport for Ws {
     }
 
     fn write(&mut self, out: &mut Output) -> io::Result<()> {
-        if matches!(self.phase, Phase::Open) && !out.is_empty() {
-            let mut frame = Vec::with_capacity(out.len() + 10);
-            frames::binary(out.pending(), None, &mut frame);
-            self.framed.push(&frame);
+        // After a close nothing more may be sent: what the broker still
+        // queued is dropped, so the connection can end.
+        if matches!(self.phase, Phase::Done) {
             out.consume(out.len());
         }
-        self.inner.write(&mut self.framed)
+        loop {
+            self.inner.write(&mut self.framed)?;
+            if !self.framed.is_empty() || out.is_empty() || !matches!(self.phase, Phase::Open) {
+                return Ok(());
+            }
+            // One frame at a time, as the socket takes them.
+            let n = out.len().min(OUT_FRAME);
+            let mut frame = Vec::with_capacity(n + 10);
+            frames::binary(&out.pending()[..n], None, &mut frame);
+            self.framed.push(&frame);
+            out.consume(n);
+        }
     }
 
     fn unsent(&self, out: &Output) -> usize {
@@ -269,4 +291,10 @@ impl Transport for Ws {
         self.raw = Vec::new();
         self.inner.release();
     }
+}
+
+/// A close status a peer may send (RFC 6455 §7.4): 1000 to 1003, 1007 to
+/// 1011, 3000 to 4999; never 1004 to 1006 or 1015.
+fn sendable(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }

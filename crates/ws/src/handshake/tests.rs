@@ -136,6 +136,12 @@ fn what_is_wrong_gets_its_status() {
         Some("Sec-WebSocket-Protocol: chat"),
     );
     assert_eq!(status(server_upgrade(&other, "/mqtt")), 400);
+    // Names are case-sensitive: MQTT is not mqtt.
+    let upper = with(
+        "Sec-WebSocket-Protocol",
+        Some("Sec-WebSocket-Protocol: MQTT"),
+    );
+    assert_eq!(status(server_upgrade(&upper, "/mqtt")), 400);
     assert_eq!(
         status(server_upgrade(b"\x10\x0c\x00\x04MQTT\x04", "/mqtt")),
         400
