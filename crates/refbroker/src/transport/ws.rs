@@ -118,7 +118,10 @@ impl Ws {
     /// Reads what `raw` holds into `input`; the end the read should
     /// report instead of its own, if the WebSocket ends.
     fn take_in(&mut self, raw: &[u8], input: Option<&mut Vec<u8>>) -> Option<ReadEnd> {
-        let bytes = match &mut self.phase {
+        let rest = match &mut self.phase {
+            // The common case: frames, read where they lie.
+            Phase::Open => return self.frames_in(raw, input),
+            Phase::Done => return None,
             Phase::Upgrading(request) => {
                 request.extend_from_slice(raw);
                 match server_upgrade(request, &self.path) {
@@ -140,21 +143,19 @@ impl Ws {
                     }
                 }
             }
-            Phase::Open => raw.to_vec(),
-            Phase::Done => return None,
         };
-        self.frames_in(&bytes, input)
+        self.frames_in(&rest, input)
     }
 
     /// Reads frames: payloads to `input`, controls answered.
     fn frames_in(&mut self, bytes: &[u8], input: Option<&mut Vec<u8>>) -> Option<ReadEnd> {
-        let (mut data, mut controls) = (Vec::new(), Vec::new());
+        // Payloads go straight to the input queue (nowhere, closing).
+        let mut dropped = Vec::new();
+        let data = input.unwrap_or(&mut dropped);
+        let mut controls = Vec::new();
         let result = self
             .reader
-            .feed(Side::Server, bytes, MAX_FRAME, &mut data, &mut controls);
-        if let Some(input) = input {
-            input.extend_from_slice(&data);
-        }
+            .feed(Side::Server, bytes, MAX_FRAME, data, &mut controls);
         let mut out = Vec::new();
         let mut end = None;
         for c in controls {
