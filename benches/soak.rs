@@ -176,7 +176,11 @@ fn main() {
 
 fn direct(n: usize) {
     let b = BrokerHost::running_tls("settle_secs = 0.05\n");
-    let load = Load::start(LoadOptions::switching(b.addrs()).over_tls(b.load_tls()));
+    let load = Load::start(
+        LoadOptions::switching(b.addrs())
+            .over_tls(b.load_tls())
+            .over_websocket(b.load_ws()),
+    );
     std::thread::sleep(Duration::from_millis(500));
     let began = Instant::now();
     let mut pauses = Vec::with_capacity(n);

@@ -92,7 +92,9 @@ fn users(auth: &LoadAuth, more: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn authenticated_load(b: &BrokerHost, auth: &LoadAuth) -> Load {
-    let mut options = LoadOptions::moving(b.addrs()).over_tls(b.load_tls());
+    let mut options = LoadOptions::moving(b.addrs())
+        .over_tls(b.load_tls())
+        .over_websocket(b.load_ws());
     options.auth = Some(auth.clone());
     Load::start(options)
 }

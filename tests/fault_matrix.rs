@@ -37,7 +37,11 @@ fn run(cell: &Cell) -> String {
     } else {
         &[]
     });
-    let load = Load::start(LoadOptions::moving(b.addrs()).over_tls(b.load_tls()));
+    let load = Load::start(
+        LoadOptions::moving(b.addrs())
+            .over_tls(b.load_tls())
+            .over_websocket(b.load_ws()),
+    );
     std::thread::sleep(Duration::from_millis(400));
     let mut upgrade = b.command();
     upgrade.args(["upgrade", "5.0.1"]);

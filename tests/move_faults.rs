@@ -20,7 +20,11 @@ use nix::unistd::Pid;
 
 /// Persistent sessions and live clients, no storm.
 fn load(b: &BrokerHost) -> Load {
-    Load::start(LoadOptions::moving(b.addrs()).over_tls(b.load_tls()))
+    Load::start(
+        LoadOptions::moving(b.addrs())
+            .over_tls(b.load_tls())
+            .over_websocket(b.load_ws()),
+    )
 }
 
 /// Nothing refused, reset, timed out or closed; no session and no

@@ -11,7 +11,11 @@ use emqx_load::{Load, LoadOptions};
 use emqx_testkit::{BrokerHost, TEST_USER};
 
 fn load(b: &BrokerHost) -> Load {
-    Load::start(LoadOptions::switching(b.addrs()).over_tls(b.load_tls()))
+    Load::start(
+        LoadOptions::switching(b.addrs())
+            .over_tls(b.load_tls())
+            .over_websocket(b.load_ws()),
+    )
 }
 
 fn versions(b: &BrokerHost) -> Vec<(String, String)> {

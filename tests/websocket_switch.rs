@@ -6,7 +6,7 @@
 //! disconnect, nothing lost, duplicated or out of order.
 
 use emqx_load::{Load, LoadOptions};
-use emqx_testkit::{free_port, BrokerHost};
+use emqx_testkit::BrokerHost;
 
 mod clients;
 
@@ -14,22 +14,14 @@ use clients::{assert_paho_clean, switch_back_and_forth, Paho};
 
 #[test]
 fn paho_over_ws_and_wss_keeps_its_sessions_through_fifty_switches() {
-    let mut b = BrokerHost::new("");
-    b.with_tls();
-    let (ws, wss) = (free_port(), free_port());
-    let tls_port = b.tls.as_ref().map(|t| t.port).unwrap_or(0);
-    let listeners = format!(
-        "mqtt=127.0.0.1:{},mqtt-alt=127.0.0.1:{},ssl=ssl://127.0.0.1:{tls_port},ws=ws://127.0.0.1:{ws},wss=wss://127.0.0.1:{wss}",
-        b.ports[0], b.ports[1]
-    );
-    b.env.push(("EMQX_LISTENERS".into(), listeners));
-    b.drop_broker_release("5.0.0", true, "");
-    b.drop_broker_release("5.0.1", false, "");
-    let (_, err, code) = b.emqx(&["install", "5.0.0"]);
-    assert_eq!(code, Some(0), "{err}");
-    b.start();
+    let b = BrokerHost::running_tls("");
+    let (ws, wss) = b.load_ws().map(|(a, b)| (a.port(), b.port())).unwrap();
     let ca = b.tls.as_ref().map(|t| t.pki.ca());
-    let load = Load::start(LoadOptions::moving(b.addrs()).over_tls(b.load_tls()));
+    let load = Load::start(
+        LoadOptions::moving(b.addrs())
+            .over_tls(b.load_tls())
+            .over_websocket(b.load_ws()),
+    );
     let plain = Paho::start_websocket(ws, 20, None);
     let secure = Paho::start_websocket(wss, 20, ca.as_deref());
     switch_back_and_forth(&b, 50);

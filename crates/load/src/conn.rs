@@ -1,7 +1,7 @@
 //! One non-blocking client connection: connect in progress, bytes in and
 //! out, packets decoded from what arrived; over TLS ([`emqx_tls::Engine`],
-//! its handshake a state of the connection) or plain TCP; at MQTT 3.1.1
-//! or 5 ([`Conn::set_level`]).
+//! its handshake a state of the connection) or plain TCP, with WebSocket
+//! on top or not ([`WsLink`]); at MQTT 3.1.1 or 5 ([`Conn::set_level`]).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -10,6 +10,8 @@ use emqx_mqtt::{decode_as, Level, Packet, PacketError};
 use emqx_tls::{Engine, Progress, Side, TlsConfig};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+
+use crate::ws::{Inbound, WsLink};
 
 /// Largest packet the load clients accept.
 pub const MAX_PACKET: usize = 1 << 20;
@@ -29,6 +31,10 @@ pub struct Conn {
     tls: Option<Engine>,
     /// The protocol level packets are written and read at.
     level: Level,
+    /// WebSocket between the MQTT queues and the socket (or TLS).
+    ws: Option<WsLink>,
+    /// With WebSocket: bytes from the server not yet taken by the link.
+    ws_in: Vec<u8>,
 }
 
 /// How the connection stands after I/O.
@@ -42,12 +48,14 @@ pub enum Io {
 
 impl Conn {
     /// Starts a non-blocking connect to `addr`, registered for both
-    /// directions under `token`; over TLS with `tls`.
+    /// directions under `token`; over TLS with `tls`; MQTT over WebSocket
+    /// at `ws_path` if given.
     pub fn open(
         addr: SocketAddr,
         registry: &Registry,
         token: Token,
         tls: Option<&TlsConfig>,
+        ws_path: Option<&str>,
     ) -> io::Result<Conn> {
         let tls = match tls {
             Some(config) => Some(
@@ -66,6 +74,8 @@ impl Conn {
             connected: false,
             tls,
             level: Level::V311,
+            ws: ws_path.map(WsLink::new),
+            ws_in: Vec::new(),
         })
     }
 
@@ -77,6 +87,11 @@ impl Conn {
     /// Whether it runs over TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// Whether it runs MQTT over WebSocket.
+    pub fn is_ws(&self) -> bool {
+        self.ws.is_some()
     }
 
     /// After a readiness event while connecting: `Ok(true)` once the
@@ -95,9 +110,13 @@ impl Conn {
                 }
                 let _ = self.stream.set_nodelay(true);
                 self.connected = true;
-                // The ClientHello goes out with the next flush.
+                // The ClientHello goes out with the next flush, and the
+                // upgrade request (after the handshake, over TLS).
                 if let Some(tls) = self.tls.as_mut() {
                     tls.process(&mut self.inbuf).map_err(io::Error::other)?;
+                }
+                if let Some(ws) = self.ws.as_ref() {
+                    self.out.extend_from_slice(&ws.request());
                 }
                 Ok(true)
             }
@@ -108,12 +127,20 @@ impl Conn {
 
     /// Queues one packet; [`Conn::flush`] writes it.
     pub fn send(&mut self, p: &Packet) {
-        self.out.extend_from_slice(&p.encode_as(self.level));
+        let bytes = p.encode_as(self.level);
+        match self.ws.as_mut() {
+            Some(ws) => ws.send(&bytes, &mut self.out),
+            None => self.out.extend_from_slice(&bytes),
+        }
     }
 
-    /// Half-closes: the broker reads EOF after what was sent (over TLS,
-    /// after a close_notify).
+    /// Half-closes: the broker reads EOF after what was sent (over
+    /// WebSocket, after a close frame; over TLS, after a close_notify).
     pub fn shutdown_write(&mut self) {
+        if let Some(ws) = self.ws.as_mut() {
+            ws.close(&mut self.out);
+            let _ = self.flush();
+        }
         if let Some(tls) = self.tls.as_mut() {
             tls.close_notify();
             let _ = tls.write_to(&mut self.stream);
@@ -161,28 +188,45 @@ impl Conn {
     }
 
     /// Reads what arrived until the socket is empty (over TLS: and
-    /// decrypts it).
+    /// decrypts it; over WebSocket: and takes the frames apart).
     pub fn fill(&mut self) -> Io {
         let mut chunk = [0u8; CHUNK];
         let io = loop {
             match self.stream.read(&mut chunk) {
                 Ok(0) => break Io::Eof,
-                Ok(n) => match self.tls.as_mut() {
-                    Some(tls) => tls.incoming().extend_from_slice(&chunk[..n]),
-                    None => self.inbuf.extend_from_slice(&chunk[..n]),
+                Ok(n) => match (self.tls.as_mut(), self.ws.is_some()) {
+                    (Some(tls), _) => tls.incoming().extend_from_slice(&chunk[..n]),
+                    (None, true) => self.ws_in.extend_from_slice(&chunk[..n]),
+                    (None, false) => self.inbuf.extend_from_slice(&chunk[..n]),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Io::Open,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Io::Failed(e),
             }
         };
-        let Some(tls) = self.tls.as_mut() else {
+        let io = match self.tls.as_mut() {
+            None => io,
+            Some(tls) => {
+                let plain = match self.ws {
+                    Some(_) => &mut self.ws_in,
+                    None => &mut self.inbuf,
+                };
+                match (tls.process(plain), io) {
+                    (Err(e), _) => return Io::Failed(io::Error::other(e)),
+                    (Ok(Progress::Closed), Io::Open) => Io::Eof,
+                    (Ok(_), io) => io,
+                }
+            }
+        };
+        let Some(ws) = self.ws.as_mut() else {
             return io;
         };
-        match (tls.process(&mut self.inbuf), io) {
+        let received = ws.receive(&self.ws_in, &mut self.inbuf, &mut self.out);
+        self.ws_in.clear();
+        match (received, io) {
             (Err(e), _) => Io::Failed(io::Error::other(e)),
-            (Ok(Progress::Closed), Io::Open) => Io::Eof,
-            (Ok(_), io) => io,
+            (Ok(Inbound::Closed), _) => Io::Eof,
+            (Ok(Inbound::Open), io) => io,
         }
     }
 

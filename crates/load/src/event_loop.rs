@@ -205,6 +205,7 @@ impl Loop<'_> {
             stats: &self.shared.stats,
             opts: &self.shared.opts,
             tls: self.shared.tls.as_ref(),
+            transports: &self.shared.transports,
             now: Instant::now(),
             stopping: self.stopping,
         };

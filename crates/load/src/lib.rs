@@ -33,7 +33,9 @@ mod ledger;
 mod report;
 mod stats;
 mod traffic;
+mod transport;
 mod v5;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,6 +49,7 @@ pub use emqx_tls::ClientFiles;
 
 pub use report::{ClassReport, Latency, Report, SessionReport};
 pub use stats::{ClassCounts, Outcome};
+pub use transport::Transport;
 pub use v5::{V5Load, MESSAGE_EXPIRY, RECEIVE_MAXIMUM, SESSION_EXPIRY};
 
 use stats::Stats;
@@ -86,6 +89,8 @@ pub struct LoadOptions {
     pub duration: Option<Duration>,
     /// A TLS listener: every other client connects there over TLS.
     pub tls: Option<LoadTls>,
+    /// WebSocket listeners: clients take turns over them too.
+    pub ws: Option<LoadWs>,
     /// MQTT 5 clients (none by default; see [`LoadOptions::with_v5`]).
     pub v5: V5Load,
     /// Credentials for every client, and the denied probes ([`LoadAuth`];
@@ -100,6 +105,19 @@ pub struct LoadTls {
     pub files: emqx_tls::ClientFiles,
     /// Every client over TLS, not every other one.
     pub every: bool,
+}
+
+/// WebSocket listeners for the load: clients take turns over the plain,
+/// TLS, ws and wss listeners there are (by slot: always the same ones).
+#[derive(Debug, Clone)]
+pub struct LoadWs {
+    /// A `ws://` listener.
+    pub ws: Option<SocketAddr>,
+    /// A `wss://` listener; its clients trust what the TLS clients trust
+    /// ([`LoadOptions::tls`], which it needs).
+    pub wss: Option<SocketAddr>,
+    /// The path both serve MQTT at (`/mqtt`).
+    pub path: String,
 }
 
 impl LoadOptions {
@@ -142,6 +160,22 @@ impl LoadOptions {
         }
     }
 
+    /// The same load with clients over WebSocket too, on the `ws://`
+    /// listener at `ws.0` and the `wss://` one at `ws.1` (trusted as the
+    /// TLS clients trust theirs), path `/mqtt`; `None`: as is.
+    pub fn over_websocket(self, ws: Option<(SocketAddr, SocketAddr)>) -> LoadOptions {
+        LoadOptions {
+            ws: ws.map(|(ws, wss)| LoadWs {
+                ws: Some(ws),
+                wss: Some(wss),
+                path: "/mqtt".into(),
+            }),
+            ..self
+        }
+    }
+}
+
+impl LoadOptions {
     /// The same load with every other client over TLS, on the listener
     /// at `tls.0` verified against the CA file `tls.1`; `None`: as is.
     pub fn over_tls(self, tls: Option<(SocketAddr, std::path::PathBuf)>) -> LoadOptions {
@@ -172,6 +206,7 @@ impl Default for LoadOptions {
             connect_timeout: Duration::from_secs(5),
             duration: None,
             tls: None,
+            ws: None,
             v5: V5Load::off(),
             auth: None,
         }
@@ -192,6 +227,8 @@ pub(crate) struct Shared {
     run_id: String,
     /// The TLS clients' configuration (files read at start).
     tls: Option<emqx_tls::TlsConfig>,
+    /// The transports clients take in turn ([`transport::offered`]).
+    transports: Vec<Transport>,
 }
 
 impl Shared {
@@ -236,6 +273,12 @@ impl Load {
             None => None,
         };
         let no_tls = opts.tls.is_some() && tls.is_none();
+        let wss_alone = opts.tls.is_none() && opts.ws.as_ref().is_some_and(|w| w.wss.is_some());
+        if wss_alone {
+            stats.record(&Outcome::Other(
+                "wss clients without a TLS listener's CA to trust".into(),
+            ));
+        }
         let bad_auth = match opts.auth.as_ref().map(LoadAuth::validate) {
             Some(Err(e)) => {
                 // Counted, so the report of a run that never ran cannot
@@ -246,6 +289,7 @@ impl Load {
             _ => false,
         };
         stats.auth.store(opts.auth.is_some(), Ordering::Relaxed);
+        let opts_transports = transport::offered(&opts);
         let shared = Arc::new(Shared {
             end: opts.duration.and_then(|d| start.checked_add(d)),
             run_id: format!("load-{}-{run}", std::process::id()),
@@ -254,13 +298,14 @@ impl Load {
             stop: AtomicBool::new(false),
             start,
             tls,
+            transports: opts_transports,
         });
         let mut load = Load {
             shared: Arc::clone(&shared),
             thread: None,
             stopped_at: None,
         };
-        if shared.opts.addrs.is_empty() || no_tls || bad_auth {
+        if shared.opts.addrs.is_empty() || no_tls || wss_alone || bad_auth {
             return load;
         }
         let s = Arc::clone(&shared);

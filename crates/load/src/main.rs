@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use emqx_load::{ClientFiles, Load, LoadOptions, LoadTls};
+use emqx_load::{ClientFiles, Load, LoadOptions, LoadTls, LoadWs};
 
 /// Load an MQTT broker; count refused, reset and timed-out connections
 /// and lost, duplicated and out-of-order messages.
@@ -83,6 +83,16 @@ struct Args {
     /// Every client over TLS (with --tls-addr), not every other one.
     #[arg(long, requires = "tls_addr")]
     all_tls: bool,
+    /// A WebSocket listener (`ws://`, loopback only): clients take turns
+    /// over the plain, TLS, ws and wss listeners given.
+    #[arg(long)]
+    ws_addr: Option<SocketAddr>,
+    /// A WebSocket listener under TLS (`wss://`), trusted as --tls-addr is.
+    #[arg(long, requires = "cafile")]
+    wss_addr: Option<SocketAddr>,
+    /// The HTTP path of the WebSocket listeners.
+    #[arg(long, default_value = "/mqtt")]
+    ws_path: String,
     /// Add the MQTT 5 clients: sessions with an expiry interval, shared
     /// subscriptions, topic aliases, message expiry, user properties,
     /// Receive Maximum 2.
@@ -214,9 +224,18 @@ fn main() -> ExitCode {
         .addrs
         .iter()
         .chain(&args.tls_addr)
+        .chain(&args.ws_addr)
+        .chain(&args.wss_addr)
         .find(|a| !a.ip().is_loopback())
     {
         eprintln!("emqx-load: refusing non-loopback address {a}");
+        return ExitCode::from(2);
+    }
+    if !args.ws_path.starts_with('/') {
+        eprintln!(
+            "emqx-load: --ws-path must start with '/': {:?}",
+            args.ws_path
+        );
         return ExitCode::from(2);
     }
     let parsed = (|| {
@@ -257,6 +276,11 @@ fn main() -> ExitCode {
                 identity: args.certfile.zip(args.keyfile),
             },
             every: args.all_tls,
+        }),
+        ws: (args.ws_addr.is_some() || args.wss_addr.is_some()).then_some(LoadWs {
+            ws: args.ws_addr,
+            wss: args.wss_addr,
+            path: args.ws_path,
         }),
         v5: match args.v5 {
             true => emqx_load::V5Load::on(),

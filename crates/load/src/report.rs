@@ -121,6 +121,8 @@ pub struct Report {
     pub held_max: u64,
     /// Of the `ok` attempts, those over TLS.
     pub tls: u64,
+    /// Of the `ok` attempts, those over WebSocket (ws or wss).
+    pub websocket: u64,
     /// Established connections (CONNACK received) the broker closed.
     pub closed_by_broker: u64,
     /// Of them, closed with ECONNRESET/EPIPE.
@@ -190,6 +192,7 @@ impl Report {
             held: gauge(&s.held),
             held_max: gauge(&s.held_max),
             tls: get(&s.tls_connects),
+            websocket: get(&s.ws_connects),
             closed_by_broker: get(&s.closed_by_broker),
             closed_by_reset: get(&s.closed_by_reset),
             close_samples: s.close_reasons(),
@@ -254,6 +257,7 @@ impl Report {
             ("  timed out".into(), self.timed_out.to_string()),
             ("  other error".into(), self.other_error.to_string()),
             ("  of ok, over TLS".into(), self.tls.to_string()),
+            ("  of ok, over WebSocket".into(), self.websocket.to_string()),
             ("connack latency samples".into(), lat.samples.to_string()),
             ("  p50 ms".into(), opt(lat.p50_ms)),
             ("  p99 ms".into(), opt(lat.p99_ms)),

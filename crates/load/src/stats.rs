@@ -59,6 +59,8 @@ pub struct Stats {
     pub held_max: AtomicI64,
     /// Connections over TLS that got their CONNACK.
     pub tls_connects: AtomicU64,
+    /// Connections over WebSocket (ws or wss) that got their CONNACK.
+    pub ws_connects: AtomicU64,
     /// The run connects with credentials and probes the denied topic.
     pub auth: AtomicBool,
     /// CONNACKs refusing the credentials (also in `other_error`).

@@ -1,6 +1,7 @@
 //! The load harness against the reference broker and Debian's mosquitto on
 //! loopback: a steady broker gives a clean report in every message class
-//! (sessions resumed, nothing lost or duplicated), a closed port gives only
+//! (sessions resumed, nothing lost or duplicated), over plain TCP and
+//! over every transport (TLS, ws, wss) at once; a closed port gives only
 //! refusals, and a broker killed mid-load shows closed connections,
 //! refusals, and every message accounted for.
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use emqx_load::{Load, LoadOptions, Report};
 use emqx_testkit::clients::Mosquitto;
-use emqx_testkit::{free_port, RefBroker as Broker};
+use emqx_testkit::{bins, free_port, Pki, RefBroker as Broker};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -29,6 +30,7 @@ fn options(addrs: Vec<SocketAddr>) -> LoadOptions {
         connect_timeout: CONNECT_TIMEOUT,
         duration: None,
         tls: None,
+        ws: None,
         v5: emqx_load::V5Load::off(),
         auth: None,
     }
@@ -165,6 +167,66 @@ fn mosquitto_gives_the_same_clean_report() {
     );
 }
 
+/// The load over plain TCP, TLS, ws and wss in turn (`addrs`: plain,
+/// TLS, ws, wss), trusting `pki`.
+fn every_transport(addrs: &[SocketAddr], pki: &Pki) -> LoadOptions {
+    options(vec![addrs[0]])
+        .over_tls(Some((addrs[1], pki.ca())))
+        .over_websocket(Some((addrs[2], addrs[3])))
+}
+
+/// A steady run over every transport at once: clean in every class, with
+/// connections over each (by slot: a quarter over ws, a quarter wss).
+fn assert_every_transport(r: &Report, ctx: &str) {
+    assert_steady(r, ctx);
+    assert!(r.tls > 0 && r.websocket > 0, "{ctx}");
+    // TLS and wss clients are half; ws and wss clients half.
+    assert!(r.tls * 3 > r.ok && r.websocket * 3 > r.ok, "{ctx}");
+}
+
+#[test]
+fn every_transport_gives_a_clean_report() {
+    let pki = Pki::new();
+    let server = pki.server();
+    let (cert, key) = (server.cert.to_string_lossy(), server.key.to_string_lossy());
+    let broker = Broker::start_more(
+        &bins::bin("emqx-refbroker"),
+        "ssl",
+        &["ws", "wss"],
+        &[
+            ("EMQX_BROKER_VERSION", "5.0.0"),
+            ("EMQX_SSL_CERTFILE", &cert),
+            ("EMQX_SSL_KEYFILE", &key),
+        ],
+    );
+    let addrs = [
+        broker.addrs[0],
+        broker.addrs[1],
+        broker.more[0],
+        broker.more[1],
+    ];
+    let load = Load::start(every_transport(&addrs, &pki));
+    sleep(Duration::from_secs(4));
+    let r = stop(load);
+    let ctx = format!("{}\n{}\nbroker {}", r.table(), r.json(), broker.log());
+    assert_every_transport(&r, &ctx);
+}
+
+/// The same over mosquitto's `protocol websockets` listeners: the load's
+/// WebSocket client is not fitted to our broker's server side.
+#[test]
+fn mosquitto_over_every_transport_gives_the_same_clean_report() {
+    let pki = Pki::new();
+    let m = Mosquitto::start_websocket(Some(&pki));
+    let opt = |a: Option<SocketAddr>| a.unwrap();
+    let addrs = [m.addr, opt(m.tls_addr), opt(m.ws_addr), opt(m.wss_addr)];
+    let load = Load::start(every_transport(&addrs, &pki));
+    sleep(Duration::from_secs(4));
+    let r = stop(load);
+    let ctx = format!("mosquitto:\n{}\n{}\n{}", r.table(), r.json(), m.log());
+    assert_every_transport(&r, &ctx);
+}
+
 #[test]
 fn closed_port_gives_only_refusals() {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -270,6 +332,9 @@ fn the_binary_reports_json_and_refuses_bad_usage() {
         &["--session-online", "-1"],
         &["--connect-timeout", "0"],
         &["--duration", "1e19"],
+        &["--ws-addr", "127.0.0.1:2", "--ws-path", "mqtt"],
+        &["--wss-addr", "127.0.0.1:2"],
+        &["--ws-addr", "10.0.0.1:2"],
     ] {
         let out = std::process::Command::new(&bin)
             .args(["--addr", "127.0.0.1:1"])

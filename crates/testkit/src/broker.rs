@@ -117,7 +117,8 @@ pub struct BrokerHost {
     pub ports: [u16; 2],
     pub log: PathBuf,
     started: Vec<Child>,
-    /// A TLS listener (`ssl`), with its certificates.
+    /// A TLS listener (`ssl`), with its certificates, and the WebSocket
+    /// listeners (`ws`, `wss`).
     pub tls: Option<HostTls>,
     /// More of the broker's environment (e.g. `EMQX_SSL_VERIFY`).
     pub env: Vec<(String, String)>,
@@ -129,6 +130,10 @@ pub struct BrokerHost {
 pub struct HostTls {
     pub port: u16,
     pub pki: crate::Pki,
+    /// The `ws://` listener's port (path `/mqtt`).
+    pub ws_port: u16,
+    /// The `wss://` listener's port, with the same certificates.
+    pub wss_port: u16,
 }
 
 impl BrokerHost {
@@ -186,12 +191,15 @@ impl BrokerHost {
         }
     }
 
-    /// Adds a TLS listener (`ssl`) with a test CA's certificate; before
-    /// the broker starts.
+    /// Adds the listeners production brokers have beside plain MQTT: TLS
+    /// (`ssl`) with a test CA's certificate, WebSocket (`ws`) and
+    /// WebSocket under TLS (`wss`); before the broker starts.
     pub fn with_tls(&mut self) {
         self.tls = Some(HostTls {
             port: free_port(),
             pki: crate::Pki::new(),
+            ws_port: free_port(),
+            wss_port: free_port(),
         });
     }
 
@@ -204,6 +212,13 @@ impl BrokerHost {
     /// for a load that runs TLS clients too.
     pub fn load_tls(&self) -> Option<(SocketAddr, PathBuf)> {
         self.tls_addr().zip(self.tls.as_ref().map(|t| t.pki.ca()))
+    }
+
+    /// The `ws://` and `wss://` listeners' addresses, for a load that
+    /// runs WebSocket clients too (path `/mqtt`).
+    pub fn load_ws(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        self.tls.as_ref().map(|t| (at(t.ws_port), at(t.wss_port)))
     }
 
     /// The TLS listener's address.
@@ -253,7 +268,10 @@ impl BrokerHost {
             self.ports[0], self.ports[1]
         );
         if let Some(tls) = &self.tls {
-            listeners.push_str(&format!(",ssl=ssl://127.0.0.1:{}", tls.port));
+            listeners.push_str(&format!(
+                ",ssl=ssl://127.0.0.1:{},ws=ws://127.0.0.1:{},wss=wss://127.0.0.1:{}",
+                tls.port, tls.ws_port, tls.wss_port
+            ));
             let server = tls.pki.server();
             cmd.env("EMQX_SSL_CERTFILE", server.cert)
                 .env("EMQX_SSL_KEYFILE", server.key)
@@ -329,6 +347,7 @@ impl BrokerHost {
                 .addrs()
                 .iter()
                 .chain(&self.tls_addr())
+                .chain(self.load_ws().iter().flat_map(|(a, b)| [a, b]))
                 .all(|a| TcpStream::connect(a).is_ok())
                 && self.runtime_dir().join("handoff.sock").exists();
             if up {

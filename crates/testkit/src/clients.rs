@@ -89,6 +89,10 @@ pub struct Mosquitto {
     pub addr: SocketAddr,
     /// Its TLS listener, when it has one.
     pub tls_addr: Option<SocketAddr>,
+    /// Its `protocol websockets` listener, when it has one (and the one
+    /// under TLS, with a `pki`).
+    pub ws_addr: Option<SocketAddr>,
+    pub wss_addr: Option<SocketAddr>,
     dir: tempfile::TempDir,
 }
 
@@ -112,7 +116,38 @@ impl Mosquitto {
         Mosquitto::start_with(pki, lines)
     }
 
+    /// Starts it with a `protocol websockets` listener beside the plain
+    /// one (any path), and with `pki` a TLS one and a WebSocket one under
+    /// TLS too.
+    pub fn start_websocket(pki: Option<&crate::Pki>) -> Mosquitto {
+        let (ws, wss) = (free_port(), free_port());
+        let mut m = Mosquitto::start_with_listeners(pki, "", |tls| {
+            let mut text = format!("listener {ws} 127.0.0.1\nprotocol websockets\n");
+            if let Some((cert, key)) = tls {
+                text.push_str(&format!(
+                    "listener {wss} 127.0.0.1\nprotocol websockets\ncertfile {cert}\nkeyfile {key}\n"
+                ));
+            }
+            text
+        });
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        m.ws_addr = Some(at(ws));
+        m.wss_addr = pki.map(|_| at(wss));
+        m.wait_listening(m.ws_addr.into_iter().chain(m.wss_addr));
+        m
+    }
+
     fn start_with(pki: Option<&crate::Pki>, lines: &str) -> Mosquitto {
+        Mosquitto::start_with_listeners(pki, lines, |_| String::new())
+    }
+
+    /// Starts it; `more` adds listeners after the plain and TLS ones,
+    /// given the server certificate and key when there is a `pki`.
+    fn start_with_listeners(
+        pki: Option<&crate::Pki>,
+        lines: &str,
+        more: impl FnOnce(Option<(String, String)>) -> String,
+    ) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
@@ -129,6 +164,11 @@ impl Mosquitto {
             ));
             port
         });
+        text.push_str(&more(pki.map(|pki| {
+            let server = pki.server();
+            let path = |p: PathBuf| p.display().to_string();
+            (path(server.cert), path(server.key))
+        })));
         fs::write(&conf, text).unwrap();
         let log = fs::File::create(dir.path().join("mosquitto.log")).unwrap();
         let child = Command::new("/usr/sbin/mosquitto")
@@ -141,21 +181,30 @@ impl Mosquitto {
             .expect("starting /usr/sbin/mosquitto (scripts/test installs mosquitto)");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let tls_addr = tls_port.map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for a in std::iter::once(addr).chain(tls_addr) {
-            while TcpStream::connect(a).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "mosquitto does not listen on {a}"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Mosquitto {
+        let m = Mosquitto {
             child,
             addr,
             tls_addr,
+            ws_addr: None,
+            wss_addr: None,
             dir,
+        };
+        m.wait_listening(std::iter::once(addr).chain(tls_addr));
+        m
+    }
+
+    /// Waits until each of `addrs` accepts (10 s at most).
+    fn wait_listening(&self, addrs: impl Iterator<Item = SocketAddr>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for a in addrs {
+            while TcpStream::connect(a).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "mosquitto does not listen on {a}:\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct RefBroker {
     pub dir: tempfile::TempDir,
     /// The `mqtt` and `mqtt-alt` listeners.
     pub addrs: [SocketAddr; 2],
+    /// More listeners ([`RefBroker::start_more`]), in the order asked.
+    pub more: Vec<SocketAddr>,
 }
 
 impl RefBroker {
@@ -41,15 +43,25 @@ impl RefBroker {
     /// [`RefBroker::start_with`], the `mqtt-alt` listener of kind `alt`
     /// (`tcp` or `ssl`, whose files `env` names).
     pub fn start_serving(program: &Path, alt: &str, env: &[(&str, &str)]) -> RefBroker {
+        RefBroker::start_more(program, alt, &[], env)
+    }
+
+    /// [`RefBroker::start_serving`] with a listener more of each kind in
+    /// `more` (`tcp`, `ssl`, `ws`, `wss`; WebSocket at `/mqtt`), at
+    /// [`RefBroker::more`].
+    pub fn start_more(program: &Path, alt: &str, more: &[&str], env: &[(&str, &str)]) -> RefBroker {
         let dir = tempfile::tempdir().unwrap();
-        let addrs = [free_port(), free_port()].map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let addrs = [free_port(), free_port()].map(at);
+        let more_addrs: Vec<SocketAddr> = more.iter().map(|_| at(free_port())).collect();
+        let mut listeners = format!("mqtt={},mqtt-alt={alt}://{}", addrs[0], addrs[1]);
+        for (i, (kind, a)) in more.iter().zip(&more_addrs).enumerate() {
+            listeners.push_str(&format!(",more{i}={kind}://{a}"));
+        }
         let log = fs::File::create(dir.path().join("broker.log")).unwrap();
         let mut cmd = Command::new(program);
         cmd.arg("foreground")
-            .env(
-                "EMQX_LISTENERS",
-                format!("mqtt={},mqtt-alt={alt}://{}", addrs[0], addrs[1]),
-            )
+            .env("EMQX_LISTENERS", listeners)
             .env("EMQX_RUNTIME_DIR", dir.path())
             .env_remove("EMQX_BROKER_VERSION")
             .env_remove("EMQX_HANDOFF_SOCKET")
@@ -66,9 +78,10 @@ impl RefBroker {
             child: cmd.spawn().unwrap(),
             dir,
             addrs,
+            more: more_addrs,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        for addr in addrs {
+        for addr in addrs.into_iter().chain(b.more.clone()) {
             while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
                 if let Some(status) = b.child.try_wait().unwrap() {
                     panic!("broker exited with {status}:\n{}", b.log());

@@ -137,8 +137,14 @@ fn refuse(status: u16, why: &str) -> Upgrade {
     }
 }
 
+/// A fresh `Sec-WebSocket-Key` for a client's request (16 random bytes,
+/// base64).
+pub fn client_key() -> String {
+    tungstenite::handshake::client::generate_key()
+}
+
 /// A client's upgrade request to `host` for `path`, offering `mqtt`, with
-/// `key` (16 bytes of base64, e.g. from a counter).
+/// `key` ([`client_key`]).
 pub fn client_request(host: &str, path: &str, key: &str) -> Vec<u8> {
     format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -147,20 +153,35 @@ pub fn client_request(host: &str, path: &str, key: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Why a client takes a server's answer to its upgrade request as a
+/// refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    #[error("an answer over 8 KiB")]
+    TooLong,
+    #[error("not an HTTP answer ({0})")]
+    NotHttp(httparse::Error),
+    #[error("HTTP status {0} instead of 101")]
+    Status(u16),
+    #[error("a wrong Sec-WebSocket-Accept")]
+    WrongAccept,
+    #[error("the server did not select the mqtt subprotocol")]
+    NoSubprotocol,
+}
+
 /// What a client makes of the server's answer so far: `Ok(None)` read
-/// more, `Ok(Some(n))` upgraded (the first `n` bytes were the answer),
-/// `Err` refused or wrong.
-pub fn client_check(response: &[u8], key: &str) -> Result<Option<usize>, String> {
+/// more, `Ok(Some(n))` upgraded (the first `n` bytes were the answer).
+pub fn client_check(response: &[u8], key: &str) -> Result<Option<usize>, AnswerError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     let n = match res.parse(response) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if response.len() < MAX_REQUEST => return Ok(None),
-        Ok(httparse::Status::Partial) => return Err("an answer over 8 KiB".into()),
-        Err(e) => return Err(format!("not an HTTP answer ({e})")),
+        Ok(httparse::Status::Partial) => return Err(AnswerError::TooLong),
+        Err(e) => return Err(AnswerError::NotHttp(e)),
     };
     if res.code != Some(101) {
-        return Err(format!("HTTP status {:?}", res.code));
+        return Err(AnswerError::Status(res.code.unwrap_or(0)));
     }
     let value = |name: &str| {
         res.headers
@@ -170,10 +191,10 @@ pub fn client_check(response: &[u8], key: &str) -> Result<Option<usize>, String>
             .map(str::trim)
     };
     if value("sec-websocket-accept") != Some(derive_accept_key(key.as_bytes()).as_str()) {
-        return Err("a wrong Sec-WebSocket-Accept".into());
+        return Err(AnswerError::WrongAccept);
     }
     if value("sec-websocket-protocol") != Some("mqtt") {
-        return Err("the server did not select mqtt".into());
+        return Err(AnswerError::NoSubprotocol);
     }
     Ok(Some(n))
 }

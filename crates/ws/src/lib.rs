@@ -21,4 +21,6 @@ pub mod frames;
 pub mod handshake;
 
 pub use frames::{Control, FrameError, Reader, Side};
-pub use handshake::{server_upgrade, Upgrade};
+pub use handshake::{
+    client_check, client_key, client_request, server_upgrade, AnswerError, Upgrade,
+};

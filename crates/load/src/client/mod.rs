@@ -21,6 +21,7 @@ use crate::conn::{Conn, Io};
 use crate::ledger::Ledger;
 use crate::stats::{Outcome, Stats};
 use crate::traffic::Traffic;
+use crate::transport::Transport;
 use crate::LoadOptions;
 
 /// Keep alive the clients announce, in seconds.
@@ -92,6 +93,8 @@ pub struct Ctx<'a> {
     pub opts: &'a LoadOptions,
     /// The TLS clients' configuration, when [`LoadOptions::tls`] is set.
     pub tls: Option<&'a emqx_tls::TlsConfig>,
+    /// The transports clients take in turn, by slot.
+    pub transports: &'a [Transport],
     pub now: Instant,
     /// The run is ending: no new publishing, storms or session cycles.
     pub stopping: bool,
@@ -191,19 +194,34 @@ impl Client {
         }
     }
 
-    /// Whether it connects over TLS: every other client when the load
-    /// has a TLS listener (always the same ones), or every client.
-    fn tls<'c>(&self, cx: &Ctx<'c>) -> Option<&'c emqx_tls::TlsConfig> {
-        let every = cx.opts.tls.as_ref().is_some_and(|t| t.every);
-        cx.tls.filter(|_| every || self.slot % 2 == 1)
+    /// How it connects: the transports take turns by slot (always the
+    /// same ones), a storm client's by attempt too (so the storm runs
+    /// over each).
+    fn transport(&self, cx: &Ctx) -> Transport {
+        let turn = match self.kind {
+            Kind::Storm => (self.slot as u64).wrapping_add(self.attempts) as usize,
+            _ => self.slot,
+        };
+        match cx.transports.len() {
+            0 => Transport::Tcp,
+            n => cx.transports[turn % n],
+        }
     }
 
-    fn addr(&self, cx: &Ctx) -> SocketAddr {
-        if let (Some(_), Some(tls)) = (self.tls(cx), cx.opts.tls.as_ref()) {
-            return tls.addr;
-        }
-        let i = (self.slot as u64).wrapping_add(self.attempts) as usize;
-        cx.opts.addrs[i % cx.opts.addrs.len()]
+    /// Where it connects with `transport`: the plain listeners in turn
+    /// over attempts, or the one listener of the transport.
+    fn addr(&self, cx: &Ctx, transport: Transport) -> SocketAddr {
+        let ws = cx.opts.ws.as_ref();
+        let one = match transport {
+            Transport::Tcp => None,
+            Transport::Tls => cx.opts.tls.as_ref().map(|t| t.addr),
+            Transport::Ws => ws.and_then(|w| w.ws),
+            Transport::Wss => ws.and_then(|w| w.wss),
+        };
+        one.unwrap_or_else(|| {
+            let i = (self.slot as u64).wrapping_add(self.attempts) as usize;
+            cx.opts.addrs[i % cx.opts.addrs.len()]
+        })
     }
 
     fn client_id(&self) -> String {
@@ -219,8 +237,12 @@ impl Client {
         self.gen = self.gen.wrapping_add(1);
         self.started = cx.now;
         self.deadline = cx.now + cx.opts.connect_timeout;
-        let addr = self.addr(cx);
-        match Conn::open(addr, cx.registry, token(self.slot, self.gen), self.tls(cx)) {
+        let transport = self.transport(cx);
+        let addr = self.addr(cx, transport);
+        let tls = cx.tls.filter(|_| transport.is_tls());
+        let path = cx.opts.ws.as_ref().map(|w| w.path.as_str());
+        let ws = path.filter(|_| transport.is_websocket());
+        match Conn::open(addr, cx.registry, token(self.slot, self.gen), tls, ws) {
             Ok(mut c) => {
                 c.set_level(self.level());
                 self.conn = Some(c);

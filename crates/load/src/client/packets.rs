@@ -164,6 +164,9 @@ impl Client {
         if self.conn.as_ref().is_some_and(|c| c.is_tls()) {
             cx.stats.tls_connects.fetch_add(1, relaxed());
         }
+        if self.conn.as_ref().is_some_and(|c| c.is_ws()) {
+            cx.stats.ws_connects.fetch_add(1, relaxed());
+        }
         if self.kind == Kind::Session {
             if session_present && self.subscribed {
                 self.session_stats(cx).resumed.fetch_add(1, relaxed());

@@ -162,8 +162,16 @@ fn a_client_checks_the_servers_answer() {
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
     );
     assert_eq!(client_check(&ok.as_bytes()[..10], KEY), Ok(None));
-    assert!(client_check(ok.as_bytes(), "AAAAAAAAAAAAAAAAAAAAAA==").is_err());
-    assert!(client_check(b"HTTP/1.1 404 Not Found\r\n\r\n", KEY).is_err());
+    assert_eq!(
+        client_check(ok.as_bytes(), "AAAAAAAAAAAAAAAAAAAAAA=="),
+        Err(AnswerError::WrongAccept)
+    );
+    assert_eq!(
+        client_check(b"HTTP/1.1 404 Not Found\r\n\r\n", KEY),
+        Err(AnswerError::Status(404))
+    );
+    assert_eq!(client_key().len(), 24);
+    assert_ne!(client_key(), client_key());
     let req = client_request("h", "/mqtt", KEY);
     assert!(matches!(
         server_upgrade(&req, "/mqtt"),

@@ -1,0 +1,85 @@
+//! How load clients reach the broker: plain TCP, TLS, MQTT over
+//! WebSocket, or over WebSocket over TLS; which ones a run offers, taken
+//! in turn by slot.
+
+use crate::LoadOptions;
+
+/// How a client reaches the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Tls,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl Transport {
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
+    }
+}
+
+/// The transports clients take in turn, by slot: plain TCP (unless
+/// every client is to use TLS), TLS, ws (as plain), wss (as TLS),
+/// those the options name.
+pub fn offered(opts: &LoadOptions) -> Vec<Transport> {
+    let every_tls = opts.tls.as_ref().is_some_and(|t| t.every);
+    let ws = opts.ws.as_ref();
+    let offered = [
+        (Transport::Tcp, !every_tls),
+        (Transport::Tls, opts.tls.is_some()),
+        (
+            Transport::Ws,
+            !every_tls && ws.is_some_and(|w| w.ws.is_some()),
+        ),
+        (
+            Transport::Wss,
+            opts.tls.is_some() && ws.is_some_and(|w| w.wss.is_some()),
+        ),
+    ];
+    offered.into_iter().filter(|o| o.1).map(|o| o.0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Which transports a run offers, in slot order.
+
+    use super::*;
+    use crate::{LoadOptions, LoadWs};
+    use std::net::SocketAddr;
+
+    #[test]
+    fn transports_take_turns_in_a_fixed_order() {
+        let a: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let plain = LoadOptions::switching(vec![a]);
+        assert_eq!(offered(&plain), [Transport::Tcp]);
+        let tls = plain.clone().over_tls(Some((a, "ca.pem".into())));
+        // As before WebSocket: every other client over TLS.
+        assert_eq!(offered(&tls), [Transport::Tcp, Transport::Tls]);
+        let all = tls.clone().over_websocket(Some((a, a)));
+        use Transport::*;
+        assert_eq!(offered(&all), [Tcp, Tls, Ws, Wss]);
+        // wss needs the TLS clients' CA; ws alone does not.
+        let ws_only = LoadOptions {
+            ws: Some(LoadWs {
+                ws: Some(a),
+                wss: None,
+                path: "/mqtt".into(),
+            }),
+            ..plain.clone()
+        };
+        assert_eq!(offered(&ws_only), [Tcp, Ws]);
+        assert_eq!(offered(&plain.over_websocket(Some((a, a)))), [Tcp, Ws]);
+        let mut every = all;
+        if let Some(t) = every.tls.as_mut() {
+            t.every = true;
+        }
+        assert_eq!(offered(&every), [Tls, Wss]);
+    }
+}
