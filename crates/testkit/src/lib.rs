@@ -4,6 +4,7 @@
 //! - [`mqtt_client`]: a minimal blocking client asserting what it gets;
 //! - [`package`]: release packages (zip, tar.gz), hostile ones included;
 //! - [`clients`]: paho-mqtt in a virtual environment, Debian's mosquitto;
+//! - [`browser`]: MQTT.js from npm in Debian's Chromium, headless;
 //! - [`host`]: a temporary host (root, state dir, config) and its `emqx`;
 //! - [`broker`]: a host running the reference broker as a non-root user,
 //!   free loopback ports, an MQTT probe of the version clients see;
@@ -17,6 +18,7 @@
 pub mod ansible;
 pub mod bins;
 pub mod broker;
+pub mod browser;
 pub mod clients;
 pub mod fleet;
 pub mod host;
