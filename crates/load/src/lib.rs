@@ -118,6 +118,9 @@ pub struct LoadWs {
     pub wss: Option<SocketAddr>,
     /// The path both serve MQTT at (`/mqtt`).
     pub path: String,
+    /// Every client over WebSocket (ws or wss), none over plain TCP or
+    /// TLS.
+    pub every: bool,
 }
 
 impl LoadOptions {
@@ -169,6 +172,7 @@ impl LoadOptions {
                 ws: Some(ws),
                 wss: Some(wss),
                 path: "/mqtt".into(),
+                every: false,
             }),
             ..self
         }

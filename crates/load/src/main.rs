@@ -87,12 +87,18 @@ struct Args {
     /// over the plain, TLS, ws and wss listeners given.
     #[arg(long)]
     ws_addr: Option<SocketAddr>,
-    /// A WebSocket listener under TLS (`wss://`), trusted as --tls-addr is.
+    /// A WebSocket listener under TLS (`wss://`), trusted as --tls-addr is
+    /// (it needs --tls-addr and --cafile; with --all-ws nothing connects
+    /// to --tls-addr).
     #[arg(long, requires = "cafile")]
     wss_addr: Option<SocketAddr>,
     /// The HTTP path of the WebSocket listeners.
     #[arg(long, default_value = "/mqtt")]
     ws_path: String,
+    /// Every client over WebSocket (--ws-addr, --wss-addr), none over
+    /// plain TCP or TLS; with --all-tls too, every client over wss.
+    #[arg(long)]
+    all_ws: bool,
     /// Add the MQTT 5 clients: sessions with an expiry interval, shared
     /// subscriptions, topic aliases, message expiry, user properties,
     /// Receive Maximum 2.
@@ -231,6 +237,10 @@ fn main() -> ExitCode {
         eprintln!("emqx-load: refusing non-loopback address {a}");
         return ExitCode::from(2);
     }
+    if args.all_ws && args.ws_addr.is_none() && args.wss_addr.is_none() {
+        eprintln!("emqx-load: --all-ws needs --ws-addr or --wss-addr");
+        return ExitCode::from(2);
+    }
     if !args.ws_path.starts_with('/') {
         eprintln!(
             "emqx-load: --ws-path must start with '/': {:?}",
@@ -281,6 +291,7 @@ fn main() -> ExitCode {
             ws: args.ws_addr,
             wss: args.wss_addr,
             path: args.ws_path,
+            every: args.all_ws,
         }),
         v5: match args.v5 {
             true => emqx_load::V5Load::on(),

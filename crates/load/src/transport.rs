@@ -25,15 +25,16 @@ impl Transport {
     }
 }
 
-/// The transports clients take in turn, by slot: plain TCP (unless
-/// every client is to use TLS), TLS, ws (as plain), wss (as TLS),
-/// those the options name.
+/// The transports clients take in turn, by slot: plain TCP, TLS, ws,
+/// wss, those the options name (every client over TLS: TLS and wss;
+/// every client over WebSocket: ws and wss).
 pub fn offered(opts: &LoadOptions) -> Vec<Transport> {
     let every_tls = opts.tls.as_ref().is_some_and(|t| t.every);
     let ws = opts.ws.as_ref();
+    let every_ws = ws.is_some_and(|w| w.every);
     let offered = [
-        (Transport::Tcp, !every_tls),
-        (Transport::Tls, opts.tls.is_some()),
+        (Transport::Tcp, !every_tls && !every_ws),
+        (Transport::Tls, opts.tls.is_some() && !every_ws),
         (
             Transport::Ws,
             !every_tls && ws.is_some_and(|w| w.ws.is_some()),
@@ -71,15 +72,25 @@ mod tests {
                 ws: Some(a),
                 wss: None,
                 path: "/mqtt".into(),
+                every: false,
             }),
             ..plain.clone()
         };
         assert_eq!(offered(&ws_only), [Tcp, Ws]);
         assert_eq!(offered(&plain.over_websocket(Some((a, a)))), [Tcp, Ws]);
-        let mut every = all;
+        let mut every = all.clone();
         if let Some(t) = every.tls.as_mut() {
             t.every = true;
         }
         assert_eq!(offered(&every), [Tls, Wss]);
+        let mut every_ws = all;
+        if let Some(w) = every_ws.ws.as_mut() {
+            w.every = true;
+        }
+        assert_eq!(offered(&every_ws), [Ws, Wss]);
+        if let Some(t) = every_ws.tls.as_mut() {
+            t.every = true;
+        }
+        assert_eq!(offered(&every_ws), [Wss]);
     }
 }

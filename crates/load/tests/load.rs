@@ -335,6 +335,7 @@ fn the_binary_reports_json_and_refuses_bad_usage() {
         &["--ws-addr", "127.0.0.1:2", "--ws-path", "mqtt"],
         &["--wss-addr", "127.0.0.1:2"],
         &["--ws-addr", "10.0.0.1:2"],
+        &["--all-ws"],
     ] {
         let out = std::process::Command::new(&bin)
             .args(["--addr", "127.0.0.1:1"])

@@ -80,7 +80,7 @@ pub struct RefBroker {
     /// What moved TLS connections continue under: the `ssl` listeners'
     /// configuration, or a bare one (none if it could not be made).
     import_tls: Option<emqx_tls::TlsConfig>,
-    /// The `ssl` listeners' names.
+    /// The names of the listeners under TLS (`ssl`, `wss`).
     ssl_listeners: Vec<String>,
     /// TLS connections made before a move for the ones it brings
     /// ([`Service::prepare_import`]); what the import does not take is
@@ -106,7 +106,8 @@ impl RefBroker {
         let ssl_listeners = listening
             .kinds
             .iter()
-            .filter(|(_, k)| **k == settings::ListenerKind::Ssl)
+            // ssl and wss: a wss connection moves its TLS state too.
+            .filter(|(_, k)| k.is_tls())
             .map(|(n, _)| n.clone())
             .collect();
         let v = version.to_string();
@@ -208,7 +209,7 @@ impl Service for RefBroker {
         let mut spares = lock(&self.spares);
         spares.fill(config, Side::Server, expected);
         self.log(format_args!(
-            "TLS connections made ahead of the move: {} ({expected} established on the ssl listeners)",
+            "TLS connections made ahead of the move: {} ({expected} established on the ssl and wss listeners)",
             spares.len()
         ));
     }

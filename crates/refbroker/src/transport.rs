@@ -128,7 +128,8 @@ pub enum ReadEnd {
 #[derive(Debug)]
 pub struct Reading {
     /// Bytes read off the socket (what was kept of them is in the input
-    /// queue).
+    /// queue); over WebSocket the MQTT bytes of its frames, so that
+    /// control frames do not count as the client's activity.
     pub bytes: usize,
     /// Why it stopped.
     pub end: ReadEnd,

@@ -2,7 +2,8 @@
 //! (issue #24), at the awkward moments the issue names: an MQTT packet
 //! split over three frames with the move between them, a ping frame sent
 //! while frozen, and a client in the middle of its HTTP upgrade request
-//! at the freeze. Each goes on with the new broker, nothing reset.
+//! at the freeze. Each goes on with the new broker, nothing reset. And
+//! what a WebSocket connection's keep-alive counts: MQTT, not pings.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -219,4 +220,63 @@ fn websocket_connections_move_mid_frame_mid_upgrade_and_with_a_ping_pending() {
     assert!(matches!(late.packet(), Packet::ConnAck { .. }));
     assert_eq!(old.connections(), 0);
     assert_eq!(new.connections(), 3);
+}
+
+impl Ws {
+    /// Reads what came (50 ms at most): whether the server closed.
+    fn closed(&mut self) -> bool {
+        self.s
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let mut b = [0u8; 4096];
+        match self.s.read(&mut b) {
+            Ok(0) => true,
+            Ok(k) => {
+                let bytes = b[..k].to_vec();
+                self.feed(&bytes);
+                self.controls.iter().any(|c| matches!(c, Control::Close(_)))
+            }
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
+    }
+}
+
+/// WebSocket pings are not MQTT activity (as in EMQX): a client that
+/// sends nothing but pings is closed after 1.5 keep-alive intervals,
+/// its pings answered meanwhile; one sending PINGREQ stays.
+#[test]
+fn websocket_pings_do_not_keep_the_mqtt_keep_alive() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let h = broker("5.0.0");
+    let login = |id: &str| {
+        let mut c = Ws::raw(&h, &l);
+        c.s.write_all(&client_request("x", "/mqtt", KEY)).unwrap();
+        c.upgraded();
+        c.send(&Packet::connect(id, true, 1).encode());
+        assert!(matches!(c.packet(), Packet::ConnAck { .. }));
+        c
+    };
+    let (mut pinging, mut alive) = (login("pinging"), login("alive"));
+    let mut closed_after = None;
+    for i in 0..10 {
+        if closed_after.is_none() {
+            let mut ping = Vec::new();
+            frames::ping(b"p", MASK, &mut ping);
+            let _ = pinging.s.write_all(&ping);
+            if pinging.closed() {
+                closed_after = Some(i);
+            }
+        }
+        alive.send(&Packet::PingReq.encode());
+        assert_eq!(alive.packet(), Packet::PingResp, "after {i} PINGREQs");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Keep-alive 1 s: closed 1.5 s after the CONNECT, about 5 pings in.
+    assert!(closed_after.is_some(), "pings kept the keep-alive");
+    let pongs = pinging
+        .controls
+        .iter()
+        .filter(|c| matches!(c, Control::Pong(_)))
+        .count();
+    assert!(pongs >= 3, "{closed_after:?} {:?}", pinging.controls);
 }

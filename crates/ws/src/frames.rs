@@ -54,6 +54,8 @@ pub enum FrameError {
     AfterClose,
     #[error("a close frame whose payload is 1 byte")]
     BadClose,
+    #[error("a payload length not in its shortest form, or with its top bit set")]
+    BadLength,
 }
 
 impl FrameError {
@@ -144,6 +146,16 @@ impl Reader {
             Ok(None) => return Ok(None),
             Err(_) => return Err(FrameError::Reserved),
         };
+        // RFC 6455 §5.2: the shortest form, and a 64-bit length's most
+        // significant bit 0 (a protocol error, not a frame too big).
+        let minimal = match buf.get(1).map(|b| b & 0x7f) {
+            Some(126) => len >= 126,
+            Some(127) => len > 0xffff && len >> 63 == 0,
+            _ => true,
+        };
+        if !minimal {
+            return Err(FrameError::BadLength);
+        }
         check(&header, side, len, max_frame)?;
         let start = cursor.position() as usize;
         let len = len as usize;

@@ -68,6 +68,13 @@ pub fn server_upgrade(request: &[u8], path: &str) -> Upgrade {
     if req.method != Some("GET") {
         return refuse(405, "not a GET");
     }
+    // RFC 6455 §4.1: HTTP/1.1 or later, with a Host.
+    if req.version != Some(1) {
+        return refuse(400, "not HTTP/1.1");
+    }
+    if header("host").trim().is_empty() {
+        return refuse(400, "no Host");
+    }
     let asked = req.path.unwrap_or("");
     if asked.split('?').next() != Some(path) {
         return refuse(404, &format!("path {asked:?}, not {path:?}"));

@@ -40,7 +40,7 @@ const HANDSHAKE_GRACE: Duration = Duration::from_millis(100);
 use crate::broker::End;
 use crate::conns::{Carried, Conn};
 use crate::snapshot::{ImportError, Schema, SharedState};
-use crate::transport::{Kind, Unmovable};
+use crate::transport::{Kind, ReadEnd, Unmovable};
 
 fn failed(e: impl fmt::Display) -> ExportError {
     ExportError::Failed(e.to_string())
@@ -143,12 +143,20 @@ impl Loop {
                 return;
             }
             for t in pending {
-                if let Some(c) = self.conns.map.get_mut(&t) {
-                    let _ = c.transport.write(&mut c.out);
-                    let _ = c
-                        .transport
-                        .read(Some(&mut c.inbuf), &mut self.scratch, READ_TURN);
-                    let _ = c.transport.write(&mut c.out);
+                let Some(c) = self.conns.map.get_mut(&t) else {
+                    continue;
+                };
+                let _ = c.transport.write(&mut c.out);
+                let reading = c
+                    .transport
+                    .read(Some(&mut c.inbuf), &mut self.scratch, READ_TURN);
+                let _ = c.transport.write(&mut c.out);
+                // A connection that ended meanwhile (a refused upgrade,
+                // a close frame, a reset) closes here; it does not move.
+                match reading.end {
+                    ReadEnd::Eof => self.end(t, End::Eof),
+                    ReadEnd::Failed(e) => self.end(t, End::Lost(format!("connection lost: {e}"))),
+                    ReadEnd::Drained | ReadEnd::Turn => {}
                 }
             }
             std::thread::sleep(Duration::from_millis(1));

@@ -149,7 +149,9 @@ impl Ws {
 
     /// Reads frames: payloads to `input`, controls answered.
     fn frames_in(&mut self, bytes: &[u8], input: Option<&mut Vec<u8>>) -> Option<ReadEnd> {
-        // Payloads go straight to the input queue (nowhere, closing).
+        // Payloads go straight to the input queue (nowhere, closing: and
+        // pings are not answered then, the connection is on its way out).
+        let closing = input.is_none();
         let mut dropped = Vec::new();
         let data = input.unwrap_or(&mut dropped);
         let mut controls = Vec::new();
@@ -160,7 +162,8 @@ impl Ws {
         let mut end = None;
         for c in controls {
             match c {
-                Control::Ping(payload) => frames::pong(&payload, None, &mut out),
+                Control::Ping(payload) if !closing => frames::pong(&payload, None, &mut out),
+                Control::Ping(_) => {}
                 Control::Pong(_) => {}
                 Control::Close(code) => {
                     // Echoed when it is one a peer may send, else 1002.
@@ -199,13 +202,22 @@ impl Transport for Ws {
         self.inner.source()
     }
 
-    fn read(&mut self, input: Option<&mut Vec<u8>>, scratch: &mut [u8], limit: usize) -> Reading {
+    fn read(
+        &mut self,
+        mut input: Option<&mut Vec<u8>>,
+        scratch: &mut [u8],
+        limit: usize,
+    ) -> Reading {
         let mut raw = std::mem::take(&mut self.raw);
         raw.clear();
         let mut reading = self.inner.read(Some(&mut raw), scratch, limit);
-        if let Some(end) = self.take_in(&raw, input) {
+        let before = input.as_deref().map_or(0, Vec::len);
+        if let Some(end) = self.take_in(&raw, input.as_deref_mut()) {
             reading.end = end;
         }
+        // MQTT bytes only: a client that sends nothing but WebSocket
+        // pings is idle to MQTT's keep-alive (as in EMQX).
+        reading.bytes = input.as_deref().map_or(0, Vec::len) - before;
         raw.clear();
         self.raw = raw;
         reading

@@ -150,6 +150,16 @@ fn each_bad_frame_gets_its_close_code() {
     close(1000, MASK, &mut after);
     binary(b"x", MASK, &mut after);
     assert_eq!(refused(&after, Side::Server), FrameError::AfterClose);
+    // Lengths: 5 bytes in the 16-bit form, 200 in the 64-bit form, and a
+    // 64-bit length with its top bit set are protocol errors (1002), not
+    // frames too big.
+    let short_in_16 = [0x82, 0x80 | 126, 0, 5, 1, 2, 3, 4];
+    assert_eq!(refused(&short_in_16, Side::Server), FrameError::BadLength);
+    let mid_in_64 = [0x82, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 200, 1, 2, 3, 4];
+    assert_eq!(refused(&mid_in_64, Side::Server), FrameError::BadLength);
+    let top_bit = [0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+    let e = refused(&top_bit, Side::Server);
+    assert_eq!((e.clone(), e.close_code()), (FrameError::BadLength, 1002));
 }
 
 #[test]

@@ -121,6 +121,10 @@ fn what_is_wrong_gets_its_status() {
         )),
         426
     );
+    // RFC 6455 §4.1: HTTP/1.1 and a Host.
+    let http10 = with("GET", Some("GET /mqtt HTTP/1.0"));
+    assert_eq!(status(server_upgrade(&http10, "/mqtt")), 400);
+    assert_eq!(status(server_upgrade(&with("Host", None), "/mqtt")), 400);
     let v8 = with("Sec-WebSocket-Version", Some("Sec-WebSocket-Version: 8"));
     assert_eq!(status(server_upgrade(&v8, "/mqtt")), 426);
     assert_eq!(
