@@ -101,6 +101,11 @@ fn upgrade_through_dbus_and_systemctl_reload_refuse_nothing() {
     let report = sb.stop_load(load);
     assert_clean(&report);
     assert_moved(&report);
+    // Over TLS, ws and wss too (the ws listeners bound by the broker,
+    // handed over at each switch like the socket units' ones).
+    for over in ["tls", "websocket"] {
+        assert!(report[over].as_u64().unwrap_or(0) > 0, "{over}: {report:#}");
+    }
     assert!(
         report["versions_seen"]["5.0.0"].as_u64().unwrap() > 0,
         "{report:#}"

@@ -74,7 +74,7 @@ impl Conn {
             connected: false,
             tls,
             level: Level::V311,
-            ws: ws_path.map(WsLink::new),
+            ws: ws_path.map(|path| WsLink::new(&addr.to_string(), path)),
             ws_in: Vec::new(),
         })
     }
@@ -225,7 +225,12 @@ impl Conn {
         self.ws_in.clear();
         match (received, io) {
             (Err(e), _) => Io::Failed(io::Error::other(e)),
-            (Ok(Inbound::Closed), _) => Io::Eof,
+            (Ok(Inbound::Closed), _) => {
+                // Our close frame answers the server's (RFC 6455 §5.5.1)
+                // before the connection is dropped.
+                let _ = self.flush();
+                Io::Eof
+            }
             (Ok(Inbound::Open), io) => io,
         }
     }

@@ -87,7 +87,8 @@ pub struct LoadOptions {
     pub connect_timeout: Duration,
     /// How long to run; `None` = until stopped.
     pub duration: Option<Duration>,
-    /// A TLS listener: every other client connects there over TLS.
+    /// A TLS listener: clients take turns over it with the others
+    /// ([`transport::offered`]; every other client with plain TCP alone).
     pub tls: Option<LoadTls>,
     /// WebSocket listeners: clients take turns over them too.
     pub ws: Option<LoadWs>,
@@ -149,9 +150,7 @@ impl LoadOptions {
             ..LoadOptions::switching(addrs)
         }
     }
-}
 
-impl LoadOptions {
     /// The same load with the MQTT 5 clients of [`V5Load::on`] too (4
     /// sessions, a shared subscription group per QoS: 16 clients).
     /// On already in [`LoadOptions::switching`] and
@@ -177,9 +176,7 @@ impl LoadOptions {
             ..self
         }
     }
-}
 
-impl LoadOptions {
     /// The same load with every other client over TLS, on the listener
     /// at `tls.0` verified against the CA file `tls.1`; `None`: as is.
     pub fn over_tls(self, tls: Option<(SocketAddr, std::path::PathBuf)>) -> LoadOptions {
@@ -294,6 +291,14 @@ impl Load {
         };
         stats.auth.store(opts.auth.is_some(), Ordering::Relaxed);
         let opts_transports = transport::offered(&opts);
+        let no_transport = opts_transports.is_empty();
+        if no_transport {
+            // Every client over WebSocket and TLS, and no wss listener.
+            stats.record(&Outcome::Other(
+                "no transport left: every client over WebSocket and TLS, and no wss listener"
+                    .into(),
+            ));
+        }
         let shared = Arc::new(Shared {
             end: opts.duration.and_then(|d| start.checked_add(d)),
             run_id: format!("load-{}-{run}", std::process::id()),
@@ -309,7 +314,7 @@ impl Load {
             thread: None,
             stopped_at: None,
         };
-        if shared.opts.addrs.is_empty() || no_tls || wss_alone || bad_auth {
+        if shared.opts.addrs.is_empty() || no_tls || wss_alone || no_transport || bad_auth {
             return load;
         }
         let s = Arc::clone(&shared);

@@ -90,7 +90,7 @@ struct Args {
     /// A WebSocket listener under TLS (`wss://`), trusted as --tls-addr is
     /// (it needs --tls-addr and --cafile; with --all-ws nothing connects
     /// to --tls-addr).
-    #[arg(long, requires = "cafile")]
+    #[arg(long, requires_all = ["tls_addr", "cafile"])]
     wss_addr: Option<SocketAddr>,
     /// The HTTP path of the WebSocket listeners.
     #[arg(long, default_value = "/mqtt")]
@@ -154,6 +154,24 @@ impl Args {
 }
 
 impl Args {
+    /// Why the listener options cannot be used, if they cannot: an
+    /// address not on loopback, --all-ws without a WebSocket listener, a
+    /// path not starting with '/'.
+    fn bad_listeners(&self) -> Option<String> {
+        let addrs = self.addrs.iter().chain(&self.tls_addr);
+        let mut addrs = addrs.chain(&self.ws_addr).chain(&self.wss_addr);
+        if let Some(a) = addrs.find(|a| !a.ip().is_loopback()) {
+            return Some(format!("refusing non-loopback address {a}"));
+        }
+        if self.all_ws && self.ws_addr.is_none() && self.wss_addr.is_none() {
+            return Some("--all-ws needs --ws-addr or --wss-addr".into());
+        }
+        if !self.ws_path.starts_with('/') {
+            return Some(format!("--ws-path must start with '/': {:?}", self.ws_path));
+        }
+        None
+    }
+
     /// The credentials to connect with (None without --password), or why
     /// the options cannot be used.
     fn checked_auth(&self) -> Result<Option<emqx_load::LoadAuth>, String> {
@@ -226,26 +244,8 @@ fn main() -> ExitCode {
         print!("{}", acl_and_users(&args.auth()));
         return ExitCode::SUCCESS;
     }
-    if let Some(a) = args
-        .addrs
-        .iter()
-        .chain(&args.tls_addr)
-        .chain(&args.ws_addr)
-        .chain(&args.wss_addr)
-        .find(|a| !a.ip().is_loopback())
-    {
-        eprintln!("emqx-load: refusing non-loopback address {a}");
-        return ExitCode::from(2);
-    }
-    if args.all_ws && args.ws_addr.is_none() && args.wss_addr.is_none() {
-        eprintln!("emqx-load: --all-ws needs --ws-addr or --wss-addr");
-        return ExitCode::from(2);
-    }
-    if !args.ws_path.starts_with('/') {
-        eprintln!(
-            "emqx-load: --ws-path must start with '/': {:?}",
-            args.ws_path
-        );
+    if let Some(why) = args.bad_listeners() {
+        eprintln!("emqx-load: {why}");
         return ExitCode::from(2);
     }
     let parsed = (|| {
@@ -266,7 +266,34 @@ fn main() -> ExitCode {
         }
     };
     signals::install();
-    let load = Load::start(LoadOptions {
+    let json = args.json;
+    let times = (connect_timeout, duration, session_online, session_offline);
+    let load = Load::start(load_options(args, auth, times));
+    while !load.is_finished() && !signals::stopped() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = load.stop();
+    if json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The run `args` ask for, with `auth` and the checked times (connect
+/// timeout, duration, session online and offline).
+fn load_options(
+    args: Args,
+    auth: Option<emqx_load::LoadAuth>,
+    times: (Duration, Option<Duration>, Duration, Duration),
+) -> LoadOptions {
+    let (connect_timeout, duration, session_online, session_offline) = times;
+    LoadOptions {
         addrs: args.addrs,
         persistent: args.persistent,
         qos: args.qos,
@@ -298,20 +325,6 @@ fn main() -> ExitCode {
             false => emqx_load::V5Load::off(),
         },
         auth,
-    });
-    while !load.is_finished() && !signals::stopped() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let report = load.stop();
-    if args.json {
-        println!("{}", report.json());
-    } else {
-        print!("{}", report.table());
-    }
-    if report.clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
 }
 

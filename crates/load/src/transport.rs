@@ -2,6 +2,8 @@
 //! WebSocket, or over WebSocket over TLS; which ones a run offers, taken
 //! in turn by slot.
 
+use std::net::SocketAddr;
+
 use crate::LoadOptions;
 
 /// How a client reaches the broker.
@@ -45,6 +47,42 @@ pub fn offered(opts: &LoadOptions) -> Vec<Transport> {
         ),
     ];
     offered.into_iter().filter(|o| o.1).map(|o| o.0).collect()
+}
+
+/// How and where a client connects on its `attempts`-th attempt: the
+/// transports of `offered` take turns by slot (always the same ones for
+/// a client), a storm client's by attempt too, so the storm runs over
+/// each; plain TCP goes to the plain listeners in turn over attempts.
+pub fn choose(
+    opts: &LoadOptions,
+    offered: &[Transport],
+    slot: usize,
+    attempts: u64,
+    storm: bool,
+) -> (Transport, SocketAddr) {
+    let turn = (slot as u64).wrapping_add(attempts) as usize;
+    let n = offered.len().max(1);
+    let transport = match storm {
+        true => offered.get(turn % n),
+        false => offered.get(slot % n),
+    };
+    let transport = transport.copied().unwrap_or(Transport::Tcp);
+    let ws = opts.ws.as_ref();
+    let one = match transport {
+        Transport::Tcp => None,
+        Transport::Tls => opts.tls.as_ref().map(|t| t.addr),
+        Transport::Ws => ws.and_then(|w| w.ws),
+        Transport::Wss => ws.and_then(|w| w.wss),
+    };
+    // A storm's turn picked the transport; what is left of it picks the
+    // plain listener (else a storm on 2 transports and 2 listeners
+    // would reach only the first).
+    let plain = match storm {
+        true => turn / n,
+        false => turn,
+    };
+    let addr = one.unwrap_or_else(|| opts.addrs[plain % opts.addrs.len().max(1)]);
+    (transport, addr)
 }
 
 #[cfg(test)]
@@ -92,5 +130,31 @@ mod tests {
             t.every = true;
         }
         assert_eq!(offered(&every_ws), [Wss]);
+    }
+
+    #[test]
+    fn a_storm_reaches_every_transport_and_both_plain_listeners() {
+        let a: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let b: SocketAddr = ([127, 0, 0, 1], 2).into();
+        let t: SocketAddr = ([127, 0, 0, 1], 3).into();
+        let opts = LoadOptions::switching(vec![a, b])
+            .over_tls(Some((t, "ca.pem".into())))
+            .over_websocket(Some((t, t)));
+        let all = offered(&opts);
+        let mut seen = std::collections::BTreeSet::new();
+        for attempts in 1..=16 {
+            let (how, at) = choose(&opts, &all, 2, attempts, true);
+            seen.insert((format!("{how:?}"), at.port()));
+        }
+        let want = ["Tcp:1", "Tcp:2", "Tls:3", "Ws:3", "Wss:3"];
+        let got: Vec<String> = seen.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        assert_eq!(got, want);
+        // Another client keeps its transport, and rotates plain listeners.
+        let plain: std::collections::BTreeSet<u16> = (1..=4)
+            .map(|k| choose(&opts, &all, 4, k, false))
+            .inspect(|(how, _)| assert_eq!(*how, Transport::Tcp))
+            .map(|(_, at)| at.port())
+            .collect();
+        assert_eq!(plain.into_iter().collect::<Vec<_>>(), [1, 2]);
     }
 }

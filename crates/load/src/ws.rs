@@ -15,6 +15,8 @@ const MAX_FRAME: u64 = 2 << 20;
 /// socket (or TLS).
 pub struct WsLink {
     key: String,
+    /// The `Host` of the request: the address connected to.
+    host: String,
     path: String,
     /// The server's `101` arrived.
     upgraded: bool,
@@ -25,7 +27,10 @@ pub struct WsLink {
     reader: Reader,
     /// Our close frame is queued: nothing follows it.
     close_sent: bool,
-    /// State of the mask generator (xorshift32, seeded from the key).
+    /// State of the mask generator (xorshift32, seeded from the key):
+    /// predictable to whoever saw the key, which RFC 6455 §5.3 asks not
+    /// to be; enough for a load harness on loopback, whose masks guard
+    /// no browser against a proxy.
     mask: u32,
 }
 
@@ -56,14 +61,15 @@ impl fmt::Display for WsError {
 impl std::error::Error for WsError {}
 
 impl WsLink {
-    /// A link for `path`.
-    pub fn new(path: &str) -> WsLink {
+    /// A link to `host` (`ip:port`) for `path`.
+    pub fn new(host: &str, path: &str) -> WsLink {
         let key = client_key();
         let seed = key.bytes().fold(0x9e37_79b9u32, |h, b| {
             h.rotate_left(5) ^ u32::from(b).wrapping_mul(0x0100_0193)
         });
         WsLink {
             key,
+            host: host.to_string(),
             path: path.to_string(),
             upgraded: false,
             answer: Vec::new(),
@@ -76,7 +82,7 @@ impl WsLink {
 
     /// The upgrade request, to send first.
     pub fn request(&self) -> Vec<u8> {
-        client_request("localhost", &self.path, &self.key)
+        client_request(&self.host, &self.path, &self.key)
     }
 
     fn next_mask(&mut self) -> [u8; 4] {
@@ -143,6 +149,8 @@ impl WsLink {
             .feed(Side::Client, bytes, MAX_FRAME, mqtt, &mut controls);
         for c in controls {
             match c {
+                // Nothing follows our close, not even a pong.
+                Control::Ping(_) if self.close_sent => {}
                 Control::Ping(payload) => {
                     let mask = Some(self.next_mask());
                     frames::pong(&payload, mask, out);
@@ -175,7 +183,7 @@ mod tests {
 
     #[test]
     fn frames_wait_for_the_upgrade_and_pings_are_answered() {
-        let mut link = WsLink::new("/mqtt");
+        let mut link = WsLink::new("127.0.0.1:8083", "/mqtt");
         let request = link.request();
         let mut out = Vec::new();
         link.send(b"\x10\x00", &mut out);
@@ -201,14 +209,14 @@ mod tests {
 
     #[test]
     fn a_refusal_and_a_close_end_the_link() {
-        let mut link = WsLink::new("/mqtt");
+        let mut link = WsLink::new("127.0.0.1:8083", "/mqtt");
         let (mut mqtt, mut out) = (Vec::new(), Vec::new());
         let refused = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
         assert!(matches!(
             link.receive(refused, &mut mqtt, &mut out),
             Err(WsError::Answer(AnswerError::Status(404)))
         ));
-        let mut link = WsLink::new("/mqtt");
+        let mut link = WsLink::new("127.0.0.1:8083", "/mqtt");
         let request = link.request();
         let mut answer = server_answer(&request);
         frames::close(1000, None, &mut answer);
@@ -226,7 +234,7 @@ mod tests {
         link.send(b"\xe0\x00", &mut out);
         assert_eq!(out.len(), before);
         // An unmasked frame is fine from a server, a masked one is not.
-        let mut link = WsLink::new("/mqtt");
+        let mut link = WsLink::new("127.0.0.1:8083", "/mqtt");
         let request = link.request();
         let mut answer = server_answer(&request);
         frames::binary(b"x", Some([1, 2, 3, 4]), &mut answer);

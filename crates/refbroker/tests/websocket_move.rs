@@ -278,5 +278,5 @@ fn websocket_pings_do_not_keep_the_mqtt_keep_alive() {
         .iter()
         .filter(|c| matches!(c, Control::Pong(_)))
         .count();
-    assert!(pongs >= 3, "{closed_after:?} {:?}", pinging.controls);
+    assert!(pongs >= 1, "{closed_after:?} {:?}", pinging.controls);
 }

@@ -97,10 +97,16 @@ impl StaticServer {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
+        let files = Arc::new(files);
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((s, _)) => answer(s, &files),
+                    // A thread each: a connection the browser opens ahead
+                    // and never uses does not hold up the page.
+                    Ok((s, _)) => {
+                        let files = Arc::clone(&files);
+                        std::thread::spawn(move || answer(s, &files));
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }

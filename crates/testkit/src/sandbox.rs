@@ -106,11 +106,12 @@ impl Sandbox {
     }
 
     /// The unit's test settings as a drop-in: listeners on 127.0.0.1:1883
-    /// and, over TLS, :8883 (the certificates of [`Sandbox::pki`]), the
-    /// broker's drain bound, a quick restart.
+    /// and, over TLS, :8883 (the certificates of [`Sandbox::pki`]), ws on
+    /// :8083 and wss on :8084 (bound by the broker, not by a socket
+    /// unit), the broker's drain bound, a quick restart.
     pub fn test_dropin(&self, drain_secs: f64) -> String {
         format!(
-            "mkdir -p /etc/systemd/system/emqx.service.d\nprintf '[Service]\\nEnvironment=EMQX_LISTENERS=mqtt=127.0.0.1:1883,ssl=ssl://127.0.0.1:8883\\nEnvironment=EMQX_SSL_CERTFILE={CERTS}/cert.pem EMQX_SSL_KEYFILE={CERTS}/key.pem EMQX_SSL_CACERTFILE={CERTS}/cacert.pem\\nEnvironment=EMQX_DRAIN_SECS={drain_secs}\\nRestartSec=0.2\\n' > /etc/systemd/system/emqx.service.d/test.conf\n"
+            "mkdir -p /etc/systemd/system/emqx.service.d\nprintf '[Service]\\nEnvironment=EMQX_LISTENERS=mqtt=127.0.0.1:1883,ssl=ssl://127.0.0.1:8883,ws=ws://127.0.0.1:8083,wss=wss://127.0.0.1:8084\\nEnvironment=EMQX_SSL_CERTFILE={CERTS}/cert.pem EMQX_SSL_KEYFILE={CERTS}/key.pem EMQX_SSL_CACERTFILE={CERTS}/cacert.pem\\nEnvironment=EMQX_DRAIN_SECS={drain_secs}\\nRestartSec=0.2\\n' > /etc/systemd/system/emqx.service.d/test.conf\n"
         )
     }
 
@@ -286,11 +287,12 @@ systemctl daemon-reload
         self.ok("cat /var/lib/emqx/releases/RELEASES")
     }
 
-    /// Starts the load harness inside on both listeners, every other
-    /// client over TLS on :8883; stop it with [`Sandbox::stop_load`].
+    /// Starts the load harness inside on the four listeners, the clients
+    /// taking turns over tcp, TLS on :8883, ws on :8083 and wss on :8084;
+    /// stop it with [`Sandbox::stop_load`].
     pub fn start_load(&self) -> Child {
         self.start_load_with(&format!(
-            "--addr 127.0.0.1:1883 --tls-addr 127.0.0.1:8883 --cafile {CERTS}/cacert.pem"
+            "--addr 127.0.0.1:1883 --tls-addr 127.0.0.1:8883 --cafile {CERTS}/cacert.pem --ws-addr 127.0.0.1:8083 --wss-addr 127.0.0.1:8084"
         ))
     }
 

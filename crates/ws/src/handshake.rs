@@ -174,6 +174,10 @@ pub enum AnswerError {
     WrongAccept,
     #[error("the server did not select the mqtt subprotocol")]
     NoSubprotocol,
+    #[error("no Upgrade: websocket and Connection: Upgrade in the answer")]
+    NotUpgraded,
+    #[error("an extension the client did not ask for")]
+    Extension,
 }
 
 /// What a client makes of the server's answer so far: `Ok(None)` read
@@ -197,6 +201,17 @@ pub fn client_check(response: &[u8], key: &str) -> Result<Option<usize>, AnswerE
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::trim)
     };
+    let has = |name: &str, token: &str| {
+        value(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    // RFC 6455 §4.1: the upgrade confirmed, and no extension we did not
+    // ask for (we ask for none).
+    if !has("upgrade", "websocket") || !has("connection", "upgrade") {
+        return Err(AnswerError::NotUpgraded);
+    }
+    if value("sec-websocket-extensions").is_some() {
+        return Err(AnswerError::Extension);
+    }
     if value("sec-websocket-accept") != Some(derive_accept_key(key.as_bytes()).as_str()) {
         return Err(AnswerError::WrongAccept);
     }

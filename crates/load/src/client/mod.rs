@@ -4,7 +4,6 @@
 //! client (storm, idle, clean-session publisher, persistent session,
 //! denied probe: [`probe`]), at MQTT 3.1.1 or 5 ([`v5`]).
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use emqx_mqtt::Packet;
@@ -194,36 +193,6 @@ impl Client {
         }
     }
 
-    /// How it connects: the transports take turns by slot (always the
-    /// same ones), a storm client's by attempt too (so the storm runs
-    /// over each).
-    fn transport(&self, cx: &Ctx) -> Transport {
-        let turn = match self.kind {
-            Kind::Storm => (self.slot as u64).wrapping_add(self.attempts) as usize,
-            _ => self.slot,
-        };
-        match cx.transports.len() {
-            0 => Transport::Tcp,
-            n => cx.transports[turn % n],
-        }
-    }
-
-    /// Where it connects with `transport`: the plain listeners in turn
-    /// over attempts, or the one listener of the transport.
-    fn addr(&self, cx: &Ctx, transport: Transport) -> SocketAddr {
-        let ws = cx.opts.ws.as_ref();
-        let one = match transport {
-            Transport::Tcp => None,
-            Transport::Tls => cx.opts.tls.as_ref().map(|t| t.addr),
-            Transport::Ws => ws.and_then(|w| w.ws),
-            Transport::Wss => ws.and_then(|w| w.wss),
-        };
-        one.unwrap_or_else(|| {
-            let i = (self.slot as u64).wrapping_add(self.attempts) as usize;
-            cx.opts.addrs[i % cx.opts.addrs.len()]
-        })
-    }
-
     fn client_id(&self) -> String {
         match self.kind {
             Kind::Storm => format!("{}-{}", self.name, self.attempts),
@@ -237,8 +206,9 @@ impl Client {
         self.gen = self.gen.wrapping_add(1);
         self.started = cx.now;
         self.deadline = cx.now + cx.opts.connect_timeout;
-        let transport = self.transport(cx);
-        let addr = self.addr(cx, transport);
+        let storm = self.kind == Kind::Storm;
+        let (transport, addr) =
+            crate::transport::choose(cx.opts, cx.transports, self.slot, self.attempts, storm);
         let tls = cx.tls.filter(|_| transport.is_tls());
         let path = cx.opts.ws.as_ref().map(|w| w.path.as_str());
         let ws = path.filter(|_| transport.is_websocket());

@@ -174,6 +174,19 @@ fn a_client_checks_the_servers_answer() {
         client_check(b"HTTP/1.1 404 Not Found\r\n\r\n", KEY),
         Err(AnswerError::Status(404))
     );
+    let no_upgrade = ok.replace("Upgrade: websocket\r\n", "");
+    assert_eq!(
+        client_check(no_upgrade.as_bytes(), KEY),
+        Err(AnswerError::NotUpgraded)
+    );
+    let deflate = ok.replace(
+        "\r\n\r\n",
+        "\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+    );
+    assert_eq!(
+        client_check(deflate.as_bytes(), KEY),
+        Err(AnswerError::Extension)
+    );
     assert_eq!(client_key().len(), 24);
     assert_ne!(client_key(), client_key());
     let req = client_request("h", "/mqtt", KEY);
