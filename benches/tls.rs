@@ -21,7 +21,7 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use emqx_handoff::Channel;
 use emqx_mqtt::Packet;
 use emqx_testkit::clients::Mosquitto;
-use emqx_testkit::procfs::{cpu_secs, fds, status};
+use emqx_testkit::procfs::cpu_secs;
 use emqx_testkit::tls_client::{client_config, TlsClient};
 use emqx_testkit::BrokerHost;
 use emqx_tls::TlsConfig;
@@ -38,7 +38,7 @@ use emqx_tls::TlsConfig;
 #[allow(dead_code)]
 mod common;
 
-use common::{latency, number_after, ticker};
+use common::{hold, latency, number_after, ticker};
 
 const PROBES: usize = 32;
 /// Established TLS clients timing deliveries through a handshake storm.
@@ -308,47 +308,16 @@ fn print_rows(rows: &[Row], floor: Duration) {
 /// (b) for one broker: RSS per idle TLS connection (bytes) and new TLS
 /// connections per second, `conns` of them from `emqx-load --all-tls`.
 fn hold_tls(name: &str, addr: SocketAddr, ca: &Path, pid: u32, conns: usize) -> (f64, f64) {
-    std::thread::sleep(Duration::from_millis(200));
-    let (rss0, fds0) = (status(pid, "VmRSS:"), fds(pid));
-    let a = addr.to_string();
-    let mut load: Child = Command::new(emqx_testkit::bins::bin("emqx-load"))
-        .args(["--addr", &a, "--tls-addr", &a, "--all-tls"])
-        .args(["--cafile", &ca.display().to_string()])
-        .args([
-            "--idle",
-            &conns.to_string(),
-            "--persistent",
-            "0",
-            "--sessions",
-            "0",
-        ])
-        .args(["--storm", "0", "--connect-timeout", "30", "--json"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let began = Instant::now();
-    let deadline = began + Duration::from_secs(120);
-    while fds(pid) < fds0 + conns && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = began.elapsed().as_secs_f64();
-    if fds(pid) < fds0 + conns {
-        eprintln!(
-            "{name}: {} of {conns} connections held",
-            fds(pid).saturating_sub(fds0)
-        );
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let rss = status(pid, "VmRSS:");
+    let (a, ca) = (addr.to_string(), ca.display().to_string());
+    let args = ["--addr", &a, "--tls-addr", &a, "--all-tls", "--cafile", &ca];
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let (load, held) = hold(name, pid, &args, conns);
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(load.id() as i32),
         nix::sys::signal::Signal::SIGINT,
     );
-    let _ = load.wait();
-    (
-        rss.saturating_sub(rss0) as f64 * 1024.0 / conns as f64,
-        conns as f64 / took,
-    )
+    let _ = load.wait_with_output();
+    (held.rss_per_conn, held.per_second)
 }
 
 /// `hold_tls` as a storm (every connection at once), with established

@@ -15,18 +15,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Child;
+use std::time::Duration;
 
 use emqx_testkit::clients::Mosquitto;
-use emqx_testkit::procfs::{fds, status};
 use emqx_testkit::{BrokerHost, Pki};
 
 // Not every helper of the session benchmarks is used here.
 #[allow(dead_code)]
 mod common;
 
-use common::number_after;
+use common::{hold, number_after, Held};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Transport {
@@ -71,47 +70,6 @@ impl Listeners {
         }
         args
     }
-}
-
-/// What holding N idle connections cost a broker.
-#[derive(Clone, Copy)]
-struct Held {
-    rss_per_conn: f64,
-    per_second: f64,
-}
-
-/// Starts `emqx-load` with `args` and `conns` idle clients against the
-/// broker `pid`; waits until the broker holds them (120 s at most).
-fn hold(name: &str, pid: u32, args: &[String], conns: usize) -> (Child, Held) {
-    std::thread::sleep(Duration::from_millis(200));
-    let (rss0, fds0) = (status(pid, "VmRSS:"), fds(pid));
-    let load = Command::new(emqx_testkit::bins::bin("emqx-load"))
-        .args(args)
-        .args(["--idle", &conns.to_string()])
-        .args(["--persistent", "0", "--sessions", "0", "--storm", "0"])
-        .args(["--connect-timeout", "30", "--json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let began = Instant::now();
-    let deadline = began + Duration::from_secs(120);
-    while fds(pid) < fds0 + conns && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = began.elapsed().as_secs_f64();
-    if fds(pid) < fds0 + conns {
-        eprintln!(
-            "{name}: {} of {conns} connections held",
-            fds(pid).saturating_sub(fds0)
-        );
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let rss = status(pid, "VmRSS:");
-    let held = Held {
-        rss_per_conn: rss.saturating_sub(rss0) as f64 * 1024.0 / conns as f64,
-        per_second: conns as f64 / took,
-    };
-    (load, held)
 }
 
 /// Stops the load; the connections the broker closed (its report).

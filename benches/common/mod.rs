@@ -1,16 +1,18 @@
 //! What the session benchmarks share: a plain persistent-session
-//! client, the QoS 1 ticker the probes listen to, and the pause read off
-//! the helper's note.
+//! client, the QoS 1 ticker the probes listen to, the pause read off
+//! the helper's note, and idle connections held by `emqx-load`.
 
 pub mod latency;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use emqx_mqtt::{read_packet, Packet, PacketError, ReasonCode};
+use emqx_testkit::procfs::{fds, status};
 
 /// Between two ticks.
 pub const TICK: Duration = Duration::from_millis(5);
@@ -83,4 +85,45 @@ pub fn number_after(text: &str, label: &str) -> Option<f64> {
     let at = text.find(label)? + label.len();
     let word = text[at..].split_whitespace().next()?;
     word.trim_end_matches([')', ',']).parse().ok()
+}
+
+/// What holding N idle connections cost a broker.
+#[derive(Clone, Copy)]
+pub struct Held {
+    pub rss_per_conn: f64,
+    pub per_second: f64,
+}
+
+/// Starts `emqx-load` with `args` and `conns` idle clients against the
+/// broker `pid`; waits until the broker holds them (120 s at most).
+pub fn hold(name: &str, pid: u32, args: &[String], conns: usize) -> (Child, Held) {
+    std::thread::sleep(Duration::from_millis(200));
+    let (rss0, fds0) = (status(pid, "VmRSS:"), fds(pid));
+    let load = Command::new(emqx_testkit::bins::bin("emqx-load"))
+        .args(args)
+        .args(["--idle", &conns.to_string()])
+        .args(["--persistent", "0", "--sessions", "0", "--storm", "0"])
+        .args(["--connect-timeout", "30", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    let deadline = began + Duration::from_secs(120);
+    while fds(pid) < fds0 + conns && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = began.elapsed().as_secs_f64();
+    if fds(pid) < fds0 + conns {
+        eprintln!(
+            "{name}: {} of {conns} connections held",
+            fds(pid).saturating_sub(fds0)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = status(pid, "VmRSS:");
+    let held = Held {
+        rss_per_conn: rss.saturating_sub(rss0) as f64 * 1024.0 / conns as f64,
+        per_second: conns as f64 / took,
+    };
+    (load, held)
 }
