@@ -99,13 +99,13 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts it and waits until it accepts.
     pub fn start() -> Mosquitto {
-        Mosquitto::start_with(None, "")
+        Mosquitto::start_with(None, "", "")
     }
 
     /// Starts it with a TLS listener too, serving `pki`'s server
     /// certificate.
     pub fn start_tls(pki: &crate::Pki) -> Mosquitto {
-        Mosquitto::start_with(Some(pki), "")
+        Mosquitto::start_with(Some(pki), "", "")
     }
 
     /// Starts it with `lines` (whole lines, each ending in a newline)
@@ -113,7 +113,7 @@ impl Mosquitto {
     /// wins: `allow_anonymous false`, `password_file FILE`, `acl_file
     /// FILE`), and with a TLS listener too when `pki` is given.
     pub fn start_configured(pki: Option<&crate::Pki>, lines: &str) -> Mosquitto {
-        Mosquitto::start_with(pki, lines)
+        Mosquitto::start_with(pki, lines, "")
     }
 
     /// Starts it with a `protocol websockets` listener beside the plain
@@ -121,15 +121,15 @@ impl Mosquitto {
     /// TLS too.
     pub fn start_websocket(pki: Option<&crate::Pki>) -> Mosquitto {
         let (ws, wss) = (free_port(), free_port());
-        let mut m = Mosquitto::start_with_listeners(pki, "", |tls| {
-            let mut text = format!("listener {ws} 127.0.0.1\nprotocol websockets\n");
-            if let Some((cert, key)) = tls {
-                text.push_str(&format!(
-                    "listener {wss} 127.0.0.1\nprotocol websockets\ncertfile {cert}\nkeyfile {key}\n"
-                ));
-            }
-            text
-        });
+        let mut more = format!("listener {ws} 127.0.0.1\nprotocol websockets\n");
+        if let Some(server) = pki.map(crate::Pki::server) {
+            more.push_str(&format!(
+                "listener {wss} 127.0.0.1\nprotocol websockets\ncertfile {}\nkeyfile {}\n",
+                server.cert.display(),
+                server.key.display()
+            ));
+        }
+        let mut m = Mosquitto::start_with(pki, "", &more);
         let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
         m.ws_addr = Some(at(ws));
         m.wss_addr = pki.map(|_| at(wss));
@@ -137,17 +137,9 @@ impl Mosquitto {
         m
     }
 
-    fn start_with(pki: Option<&crate::Pki>, lines: &str) -> Mosquitto {
-        Mosquitto::start_with_listeners(pki, lines, |_| String::new())
-    }
-
-    /// Starts it; `more` adds listeners after the plain and TLS ones,
-    /// given the server certificate and key when there is a `pki`.
-    fn start_with_listeners(
-        pki: Option<&crate::Pki>,
-        lines: &str,
-        more: impl FnOnce(Option<(String, String)>) -> String,
-    ) -> Mosquitto {
+    /// Starts it; `more` (whole lines) adds listeners after the plain
+    /// and TLS ones.
+    fn start_with(pki: Option<&crate::Pki>, lines: &str, more: &str) -> Mosquitto {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
@@ -164,11 +156,7 @@ impl Mosquitto {
             ));
             port
         });
-        text.push_str(&more(pki.map(|pki| {
-            let server = pki.server();
-            let path = |p: PathBuf| p.display().to_string();
-            (path(server.cert), path(server.key))
-        })));
+        text.push_str(more);
         fs::write(&conf, text).unwrap();
         let log = fs::File::create(dir.path().join("mosquitto.log")).unwrap();
         let child = Command::new("/usr/sbin/mosquitto")
